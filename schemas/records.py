@@ -1,0 +1,121 @@
+"""Typed records that flow between stages. Plain dataclasses: picklable for every runner."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+class SkipError(Exception):
+    """Raised by a transform when one input cannot become output; the runner records it and goes on.
+
+    ``reason`` is a short stable code (``image_not_found``, ``xml_malformed`` ...) that summaries
+    group by; ``detail`` is the human explanation.
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class UnitRef:
+    """One unit of work (an article version) as a source lists it: small, cheap, picklable.
+
+    ``fingerprint`` changes whenever the unit's content changes (md5, etag, mtime+size); together
+    with the config hash it names the unit's staged result, so reruns skip unchanged units.
+    """
+
+    source: str
+    unit_id: str
+    locator: str
+    fingerprint: str
+    meta: tuple[tuple[str, Any], ...] = ()
+
+    def meta_dict(self) -> dict[str, Any]:
+        return dict(self.meta)
+
+
+@dataclass
+class Article:
+    article_id: str
+    pmcid: str | None = None
+    pmid: str | None = None
+    doi: str | None = None
+    version: int = 1
+    journal: str | None = None
+    year: int | None = None
+    title: str | None = None
+    article_type: str | None = None
+    license_code: str = "unknown"
+    license_url: str | None = None
+    license_family: str = "other"
+    keywords: list[str] = field(default_factory=list)
+    source: str = ""
+    source_url: str | None = None
+    source_md5: str | None = None
+    n_figures: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Graphic:
+    href: str
+    specific_use: str | None = None
+
+
+@dataclass
+class Figure:
+    figure_id: str
+    key: str
+    label: str | None
+    caption_title: str
+    caption: str
+    mentions: list[str] = field(default_factory=list)
+    graphics: list[Graphic] = field(default_factory=list)
+    parent_figure_id: str | None = None
+    position: int = 0
+
+    def primary_graphic(self) -> Graphic | None:
+        """The full-size rendition: thumbnails and web previews are never the sample's image."""
+        for g in self.graphics:
+            use = (g.specific_use or "").lower()
+            if "thumb" not in use and "web" not in use and ".thumbnail." not in g.href:
+                return g
+        return None
+
+
+@dataclass
+class ErrorRecord:
+    input: str
+    stage: str
+    reason: str
+    detail: str = ""
+    article_id: str | None = None
+    figure_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Sample:
+    """An image-text pair ready for a shard. ``extra`` holds fields later stages add."""
+
+    key: str
+    article: Article
+    figure: Figure
+    image: bytes
+    image_format: str
+    width: int
+    height: int
+    orig_width: int
+    orig_height: int
+    image_sha256: str
+    graphic_href: str
+    graphic_file: str
+    source_url: str | None = None
+    source_md5: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,122 @@
+"""Decode any figure image into 8-bit RGB and encode it for a shard.
+
+PMC ships JPEG, PNG, GIF and TIFF (multi-page, CMYK, 16-bit, palette, alpha). Training wants one
+format, so everything becomes RGB JPEG at a bounded size, unless the original is already a clean
+RGB JPEG that fits (then its bytes are kept: faster and lossless). A pixel cap is checked from the
+header, before decoding, so a decompression bomb costs nothing.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from medcorpus.schemas.records import SkipError
+
+_PRIVATE_INFO = ("exif", "comment", "xmp", "photoshop", "XML:com.adobe.xmp")
+EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "TIFF": "tif", "WEBP": "webp", "BMP": "bmp"}
+
+
+@dataclass(frozen=True)
+class ImageOptions:
+    max_side: int | None = 1024
+    jpeg_quality: int = 90
+    reencode: str = "auto"  # auto: keep clean RGB JPEGs that fit; always; never (original bytes)
+    max_pixels: int = 100_000_000
+    max_bytes: int = 256 * 1024 * 1024
+
+
+@dataclass
+class EncodedImage:
+    data: bytes
+    extension: str
+    width: int
+    height: int
+    orig_width: int
+    orig_height: int
+    source_format: str
+    sha256: str
+
+
+def _open(data: bytes, options: ImageOptions) -> Image.Image:
+    if len(data) > options.max_bytes:
+        raise SkipError("image_too_large", f"{len(data)} bytes > max_bytes {options.max_bytes}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise SkipError("image_too_large", str(exc)) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise SkipError("image_undecodable", f"{type(exc).__name__}: {exc}") from None
+    w, h = img.size
+    if w <= 0 or h <= 0:
+        raise SkipError("image_undecodable", f"image has size {w}x{h}")
+    if w * h > options.max_pixels:
+        raise SkipError("image_too_large", f"{w}x{h} = {w * h} pixels > max_pixels {options.max_pixels}")
+    return img
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = float(arr.max()) if arr.size else 0.0
+        scale = 255.0 / top if top > 255 else 1.0
+        return Image.fromarray(np.clip(arr * scale, 0, 255).astype(np.uint8), "L").convert("RGB")
+    if mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def _fits(img: Image.Image, options: ImageOptions) -> bool:
+    return options.max_side is None or max(img.size) <= options.max_side
+
+
+def _keep_original(img: Image.Image, options: ImageOptions) -> bool:
+    if options.reencode == "never":
+        return True
+    if options.reencode != "auto" or img.format != "JPEG" or img.mode != "RGB" or not _fits(img, options):
+        return False
+    if img.getexif().get(0x0112, 1) != 1:
+        return False
+    return not any(k in img.info for k in _PRIVATE_INFO)
+
+
+def encode_image(data: bytes, options: ImageOptions = ImageOptions()) -> EncodedImage:
+    """Decode, orient, convert to RGB, bound the size and encode; raise SkipError on bad input."""
+    img = _open(data, options)
+    orig_w, orig_h = img.size
+    fmt = img.format or "unknown"
+    try:
+        if _keep_original(img, options):
+            img.load()  # a truncated file must fail here, not in a training job
+            return EncodedImage(data, EXTENSIONS.get(fmt, "bin"), orig_w, orig_h, orig_w, orig_h, fmt,
+                                hashlib.sha256(data).hexdigest())
+        if fmt == "JPEG" and options.max_side and max(img.size) > 2 * options.max_side:
+            img.draft("RGB", (options.max_side, options.max_side))  # DCT-domain downscale: fast
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+        img.load()
+        icc = img.info.get("icc_profile")
+        img = _to_rgb(ImageOps.exif_transpose(img))
+        if not _fits(img, options):
+            img.thumbnail((options.max_side, options.max_side), Image.Resampling.LANCZOS, reducing_gap=3.0)
+        out = io.BytesIO()
+        img.save(out, "JPEG", quality=options.jpeg_quality, icc_profile=icc)
+    except SkipError:
+        raise
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise SkipError("image_undecodable", f"{type(exc).__name__}: {exc}") from None
+    encoded = out.getvalue()
+    return EncodedImage(encoded, "jpg", img.width, img.height, orig_w, orig_h, fmt,
+                        hashlib.sha256(encoded).hexdigest())

@@ -1,0 +1,242 @@
+"""Parse JATS / PMC / publisher XML into an Article and its Figures.
+
+Safety: parsing never touches the network, never loads external DTDs and never expands external
+entities. Named entities that a document uses without defining (``&delta;`` in old PLOS files) are
+replaced by their Unicode characters before parsing; entities defined in the document's own
+internal DTD subset are left to the XML parser, as the document asks.
+"""
+from __future__ import annotations
+
+import html.entities
+import re
+from dataclasses import dataclass
+from typing import Iterable
+
+from lxml import etree
+
+from medcorpus.schemas.records import Article, Figure, Graphic, SkipError
+from medcorpus.transforms.keys import figure_key
+from medcorpus.transforms.licenses import resolve_license
+from medcorpus.transforms.text import normalize_text
+
+_XML_ENTITIES = {"lt", "gt", "amp", "quot", "apos"}
+_ENTITY_REF = re.compile(rb"&([A-Za-z][A-Za-z0-9._-]*);")
+_SUBSET_ENTITY = re.compile(rb"<!ENTITY\s+(?!%)([A-Za-z][A-Za-z0-9._-]*)\s")
+_DOCTYPE_SUBSET = re.compile(rb"<!DOCTYPE[^\[>]*\[(.*?)\]\s*>", re.S)
+_PARSER = etree.XMLParser(
+    resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False, huge_tree=False,
+    remove_comments=True, remove_pis=True,
+)
+_PARSER_INTERNAL = etree.XMLParser(
+    resolve_entities="internal", no_network=True, load_dtd=False, dtd_validation=False,
+    huge_tree=False, remove_comments=True, remove_pis=True,
+)
+
+
+@dataclass
+class ParsedArticle:
+    article: Article
+    figures: list[Figure]
+
+
+def _replace_undefined_entities(xml: bytes, defined: set[bytes]) -> bytes:
+    def sub(m: re.Match[bytes]) -> bytes:
+        name = m.group(1)
+        if name.decode() in _XML_ENTITIES or name in defined:
+            return m.group(0)
+        char = html.entities.html5.get(name.decode() + ";")
+        return char.encode("utf-8") if char else b""
+
+    return _ENTITY_REF.sub(sub, xml)
+
+
+def parse_xml(xml: bytes) -> etree._Element:
+    """Parse bytes into a namespace-free element tree, or raise SkipError('xml_malformed')."""
+    if not xml or not xml.strip():
+        raise SkipError("xml_empty", "the article XML is empty")
+    subset = _DOCTYPE_SUBSET.search(xml[:200_000])
+    defined = set(_SUBSET_ENTITY.findall(subset.group(1))) if subset else set()
+    xml = _replace_undefined_entities(xml, defined)
+    try:
+        root = etree.fromstring(xml, _PARSER_INTERNAL if defined else _PARSER)
+    except etree.XMLSyntaxError as exc:
+        raise SkipError("xml_malformed", str(exc)) from None
+    if root is None:
+        raise SkipError("xml_malformed", "no root element")
+    for el in root.iter():
+        if isinstance(el.tag, str) and el.tag[0] == "{":
+            el.tag = el.tag.split("}", 1)[1]
+    return root
+
+
+def _text(el: etree._Element | None) -> str:
+    if el is None:
+        return ""
+    return normalize_text("".join(el.itertext()))
+
+
+def _attr(el: etree._Element, name: str) -> str | None:
+    """An attribute by local name, whatever namespace prefix (xlink:href, href)."""
+    for key, value in el.attrib.items():
+        if key == name or key.endswith("}" + name):
+            return value
+    return None
+
+
+def _first(el: etree._Element, paths: Iterable[str]) -> etree._Element | None:
+    for path in paths:
+        found = el.find(path)
+        if found is not None:
+            return found
+    return None
+
+
+def _article_ids(meta: etree._Element) -> dict[str, str]:
+    ids: dict[str, str] = {}
+    for aid in meta.findall("article-id"):
+        kind = (aid.get("pub-id-type") or "").lower()
+        value = (aid.text or "").strip()
+        if value and kind not in ids:
+            ids[kind] = value
+    return ids
+
+
+def _pmcid(ids: dict[str, str]) -> str | None:
+    for kind in ("pmcid", "pmc", "pmc-uid"):
+        if kind in ids:
+            digits = re.sub(r"\D", "", ids[kind])
+            return f"PMC{digits}" if digits else None
+    return None
+
+
+def _year(meta: etree._Element) -> int | None:
+    dates = meta.findall("pub-date")
+    ranked = sorted(dates, key=lambda d: 0 if (d.get("pub-type") or d.get("date-type")) in ("epub", "pub") else 1)
+    for d in ranked:
+        y = (d.findtext("year") or "").strip()
+        if y.isdigit():
+            return int(y)
+    return None
+
+
+def _license(meta: etree._Element, metadata_code: str | None) -> tuple[str, str | None]:
+    perms = meta.find("permissions")
+    url = text = None
+    if perms is not None:
+        lic = perms.find("license")
+        if lic is not None:
+            url = _attr(lic, "href")
+            ref = lic.find(".//license_ref")
+            if ref is not None and ref.text:
+                url = url or ref.text.strip()
+            text = _text(lic)
+        statement = _text(perms.find("copyright-statement"))
+        text = " ".join(t for t in (text, statement) if t)
+    return resolve_license(metadata_code, url, text), url
+
+
+def _version(meta: etree._Element, default: int) -> int:
+    v = (meta.findtext("article-version") or "").strip()
+    return int(v) if v.isdigit() else default
+
+
+def parse_article_meta(root: etree._Element, *, fallback_id: str, version: int = 1,
+                       metadata_license: str | None = None) -> Article:
+    meta = _first(root, ["front/article-meta", ".//article-meta", "front-stub"])
+    if meta is None:
+        raise SkipError("xml_not_jats", f"root <{root.tag}> has no <article-meta>")
+    ids = _article_ids(meta)
+    pmcid = _pmcid(ids)
+    doi = ids.get("doi")
+    code, url = _license(meta, metadata_license)
+    journal = _first(root, ["front/journal-meta/journal-title-group/journal-title",
+                            "front/journal-meta/journal-title", ".//journal-title"])
+    journal_text = _text(journal) or (root.findtext("front/journal-meta/journal-id") or "").strip() or None
+    return Article(
+        article_id=pmcid or doi or ids.get("publisher-id") or ids.get("manuscript") or fallback_id,
+        pmcid=pmcid,
+        pmid=ids.get("pmid"),
+        doi=doi,
+        version=_version(meta, version),
+        journal=journal_text,
+        year=_year(meta),
+        title=_text(meta.find("title-group/article-title")) or None,
+        article_type=root.get("article-type"),
+        license_code=code,
+        license_url=url,
+        keywords=[_text(k) for k in meta.findall(".//kwd-group/kwd") if _text(k)],
+    )
+
+
+def _graphics(fig: etree._Element) -> list[Graphic]:
+    out = []
+    for g in fig.iter("graphic"):
+        href = _attr(g, "href")
+        if href:
+            out.append(Graphic(href=href.strip(), specific_use=g.get("specific-use")))
+    return out
+
+
+def _mentions(root: etree._Element) -> dict[str, list[str]]:
+    """Paragraphs citing each figure id, in document order, each paragraph once per figure."""
+    by_fig: dict[str, list[str]] = {}
+    for xref in root.iter("xref"):
+        if xref.get("ref-type") != "fig":
+            continue
+        para = xref
+        while para is not None and para.tag != "p":
+            para = para.getparent()
+        if para is None or any(a.tag in ("caption", "fig") for a in para.iterancestors()):
+            continue
+        text = _text(para)
+        for rid in (xref.get("rid") or "").split():
+            paras = by_fig.setdefault(rid, [])
+            if text and text not in paras:
+                paras.append(text)
+    return by_fig
+
+
+def _parent_figure_id(fig: etree._Element) -> str | None:
+    """Figure supplements (eLife fig-groups, child-figs) link to the group's first figure."""
+    group = fig.getparent()
+    if group is None or group.tag != "fig-group":
+        return None
+    first = group.find("fig")
+    if first is None or first is fig:
+        return None
+    return first.get("id")
+
+
+def parse_figures(root: etree._Element, article: Article) -> list[Figure]:
+    mentions = _mentions(root)
+    figures = []
+    for position, fig in enumerate(root.iter("fig")):
+        fig_id = fig.get("id") or f"fig{position + 1}"
+        caption_el = fig.find("caption")
+        title = _text(caption_el.find("title")) if caption_el is not None else ""
+        paras = [_text(p) for p in caption_el.findall("p")] if caption_el is not None else []
+        caption = normalize_text(" ".join([title] + paras)) if caption_el is not None else ""
+        if caption_el is not None and not caption:
+            caption = _text(caption_el)
+        figures.append(Figure(
+            figure_id=fig_id,
+            key=figure_key(article.article_id, article.version, fig_id),
+            label=_text(fig.find("label")) or None,
+            caption_title=title,
+            caption=caption,
+            mentions=mentions.get(fig_id, []),
+            graphics=_graphics(fig),
+            parent_figure_id=_parent_figure_id(fig),
+            position=position,
+        ))
+    return figures
+
+
+def parse_article(xml: bytes, *, fallback_id: str, version: int = 1,
+                  metadata_license: str | None = None) -> ParsedArticle:
+    root = parse_xml(xml)
+    article = parse_article_meta(root, fallback_id=fallback_id, version=version,
+                                 metadata_license=metadata_license)
+    figures = parse_figures(root, article)
+    article.n_figures = len(figures)
+    return ParsedArticle(article=article, figures=figures)

@@ -130,8 +130,9 @@ def _license(meta: etree._Element, metadata_code: str | None) -> tuple[str, str 
             if ref is not None and ref.text:
                 url = url or ref.text.strip()
             text = _text(lic)
-        statement = _text(perms.find("copyright-statement"))
-        text = " ".join(t for t in (text, statement) if t)
+    # JATS 2.x and some publishers put the statement directly in <article-meta>
+    statement = _text(_first(meta, ["permissions/copyright-statement", "copyright-statement"]))
+    text = " ".join(t for t in (text, statement) if t) or None
     return resolve_license(metadata_code, url, text), url
 
 

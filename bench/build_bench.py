@@ -1,0 +1,111 @@
+"""Local build throughput against the floor of decoding + re-encoding the same images alone.
+
+Input: the real shared articles, copied until there are at least --figures figures. Each copy gets
+its own article id (the DOI in the XML is suffixed with the copy number) so the copies are distinct
+samples; that rewrite is the only synthetic part. Floor: the same image files, the same worker
+count, each decoded with Pillow, converted to RGB, resized to the same max side and saved as JPEG.
+Prints figures/s per core for both and their ratio (goal: pipeline <= 1.5x the floor's time).
+
+    python bench/build_bench.py [--figures 2000] [--workers 2]
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import re
+import shutil
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+ARTICLES = REPO.parent / "shared" / "data" / "pmc" / "articles"
+
+
+def make_input(dest: Path, min_figures: int) -> tuple[int, list[Path]]:
+    from medcorpus.pipelines.sources.local import LocalSource
+    from medcorpus.transforms.jats import parse_article
+    from medcorpus.transforms.resolve import resolve_graphic
+
+    source = LocalSource(str(ARTICLES))
+    per_copy, images = 0, []
+    for unit in source.list_units():
+        pkg = source.open(unit)
+        for fig in parse_article(pkg.xml, fallback_id=unit.unit_id).figures:
+            per_copy += 1
+            g = fig.primary_graphic()
+            try:
+                images.append(Path(unit.locator) / resolve_graphic(g.href, pkg.media_names))
+            except Exception:  # noqa: BLE001 - figures without images count as figures, not images
+                pass
+    copies = -(-min_figures // per_copy)
+    for k in range(copies):
+        for folder in sorted(p for p in ARTICLES.iterdir() if p.is_dir()):
+            target = dest / f"{folder.name}-r{k}"
+            shutil.copytree(folder, target)
+            for xml in list(target.rglob("*.xml")) + list(target.rglob("*.nxml")):
+                data = xml.read_bytes()
+                data = re.sub(rb'(pub-id-type="(?:doi|pmc|publisher-id)"[^>]*>)([^<]+)<',
+                              lambda m: m.group(1) + m.group(2) + f".r{k}".encode() + b"<", data)
+                xml.write_bytes(data)
+    return copies * per_copy, images * copies
+
+
+def floor_one(path: str, max_side: int = 1024, quality: int = 90) -> int:
+    img = Image.open(path)
+    img.load()
+    img = img.convert("RGB")
+    img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=quality)
+    return len(buf.getvalue())
+
+
+def run_floor(images: list[Path], workers: int) -> float:
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(workers) as pool:
+        list(pool.map(floor_one, [str(p) for p in images], chunksize=8))
+    return time.perf_counter() - t0
+
+
+def run_pipeline(src: Path, out: Path, workers: int, profile: str | None) -> tuple[float, int, int]:
+    from medcorpus.pipelines.build import build
+    from medcorpus.pipelines.config import load_config
+    from medcorpus.pipelines.runners import LocalRunner
+    from medcorpus.pipelines.sources.local import LocalSource
+
+    t0 = time.perf_counter()
+    summary = build(load_config(REPO / "dataflow.yaml", profile), LocalSource(str(src)), LocalRunner(workers),
+                    str(out), progress=False)
+    return time.perf_counter() - t0, summary.figures, summary.samples
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--figures", type=int, default=2000)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--profile", default=None)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "in"
+        n_figures, images = make_input(src, args.figures)
+        print(f"input: {n_figures} figures ({len(images)} with images) in {len(list(src.iterdir()))} articles; "
+              f"workers {args.workers}", flush=True)
+        floor_s = run_floor(images, args.workers)
+        pipe_s, figures, samples = run_pipeline(src, Path(tmp) / "out", args.workers, args.profile)
+        assert figures == n_figures, (figures, n_figures)
+    per_core = lambda n, s: n / s / args.workers  # noqa: E731
+    print(f"{'':22}{'seconds':>9}{'figures/s/core':>16}{'images/s/core':>15}")
+    print(f"{'floor (decode+encode)':22}{floor_s:9.2f}{'':>16}{per_core(len(images), floor_s):15.1f}")
+    print(f"{'pipeline (full build)':22}{pipe_s:9.2f}{per_core(figures, pipe_s):16.1f}{per_core(samples, pipe_s):15.1f}")
+    ratio = pipe_s / floor_s
+    print(f"ratio pipeline/floor: {ratio:.2f}x (goal <= 1.5x) -> {'MET' if ratio <= 1.5 else 'MISSED'}")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -65,6 +65,24 @@ def build(config: BuildConfig, source: Source, runner: Runner, out: str, *, sele
     todo = [(u, t) for u, t in units if not staging.done(t)]
     summary = BuildSummary(units=len(units), units_reused=len(units) - len(todo))
 
+    try:
+        asm = _run(config, runner, job, staging, units, todo, summary, console, progress)
+    finally:
+        runner.close()
+    assemble.write_tables(asm, output)
+    assemble.remove_stale(asm, output)
+
+    summary.articles, summary.figures, summary.shards = len(asm.articles), len(asm.figures), len(asm.plans)
+    summary.errors_by_reason = assemble.errors_by_reason(asm.errors)
+    summary.stage_seconds = {k[3:]: v / 1e6 for k, v in asm.counters.items() if k.startswith("us:")}
+    summary.seconds = time.perf_counter() - t0
+    assemble.append_run(output, _run_row(summary, config, runner, source_spec, started, asm.errors))
+    return summary
+
+
+def _run(config: BuildConfig, runner: Runner, job: Job, staging: Staging, units: list[tuple[Any, str]],
+         todo: list[tuple[Any, str]], summary: BuildSummary, console: Console, progress: bool) -> assemble.Assembly:
+    """The two parallel steps, with a progress bar per stage."""
     columns = (TextColumn("{task.description:<8}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, disable=not progress, transient=False) as bar:
         stage_tasks = {name: bar.add_task(name, total=None) for name in config.stages}
@@ -78,15 +96,7 @@ def build(config: BuildConfig, source: Source, runner: Runner, out: str, *, sele
         for n in runner.write_shards(job, asm.plans, asm.token_of_key):
             summary.samples += n
             bar.advance(shard_task)
-    assemble.write_tables(asm, output)
-    assemble.remove_stale(asm, output)
-
-    summary.articles, summary.figures, summary.shards = len(asm.articles), len(asm.figures), len(asm.plans)
-    summary.errors_by_reason = assemble.errors_by_reason(asm.errors)
-    summary.stage_seconds = {k[3:]: v / 1e6 for k, v in asm.counters.items() if k.startswith("us:")}
-    summary.seconds = time.perf_counter() - t0
-    assemble.append_run(output, _run_row(summary, config, runner, source_spec, started, asm.errors))
-    return summary
+    return asm
 
 
 def _run_row(summary: BuildSummary, config: BuildConfig, runner: Runner, source_spec: str,

@@ -48,6 +48,8 @@ class Runner(Protocol):
 
     def write_shards(self, job: Job, plans: Sequence[ShardPlan], tokens: dict[str, str]) -> Iterator[int]: ...
 
+    def close(self) -> None: ...
+
 
 _WORKER: dict[str, Any] = {}
 
@@ -76,39 +78,50 @@ def default_workers() -> int:
 
 
 class LocalRunner:
-    """Processes on this machine; ``workers=1`` runs in-process (no pool), handy for debugging."""
+    """Processes on this machine; ``workers=1`` runs in-process (no pool), handy for debugging.
+
+    One pool serves both steps of a build. Workers fork from a forkserver that has already
+    imported the pipeline (safe while the progress display's thread runs, and no per-worker
+    import cost).
+    """
 
     name = "local"
+    _PRELOAD = ["medcorpus.pipelines.runners", "lxml.etree", "PIL.Image", "pyarrow.parquet", "webdataset"]
 
     def __init__(self, workers: int = 0) -> None:
         self.workers = workers or default_workers()
+        self._pool: ProcessPoolExecutor | None = None
+        self._job: Job | None = None
 
-    def _pool(self, job: Job) -> ProcessPoolExecutor:
-        # forkserver: safe to start while the progress display's thread runs, and cheap per worker
-        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("forkserver"),
-                                   initializer=init_worker, initargs=(job,))
+    def _executor(self, job: Job) -> ProcessPoolExecutor:
+        if self._pool is None or self._job is not job:
+            self.close()
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(self._PRELOAD)
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=init_worker, initargs=(job,))
+            self._job = job
+        return self._pool
+
+    def _map(self, job: Job, fn: Any, calls: list[tuple[Any, ...]]) -> Iterator[Any]:
+        if self.workers == 1 or len(calls) <= 1:
+            init_worker(job)
+            for args in calls:
+                yield fn(*args)
+            return
+        pool = self._executor(job)
+        for fut in as_completed([pool.submit(fn, *args) for args in calls]):
+            yield fut.result()
 
     def stage_units(self, job: Job, units: Sequence[tuple[UnitRef, str]]) -> Iterator[UnitDone]:
-        if self.workers == 1 or len(units) <= 1:
-            init_worker(job)
-            for unit, token in units:
-                yield stage_one(unit, token)
-            return
-        with self._pool(job) as pool:
-            futures = [pool.submit(stage_one, unit, token) for unit, token in units]
-            for fut in as_completed(futures):
-                yield fut.result()
+        return self._map(job, stage_one, list(units))
 
     def write_shards(self, job: Job, plans: Sequence[ShardPlan], tokens: dict[str, str]) -> Iterator[int]:
-        if self.workers == 1 or len(plans) <= 1:
-            init_worker(job)
-            for plan in plans:
-                yield shard_one(plan, _subset(tokens, plan))
-            return
-        with self._pool(job) as pool:
-            futures = [pool.submit(shard_one, plan, _subset(tokens, plan)) for plan in plans]
-            for fut in as_completed(futures):
-                yield fut.result()
+        return self._map(job, shard_one, [(plan, _subset(tokens, plan)) for plan in plans])
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool, self._job = None, None
 
 
 def _subset(tokens: dict[str, str], plan: ShardPlan) -> dict[str, str]:

@@ -68,16 +68,17 @@ def _near_top_left(m: Box, p: Box, limit: float) -> bool:
     return p[0] - limit <= cx <= p[0] + limit and p[1] - limit <= cy <= p[1] + limit
 
 
-def _normalise(crop: Image.Image) -> Image.Image:
-    """Dark text on white, binarised at the mean, text height ~_TEXT_H."""
-    g = np.asarray(crop.convert("L"), dtype=np.uint8)
-    thr = (int(g.min()) + int(g.max())) / 2
-    dark = g < thr
+def _normalise(image: Image.Image, box: Box) -> Image.Image:
+    """The candidate with a small margin, scaled smoothly to ~_TEXT_H, binarised, dark on white."""
+    pad = 3
+    crop = image.crop((box[0] - pad, box[1] - pad, box[2] + pad, box[3] + pad)).convert("L")
+    scale = _TEXT_H / max(1, crop.height)
+    crop = crop.resize((max(1, min(int(crop.width * scale), 3 * _TEXT_H)), _TEXT_H), Image.LANCZOS)
+    g = np.asarray(crop, dtype=np.uint8)
+    dark = g < (int(g.min()) + int(g.max())) / 2
     if dark.mean() > 0.5:
         dark = ~dark
     img = Image.fromarray(np.where(dark, 0, 255).astype(np.uint8))
-    scale = _TEXT_H / max(1, img.height)
-    img = img.resize((max(1, min(int(img.width * scale), 3 * _TEXT_H)), _TEXT_H), Image.NEAREST)
     return ImageOps.expand(img, border=(_CELL_H - _TEXT_H) // 2, fill=255)
 
 
@@ -87,14 +88,14 @@ def detect_labels(image: Image.Image, candidates: list[Box], min_confidence: flo
         return []
     import pytesseract
 
-    cells = [_normalise(image.crop(b)) for b in candidates]
+    cells = [_normalise(image, b) for b in candidates]
     width = max(c.width for c in cells) + 20
     mosaic = Image.new("L", (width, _CELL_H * len(cells)), 255)
     for i, c in enumerate(cells):
         mosaic.paste(c, (10, i * _CELL_H))
     try:
         data = pytesseract.image_to_data(
-            mosaic, config="--psm 11", output_type=pytesseract.Output.DICT, timeout=10
+            mosaic, config="--psm 6", output_type=pytesseract.Output.DICT, timeout=10
         )
     except (RuntimeError, pytesseract.TesseractError):
         return []

@@ -1,0 +1,173 @@
+"""Panel detection, label OCR, pairing and the learned-detector hook, on real and synthetic figures."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # bench/ holds the synthetic generator and the metric
+
+from bench.subfigure_eval import PRF  # noqa: E402
+from bench.synthetic_compound import load_sources, make_figure  # noqa: E402
+from medcorpus.transforms.panel_labels import candidate_regions, detect_labels, ocr_available  # noqa: E402
+from medcorpus.transforms.panels import analyze_layout, iou  # noqa: E402
+from medcorpus.transforms.subfigures import (  # noqa: E402
+    PanelPair, SubfigureOptions, find_panels, panel_key, split_figure,
+)
+
+DATA = Path(os.environ.get("MEDCORPUS_SHARED", ROOT / ".." / "shared")) / "data"
+EXSCLAIM = DATA / "compound/exsclaim_nature/nature_closed_expected.json"
+NEVER = SubfigureOptions(ocr="never")
+
+
+@pytest.fixture(scope="module")
+def sources():
+    src = load_sources(str(DATA))
+    if len(src) < 10:
+        pytest.skip("shared data images missing")
+    return src
+
+
+def test_synthetic_panels_f1(sources) -> None:
+    prf = PRF()
+    for seed in range(40):
+        fig = make_figure(seed, sources)
+        prf.add(list(analyze_layout(fig.image).panels), list(fig.boxes))
+    assert prf.f1 >= 0.90, (prf.p, prf.r)
+
+
+def test_synthetic_generator_is_deterministic(sources) -> None:
+    a, b = make_figure(7, sources), make_figure(7, sources)
+    assert a.boxes == b.boxes and a.caption == b.caption
+    assert a.image.tobytes() == b.image.tobytes()
+
+
+def test_exsclaim_reviewed_boxes() -> None:
+    if not EXSCLAIM.exists():
+        pytest.skip("shared data missing")
+    data = json.loads(EXSCLAIM.read_text())
+    prf = PRF()
+    for name, fig in sorted(data.items()):
+        path = EXSCLAIM.parent / "images" / name
+        if not path.exists():
+            continue
+        gold = [(min(p["x"] for p in m["geometry"]), min(p["y"] for p in m["geometry"]),
+                 max(p["x"] for p in m["geometry"]), max(p["y"] for p in m["geometry"])) for m in fig["master_images"]]
+        prf.add(list(analyze_layout(Image.open(path).convert("RGB")).panels), gold)
+    assert prf.tp + prf.fn == 27  # 5 figures, 27 reviewed panels
+    assert prf.f1 >= 0.80, (prf.p, prf.r)
+
+
+def test_split_figure_pairs_in_reading_order(sources) -> None:
+    fig = next(f for f in (make_figure(s, sources) for s in range(50))
+               if len(f.boxes) == 4 and "gutter=0 " not in f.style)
+    res = split_figure(fig.image, fig.caption, NEVER)
+    assert res.compound and res.kept_whole_reason is None
+    assert [p.label for p in res.panels] == list(fig.labels)
+    for p, gold in zip(res.panels, fig.boxes):
+        assert iou(p.box, gold) >= 0.5
+        assert p.subcaption.startswith("Synthetic compound figure.")
+        assert f"Panel {p.label} shows" in p.subcaption
+        assert 0.0 < p.confidence <= 1.0
+
+
+def test_count_mismatch_keeps_figure_whole(sources) -> None:
+    fig = next(f for f in (make_figure(s, sources) for s in range(50)) if len(f.boxes) == 3)
+    caption = "Four views. (A) one. (B) two. (C) three. (D) four. (E) five."
+    res = split_figure(fig.image, caption, NEVER)
+    assert res.panels == ()
+    assert res.kept_whole_reason is not None and res.kept_whole_reason.startswith("count_mismatch")
+    assert res.caption_labels == ("a", "b", "c", "d", "e")
+
+
+def test_single_panel_and_unlabeled_caption(sources) -> None:
+    res = split_figure(sources[0], "A CT scan of the abdomen.", NEVER)
+    assert not res.compound and res.panels == () and res.kept_whole_reason == "single_panel"
+    two = make_figure(next(s for s in range(50) if len(make_figure(s, sources).boxes) == 2), sources)
+    res = split_figure(two.image, "Two views of the lesion.", NEVER)
+    assert res.compound and res.kept_whole_reason.startswith("caption_has_no_panel_labels")
+
+
+def test_positional_captions_pair_by_geometry() -> None:
+    img = Image.new("RGB", (400, 200), "white")
+    draw = ImageDraw.Draw(img)
+    draw.rectangle((10, 10, 190, 190), fill=(200, 30, 30))
+    draw.rectangle((210, 10, 390, 190), fill=(30, 30, 200))
+    res = split_figure(img, "Knee MRI. Right: coronal view. Left: sagittal view.", NEVER)
+    by_label = {p.label: p for p in res.panels}
+    assert by_label["left"].box[0] < by_label["right"].box[0]
+    assert by_label["left"].subcaption == "Knee MRI. sagittal view."
+
+
+def test_bad_images() -> None:
+    tiny = Image.new("RGB", (1, 1), "black")
+    res = split_figure(tiny, "(A) one (B) two", NEVER)
+    assert res.panels == () and res.kept_whole_reason
+    blank = Image.new("RGB", (4000, 4000), "white")
+    layout = analyze_layout(blank)
+    assert layout.panels == ((0, 0, 4000, 4000),) and not layout.compound
+    gray = Image.new("L", (300, 200), 128)
+    assert not analyze_layout(gray).compound
+
+
+def test_deterministic(sources) -> None:
+    fig = make_figure(3, sources)
+    assert split_figure(fig.image, fig.caption) == split_figure(fig.image.copy(), fig.caption)
+
+
+def test_panel_keys_are_stable_and_dot_free() -> None:
+    p = PanelPair((0, 0, 5, 5), "b", "", 0.5)
+    assert panel_key("PMC1_fig2", p, 1) == "PMC1_fig2_pb"
+    assert panel_key("PMC1_fig2", PanelPair((0, 0, 5, 5), None, "", 0.5), 3) == "PMC1_fig2_p03"
+    assert panel_key("k", PanelPair((0, 0, 5, 5), "a'", "", 0.5), 0) == "k_pap"
+
+
+@pytest.mark.skipif(not ocr_available(), reason="tesseract-ocr not installed")
+def test_ocr_reads_labels_outside_panels(sources) -> None:
+    figs = [f for f in (make_figure(s, sources) for s in range(80)) if "labels=outside" in f.style and len(f.boxes) > 2]
+    read = total = 0
+    for fig in figs[:6]:
+        layout = analyze_layout(fig.image)
+        hits = detect_labels(fig.image, candidate_regions(layout.panels, layout.minor, fig.image.size))
+        got = {h.label for h in hits}
+        read += len(got & set(fig.labels))
+        total += len(fig.labels)
+    assert read >= 0.5 * total  # measured ~0.7 on outside labels; inside labels are weaker
+
+
+def test_ocr_optional_without_tesseract(monkeypatch, sources) -> None:
+    import medcorpus.transforms.panel_labels as pl
+    monkeypatch.setattr(pl.shutil, "which", lambda _: None)
+    pl.ocr_available.cache_clear()
+    try:
+        fig = make_figure(3, sources)
+        assert detect_labels(fig.image, [(0, 0, 30, 30)]) == []
+        panels = find_panels(fig.image, SubfigureOptions(ocr="always"))
+        assert all(p.label is None for p in panels)
+    finally:
+        pl.ocr_available.cache_clear()
+
+
+def test_learned_detector_torchscript(tmp_path) -> None:
+    torch = pytest.importorskip("torch")
+    from medcorpus.transforms.panel_detector import LearnedPanelDetector
+
+    class Fixed(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h, w = x.shape[2], x.shape[3]
+            return torch.tensor([[0.0, 0.0, w / 2, h * 1.0, 0.9], [w / 2, 0.0, w * 1.0, h * 1.0, 0.8],
+                                 [0.0, 0.0, 5.0, 5.0, 0.1]])
+
+    path = tmp_path / "panels.pt"
+    torch.jit.script(Fixed()).save(str(path))
+    det = LearnedPanelDetector(path)
+    img = Image.new("RGB", (200, 100), "white")
+    assert [(b, round(s, 3)) for b, s in det(img)] == [((0, 0, 100, 100), 0.9), ((100, 0, 200, 100), 0.8)]
+    res = split_figure(img, "Two. (A) left part. (B) right part.", SubfigureOptions(ocr="never", detector=det))
+    assert [(p.label, p.box) for p in res.panels] == [("a", (0, 0, 100, 100)), ("b", (100, 0, 200, 100))]
+    assert res.panels[1].confidence < res.panels[0].confidence

@@ -1,0 +1,99 @@
+"""Caption splitting on the gold prostate subcaptions and on each labelling style of issue 4."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from medcorpus.transforms.subcaptions import split_caption
+
+DATA = Path(os.environ.get("MEDCORPUS_SHARED", Path(__file__).resolve().parents[1] / ".." / "shared")) / "data"
+PROSTATE = DATA / "compound/caption_splitting_prostate/prostate_data_only_annotated_captions.json"
+
+
+def _gold() -> dict:
+    if not PROSTATE.exists():
+        pytest.skip(f"shared data missing: {PROSTATE}")
+    return json.loads(PROSTATE.read_text())
+
+
+def test_gold_label_sets_match_on_real_captions() -> None:
+    gold = _gold()
+    items = sorted(gold.items())
+    exact = 0
+    for _, item in items:
+        want = {s["label"]["text"].lower() for s in item["gt_subfigures"]}
+        exact += set(split_caption(item["caption"]).labels) == want
+    assert exact / len(items) >= 0.90
+
+
+@pytest.mark.parametrize("key", ["jcav04p0350g07.jpg", "nihms-448994-f0001.jpg", "srep12090-f4.jpg",
+                                 "pone.0001792.g006.jpg", "6605569f1.jpg"])
+def test_gold_examples_labels_and_text(key: str) -> None:
+    item = _gold()[key]
+    split = split_caption(item["caption"])
+    assert split.labels == [s["label"]["text"].lower() for s in item["gt_subfigures"]]
+    for sub in item["gt_subfigures"]:
+        own = split.text_for(sub["label"]["text"].lower())
+        # our text for the label shares most of its words with the gold subcaption
+        words = {w.strip(".,;:()") for w in own.split()}
+        gold_words = {w.strip(".,;:()") for w in sub["caption"].split()}
+        assert len(words & gold_words) >= 0.6 * len(gold_words)
+
+
+def test_shared_prefix_and_own_text() -> None:
+    split = split_caption("Chest CT of a patient. (A) Axial view. (B) Coronal view.")
+    assert split.shared == "Chest CT of a patient."
+    assert split.labels == ["a", "b"]
+    assert split.own("a") == "Axial view."
+    assert split.text_for("b") == "Chest CT of a patient. Coronal view."
+
+
+@pytest.mark.parametrize(
+    "caption, labels",
+    [
+        ("MRI. (A) T1. (B) T2.", ["a", "b"]),
+        ("MRI. A. T1 weighted. B. T2 weighted.", ["a", "b"]),
+        ("MRI. A: T1 weighted; B: T2 weighted.", ["a", "b"]),
+        ("MRI. a) T1 weighted b) T2 weighted", ["a", "b"]),
+        ("Lesions (a-c) and controls (d).", ["a", "b", "c", "d"]),
+        ("Lesions. (A and B) Biopsy. (C) Resection.", ["a", "b", "c"]),
+        ("Lesions. a, b Biopsy. c–e Resection specimens.", ["a", "b", "c", "d", "e"]),
+        ("Tissue. (A) one; (B1) two; (B2) three.", ["a", "b1", "b2"]),
+        ("Tissue. (Ai) one; (Aii) two; (B) three.", ["ai", "aii", "b"]),
+        ("Tissue. (A) one; (A') two; (B) three.", ["a", "a'", "b"]),
+        ("Stained for LDLR (a); stained for SR-BI (b).", ["a", "b"]),
+        ("Cells (i) before and (ii) after treatment (iii) recovery.", ["i", "ii", "iii"]),
+        ("Knee MRI. Left: sagittal view. Right: coronal view.", ["left", "right"]),
+    ],
+)
+def test_label_styles(caption: str, labels: list[str]) -> None:
+    assert split_caption(caption).labels == labels
+
+
+def test_range_and_group_give_each_label_the_text() -> None:
+    split = split_caption("Figure. (A-C) Biopsies of the lesion. (D and E) Controls.")
+    assert [split.own(x) for x in "abc"] == ["Biopsies of the lesion."] * 3
+    assert split.own("d") == split.own("e") == "Controls."
+
+
+def test_stray_letters_are_not_labels() -> None:
+    # "(N)" and "(Ca)" abbreviate tissues; they do not extend the A..D run
+    split = split_caption("Tumour. A. Normal glands (N) and cancer (Ca). B. Metastasis. C. Node. D. Bone.")
+    assert split.labels == ["a", "b", "c", "d"]
+
+
+def test_no_labels_and_bad_input() -> None:
+    for caption in ["", "   ", "A single chest radiograph.", "A", "(", "(A)"]:
+        split = split_caption(caption)
+        assert split.labels == []
+        assert not split.is_compound
+        assert split.text_for(None) == caption.strip()
+    assert split_caption(None).labels == []  # type: ignore[arg-type]
+
+
+def test_deterministic() -> None:
+    caption = _gold()["srep05406-f3.jpg"]["caption"]
+    assert split_caption(caption) == split_caption(caption)

@@ -1,0 +1,375 @@
+"""Split a compound-figure caption into per-panel subcaptions.
+
+Captions mark panels in several ways: ``(A)``, ``A.``, ``A:``, ``a)``, Nature's bare ``a, b Text``,
+ranges ``(a-c)``, groups ``(A and B)``, nested ``B1``/``Ai``/``A'`` and labels written after their
+text (``stained for LDLR (a); ...``). We find every label-like token, keep the family (bracketed,
+dotted, bare) and letter case that forms the longest run a, b, c ... (stray tokens such as
+``(N)`` for "normal" do not extend a run), then cut the caption at the tokens. Text before the
+first label is shared by every panel; closing sentences that talk about all panels ("Scale bars
+...", "Magnification of all cores ...") are shared too.
+
+Pure and deterministic: only compiled regexes are cached at module level.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+__all__ = ["Subcaption", "SubcaptionSplit", "split_caption", "label_sort_key"]
+
+_ATOM = r"(?:[A-Z](?:iii|ii|iv|vi{0,3}|i)(?![a-z])|[A-Za-z])(?:\d{1,2})?(?:['’′])?"
+_SEP = r"(?:\s*,\s*(?:and\s+)?|\s+(?:and|or|to|through)\s+|\s*[-–—‐−]\s*|\s*/\s*)"
+_BGROUP = _ATOM + r"(?:" + _SEP + _ATOM + r")*"
+_ROMAN = r"(?:viii|vii|vi|iv|v|ix|x|iii|ii|i)"
+
+# Bracketed: "(A)", "(a-c)", "[B and C]", "((a), (b))".
+_RE_PAREN = re.compile(r"[(\[]\s*(?P<g>" + _BGROUP + r")\s*(?:,[^()\[\]]{1,40})?[)\]](?![A-Za-z0-9])")
+# Doubly bracketed groups: "((a), (b))", "((C), (D))".
+_RE_DOUBLE = re.compile(r"\(\s*(?P<g>\(" + _ATOM + r"\)(?:" + _SEP + r"\(" + _ATOM + r"\))+)\s*\)")
+# Closing bracket only: "a)", "B) and C)".
+_RE_CLOSE = re.compile(
+    r"(?:^|(?<=[\s.;:,])|(?<=[a-z](?=[A-Z]\))))(?P<g>" + _BGROUP + r")\)(?![A-Za-z0-9])"
+)
+# Dot/colon at a sentence start: "A. Text", "B and D: Text", "cancer.A. Photographs".
+_RE_DOT = re.compile(r"(?:^|(?<=[.;:)\]])|(?<=[.;:)\]]\s))(?P<g>" + _BGROUP + r")[.:](?=\s|[A-Z(]|$)")
+# Bare at a sentence or list start: "a, b Schematic ...", "c–e SEM images", ": a Gleason grade 2, b ...".
+_RE_BARE = re.compile(r"(?:^|(?<=[.;:,]\s)|(?<=[.;:]))(?P<g>" + _BGROUP + r")(?:\s+|,\s+)(?=[A-Za-z0-9*(\[\"'])")
+# Lower-case roman numerals as top-level labels: "(i) ... (ii) ...".
+_RE_ROMAN = re.compile(r"[(\[](?P<g>" + _ROMAN + r"(?:" + _SEP + _ROMAN + r")*)[)\]]")
+
+# Positional panel names, used when a caption has no letters: "Left: CT. Right: MRI.", "(top)".
+_POS = r"(?:top|bottom|upper|lower|middle|center|centre|left|right)"
+_POSGROUP = _POS + r"(?:[\s-]+" + _POS + r")?(?:\s+(?:panels?|images?|row|column))?"
+_RE_POSITION = re.compile(
+    r"(?:(?:^|(?<=[.;]\s)|(?<=[.;]))(?P<g>" + _POSGROUP + r")\s*[:,.]\s|[(\[](?P<g2>" + _POSGROUP + r")[)\]])",
+    re.I,
+)
+_POSITION_WORDS = {"top", "bottom", "left", "right", "center"}
+_RE_ATOM = re.compile(_ATOM)
+_RE_RANGE_SEP = re.compile(r"^\s*(?:[-–—‐−]|to|through)\s*$")
+_RE_SEP_SPLIT = re.compile(r"(" + _SEP + r")")
+_RE_SENT_START = re.compile(r"(?:^|[.;!?]\s*|[.;!?]\)\s*)$")
+_RE_WS = re.compile(r"\s+")
+_RE_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z(])")
+_RE_SHARED_TAIL = re.compile(
+    r"^(?:scale\s*bars?|bars?\s*[=:,]|original\s+magnification|magnifications?\b|all\b|in\s+all\b|"
+    r"error\s+bars?|data\s+(?:are|were|represent)|values\s+(?:are|were)|\*+\s*p|n\s*=)"
+    r"|\b(?:all|each|every|both)\s+(?:of\s+the\s+)?(?:panels?|images?|cores?|figures?|sections?|micrographs?)\b",
+    re.I,
+)
+_PRIME = str.maketrans({"’": "'", "′": "'"})
+_FAMILY_PRIORITY = {"paren": 0, "dot": 1, "bare": 2, "roman": 3}
+
+
+@dataclass(frozen=True)
+class Subcaption:
+    """One panel label and the caption text that belongs to it alone."""
+
+    label: str
+    text: str
+
+
+@dataclass(frozen=True)
+class SubcaptionSplit:
+    """A caption cut per panel. ``shared`` text applies to every panel."""
+
+    caption: str
+    shared_prefix: str
+    shared_suffix: str = ""
+    subcaptions: tuple[Subcaption, ...] = field(default_factory=tuple)
+
+    @property
+    def shared(self) -> str:
+        return _join(self.shared_prefix, self.shared_suffix)
+
+    @property
+    def labels(self) -> list[str]:
+        return [s.label for s in self.subcaptions]
+
+    @property
+    def is_compound(self) -> bool:
+        return len(self.subcaptions) >= 2
+
+    def own(self, label: str) -> str:
+        for s in self.subcaptions:
+            if s.label == label:
+                return s.text
+        return ""
+
+    def text_for(self, label: str | None) -> str:
+        """Shared prefix + the panel's own text + shared suffix; the whole caption if unknown."""
+        if label is None or label not in self.labels:
+            return self.caption.strip()
+        return _join(self.shared_prefix, self.own(label), self.shared_suffix)
+
+
+@dataclass(frozen=True)
+class _Hit:
+    start: int
+    end: int
+    family: str
+    upper: bool
+    labels: tuple[str, ...]
+
+
+def label_sort_key(label: str) -> tuple[str, int, str]:
+    """Order labels as a reader does: a < b < b1 < b2 < c."""
+    m = re.match(r"([a-z])(i{1,3}|iv|vi{0,3})?(\d*)('*)", label)
+    if not m:
+        return (label, 0, "")
+    letter, roman, digits, prime = m.groups()
+    romans = {"": 0, "i": 1, "ii": 2, "iii": 3, "iv": 4, "v": 5, "vi": 6, "vii": 7, "viii": 8}
+    return (letter, romans.get(roman or "", 0) * 100 + int(digits or 0), prime)
+
+
+def _sort_key_for(hits: list[_Hit]):
+    if hits and hits[0].family == "position":
+        order = {lab: i for i, lab in enumerate(dict.fromkeys(lab for h in hits for lab in h.labels))}
+        return lambda lab: (order.get(lab, 99), lab)
+    if hits and hits[0].family == "roman":
+        return lambda lab: (_ROMANS.index(lab) if lab in _ROMANS else 99, lab)
+    return label_sort_key
+
+
+def _norm_atom(atom: str) -> str:
+    return atom.translate(_PRIME).lower()
+
+
+def _expand_group(group: str) -> tuple[tuple[str, ...], bool] | None:
+    """Labels named by one group ("a-c" -> a, b, c); None when atoms mix letter case."""
+    parts = _RE_SEP_SPLIT.split(group)
+    atoms = [p.strip("() ") for p in parts[0::2]]
+    seps = parts[1::2]
+    if not atoms or any(not _RE_ATOM.fullmatch(a) for a in atoms):
+        return None
+    cases = {a[0].isupper() for a in atoms}
+    if len(cases) != 1:
+        return None
+    out: list[str] = [_norm_atom(atoms[0])]
+    for sep, atom in zip(seps, atoms[1:]):
+        cur = _norm_atom(atom)
+        prev = out[-1]
+        if _RE_RANGE_SEP.match(sep):
+            out.extend(_expand_range(prev, cur)[1:])
+        else:
+            out.append(cur)
+    seen: dict[str, None] = {}
+    for lab in out:
+        seen.setdefault(lab, None)
+    return tuple(seen), cases.pop()
+
+
+def _expand_range(a: str, b: str) -> list[str]:
+    if len(a) == 1 and len(b) == 1 and a <= b and ord(b) - ord(a) <= 25:
+        return [chr(c) for c in range(ord(a), ord(b) + 1)]
+    ma, mb = re.fullmatch(r"([a-z])(\d+)", a), re.fullmatch(r"([a-z])(\d+)", b)
+    if ma and mb and ma.group(1) == mb.group(1) and int(ma.group(2)) <= int(mb.group(2)) <= int(ma.group(2)) + 30:
+        return [f"{ma.group(1)}{i}" for i in range(int(ma.group(2)), int(mb.group(2)) + 1)]
+    return [a, b]
+
+
+_ROMANS = ("i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix", "x")
+_LETTERS = tuple(chr(c) for c in range(ord("a"), ord("z") + 1))
+
+
+def _find_hits(caption: str) -> list[_Hit]:
+    hits: list[_Hit] = []
+    for family, regex in (("paren", _RE_PAREN), ("paren", _RE_DOUBLE), ("paren", _RE_CLOSE), ("dot", _RE_DOT), ("bare", _RE_BARE)):
+        for m in regex.finditer(caption):
+            exp = _expand_group(m.group("g"))
+            if exp is None:
+                continue
+            labels, upper = exp
+            hits.append(_Hit(m.start(), m.end(), family, upper, labels))
+    for m in _RE_POSITION.finditer(caption):
+        hits.append(_Hit(m.start(), m.end(), "position", False, (_norm_position(m.group("g") or m.group("g2")),)))
+    for m in _RE_ROMAN.finditer(caption):
+        parts = _RE_SEP_SPLIT.split(m.group("g"))
+        labels = _expand_roman(parts[0::2], parts[1::2])
+        hits.append(_Hit(m.start(), m.end(), "roman", False, labels))
+    return hits
+
+
+def _expand_roman(atoms: list[str], seps: list[str]) -> tuple[str, ...]:
+    out = [atoms[0].strip()]
+    for sep, atom in zip(seps, atoms[1:]):
+        atom = atom.strip()
+        if _RE_RANGE_SEP.match(sep) and out[-1] in _ROMANS and atom in _ROMANS:
+            out.extend(_ROMANS[_ROMANS.index(out[-1]) + 1:_ROMANS.index(atom) + 1])
+        else:
+            out.append(atom)
+    return tuple(dict.fromkeys(out))
+
+
+def _norm_position(text: str) -> str:
+    words = [w for w in re.split(r"[\s-]+", text.lower()) if w not in ("panel", "panels", "image", "images", "row", "column")]
+    words = ["top" if w == "upper" else "bottom" if w == "lower" else "center" if w in ("middle", "centre") else w for w in words]
+    return "-".join(words)
+
+
+def _choose_position(hits: list[_Hit]) -> list[_Hit]:
+    """Positional labels count when at least two different positions are named."""
+    pos = [h for h in hits if h.family == "position"]
+    return _dedupe(pos) if len({h.labels for h in pos}) >= 2 else []
+
+
+def _key(label: str, family: str) -> str:
+    return label if family == "roman" else label[0]
+
+
+def _run(keys: set[str], alphabet: tuple[str, ...]) -> set[str]:
+    """Keys of the run starting at the alphabet's first symbol; one missing symbol is tolerated
+    when at least two more follow (captions skip "J" to avoid confusing it with "I")."""
+    run: set[str] = set()
+    i = 0
+    while i < len(alphabet):
+        if alphabet[i] in keys:
+            run.add(alphabet[i])
+            i += 1
+        elif i + 2 < len(alphabet) and run and alphabet[i + 1] in keys and alphabet[i + 2] in keys:
+            i += 1
+        else:
+            break
+    return run
+
+
+def _choose(hits: list[_Hit]) -> list[_Hit]:
+    """Keep the hits of the (family, case) whose labels form the longest a, b, c ... run."""
+    best: tuple[tuple[int, int, int], list[_Hit], set[str]] = ((0, 0, 0), [], set())
+    for family in ("paren", "dot", "bare", "roman"):
+        alphabet = _ROMANS if family == "roman" else _LETTERS
+        for upper in (True, False):
+            group = [h for h in hits if h.family == family and h.upper == upper]
+            run = _run({_key(lab, family) for h in group for lab in h.labels}, alphabet)
+            # A run of one label is only a panel marker when it is bracketed or dotted.
+            if not run or (len(run) < 2 and family in ("bare", "roman")):
+                continue
+            kept = [h for h in group if all(_key(lab, family) in run for lab in h.labels)]
+            score = (len(run), -_FAMILY_PRIORITY[family], int(upper))
+            if score > best[0]:
+                best = (score, kept, run)
+    kept, run = best[1], set(best[2])
+    if kept and kept[0].family in ("paren", "dot"):
+        # Bracketed and dotted tokens of the same case may be mixed ("(A) ... B) ... C.");
+        # a single-label token of the other family may extend the run by one letter.
+        fam, upper = kept[0].family, kept[0].upper
+        for h in sorted(hits, key=lambda h: h.start):
+            if h.family in (fam, "roman", "position") or h.upper != upper or h in kept:
+                continue
+            letters = {lab[0] for lab in h.labels}
+            extends = len(h.labels) == 1 and chr(ord(h.labels[0][0]) - 1) in run
+            if (letters <= run and h.family != "bare") or extends:
+                kept.append(h)
+                run |= letters
+    if not kept:
+        return _choose_position(hits)
+    return _dedupe(sorted(kept, key=lambda h: (h.start, -h.end)))
+
+
+def _drop_lone_nested(labels: set[str]) -> set[str]:
+    """"B1", "Bv" count as nested labels only beside a sibling ("B1" and "B2"); a lone "G5" or
+    "(Bv)" is an abbreviation (grade 5, blood vessel) in a caption whose labels are letters."""
+    def nested(lab: str) -> bool:
+        return len(lab) > 1 and lab not in _ROMANS and lab[1:] != "'" and "-" not in lab and lab not in _POSITION_WORDS
+
+    return {lab for lab in labels if not nested(lab) or any(o != lab and o[0] == lab[0] and nested(o) for o in labels)}
+
+
+def _dedupe(hits: list[_Hit]) -> list[_Hit]:
+    """Drop hits overlapping an earlier (longer) one."""
+    out: list[_Hit] = []
+    for h in hits:
+        if out and h.start < out[-1].end:
+            continue
+        out.append(h)
+    return out
+
+
+def _at_sentence_start(caption: str, pos: int) -> bool:
+    before = caption[max(0, pos - 4):pos]
+    return pos == 0 or bool(_RE_SENT_START.search(before.rstrip() if before.strip() else ""))
+
+
+def _clean(text: str) -> str:
+    text = _RE_WS.sub(" ", text).strip().strip(" ,;").strip()
+    return text if any(ch.isalnum() for ch in text) else ""
+
+
+def _join(*parts: str) -> str:
+    return " ".join(p for p in (x.strip() for x in parts) if p)
+
+
+def _split_tail(text: str) -> tuple[str, str]:
+    """Split trailing sentences that describe all panels off the last panel's text."""
+    sentences = _RE_SENTENCE.split(text)
+    for i in range(1, len(sentences)):
+        if _RE_SHARED_TAIL.search(sentences[i]):
+            return " ".join(sentences[:i]), " ".join(sentences[i:])
+    return text, ""
+
+
+def _is_postfix(caption: str, hits: list[_Hit]) -> bool:
+    """Labels written after their text: the first label sits mid-sentence and ends a clause."""
+    first = hits[0]
+    if _at_sentence_start(caption, first.start) or first.family not in ("paren", "position"):
+        return False
+    trailing = sum(1 for h in hits if re.match(r"\s*(?:[;,.]|$|and\b|or\b)", caption[h.end:h.end + 5]))
+    return trailing >= max(2, (len(hits) + 1) // 2)
+
+
+def _segments_prefix(caption: str, hits: list[_Hit]) -> tuple[str, dict[str, list[str]], str]:
+    primary: list[_Hit] = []
+    seen: set[str] = set()
+    for h in hits:
+        new = any(lab not in seen for lab in h.labels)
+        if new or _at_sentence_start(caption, h.start):
+            primary.append(h)
+            seen.update(h.labels)
+    own: dict[str, list[str]] = {}
+    for i, h in enumerate(primary):
+        end = primary[i + 1].start if i + 1 < len(primary) else len(caption)
+        text = caption[h.end:end]
+        for lab in h.labels:
+            own.setdefault(lab, []).append(text)
+    prefix = caption[:primary[0].start]
+    suffix = ""
+    last = primary[-1]
+    tail_text = caption[last.end:]
+    body, suffix = _split_tail(tail_text)
+    if suffix:
+        for lab in last.labels:
+            own[lab][-1] = body
+    return prefix, own, suffix
+
+
+def _segments_postfix(caption: str, hits: list[_Hit]) -> tuple[str, dict[str, list[str]], str]:
+    first = hits[0]
+    sent_start = max(caption.rfind(". ", 0, first.start) + 2, caption.rfind(".", 0, first.start) + 1, 0)
+    prefix = caption[:sent_start] if sent_start > 1 else ""
+    own: dict[str, list[str]] = {}
+    prev = sent_start if prefix else 0
+    for h in hits:
+        text = caption[prev:h.start]
+        for lab in h.labels:
+            own.setdefault(lab, []).append(text)
+        prev = h.end
+    return prefix, own, caption[prev:]
+
+
+def split_caption(caption: str) -> SubcaptionSplit:
+    """Cut ``caption`` into shared text and per-label text (labels lower-case, reading order)."""
+    caption = caption or ""
+    hits = _choose(_find_hits(caption))
+    labels = _drop_lone_nested({lab for h in hits for lab in h.labels})
+    hits = [h for h in (_Hit(h.start, h.end, h.family, h.upper, tuple(x for x in h.labels if x in labels)) for h in hits) if h.labels]
+    if len(labels) < 2:
+        return SubcaptionSplit(caption=caption, shared_prefix=_clean(caption))
+    if _is_postfix(caption, hits):
+        prefix, own, suffix = _segments_postfix(caption, hits)
+    else:
+        prefix, own, suffix = _segments_prefix(caption, hits)
+    subs = tuple(
+        Subcaption(lab, _clean(" ".join(own.get(lab, []))))
+        for lab in sorted(labels, key=_sort_key_for(hits))
+    )
+    return SubcaptionSplit(caption=caption, shared_prefix=_clean(prefix), shared_suffix=_clean(suffix), subcaptions=subs)

@@ -28,10 +28,23 @@ class ShardOptions:
 
 
 @dataclass(frozen=True)
+class SubfigureConfig:
+    """The ``panels`` stage: compound figures split into panel samples (see transforms/subfigures.py)."""
+
+    ocr: str = "never"  # never | auto (only when panel and label counts disagree) | always
+    keep_whole_figure: bool = True  # the parent figure stays a sample beside its panels
+    split_unlabeled: bool = False  # split figures whose caption names no panels (reading order only)
+    max_panels: int = 40
+    min_confidence: float = 0.0  # pairs below it are not emitted (the figure stays whole)
+    detector: str | None = None  # path of an ONNX/TorchScript panel detector replacing layout analysis
+
+
+@dataclass(frozen=True)
 class BuildConfig:
-    stages: tuple[str, ...] = ("fetch", "parse", "image")
+    stages: tuple[str, ...] = ("fetch", "parse", "image", "panels")
     image: ImageOptions = ImageOptions()
     shards: ShardOptions = ShardOptions()
+    subfigures: SubfigureConfig = SubfigureConfig()
     licenses: dict[str, list[str]] = field(default_factory=lambda: copy.deepcopy(DEFAULT_FAMILIES))
     families: tuple[str, ...] = FAMILIES
     runner: str = "local"
@@ -73,14 +86,17 @@ def from_dict(raw: dict[str, Any], profile: str | None = None) -> BuildConfig:
         settings = _merge(settings, profiles[profile])
     image = _typed(ImageOptions, settings.pop("image", {}) or {})
     shards = _typed(ShardOptions, settings.pop("shards", {}) or {})
+    subfigures = _typed(SubfigureConfig, settings.pop("subfigures", {}) or {})
     licenses = settings.pop("licenses", None) or copy.deepcopy(DEFAULT_FAMILIES)
     families = tuple(settings.pop("families", FAMILIES))
     bad = set(families) - set(FAMILIES)
     if bad:
         raise ValueError(f"unknown shard families {sorted(bad)}; use {FAMILIES}")
     stages = tuple(raw.get("stages") or BuildConfig.stages)
-    cfg = _typed(BuildConfig, {**settings, "image": image, "shards": shards, "licenses": licenses,
+    cfg = _typed(BuildConfig, {**settings, "image": image, "shards": shards, "subfigures": subfigures, "licenses": licenses,
                                "families": families, "stages": stages, "profile": profile})
+    if cfg.subfigures.ocr not in ("never", "auto", "always"):
+        raise ValueError("subfigures.ocr must be never, auto or always")
     if cfg.image.reencode not in ("auto", "always", "never"):
         raise ValueError("image.reencode must be auto, always or never")
     return cfg

@@ -8,9 +8,11 @@ for an item produces an error record for that item, and the run goes on.
     fetch   UnitRef        -> ArticlePackage              (source I/O)
     parse   ArticlePackage -> ArticleRow, FigureRow, FigureTask
     image   FigureTask     -> Sample                      (resolve href, decode, normalize, encode)
+    panels  Sample         -> Sample, panel Samples       (compound figures split, subcaptions paired)
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections import Counter
@@ -22,10 +24,11 @@ from medcorpus.pipelines.config import BuildConfig
 from medcorpus.pipelines.sources.base import ArticlePackage, Source
 from medcorpus.pipelines.staging import StagedSample, UnitResult
 from medcorpus.schemas.records import Article, ErrorRecord, Figure, Sample, SkipError, UnitRef
-from medcorpus.transforms.images import encode_image
+from medcorpus.transforms.images import encode_image, encode_rgb
 from medcorpus.transforms.jats import parse_article
 from medcorpus.transforms.licenses import license_family
 from medcorpus.transforms.resolve import resolve_graphic
+from medcorpus.transforms.subfigures import SubfigureOptions, crop_panel, panel_key, split_figure
 
 
 @dataclass
@@ -35,9 +38,23 @@ class Context:
     config: BuildConfig
     source: Source
     config_hash: str = ""
+    subfigures: SubfigureOptions | None = None
 
     def __post_init__(self) -> None:
         self.config_hash = self.config.config_hash()
+        if "panels" in self.config.stages:
+            self.subfigures = subfigure_options(self.config)
+
+
+def subfigure_options(config: BuildConfig) -> SubfigureOptions:
+    sub = config.subfigures
+    detector = None
+    if sub.detector:
+        from medcorpus.transforms.panel_detector import LearnedPanelDetector
+
+        detector = LearnedPanelDetector(sub.detector)  # loaded once per worker
+    return SubfigureOptions(ocr=sub.ocr, keep_whole_figure=sub.keep_whole_figure,  # type: ignore[arg-type]
+                            split_unlabeled=sub.split_unlabeled, max_panels=sub.max_panels, detector=detector)
 
 
 @dataclass
@@ -86,17 +103,43 @@ def image(task: FigureTask, ctx: Context) -> Iterator[Sample]:
     if graphic is None:
         raise SkipError("no_graphic", "the <fig> has no <graphic> with an href")
     name = resolve_graphic(graphic.href, task.package.media_names)
-    enc = encode_image(task.package.read_media(name), ctx.config.image)
+    enc = encode_image(task.package.read_media(name), ctx.config.image, keep_decoded=ctx.subfigures is not None)
     yield Sample(
         key=fig.key, article=task.article, figure=fig, image=enc.data, image_format=enc.extension,
         width=enc.width, height=enc.height, orig_width=enc.orig_width, orig_height=enc.orig_height,
         image_sha256=enc.sha256, graphic_href=graphic.href, graphic_file=name,
-        source_url=task.package.source_url, source_md5=task.package.source_md5,
+        source_url=task.package.source_url, source_md5=task.package.source_md5, decoded=enc.decoded,
     )
 
 
+def panels(sample: Sample, ctx: Context) -> Iterator[Sample]:
+    """A compound figure gives one sample per panel (cropped image, subcaption + shared text)."""
+    assert ctx.subfigures is not None and sample.decoded is not None
+    result = split_figure(sample.decoded, sample.figure.caption, ctx.subfigures)
+    sub = ctx.config.subfigures
+    pairs = [p for p in result.panels if p.confidence >= sub.min_confidence]
+    if len(pairs) < len(result.panels):
+        pairs = []
+    status = "split" if pairs else (result.kept_whole_reason or "single_panel")
+    if sub.keep_whole_figure or not pairs:
+        sample.extra.update(n_panels=len(pairs), split_status=status)
+        yield sample
+    for index, pair in enumerate(pairs):
+        crop = crop_panel(sample.decoded, pair.box)
+        data = encode_rgb(crop, ctx.config.image)
+        yield Sample(
+            key=panel_key(sample.key, pair, index), article=sample.article, figure=sample.figure, image=data,
+            image_format="jpg", width=crop.width, height=crop.height, orig_width=sample.orig_width,
+            orig_height=sample.orig_height, image_sha256=hashlib.sha256(data).hexdigest(),
+            graphic_href=sample.graphic_href, graphic_file=sample.graphic_file, source_url=sample.source_url,
+            source_md5=sample.source_md5, caption=pair.subcaption,
+            extra={"parent_key": sample.key, "panel_index": index, "panel_box": list(pair.box),
+                   "panel_label": pair.label, "panel_confidence": round(pair.confidence, 6), "split_status": "split"},
+        )
+
+
 Stage = Callable[[Any, Context], Iterable[Any]]
-STAGES: dict[str, Stage] = {"fetch": fetch, "parse": parse, "image": image}
+STAGES: dict[str, Stage] = {"fetch": fetch, "parse": parse, "image": image, "panels": panels}
 
 
 def stage_chain(config: BuildConfig) -> list[tuple[str, Stage]]:
@@ -137,7 +180,7 @@ def sample_row(sample: Sample, ctx: Context) -> dict[str, Any]:
         "key": sample.key, "image_sha256": sample.image_sha256, "image_format": sample.image_format,
         "width": sample.width, "height": sample.height,
         "orig_width": sample.orig_width, "orig_height": sample.orig_height,
-        "caption": f.caption, "caption_title": f.caption_title, "mentions": list(f.mentions),
+        "caption": sample.text, "caption_title": f.caption_title, "mentions": list(f.mentions),
         "figure_id": f.figure_id, "figure_label": f.label, "parent_figure_id": f.parent_figure_id,
         "graphic_href": sample.graphic_href, "graphic_file": sample.graphic_file,
         **article_columns(a),
@@ -158,7 +201,7 @@ def article_columns(a: Article) -> dict[str, Any]:
 def stage_sample(sample: Sample, ctx: Context) -> tuple[StagedSample, dict[str, bytes]]:
     row = sample_row(sample, ctx)
     sidecar = json.dumps(row, sort_keys=True, ensure_ascii=False).encode("utf-8")
-    members = {sample.image_format: sample.image, "txt": sample.figure.caption.encode("utf-8"), "json": sidecar}
+    members = {sample.image_format: sample.image, "txt": sample.text.encode("utf-8"), "json": sidecar}
     size = sum(len(v) for v in members.values())
     return StagedSample(sample.key, sample.article.license_family, row, size), members
 

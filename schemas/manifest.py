@@ -11,7 +11,7 @@ from typing import Any, Iterable
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: panel samples (parent_key, panel_*) and split status
 
 _str, _i32, _i64, _f64, _bool = pa.string(), pa.int32(), pa.int64(), pa.float64(), pa.bool_()
 
@@ -63,6 +63,15 @@ SAMPLES = pa.schema(
         pa.field("parent_figure_id", _str),
         pa.field("graphic_href", _str),
         pa.field("graphic_file", _str),
+        # compound figures: a panel sample names its parent figure's key, its box in the parent's
+        # image (pixels, as stored in the shard), its caption label and the pairing's confidence
+        pa.field("parent_key", _str),
+        pa.field("panel_index", _i32),
+        pa.field("panel_box", pa.list_(_i32)),
+        pa.field("panel_label", _str),
+        pa.field("panel_confidence", _f64),
+        pa.field("n_panels", _i32),  # on a whole figure: how many panel samples it gave
+        pa.field("split_status", _str),  # split | single_panel | kept whole: the reason
         *ARTICLE_FIELDS,
         *PROVENANCE_FIELDS,
     ]

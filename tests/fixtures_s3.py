@@ -383,7 +383,7 @@ def s3_output_bucket(moto_server: MotoEndpoint, monkeypatch: pytest.MonkeyPatch)
 class Fault:
     """Answer the first ``times`` requests that ``match`` with ``kind``: ``slowdown`` (503 SlowDown),
     ``500`` (InternalError), ``stall`` (sleep ``stall_s`` then drop the connection without a
-    response) or ``reset`` (close at once)."""
+    response), ``reset`` (close at once) or ``delay`` (wait ``stall_s``, then forward normally)."""
 
     kind: str
     times: int
@@ -409,6 +409,8 @@ class FaultProxy:
         self.upstream_host, self.upstream_port = m.group(1), int(m.group(2))
         self.faults: list[Fault] = list(faults or [])
         self.log: list[tuple[str, str, int]] = []  # (method, path, status or 0 for a dropped one)
+        self.in_flight = 0
+        self.max_in_flight = 0  # most requests served at once (bounded-concurrency checks)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         proxy = self
@@ -423,6 +425,19 @@ class FaultProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
                 fault = proxy._take_fault(self.command, self.path)
+                with proxy._lock:
+                    proxy.in_flight += 1
+                    proxy.max_in_flight = max(proxy.max_in_flight, proxy.in_flight)
+                try:
+                    self._serve(fault, body)
+                finally:
+                    with proxy._lock:
+                        proxy.in_flight -= 1
+
+            def _serve(self, fault: "Fault | None", body: bytes | None) -> None:
+                if fault is not None and fault.kind == "delay":
+                    proxy._stop.wait(fault.stall_s)
+                    fault = None
                 if fault is not None:
                     if fault.kind in ("stall", "reset"):
                         proxy._record(self.command, self.path, 0)
@@ -487,6 +502,7 @@ class FaultProxy:
         with self._lock:
             self.log.clear()
             self.faults.clear()
+            self.max_in_flight = 0
 
     def start(self) -> "FaultProxy":
         self._thread.start()

@@ -377,11 +377,12 @@ class PmcCloudSource:
         self._client: _S3Transport | _HttpsTransport | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._rng = random.Random(self.seed)
+        self._sleep: Callable[[float], None] = time.sleep  # tests swap it to record the backoff
         self._failed: dict[tuple[str, str], SkipError] = {}  # (unit_id@version, name) → failure
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        for k in ("_lock", "_client", "_pool", "_rng", "_failed"):
+        for k in ("_lock", "_client", "_pool", "_rng", "_sleep", "_failed"):
             state.pop(k, None)
         return state
 
@@ -436,7 +437,7 @@ class PmcCloudSource:
                     raise _Transient(f"{what}: gave up after {attempt + 1} attempts: {exc}") from exc
                 delay = self._backoff(attempt)
                 log.debug("%s: %s; retry %d in %.2fs", what, exc, attempt + 1, delay)
-                time.sleep(delay)
+                self._sleep(delay)
         raise AssertionError("unreachable")
 
     # -- cache ----------------------------------------------------------------------------------
@@ -655,19 +656,25 @@ class PmcCloudSource:
         futures = {n: self.pool.submit(self._fetch_media, unit, n, media_urls[n]) for n in prefetch}
         try:
             xml = self._fetch(xml_url.key, xml_url.md5)
-        except _NotFound as exc:
-            raise SkipError("xml_not_found", f"{xml_url.url}: {exc}") from exc
-        except (_Transient, _Fatal) as exc:
-            raise SkipError("fetch_failed", f"{xml_url.url}: {exc}") from exc
-        finally:
-            media: dict[str, bytes] = {}
-            for n, fut in futures.items():
-                try:
-                    media[n] = fut.result()
-                except SkipError:
-                    pass  # recorded in self._failed (permanent) or retried later by read_media
-                except Exception:  # a bug must not sink the article; read_media will tell
-                    log.exception("%s: prefetching %s failed", unit.unit_id, n)
+        except BaseException as exc:
+            for fut in futures.values():  # the article is lost: don't start more media fetches
+                fut.cancel()
+            for fut in futures.values():
+                if not fut.cancelled():
+                    fut.exception()  # wait: nothing of this article keeps running after open()
+            if isinstance(exc, _NotFound):
+                raise SkipError("xml_not_found", f"{xml_url.url}: {exc}") from exc
+            if isinstance(exc, (_Transient, _Fatal)):
+                raise SkipError("fetch_failed", f"{xml_url.url}: {exc}") from exc
+            raise
+        media: dict[str, bytes] = {}
+        for n, fut in futures.items():
+            try:
+                media[n] = fut.result()
+            except SkipError:
+                pass  # recorded in self._failed (permanent) or retried later by read_media
+            except Exception:  # a bug must not sink the article; read_media will tell
+                log.exception("%s: prefetching %s failed", unit.unit_id, n)
         return ArticlePackage(
             unit=unit,
             xml=xml,

@@ -21,7 +21,8 @@ from medcorpus.transforms.text import normalize_text
 
 _XML_ENTITIES = {"lt", "gt", "amp", "quot", "apos"}
 _ENTITY_REF = re.compile(rb"&([A-Za-z][A-Za-z0-9._-]*);")
-_SUBSET_ENTITY = re.compile(rb"<!ENTITY\s+(?!%)([A-Za-z][A-Za-z0-9._-]*)\s")
+# internal (literal-valued) general entities only: external ones (SYSTEM/PUBLIC) are dropped like undefined ones
+_SUBSET_ENTITY = re.compile(rb"<!ENTITY\s+(?!%)([A-Za-z][A-Za-z0-9._-]*)\s+[\"']")
 _DOCTYPE_SUBSET = re.compile(rb"<!DOCTYPE[^\[>]*\[(.*?)\]\s*>", re.S)
 _PARSER = etree.XMLParser(
     resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False, huge_tree=False,
@@ -130,8 +131,9 @@ def _license(meta: etree._Element, metadata_code: str | None) -> tuple[str, str 
             if ref is not None and ref.text:
                 url = url or ref.text.strip()
             text = _text(lic)
-        statement = _text(perms.find("copyright-statement"))
-        text = " ".join(t for t in (text, statement) if t)
+    # JATS 2.x and some publishers put the statement directly in <article-meta>
+    statement = _text(_first(meta, ["permissions/copyright-statement", "copyright-statement"]))
+    text = " ".join(t for t in (text, statement) if t) or None
     return resolve_license(metadata_code, url, text), url
 
 

@@ -45,11 +45,9 @@ def resolve_graphic(href: str, media_names: Sequence[str]) -> str:
         by_stem = [m for m in images if _split(m)[0].lower() == stem.lower()]
     if by_stem:
         return _best(by_stem)
-    # PLOS DOI hrefs: journal.pone.0038869.g001 is stored as pone.0038869.g001.* or g001.*
-    if "." in stem:
-        suffix = stem.rsplit(".", 1)[1]
-        tail = [m for m in images if _split(m)[0] == suffix or stem.endswith("." + _split(m)[0])
-                or _split(m)[0].endswith("." + suffix) and stem.endswith(_split(m)[0])]
-        if tail:
-            return _best(tail)
+    # PLOS DOI hrefs: journal.pone.0038869.g001 is stored as pone.0038869.g001.* or g001.*,
+    # i.e. as a dotted suffix of the href's stem
+    tail = [m for m in images if stem.endswith("." + _split(m)[0])]
+    if tail:
+        return _best(tail)
     raise SkipError("image_not_found", f"no media file matches href {href!r}")

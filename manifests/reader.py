@@ -1,0 +1,33 @@
+"""Read samples straight from shards by the manifest's byte offsets: select with SQL, stream those."""
+from __future__ import annotations
+
+from typing import Iterator
+
+from medcorpus.manifests.query import connect
+from medcorpus.manifests.storage import Output
+
+
+def iter_samples(out: str, where: str = "true") -> Iterator[dict]:
+    """Yield {key, image, caption, shard} for the samples matching a SQL predicate, shard by shard."""
+    con = connect(out)
+    rows = con.execute(
+        f"SELECT key, shard, image_offset, image_size, txt_offset, txt_size FROM samples WHERE {where} "
+        "ORDER BY shard, image_offset"
+    ).fetchall()
+    con.close()
+    output = Output(out)
+    handle, current = None, None
+    try:
+        for key, shard, img_off, img_size, txt_off, txt_size in rows:
+            if shard != current:
+                if handle:
+                    handle.close()
+                handle, current = output.fs.open(output.path(shard), "rb"), shard
+            handle.seek(img_off)
+            image = handle.read(img_size)
+            handle.seek(txt_off)
+            caption = handle.read(txt_size).decode("utf-8")
+            yield {"key": key, "shard": shard, "image": image, "caption": caption}
+    finally:
+        if handle:
+            handle.close()

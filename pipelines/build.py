@@ -1,0 +1,116 @@
+"""One corpus build, start to end: list → stage (parallel) → plan shards → write (parallel) → tables.
+
+This is the whole flow; runners only decide where the two parallel steps execute.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from medcorpus import __version__
+from medcorpus.manifests.storage import Output
+from medcorpus.pipelines import assemble
+from medcorpus.pipelines.config import BuildConfig
+from medcorpus.pipelines.runners import Job, Runner
+from medcorpus.pipelines.sources.base import Selection, Source, select
+from medcorpus.pipelines.staging import Staging, unit_token
+
+
+@dataclass
+class BuildSummary:
+    units: int = 0
+    units_reused: int = 0
+    articles: int = 0
+    figures: int = 0
+    samples: int = 0
+    shards: int = 0
+    errors_by_reason: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def errors(self) -> int:
+        return sum(self.errors_by_reason.values())
+
+
+def default_work_dir(out: str) -> str:
+    output = Output(out)
+    if output.is_local:
+        return str(Path(output.root) / "_work")
+    import hashlib
+
+    return str(Path.home() / ".cache" / "medcorpus" / hashlib.sha1(out.encode()).hexdigest()[:16])
+
+
+def build(config: BuildConfig, source: Source, runner: Runner, out: str, *, selection: Selection = Selection(),
+          work_dir: str | None = None, source_spec: str = "", console: Console | None = None,
+          progress: bool = True) -> BuildSummary:
+    console = console or Console(stderr=True)
+    started = dt.datetime.now(dt.timezone.utc)
+    t0 = time.perf_counter()
+    output = Output(out)
+    staging = Staging(Path(work_dir or default_work_dir(out)) / "staging")
+    job = Job(config, source, str(staging.root), out)
+    config_hash = config.config_hash()
+
+    units = [(u, unit_token(u, config_hash, __version__)) for u in select(source.list_units(), selection)]
+    todo = [(u, t) for u, t in units if not staging.done(t)]
+    summary = BuildSummary(units=len(units), units_reused=len(units) - len(todo))
+
+    columns = (TextColumn("{task.description:<8}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, disable=not progress, transient=False) as bar:
+        stage_tasks = {name: bar.add_task(name, total=None) for name in config.stages}
+        units_task = bar.add_task("units", total=len(todo))
+        for done in runner.stage_units(job, todo):
+            for name, task in stage_tasks.items():
+                bar.advance(task, done.counters.get(f"in:{name}", 0))
+            bar.advance(units_task)
+        asm = assemble.collect(((t, staging.read_meta(t)) for _, t in units), config)
+        shard_task = bar.add_task("shards", total=len(asm.plans))
+        for n in runner.write_shards(job, asm.plans, asm.token_of_key):
+            summary.samples += n
+            bar.advance(shard_task)
+    assemble.write_tables(asm, output)
+    assemble.remove_stale(asm, output)
+
+    summary.articles, summary.figures, summary.shards = len(asm.articles), len(asm.figures), len(asm.plans)
+    summary.errors_by_reason = assemble.errors_by_reason(asm.errors)
+    summary.stage_seconds = {k[3:]: v / 1e6 for k, v in asm.counters.items() if k.startswith("us:")}
+    summary.seconds = time.perf_counter() - t0
+    assemble.append_run(output, _run_row(summary, config, runner, source_spec, started, asm.errors))
+    return summary
+
+
+def _run_row(summary: BuildSummary, config: BuildConfig, runner: Runner, source_spec: str,
+             started: dt.datetime, errors: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "run_id": uuid.uuid4().hex, "started_at": started, "finished_at": dt.datetime.now(dt.timezone.utc),
+        "host": socket.gethostname(), "runner": runner.name, "workers": runner.workers,
+        "source_spec": source_spec, "medcorpus_version": __version__, "config_hash": config.config_hash(),
+        "units": summary.units, "units_reused": summary.units_reused, "articles": summary.articles,
+        "figures": summary.figures, "samples": summary.samples, "errors": summary.errors,
+        "shards": summary.shards, "seconds": summary.seconds,
+        "errors_by_reason": assemble.reasons_json(errors),
+    }
+
+
+def summary_lines(summary: BuildSummary) -> list[str]:
+    rate = summary.figures / summary.seconds if summary.seconds else 0.0
+    lines = [
+        f"units {summary.units} ({summary.units_reused} reused from earlier runs)",
+        f"articles {summary.articles}  figures {summary.figures}  samples {summary.samples}  shards {summary.shards}",
+        f"skipped {summary.errors}" + "".join(f"\n  {r}: {n}" for r, n in summary.errors_by_reason.items()),
+        f"time {summary.seconds:.1f} s  ({rate:.1f} figures/s overall)",
+    ]
+    if summary.stage_seconds:
+        lines.append("stage seconds (summed over workers, all units): " + ", ".join(f"{k} {v:.2f}" for k, v in summary.stage_seconds.items()))
+    return lines
+

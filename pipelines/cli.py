@@ -1,0 +1,135 @@
+"""The ``medcorpus`` command."""
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from medcorpus import __version__
+
+app = typer.Typer(help="Build medical image-text corpora: PMC figures → WebDataset shards + Parquet manifests.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+err = Console(stderr=True)
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+def _ids(value: Optional[str]) -> Optional[frozenset[str]]:
+    """A comma-separated list of PMCIDs, or a file with one per line."""
+    if not value:
+        return None
+    path = Path(value)
+    items = path.read_text().split() if path.is_file() else value.split(",")
+    return frozenset(i.strip() for i in items if i.strip())
+
+
+@app.command()
+def build(
+    source: str = typer.Option(..., "--source", help="local:PATH | bulk:PATH | pmc-cloud"),
+    out: str = typer.Option(..., "--out", help="output directory or fsspec URL (s3://bucket/prefix)"),
+    config: Optional[Path] = typer.Option(None, "--config", help="dataflow.yaml (defaults apply without one)"),
+    profile: Optional[str] = typer.Option(None, "--profile", help="a profile of the config"),
+    runner: Optional[str] = typer.Option(None, "--runner", help="local (default from the config)"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="worker processes (0 = all cores)"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="process at most N articles"),
+    pmcids: Optional[str] = typer.Option(None, "--pmcids", help="comma-separated PMCIDs or a file of them"),
+    since: Optional[str] = typer.Option(None, "--since", help="pmc-cloud: only articles updated on/after DATE"),
+    work_dir: Optional[str] = typer.Option(None, "--work-dir", help="staging folder (default OUT/_work)"),
+    endpoint: Optional[str] = typer.Option(None, "--endpoint", help="pmc-cloud: S3/HTTPS endpoint override"),
+    transport: str = typer.Option("s3", "--transport", help="pmc-cloud: s3 (anonymous) or https"),
+    bucket: str = typer.Option("pmc-oa-opendata", "--bucket", help="pmc-cloud: bucket name"),
+    license_group: Optional[list[str]] = typer.Option(None, "--license-group",
+                                                      help="pmc-cloud: oa_comm, oa_noncomm, phe_timebound, other"),
+    no_progress: bool = typer.Option(False, "--no-progress", help="no progress bars"),
+) -> None:
+    """Build shards and a manifest from a source."""
+    from medcorpus.pipelines.build import build as run_build, default_work_dir, summary_lines
+    from medcorpus.pipelines.config import load_config
+    from medcorpus.pipelines.runners import make_runner
+    from medcorpus.pipelines.sources import Selection, make_source
+
+    cfg = load_config(config, profile)
+    wd = work_dir or default_work_dir(out)
+    ids = _ids(pmcids)
+    src = make_source(source, cache_dir=str(Path(wd) / "source"), bucket=bucket, endpoint_url=endpoint,
+                      transport=transport, license_groups=tuple(license_group) if license_group else None,
+                      since=since, ids=ids)
+    run = make_runner(runner or cfg.runner, workers if workers is not None else cfg.workers)
+    summary = run_build(cfg, src, run, out, selection=Selection(limit=limit, ids=ids, since=since),
+                        work_dir=wd, source_spec=source, console=err, progress=not no_progress)
+    for line in summary_lines(summary):
+        err.print(line)
+
+
+@app.command()
+def query(
+    out: str = typer.Argument(..., help="a build's output directory or URL"),
+    sql: str = typer.Argument(..., help="SQL over views samples, articles, figures, errors, runs"),
+    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table, csv or json"),
+) -> None:
+    """Run SQL (DuckDB) over a build's manifest."""
+    from medcorpus.manifests.query import query as run_query
+
+    columns, rows = run_query(out, sql)
+    if fmt is OutputFormat.csv:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows(rows)
+    elif fmt is OutputFormat.json:
+        json.dump([dict(zip(columns, r)) for r in rows], sys.stdout, default=str, ensure_ascii=False)
+        sys.stdout.write("\n")
+    else:
+        table = Table(*columns)
+        for r in rows:
+            table.add_row(*("" if v is None else str(v) for v in r))
+        Console().print(table)
+
+
+@app.command()
+def verify(out: str = typer.Argument(..., help="a build's output directory or URL")) -> None:
+    """Check every manifest row against its shard: member bytes exist and hash to image_sha256."""
+    from medcorpus.manifests.verify import verify_output
+
+    problems, checked = verify_output(out)
+    for p in problems[:50]:
+        err.print(f"[red]{p}")
+    err.print(f"checked {checked} samples, {len(problems)} problems")
+    raise typer.Exit(1 if problems else 0)
+
+
+@app.command()
+def version() -> None:
+    """Print the medcorpus version."""
+    typer.echo(__version__)
+
+
+def _register_commands() -> None:
+    import importlib
+    import pkgutil
+
+    from medcorpus.pipelines import commands
+
+    for mod in sorted(m.name for m in pkgutil.iter_modules(commands.__path__)):
+        importlib.import_module(f"medcorpus.pipelines.commands.{mod}").register(app)
+
+
+_register_commands()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

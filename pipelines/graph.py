@@ -1,0 +1,219 @@
+"""The stage graph, described once. Every runner executes exactly these stages in this order.
+
+A stage maps one item to zero or more items. Items of the table types (``ArticleRow``,
+``FigureRow``) are side outputs that go to the manifest; every other item flows to the next stage;
+what leaves the last stage is a ``Sample``. A stage that raises ``SkipError`` (or anything else)
+for an item produces an error record for that item, and the run goes on.
+
+    fetch   UnitRef        -> ArticlePackage              (source I/O)
+    parse   ArticlePackage -> ArticleRow, FigureRow, FigureTask
+    image   FigureTask     -> Sample                      (resolve href, decode, normalize, encode)
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator
+
+from medcorpus import __version__
+from medcorpus.pipelines.config import BuildConfig
+from medcorpus.pipelines.sources.base import ArticlePackage, Source
+from medcorpus.pipelines.staging import StagedSample, UnitResult
+from medcorpus.schemas.records import Article, ErrorRecord, Figure, Sample, SkipError, UnitRef
+from medcorpus.transforms.images import encode_image
+from medcorpus.transforms.jats import parse_article
+from medcorpus.transforms.licenses import license_family
+from medcorpus.transforms.resolve import resolve_graphic
+
+
+@dataclass
+class Context:
+    """What stages share inside one worker: built once per worker, never per record."""
+
+    config: BuildConfig
+    source: Source
+    config_hash: str = ""
+
+    def __post_init__(self) -> None:
+        self.config_hash = self.config.config_hash()
+
+
+@dataclass
+class ArticleRow:
+    article: Article
+
+
+@dataclass
+class FigureRow:
+    figure: Figure
+    article_id: str
+    has_media: bool
+
+
+@dataclass
+class FigureTask:
+    package: ArticlePackage
+    article: Article
+    figure: Figure
+
+
+def fetch(unit: UnitRef, ctx: Context) -> Iterator[ArticlePackage]:
+    meta = unit.meta_dict()
+    if "error" in meta and unit.fingerprint == "error":
+        reason, _, detail = str(meta["error"]).partition("|")
+        raise SkipError(reason, detail)
+    yield ctx.source.open(unit)
+
+
+def parse(pkg: ArticlePackage, ctx: Context) -> Iterator[Any]:
+    parsed = parse_article(pkg.xml, fallback_id=pkg.unit.unit_id, version=pkg.version,
+                           metadata_license=pkg.license_code)
+    article = parsed.article
+    article.license_family = license_family(article.license_code, ctx.config.licenses)
+    article.source, article.source_url, article.source_md5 = ctx.source.name, pkg.source_url, pkg.source_md5
+    yield ArticleRow(article)
+    for fig in parsed.figures:
+        yield FigureRow(fig, article.article_id, has_media=not pkg.no_media)
+        if not pkg.no_media:
+            yield FigureTask(pkg, article, fig)
+
+
+def image(task: FigureTask, ctx: Context) -> Iterator[Sample]:
+    fig = task.figure
+    graphic = fig.primary_graphic()
+    if graphic is None:
+        raise SkipError("no_graphic", "the <fig> has no <graphic> with an href")
+    name = resolve_graphic(graphic.href, task.package.media_names)
+    enc = encode_image(task.package.read_media(name), ctx.config.image)
+    yield Sample(
+        key=fig.key, article=task.article, figure=fig, image=enc.data, image_format=enc.extension,
+        width=enc.width, height=enc.height, orig_width=enc.orig_width, orig_height=enc.orig_height,
+        image_sha256=enc.sha256, graphic_href=graphic.href, graphic_file=name,
+        source_url=task.package.source_url, source_md5=task.package.source_md5,
+    )
+
+
+Stage = Callable[[Any, Context], Iterable[Any]]
+STAGES: dict[str, Stage] = {"fetch": fetch, "parse": parse, "image": image}
+
+
+def stage_chain(config: BuildConfig) -> list[tuple[str, Stage]]:
+    unknown = [s for s in config.stages if s not in STAGES]
+    if unknown:
+        raise ValueError(f"unknown stages in config: {unknown}; known: {list(STAGES)}")
+    return [(name, STAGES[name]) for name in config.stages]
+
+
+def describe(item: Any) -> tuple[str, str | None, str | None]:
+    """(input, article_id, figure_id) of an item, for error records."""
+    if isinstance(item, UnitRef):
+        return f"{item.source}:{item.unit_id}", None, None
+    if isinstance(item, ArticlePackage):
+        return f"{item.unit.source}:{item.unit.unit_id}", None, None
+    if isinstance(item, FigureTask):
+        href = g.href if (g := item.figure.primary_graphic()) else ""
+        return f"{item.package.unit.source}:{item.package.unit.unit_id}#{href}", item.article.article_id, item.figure.figure_id
+    if isinstance(item, Sample):
+        return item.key, item.article.article_id, item.figure.figure_id
+    return repr(item)[:200], None, None
+
+
+def run_stage(name: str, stage: Stage, item: Any, ctx: Context) -> tuple[list[Any], ErrorRecord | None]:
+    try:
+        return list(stage(item, ctx)), None
+    except SkipError as exc:
+        reason, detail = exc.reason, exc.detail
+    except Exception as exc:  # noqa: BLE001 - one bad record must never stop a corpus build
+        reason, detail = "exception", f"{type(exc).__name__}: {exc}"
+    inp, article_id, figure_id = describe(item)
+    return [], ErrorRecord(inp, name, reason, detail, article_id, figure_id)
+
+
+def sample_row(sample: Sample, ctx: Context) -> dict[str, Any]:
+    a, f = sample.article, sample.figure
+    return {
+        "key": sample.key, "image_sha256": sample.image_sha256, "image_format": sample.image_format,
+        "width": sample.width, "height": sample.height,
+        "orig_width": sample.orig_width, "orig_height": sample.orig_height,
+        "caption": f.caption, "caption_title": f.caption_title, "mentions": list(f.mentions),
+        "figure_id": f.figure_id, "figure_label": f.label, "parent_figure_id": f.parent_figure_id,
+        "graphic_href": sample.graphic_href, "graphic_file": sample.graphic_file,
+        **article_columns(a),
+        "source": a.source, "source_url": sample.source_url, "source_md5": sample.source_md5,
+        "medcorpus_version": __version__, "config_hash": ctx.config_hash,
+        **sample.extra,
+    }
+
+
+def article_columns(a: Article) -> dict[str, Any]:
+    return {
+        "article_id": a.article_id, "pmcid": a.pmcid, "pmid": a.pmid, "doi": a.doi, "version": a.version,
+        "journal": a.journal, "year": a.year, "title": a.title, "article_type": a.article_type,
+        "license_code": a.license_code, "license_url": a.license_url, "license_family": a.license_family,
+    }
+
+
+def stage_sample(sample: Sample, ctx: Context) -> tuple[StagedSample, dict[str, bytes]]:
+    row = sample_row(sample, ctx)
+    sidecar = json.dumps(row, sort_keys=True, ensure_ascii=False).encode("utf-8")
+    members = {sample.image_format: sample.image, "txt": sample.figure.caption.encode("utf-8"), "json": sidecar}
+    size = sum(len(v) for v in members.values())
+    return StagedSample(sample.key, sample.article.license_family, row, size), members
+
+
+def process_unit(unit: UnitRef, ctx: Context) -> UnitResult:
+    """Run the whole chain for one unit, depth-first, collecting samples and side outputs."""
+    result = UnitResult(unit_id=unit.unit_id)
+    counters: Counter[str] = Counter()
+    timings: Counter[str] = Counter()
+    articles: dict[str, Article] = {}
+    samples_per_article: Counter[str] = Counter()
+    frontier: list[Any] = [unit]
+    for name, stage in stage_chain(ctx.config):
+        produced: list[Any] = []
+        for item in frontier:
+            counters[name] += 1
+            t0 = time.perf_counter()
+            outputs, error = run_stage(name, stage, item, ctx)
+            timings[name] += int((time.perf_counter() - t0) * 1e6)
+            if error:
+                result.errors.append(error.to_dict())
+            for out in outputs:
+                if isinstance(out, ArticleRow):
+                    articles[out.article.article_id] = out.article
+                elif isinstance(out, FigureRow):
+                    result.figures.append(figure_row(out))
+                else:
+                    produced.append(out)
+        frontier = produced
+    for sample in frontier:
+        staged, members = stage_sample(sample, ctx)
+        if staged.key in result.members:
+            result.errors.append(ErrorRecord(staged.key, "stage", "duplicate_key", "two figures share one key",
+                                             sample.article.article_id, sample.figure.figure_id).to_dict())
+            continue
+        result.samples.append(staged)
+        result.members[staged.key] = members
+        samples_per_article[sample.article.article_id] += 1
+    for article in articles.values():
+        result.articles.append({
+            **article_columns(article), "keywords": article.keywords, "n_figures": article.n_figures,
+            "n_samples": samples_per_article[article.article_id], "source": article.source,
+            "source_url": article.source_url, "source_md5": article.source_md5,
+            "medcorpus_version": __version__, "config_hash": ctx.config_hash,
+        })
+    result.counters = {**{f"in:{k}": v for k, v in counters.items()},
+                       **{f"us:{k}": v for k, v in timings.items()}}
+    return result
+
+
+def figure_row(row: FigureRow) -> dict[str, Any]:
+    f = row.figure
+    return {
+        "key": f.key, "article_id": row.article_id, "figure_id": f.figure_id, "figure_label": f.label,
+        "parent_figure_id": f.parent_figure_id, "position": f.position, "caption_title": f.caption_title,
+        "caption": f.caption, "mentions": list(f.mentions), "graphics": [g.href for g in f.graphics],
+        "has_media": row.has_media,
+    }

@@ -1,0 +1,121 @@
+"""Runners: how the two parallel steps of a build (stage units, write shards) are executed.
+
+The embedded local runner uses a process pool: each worker builds its stage context once
+(``init_worker``) and then processes units. Ray and Beam runners implement the same two methods.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import Any, Iterator, Protocol, Sequence
+
+from medcorpus.manifests.shards import ShardPlan
+from medcorpus.manifests.storage import Output
+from medcorpus.pipelines.assemble import write_shard
+from medcorpus.pipelines.config import BuildConfig
+from medcorpus.pipelines.graph import Context, process_unit
+from medcorpus.pipelines.sources.base import Source
+from medcorpus.pipelines.staging import Staging
+from medcorpus.schemas.records import UnitRef
+
+
+@dataclass
+class UnitDone:
+    unit_id: str
+    token: str
+    counters: dict[str, int]
+    samples: int
+    errors: int
+
+
+@dataclass
+class Job:
+    """Everything a worker needs; picklable."""
+
+    config: BuildConfig
+    source: Source
+    staging_root: str
+    output_url: str
+
+
+class Runner(Protocol):
+    name: str
+    workers: int
+
+    def stage_units(self, job: Job, units: Sequence[tuple[UnitRef, str]]) -> Iterator[UnitDone]: ...
+
+    def write_shards(self, job: Job, plans: Sequence[ShardPlan], tokens: dict[str, str]) -> Iterator[int]: ...
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def init_worker(job: Job) -> None:
+    _WORKER["ctx"] = Context(job.config, job.source)
+    _WORKER["staging"] = Staging(job.staging_root)
+    _WORKER["output"] = Output(job.output_url)
+
+
+def stage_one(unit: UnitRef, token: str) -> UnitDone:
+    result = process_unit(unit, _WORKER["ctx"])
+    _WORKER["staging"].write(token, result)
+    return UnitDone(unit.unit_id, token, result.counters, len(result.samples), len(result.errors))
+
+
+def shard_one(plan: ShardPlan, tokens: dict[str, str]) -> int:
+    return write_shard(plan, tokens, _WORKER["staging"], _WORKER["output"])
+
+
+def default_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class LocalRunner:
+    """Processes on this machine; ``workers=1`` runs in-process (no pool), handy for debugging."""
+
+    name = "local"
+
+    def __init__(self, workers: int = 0) -> None:
+        self.workers = workers or default_workers()
+
+    def _pool(self, job: Job) -> ProcessPoolExecutor:
+        # forkserver: safe to start while the progress display's thread runs, and cheap per worker
+        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("forkserver"),
+                                   initializer=init_worker, initargs=(job,))
+
+    def stage_units(self, job: Job, units: Sequence[tuple[UnitRef, str]]) -> Iterator[UnitDone]:
+        if self.workers == 1 or len(units) <= 1:
+            init_worker(job)
+            for unit, token in units:
+                yield stage_one(unit, token)
+            return
+        with self._pool(job) as pool:
+            futures = [pool.submit(stage_one, unit, token) for unit, token in units]
+            for fut in as_completed(futures):
+                yield fut.result()
+
+    def write_shards(self, job: Job, plans: Sequence[ShardPlan], tokens: dict[str, str]) -> Iterator[int]:
+        if self.workers == 1 or len(plans) <= 1:
+            init_worker(job)
+            for plan in plans:
+                yield shard_one(plan, _subset(tokens, plan))
+            return
+        with self._pool(job) as pool:
+            futures = [pool.submit(shard_one, plan, _subset(tokens, plan)) for plan in plans]
+            for fut in as_completed(futures):
+                yield fut.result()
+
+
+def _subset(tokens: dict[str, str], plan: ShardPlan) -> dict[str, str]:
+    return {k: tokens[k] for k in plan.keys}
+
+
+def make_runner(name: str, workers: int = 0, **options: Any) -> Runner:
+    if name == "local":
+        return LocalRunner(workers)
+    raise ValueError(f"unknown runner {name!r} (known: local)")

@@ -1,0 +1,150 @@
+"""Arrow schemas of the manifest tables: the one source of truth for column names and types.
+
+Bump ``SCHEMA_VERSION`` whenever a column is added, removed or changes meaning; it is written into
+every Parquet file's metadata (``medcorpus.schema_version``) so readers can tell releases apart.
+Sample rows hold only what is derived from the input and the config, never run facts (time, host),
+so the same input and config give byte-identical manifests; run facts live in ``runs``.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+
+_str, _i32, _i64, _f64, _bool = pa.string(), pa.int32(), pa.int64(), pa.float64(), pa.bool_()
+
+ARTICLE_FIELDS = [
+    pa.field("article_id", _str, nullable=False),
+    pa.field("pmcid", _str),
+    pa.field("pmid", _str),
+    pa.field("doi", _str),
+    pa.field("version", _i32),
+    pa.field("journal", _str),
+    pa.field("year", _i32),
+    pa.field("title", _str),
+    pa.field("article_type", _str),
+    pa.field("license_code", _str),
+    pa.field("license_url", _str),
+    pa.field("license_family", _str),
+]
+
+PROVENANCE_FIELDS = [
+    pa.field("source", _str),
+    pa.field("source_url", _str),
+    pa.field("source_md5", _str),
+    pa.field("medcorpus_version", _str),
+    pa.field("config_hash", _str),
+]
+
+SAMPLES = pa.schema(
+    [
+        pa.field("key", _str, nullable=False),
+        pa.field("shard", _str, nullable=False),
+        pa.field("image_member", _str),
+        pa.field("image_offset", _i64),
+        pa.field("image_size", _i64),
+        pa.field("txt_offset", _i64),
+        pa.field("txt_size", _i64),
+        pa.field("json_offset", _i64),
+        pa.field("json_size", _i64),
+        pa.field("image_sha256", _str),
+        pa.field("image_format", _str),
+        pa.field("width", _i32),
+        pa.field("height", _i32),
+        pa.field("orig_width", _i32),
+        pa.field("orig_height", _i32),
+        pa.field("caption", _str),
+        pa.field("caption_title", _str),
+        pa.field("mentions", pa.list_(_str)),
+        pa.field("figure_id", _str),
+        pa.field("figure_label", _str),
+        pa.field("parent_figure_id", _str),
+        pa.field("graphic_href", _str),
+        pa.field("graphic_file", _str),
+        *ARTICLE_FIELDS,
+        *PROVENANCE_FIELDS,
+    ]
+)
+
+ARTICLES = pa.schema(
+    [
+        *ARTICLE_FIELDS,
+        pa.field("keywords", pa.list_(_str)),
+        pa.field("n_figures", _i32),
+        pa.field("n_samples", _i32),
+        *PROVENANCE_FIELDS,
+    ]
+)
+
+FIGURES = pa.schema(
+    [
+        pa.field("key", _str, nullable=False),
+        pa.field("article_id", _str, nullable=False),
+        pa.field("figure_id", _str),
+        pa.field("figure_label", _str),
+        pa.field("parent_figure_id", _str),
+        pa.field("position", _i32),
+        pa.field("caption_title", _str),
+        pa.field("caption", _str),
+        pa.field("mentions", pa.list_(_str)),
+        pa.field("graphics", pa.list_(_str)),
+        pa.field("has_media", _bool),
+    ]
+)
+
+ERRORS = pa.schema(
+    [
+        pa.field("input", _str, nullable=False),
+        pa.field("stage", _str, nullable=False),
+        pa.field("reason", _str, nullable=False),
+        pa.field("detail", _str),
+        pa.field("article_id", _str),
+        pa.field("figure_id", _str),
+    ]
+)
+
+RUNS = pa.schema(
+    [
+        pa.field("run_id", _str),
+        pa.field("started_at", pa.timestamp("ms", tz="UTC")),
+        pa.field("finished_at", pa.timestamp("ms", tz="UTC")),
+        pa.field("host", _str),
+        pa.field("runner", _str),
+        pa.field("workers", _i32),
+        pa.field("source_spec", _str),
+        pa.field("medcorpus_version", _str),
+        pa.field("config_hash", _str),
+        pa.field("units", _i64),
+        pa.field("units_reused", _i64),
+        pa.field("articles", _i64),
+        pa.field("figures", _i64),
+        pa.field("samples", _i64),
+        pa.field("errors", _i64),
+        pa.field("shards", _i64),
+        pa.field("seconds", _f64),
+        pa.field("errors_by_reason", _str),  # JSON object
+    ]
+)
+
+TABLES = {"samples": SAMPLES, "articles": ARTICLES, "figures": FIGURES, "errors": ERRORS, "runs": RUNS}
+
+# Columns of a sample row that exist only once the sample sits in a shard.
+SHARD_COLUMNS = ("shard", "image_member", "image_offset", "image_size", "txt_offset", "txt_size",
+                 "json_offset", "json_size")
+
+
+def with_version(schema: pa.Schema) -> pa.Schema:
+    return schema.with_metadata({b"medcorpus.schema_version": str(SCHEMA_VERSION).encode()})
+
+
+def to_table(rows: Iterable[dict[str, Any]], schema: pa.Schema) -> pa.Table:
+    """Rows → table of exactly ``schema`` (unknown keys are an error: the schema is the contract)."""
+    rows = list(rows)
+    names = set(schema.names)
+    for row in rows[:1]:
+        extra = set(row) - names
+        if extra:
+            raise KeyError(f"columns not in schema: {sorted(extra)}")
+    return pa.Table.from_pylist(rows, schema=with_version(schema))

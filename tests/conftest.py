@@ -1,0 +1,37 @@
+"""Shared fixtures. Tests read the real data in ../shared/data (never ../shared/holdout)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from testdata import ARTICLES, DATA, REPO
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+def pytest_collection_modifyitems(config, items):  # noqa: ANN001
+    if not DATA.is_dir():
+        skip = pytest.mark.skip(reason=f"shared data not found at {DATA}")
+        for item in items:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def articles_dir() -> Path:
+    return ARTICLES
+
+
+@pytest.fixture(scope="session")
+def sample_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One build of the real shared articles, made once per test session (2 worker processes)."""
+    from medcorpus.pipelines.build import build
+    from medcorpus.pipelines.config import load_config
+    from medcorpus.pipelines.runners import LocalRunner
+    from medcorpus.pipelines.sources.local import LocalSource
+
+    out = tmp_path_factory.mktemp("sample_build")
+    build(load_config(REPO / "dataflow.yaml"), LocalSource(str(ARTICLES)), LocalRunner(2), str(out),
+          progress=False)
+    return out
+

@@ -407,6 +407,25 @@ def test_corrupt_cache_entry_is_refetched(tmp_path, pmc_bucket, fault_proxy):
     assert cached.read_bytes() == art.xml
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_mirror_bucket_keeps_nlm_urls(tmp_path, pmc_bucket, transport):
+    """A mirror (another bucket name) holds NLM's keys and metadata, whose URLs still name
+    pmc-oa-opendata: objects are read from the mirror."""
+    art = pmc_bucket.article("two_versions")
+    client = s3_client(pmc_bucket.endpoint_url)
+    mirror = f"pmc-mirror-{transport}"
+    client.create_bucket(Bucket=mirror, ACL="public-read")
+    base = f"{art.pmcid}.2"
+    for key in (f"metadata/{base}.json", f"{base}/{base}.xml", *(f"{base}/{n}" for n in art.media_names)):
+        client.copy_object(Bucket=mirror, Key=key, CopySource={"Bucket": pmc_bucket.bucket, "Key": key}, ACL="public-read")
+    src = make(tmp_path, pmc_bucket.endpoint_url, transport, bucket=mirror)
+    [unit] = list(src.list_units())
+    pkg = src.open(unit)
+    assert pkg.xml == art.xml and pkg.media == art.media
+    assert pkg.source_url.startswith(f"s3://{mirror}/{base}/{base}.xml?md5=")
+    src.close()
+
+
 def test_source_pickles_and_works_after(tmp_path, pmc_bucket):
     src = make(tmp_path, pmc_bucket.endpoint_url, "https", license_groups=("oa_comm",))
     unit = by_id(list(src.list_units()))[pmc_bucket.cases["two_versions"]]

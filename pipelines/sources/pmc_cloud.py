@@ -612,7 +612,7 @@ class PmcCloudSource:
 
     def _media_urls(self, unit: UnitRef, doc: dict[str, Any]) -> dict[str, S3Url]:
         """Media name (relative to the version prefix) → URL; malformed entries are logged."""
-        version_prefix = f"{unit.unit_id}.{doc.get('version', unit.meta_dict().get('version'))}/"
+        version_prefix = f"{unit.unit_id}.{unit.meta_dict().get('version') or doc.get('version')}/"
         out: dict[str, S3Url] = {}
         for raw in doc.get("media_urls") or []:
             try:
@@ -630,8 +630,10 @@ class PmcCloudSource:
         pmcid = str(doc.get("pmcid") or "")
         if pmcid and normalize_pmcid(pmcid) != unit.unit_id:
             raise SkipError("metadata_mismatch", f"metadata of {unit.unit_id} names {pmcid}")
-        version = int(doc.get("version") or meta.get("version") or 1)
+        version = int(meta.get("version") or doc.get("version") or 1)  # the listed key decides
         where = f"{unit.unit_id}.{version}"
+        if doc.get("version") is not None and str(doc.get("version")) != str(version):
+            log.warning("%s: metadata says version %s", where, doc.get("version"))
         if doc.get("is_retracted"):
             raise SkipError("retracted", f"{where} (the latest version) is retracted")
         if doc.get("is_pmc_openaccess") is False or str(doc.get("is_pmc_openaccess")).lower() == "false":
@@ -647,8 +649,8 @@ class PmcCloudSource:
             xml_url = parse_s3_url(str(doc["xml_url"]))
         except ValueError as exc:
             raise SkipError("metadata_malformed", f"{where}: {exc}") from exc
-        if xml_url.bucket != self.bucket:
-            raise SkipError("metadata_malformed", f"{where}: xml_url points at bucket {xml_url.bucket}")
+        if xml_url.bucket != self.bucket:  # a mirror keeps NLM's keys (and URLs): read the mirror
+            xml_url = S3Url(self.bucket, xml_url.key, xml_url.md5)
 
         media_urls = self._media_urls(unit, doc)
         prefetch = [n for n in media_urls

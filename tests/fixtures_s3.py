@@ -318,18 +318,20 @@ def _seed(client: Any, endpoint_url: str, bucket: str, pmc_dir: Path) -> SeededP
         else:
             put_version(art, 1, xml, media)
 
-    # S3 LastModified has one-second resolution: make the split unambiguous.
-    time.sleep(1.05)
-    split = datetime.now(timezone.utc).replace(microsecond=0)
-    time.sleep(max(0.0, split.timestamp() + 1.0 - time.time()) + 0.01)
+    # Split at the next whole second: earlier objects are older even at S3's one-second
+    # resolution (floor(t) <= t < split), later ones are uploaded at or after it.
+    split_ts = int(time.time()) + 1
+    time.sleep(max(0.0, split_ts - time.time()) + 0.01)
+    split = datetime.fromtimestamp(split_ts, timezone.utc)
     for fn in deferred:
         fn()
     return SeededPmcBucket(endpoint_url, bucket, articles, split, cases, n)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def pmc_bucket(moto_server: MotoEndpoint) -> SeededPmcBucket:
-    """The seeded ``pmc-oa-opendata`` bucket on the session's moto server (read-only: don't write)."""
+    """The seeded ``pmc-oa-opendata`` bucket on the session's moto server (read-only: don't write).
+    Seeded once per server; each use checks the bucket is still there (a HEAD) and re-seeds if not."""
     return seed_pmc_bucket(moto_server.url)
 
 

@@ -426,6 +426,30 @@ def test_mirror_bucket_keeps_nlm_urls(tmp_path, pmc_bucket, transport):
     src.close()
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_ids_mode_metadata_fallbacks(tmp_path, pmc_bucket, transport):
+    """ids mode: metadata only next to the XML is found; a version with no metadata at all is
+    listed and then skipped with a clear reason."""
+    client = s3_client(pmc_bucket.endpoint_url)
+    bucket = f"pmc-partial-{transport}"
+    client.create_bucket(Bucket=bucket, ACL="public-read")
+    a, b = pmc_bucket.article("noncomm"), pmc_bucket.article("other_license")
+    for art, keys in ((a, ("{p}/{p}.json", "{p}/{p}.xml")), (b, ("{p}/{p}.xml",))):
+        for k in keys:
+            key = k.format(p=f"{art.pmcid}.1")
+            client.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": pmc_bucket.bucket, "Key": key},
+                               ACL="public-read")
+    src = make(tmp_path, pmc_bucket.endpoint_url, transport, bucket=bucket, ids=frozenset({a.pmcid, b.pmcid}))
+    units = by_id(list(src.list_units()))
+    assert units[a.pmcid].meta_dict()["metadata_key"] == f"{a.pmcid}.1/{a.pmcid}.1.json"
+    assert src.open(units[a.pmcid]).xml == a.xml
+    with pytest.raises(SkipError) as e:
+        src.open(units[b.pmcid])
+    assert e.value.reason == "metadata_not_found"
+    assert list(make(tmp_path, pmc_bucket.endpoint_url, transport, bucket=bucket, cache="c2").list_units()) == []
+    src.close()
+
+
 def test_source_pickles_and_works_after(tmp_path, pmc_bucket):
     src = make(tmp_path, pmc_bucket.endpoint_url, "https", license_groups=("oa_comm",))
     unit = by_id(list(src.list_units()))[pmc_bucket.cases["two_versions"]]

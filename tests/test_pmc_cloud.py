@@ -99,6 +99,15 @@ def test_constructor_validates():
         PmcCloudSource(cache_dir="/tmp/x", license_groups=("oa_comm", "commercial"))
 
 
+def test_unsafe_keys_never_become_cache_paths(tmp_path):
+    src = PmcCloudSource(cache_dir=str(tmp_path), endpoint_url="http://127.0.0.1:9")
+    for key in ("PMC1.1/../../../etc/passwd", "../x", ""):
+        with pytest.raises(SkipError) as e:
+            src._fetch(key, "0" * 32)
+        assert e.value.reason == "unsafe_key"
+    assert not any(tmp_path.iterdir())
+
+
 def test_https_urls_without_endpoint():
     t = _HttpsTransport("pmc-oa-opendata", None, 5.0, 2)
     try:
@@ -459,6 +468,8 @@ def test_source_pickles_and_works_after(tmp_path, pmc_bucket):
     assert clone.open(unit).media == pmc_bucket.article("two_versions").media
     src.close()
     clone.close()
+    assert src.open(unit).version == 2  # usable after close(): client and pool come back lazily
+    src.close()
 
 
 def test_output_bucket_fixture(s3_output_bucket: S3Bucket):

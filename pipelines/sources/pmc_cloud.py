@@ -391,13 +391,16 @@ class PmcCloudSource:
         self._init_runtime()
 
     def close(self) -> None:
+        """Stop the thread pool and close connections (the object stays usable: both come back
+        lazily). The lock is not held while waiting: running fetches need it."""
         with self._lock:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True)
-                self._pool = None
-            if self._client is not None:
-                self._client.close()
-                self._client = None
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
 
     def __enter__(self) -> "PmcCloudSource":
         return self
@@ -480,7 +483,10 @@ class PmcCloudSource:
         Raises _NotFound, _Transient (retries exhausted), _Fatal, or SkipError('md5_mismatch').
         A wrong md5 is retried a couple of times (a corrupted transfer), not ``max_retries``."""
         tag = md5 or cache_tag
-        path = self._cache_path(key, tag) if tag else None
+        try:
+            path = self._cache_path(key, tag) if tag else None
+        except ValueError as exc:  # '..' in a key from the metadata: never a path
+            raise SkipError("unsafe_key", str(exc)) from exc
         if path is not None:
             cached = self._cache_read(path, md5)
             if cached is not None:

@@ -284,10 +284,10 @@ def test_retries_slowdown_500_stall_and_reset(tmp_path, pmc_bucket, fault_proxy,
     fault_proxy.faults += [
         Fault("500", 2, lambda m, p: "list-type=2" in p),
         Fault("slowdown", 2, lambda m, p: p.endswith(xml_key)),
-        Fault("stall", 1, lambda m, p: p.endswith("/fig2.jpg"), stall_s=2.0),
+        Fault("stall", 1, lambda m, p: p.endswith("/fig2.jpg"), stall_s=5.0),
         Fault("reset", 1, lambda m, p: p.endswith("/fig3.jpg")),
     ]
-    src = make(tmp_path, fault_proxy.url, transport, timeout_s=0.4, ids=frozenset({art.pmcid}))
+    src = make(tmp_path, fault_proxy.url, transport, timeout_s=1.0, ids=frozenset({art.pmcid}))
     slept: list[float] = []
     src._sleep = slept.append
     units = list(src.list_units())

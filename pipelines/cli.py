@@ -29,9 +29,10 @@ def _ids(value: Optional[str]) -> Optional[frozenset[str]]:
     """A comma-separated list of PMCIDs, or a file with one per line."""
     if not value:
         return None
+    from medcorpus.pipelines.sources.base import normalize_ids
+
     path = Path(value)
-    items = path.read_text().split() if path.is_file() else value.split(",")
-    return frozenset(i.strip() for i in items if i.strip())
+    return normalize_ids(path.read_text().split() if path.is_file() else value.split(","))
 
 
 @app.command()
@@ -49,8 +50,9 @@ def build(
     endpoint: Optional[str] = typer.Option(None, "--endpoint", help="pmc-cloud: S3/HTTPS endpoint override"),
     transport: str = typer.Option("s3", "--transport", help="pmc-cloud: s3 (anonymous) or https"),
     bucket: str = typer.Option("pmc-oa-opendata", "--bucket", help="pmc-cloud: bucket name"),
-    license_group: Optional[list[str]] = typer.Option(None, "--license-group",
-                                                      help="pmc-cloud: oa_comm, oa_noncomm, phe_timebound, other"),
+    license_group: Optional[list[str]] = typer.Option(
+        None, "--license-group", help="pmc-cloud: oa_comm, oa_noncomm, other (default) and phe_timebound, whose "
+                                      "reuse terms expired: only when named"),
     no_progress: bool = typer.Option(False, "--no-progress", help="no progress bars"),
 ) -> None:
     """Build shards and a manifest from a source."""

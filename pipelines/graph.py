@@ -86,7 +86,7 @@ def fetch(unit: UnitRef, ctx: Context) -> Iterator[ArticlePackage]:
 
 def parse(pkg: ArticlePackage, ctx: Context) -> Iterator[Any]:
     parsed = parse_article(pkg.xml, fallback_id=pkg.unit.unit_id, version=pkg.version,
-                           metadata_license=pkg.license_code)
+                           metadata_license=pkg.license_code, pmcid=pkg.unit.meta_dict().get("pmcid"))
     article = parsed.article
     article.license_family = license_family(article.license_code, ctx.config.licenses)
     article.source, article.source_url, article.source_md5 = ctx.source.name, pkg.source_url, pkg.source_md5

@@ -39,7 +39,9 @@ def test_build_from_pmc_cloud(tmp_path, pmc_bucket: SeededPmcBucket):
                               "AND input NOT LIKE '%PMC9000006%' ORDER BY input")
     assert rows == [(f"pmc-cloud:{c['missing_media']}#g003.png", "image", "pone.0178565.g003"),
                     (f"pmc-cloud:{c['bad_md5_media']}#fig3.jpg", "image", "fig3")]
-    _, rows = query(str(out), "SELECT source_url, version, license_code, n_figures, n_samples FROM articles ORDER BY source_url")
+    _, rows = query(str(out), "SELECT a.source_url, a.version, a.license_code, a.n_figures, "
+                              "count(s.key) FILTER (WHERE s.parent_key IS NULL) FROM articles a "
+                              "LEFT JOIN samples s USING (article_id) GROUP BY ALL ORDER BY a.source_url")
     b = pmc_bucket.bucket
     assert [(r[0].split("?")[0], *r[1:]) for r in rows] == [
         (f"s3://{b}/{c['two_versions']}.2/{c['two_versions']}.2.xml", 2, "CC BY", 5, 5),  # the later version
@@ -47,5 +49,8 @@ def test_build_from_pmc_cloud(tmp_path, pmc_bucket: SeededPmcBucket):
         (f"s3://{b}/{c['bad_md5_media']}.1/{c['bad_md5_media']}.1.xml", 1, "CC0", 8, 7),
         (f"s3://{b}/{c['noncomm']}.1/{c['noncomm']}.1.xml", 1, "CC BY-NC-ND", 9, 0),
     ]
-    _, [(n,)] = query(str(out), "SELECT count(*) FROM samples")
-    assert n == summary.samples == 17
+    _, [(n, whole)] = query(str(out), "SELECT count(*), count(*) FILTER (WHERE parent_key IS NULL) FROM samples")
+    assert whole == 17 and n == summary.samples
+    # the source's PMCID names the article when the XML carries none
+    _, ids = query(str(out), "SELECT DISTINCT article_id = pmcid AND pmcid LIKE 'PMC%' FROM samples")
+    assert ids == [(True,)]

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import parse_qs, quote, urlsplit
 
-from medcorpus.pipelines.sources.base import ArticlePackage, meta_tuple
+from medcorpus.pipelines.sources.base import ArticlePackage, meta_tuple, normalize_pmcid
 from medcorpus.schemas.records import SkipError, UnitRef
 from medcorpus.transforms.licenses import normalize_code
 
@@ -47,21 +47,12 @@ DEFAULT_BUCKET = "pmc-oa-opendata"
 
 _META_KEY = re.compile(r"^metadata/(PMC\d+)\.(\d+)\.json$")
 _VERSION_PREFIX = re.compile(r"^(PMC\d+)\.(\d+)/$")
-_PMCID = re.compile(r"^(?:PMC)?(\d+)(?:\.\d+)?$", re.I)
 _MD5 = re.compile(r"^[0-9a-f]{32}$")
 _S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 
 
 # --------------------------------------------------------------------------------------------
 # small pure helpers (tested directly)
-
-
-def normalize_pmcid(raw: str) -> str:
-    """``PMC123``, ``pmc123``, ``123`` and ``PMC123.2`` → ``PMC123`` (a unit is an article)."""
-    m = _PMCID.match(raw.strip())
-    if not m:
-        raise ValueError(f"not a PMCID: {raw!r}")
-    return f"PMC{int(m.group(1))}"
 
 
 def license_group(code: str | None) -> str:

@@ -77,10 +77,6 @@ class FigureTask:
 
 
 def fetch(unit: UnitRef, ctx: Context) -> Iterator[ArticlePackage]:
-    meta = unit.meta_dict()
-    if "error" in meta and unit.fingerprint == "error":
-        reason, _, detail = str(meta["error"]).partition("|")
-        raise SkipError(reason, detail)
     yield ctx.source.open(unit)
 
 

@@ -13,6 +13,7 @@ The gate is pure and deterministic: the pipeline stage and ``medcorpus faithfuln
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable, Iterable, Sequence
@@ -205,7 +206,9 @@ def defined_abbreviations(text: str) -> dict[str, str]:
     """``{"PE": "pulmonary embolism"}`` for every "long form (SHORT)" definition in ``text``."""
     if "(" not in text:
         return {}
-    doc = _abbreviation_nlp()(text)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # W036: the detector's unused global matcher
+        doc = _abbreviation_nlp()(text)
     return {a.text: a._.long_form.text for a in doc._.abbreviations}
 
 
@@ -287,10 +290,14 @@ def _lexically_supported(words: Iterable[str], neg: bool, src: _Source, stems: b
 
 
 def _concept_claim(kind: str, mention: str, keys: Iterable[str], words: Iterable[str], neg: bool,
-                   src: _Source) -> Claim:
+                   src: _Source, lex: Lexicon | None = None) -> Claim:
     keys, words = set(keys), list(words)
     if any((k, neg) in src.keys for k in keys) or _lexically_supported(words, neg, src, kind == "anatomy"):
         return Claim(kind, mention, True)
+    if lex is not None and len(words) == 1:  # an abbreviation: its expansion written out in the source
+        for long in ABBREVIATIONS.get(mention.lower(), ()):
+            if _lexically_supported([lex.canon(w) for w, _, _ in tokenize(long)], neg, src):
+                return Claim(kind, mention, True)
     if any((k, not neg) in src.keys for k in keys) or _lexically_supported(words, not neg, src):
         return Claim("negation", ("no " if neg else "") + mention, False)
     return Claim(kind, mention, False)
@@ -318,7 +325,7 @@ def _concept_claims(gen: str, lex: Lexicon, src: _Source, linker: Linker | None,
             continue
         covered.append((m.start, m.end))
         neg = is_negated(gen, m.start, m.end)
-        claims.append(_concept_claim(m.kind, gen[m.start:m.end], m.keys, m.words, neg, src))
+        claims.append(_concept_claim(m.kind, gen[m.start:m.end], m.keys, m.words, neg, src, lex))
     for w, s, e in tokenize(gen):
         # a plain word whose polarity flipped ("no invasion" -> "invasion") is a claim too
         cw = lex.canon(w)

@@ -82,7 +82,7 @@ class LLMEngine:
         first_of: dict[str, int] = {}
         unique = [i for i in todo if first_of.setdefault(keys[i], i) == i]  # same request once per run
         requests = [self._request(task, items[i]) for i in unique]
-        results = await self.backend.acomplete(requests)
+        results = await self.backend.acomplete(requests) if requests else []
         fresh = [TaskAnswer(r.text, prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens,
                             error=r.error) for r in results]
         if task.json_schema is not None:

@@ -18,7 +18,14 @@ from aiohttp import web
 
 from medcorpus.pipelines.llm.types import Backend, ChatRequest, Completion, GenParams
 
-__all__ = ["make_app", "serve", "running_server", "run_app_in_thread"]
+__all__ = ["make_app", "serve", "running_server", "run_app_in_thread", "request_count", "REQUESTS"]
+
+REQUESTS = web.AppKey("requests", dict)  # {"n": chat requests received}; a dict so it can change after start
+
+
+def request_count(app: web.Application) -> int:
+    """Chat-completion requests the app has received (the cache tests count these)."""
+    return app[REQUESTS]["n"]
 
 
 class _Batcher:
@@ -70,14 +77,14 @@ def _request(body: dict[str, Any]) -> ChatRequest:
 def make_app(backend: Backend, batch_size: int = 8, max_wait_ms: float = 10.0) -> web.Application:
     batcher = _Batcher(backend, batch_size, max_wait_ms)
     app = web.Application(client_max_size=64 * 1024 * 1024)
-    app["requests"] = 0
+    app[REQUESTS] = {"n": 0}
 
     async def models(_: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": backend.model, "object": "model",
                                                                "owned_by": "medcorpus"}]})
 
     async def chat(request: web.Request) -> web.Response:
-        request.app["requests"] += 1
+        request.app[REQUESTS]["n"] += 1
         try:
             req = _request(await request.json())
         except (ValueError, TypeError) as exc:

@@ -22,7 +22,7 @@ CHAT_TEMPLATE = (
 # text: hidden, layers, heads, kv heads, intermediate; vision: hidden, layers, heads, intermediate, image, patch
 SIZES = {
     "tiny": {"text": (48, 2, 4, 2, 96), "vision": (32, 2, 4, 64, 32, 8)},
-    "2b": {"text": (2048, 22, 16, 8, 5632), "vision": (1024, 24, 16, 4096, 336, 14)},
+    "2b": {"text": (2048, 26, 16, 8, 8192), "vision": (1024, 24, 16, 4096, 336, 14)},
 }
 SPECIALS = ["<pad>", "<s>", "</s>", "<unk>", "<image>"]
 
@@ -80,8 +80,10 @@ def vlm_config(tokenizer, size: str = "tiny"):
                        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
 
 
-def build_vlm(path: str | Path, texts: Iterable[str], size: str = "tiny", seed: int = 0, save: bool = True):
-    """A LLaVA model + processor in ``path`` (or, with ``save=False``, the in-memory pair)."""
+def build_vlm(path: str | Path, texts: Iterable[str], size: str = "tiny", seed: int = 0, save: bool = True,
+              dtype: str | None = None):
+    """A LLaVA model + processor in ``path`` (or, with ``save=False``, the in-memory pair); ``dtype``
+    (e.g. "bfloat16") halves what a 2 B model writes to disk."""
     import torch
     from transformers import CLIPImageProcessor, LlavaForConditionalGeneration, LlavaProcessor
 
@@ -94,6 +96,8 @@ def build_vlm(path: str | Path, texts: Iterable[str], size: str = "tiny", seed: 
                                vision_feature_select_strategy="default", chat_template=CHAT_TEMPLATE,
                                num_additional_image_tokens=1)
     model = LlavaForConditionalGeneration(config)
+    if dtype:
+        model = model.to(getattr(torch, dtype))
     if not save:
         return model, processor
     path = Path(path)

@@ -35,6 +35,7 @@ class BuildSummary:
     errors_by_reason: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    llm_counts: dict[str, int] = field(default_factory=dict)  # requests, tokens, cache hits (this run)
 
     @property
     def errors(self) -> int:
@@ -88,6 +89,9 @@ def _run(config: BuildConfig, runner: Runner, job: Job, staging: Staging, units:
         stage_tasks = {name: bar.add_task(name, total=None) for name in config.stages}
         units_task = bar.add_task("units", total=len(todo))
         for done in runner.stage_units(job, todo):
+            for k, v in done.counters.items():
+                if k.startswith("llm:"):
+                    summary.llm_counts[k] = summary.llm_counts.get(k, 0) + v
             for name, task in stage_tasks.items():
                 bar.advance(task, done.counters.get(f"in:{name}", 0))
             bar.advance(units_task)
@@ -120,6 +124,9 @@ def summary_lines(summary: BuildSummary) -> list[str]:
         f"skipped {summary.errors}" + "".join(f"\n  {r}: {n}" for r, n in summary.errors_by_reason.items()),
         f"time {summary.seconds:.1f} s  ({rate:.1f} figures/s overall)",
     ]
+    llm = {k[4:]: v for k, v in summary.llm_counts.items() if v}
+    if llm:
+        lines.append("llm: " + ", ".join(f"{k} {v}" for k, v in sorted(llm.items())))
     if summary.stage_seconds:
         lines.append("stage seconds (summed over workers, all units): " + ", ".join(f"{k} {v:.2f}" for k, v in summary.stage_seconds.items()))
     return lines

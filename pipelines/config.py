@@ -45,6 +45,7 @@ class BuildConfig:
     image: ImageOptions = ImageOptions()
     shards: ShardOptions = ShardOptions()
     subfigures: SubfigureConfig = SubfigureConfig()
+    llm: dict[str, Any] = field(default_factory=dict)  # the llm stage's options (pipelines/llm/config.py)
     licenses: dict[str, list[str]] = field(default_factory=lambda: copy.deepcopy(DEFAULT_FAMILIES))
     families: tuple[str, ...] = FAMILIES
     runner: str = "local"
@@ -55,7 +56,13 @@ class BuildConfig:
         d = asdict(self)
         for key in ("runner", "workers", "profile"):
             d.pop(key)
+        d["llm"] = self.llm_options().output_options() if "llm" in self.stages else None
         return d
+
+    def llm_options(self) -> Any:
+        from medcorpus.pipelines.llm.config import LLMOptions
+
+        return LLMOptions.from_dict(self.llm)
 
     def config_hash(self) -> str:
         blob = json.dumps(self.output_options(), sort_keys=True, separators=(",", ":"))
@@ -87,18 +94,21 @@ def from_dict(raw: dict[str, Any], profile: str | None = None) -> BuildConfig:
     image = _typed(ImageOptions, settings.pop("image", {}) or {})
     shards = _typed(ShardOptions, settings.pop("shards", {}) or {})
     subfigures = _typed(SubfigureConfig, settings.pop("subfigures", {}) or {})
+    llm = settings.pop("llm", {}) or {}
     licenses = settings.pop("licenses", None) or copy.deepcopy(DEFAULT_FAMILIES)
     families = tuple(settings.pop("families", FAMILIES))
     bad = set(families) - set(FAMILIES)
     if bad:
         raise ValueError(f"unknown shard families {sorted(bad)}; use {FAMILIES}")
     stages = tuple(raw.get("stages") or BuildConfig.stages)
-    cfg = _typed(BuildConfig, {**settings, "image": image, "shards": shards, "subfigures": subfigures, "licenses": licenses,
+    cfg = _typed(BuildConfig, {**settings, "image": image, "shards": shards, "subfigures": subfigures, "llm": llm, "licenses": licenses,
                                "families": families, "stages": stages, "profile": profile})
     if cfg.subfigures.ocr not in ("never", "auto", "always"):
         raise ValueError("subfigures.ocr must be never, auto or always")
     if cfg.image.reencode not in ("auto", "always", "never"):
         raise ValueError("image.reencode must be auto, always or never")
+    if "llm" in cfg.stages:
+        cfg.llm_options()  # unknown keys and bad values fail here, before any work
     return cfg
 
 

@@ -9,12 +9,17 @@ for an item produces an error record for that item, and the run goes on.
     parse   ArticlePackage -> ArticleRow, FigureRow, FigureTask
     image   FigureTask     -> Sample                      (resolve href, decode, normalize, encode)
     panels  Sample         -> Sample, panel Samples       (compound figures split, subcaptions paired)
+    llm     [Sample]       -> [Sample]                    (caption cleaning, LLM/VLM generation, faithfulness gate)
+
+A stage marked ``batched`` receives all of a unit's items at once (one batched model call per
+article); if the batch fails, its items are retried one by one so one bad record stays one error.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import time
+from pathlib import Path
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
@@ -37,13 +42,29 @@ class Context:
 
     config: BuildConfig
     source: Source
+    work_dir: str | None = None
     config_hash: str = ""
     subfigures: SubfigureOptions | None = None
+    llm: Any = None
 
     def __post_init__(self) -> None:
         self.config_hash = self.config.config_hash()
         if "panels" in self.config.stages:
             self.subfigures = subfigure_options(self.config)
+        if "llm" in self.config.stages:
+            self.llm = llm_stage(self.config, self.work_dir)
+
+
+def llm_stage(config: BuildConfig, work_dir: str | None) -> Any:
+    """The LLM stage's backends, request cache and gate, once per worker (models load once)."""
+    from dataclasses import replace
+
+    from medcorpus.pipelines.llm.stage import LLMStage
+
+    options = config.llm_options()
+    if options.cache_path is None and work_dir:
+        options = replace(options, cache_path=str(Path(work_dir) / "llm_cache.sqlite"))
+    return LLMStage(options)
 
 
 def subfigure_options(config: BuildConfig) -> SubfigureOptions:
@@ -135,7 +156,21 @@ def panels(sample: Sample, ctx: Context) -> Iterator[Sample]:
 
 
 Stage = Callable[[Any, Context], Iterable[Any]]
-STAGES: dict[str, Stage] = {"fetch": fetch, "parse": parse, "image": image, "panels": panels}
+def llm(samples: list[Sample], ctx: Context) -> Iterator[Sample]:
+    """Generated fields with provenance; the best accepted caption becomes the sample's text."""
+    from medcorpus.schemas.llm import to_arrow_row
+
+    fields = [{"caption": s.text, "mentions": s.figure.mentions} for s in samples]
+    outputs = ctx.llm.process(fields, [s.image for s in samples])
+    for sample, out in zip(samples, outputs):
+        sample.extra.update(to_arrow_row(out))
+        sample.caption = out.get("caption_llm") or out.get("caption_clean") or sample.text
+        yield sample
+
+
+llm.batched = True  # type: ignore[attr-defined]
+
+STAGES: dict[str, Stage] = {"fetch": fetch, "parse": parse, "image": image, "panels": panels, "llm": llm}
 
 
 def stage_chain(config: BuildConfig) -> list[tuple[str, Stage]]:
@@ -168,6 +203,16 @@ def run_stage(name: str, stage: Stage, item: Any, ctx: Context) -> tuple[list[An
         reason, detail = "exception", f"{type(exc).__name__}: {exc}"
     inp, article_id, figure_id = describe(item)
     return [], ErrorRecord(inp, name, reason, detail, article_id, figure_id)
+
+
+def run_batched(name: str, stage: Stage, items: list[Any], ctx: Context) -> list[tuple[list[Any], ErrorRecord | None]]:
+    """A batched stage's outputs, one (outputs, error) per input item, like ``run_stage``'s."""
+    if not items:
+        return []
+    outputs, error = run_stage(name, stage, items, ctx)
+    if error is None and len(outputs) == len(items):
+        return [([out], None) for out in outputs]
+    return [run_stage(name, lambda one, c: stage([one], c), item, ctx) for item in items]
 
 
 def sample_row(sample: Sample, ctx: Context) -> dict[str, Any]:
@@ -210,13 +255,14 @@ def process_unit(unit: UnitRef, ctx: Context) -> UnitResult:
     articles: dict[str, Article] = {}
     samples_per_article: Counter[str] = Counter()
     frontier: list[Any] = [unit]
+    llm_before = ctx.llm.summary() if ctx.llm else {}
     for name, stage in stage_chain(ctx.config):
         produced: list[Any] = []
-        for item in frontier:
-            counters[name] += 1
-            t0 = time.perf_counter()
-            outputs, error = run_stage(name, stage, item, ctx)
-            timings[name] += int((time.perf_counter() - t0) * 1e6)
+        counters[name] += len(frontier)
+        t0 = time.perf_counter()
+        results = run_batched(name, stage, frontier, ctx) if getattr(stage, "batched", False) else (
+            run_stage(name, stage, item, ctx) for item in frontier)
+        for outputs, error in results:
             if error:
                 result.errors.append(error.to_dict())
             for out in outputs:
@@ -226,6 +272,7 @@ def process_unit(unit: UnitRef, ctx: Context) -> UnitResult:
                     result.figures.append(figure_row(out))
                 else:
                     produced.append(out)
+        timings[name] += int((time.perf_counter() - t0) * 1e6)
         frontier = produced
     for sample in frontier:
         staged, members = stage_sample(sample, ctx)
@@ -243,8 +290,10 @@ def process_unit(unit: UnitRef, ctx: Context) -> UnitResult:
             "source_url": article.source_url, "source_md5": article.source_md5,
             "medcorpus_version": __version__, "config_hash": ctx.config_hash,
         })
+    llm_after = ctx.llm.summary() if ctx.llm else {}
     result.counters = {**{f"in:{k}": v for k, v in counters.items()},
-                       **{f"us:{k}": v for k, v in timings.items()}}
+                       **{f"us:{k}": v for k, v in timings.items()},
+                       **{f"llm:{k}": v - llm_before.get(k, 0) for k, v in llm_after.items()}}
     return result
 
 

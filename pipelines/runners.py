@@ -55,7 +55,7 @@ _WORKER: dict[str, Any] = {}
 
 
 def init_worker(job: Job) -> None:
-    _WORKER["ctx"] = Context(job.config, job.source)
+    _WORKER["ctx"] = Context(job.config, job.source, work_dir=os.path.dirname(job.staging_root))
     _WORKER["staging"] = Staging(job.staging_root)
     _WORKER["output"] = Output(job.output_url)
 
@@ -98,7 +98,8 @@ class LocalRunner:
             self.close()
             ctx = multiprocessing.get_context("forkserver")
             ctx.set_forkserver_preload(self._PRELOAD)
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=init_worker, initargs=(job,))
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_local_worker,
+                                             initargs=(job, dict(os.environ)))
             self._job = job
         return self._pool
 
@@ -122,6 +123,14 @@ class LocalRunner:
         if self._pool is not None:
             self._pool.shutdown()
             self._pool, self._job = None, None
+
+
+def _init_local_worker(job: Job, env: dict[str, str]) -> None:
+    """Workers fork from a long-lived forkserver: give them the environment the build sees now
+    (credentials, endpoints), not the one the forkserver started with."""
+    os.environ.clear()
+    os.environ.update(env)
+    init_worker(job)
 
 
 def _subset(tokens: dict[str, str], plan: ShardPlan) -> dict[str, str]:

@@ -11,7 +11,9 @@ from typing import Any, Iterable
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 2  # 2: panel samples (parent_key, panel_*) and split status
+from medcorpus.schemas.llm import LLM_FIELDS
+
+SCHEMA_VERSION = 3  # 2: panel samples (parent_key, panel_*), split status; 3: llm stage columns
 
 _str, _i32, _i64, _f64, _bool = pa.string(), pa.int32(), pa.int64(), pa.float64(), pa.bool_()
 
@@ -72,6 +74,7 @@ SAMPLES = pa.schema(
         pa.field("panel_confidence", _f64),
         pa.field("n_panels", _i32),  # on a whole figure: how many panel samples it gave
         pa.field("split_status", _str),  # split | single_panel | kept whole: the reason
+        *LLM_FIELDS,  # null unless the llm stage runs: caption_original, generated (with provenance) ...
         *ARTICLE_FIELDS,
         *PROVENANCE_FIELDS,
     ]

@@ -1,0 +1,64 @@
+"""CLI: ``medcorpus evalsets list|add|init`` — the evaluation-set registry used for decontamination.
+
+The registry is a JSON-lines file (default ``evalsets.jsonl``; ``--registry`` or $MEDCORPUS_EVALSETS).
+``init`` loads the shared eval lists (../shared/data, see manifests.evalsets.builtin_entries).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from medcorpus.manifests.evalsets import (add_entries, builtin_entries, entries_from_captions, entries_from_ids,
+                                          entries_from_images, read_registry, summarize)
+
+__all__ = ["register"]
+
+
+def _registry(path: Optional[Path]) -> Path:
+    return path or Path(os.environ.get("MEDCORPUS_EVALSETS", "evalsets.jsonl"))
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``evalsets`` sub-app to ``app``."""
+    sub = typer.Typer(help="Evaluation-set registry for decontamination.", no_args_is_help=True)
+
+    @sub.command("list")
+    def list_cmd(registry: Optional[Path] = typer.Option(None, "--registry", help="registry JSON-lines file")) -> None:
+        """Eval sets in the registry with their entry counts per kind (JSON)."""
+        typer.echo(json.dumps(summarize(read_registry(_registry(registry))), indent=1))
+
+    @sub.command("init")
+    def init_cmd(
+        data: Path = typer.Option(..., "--data", help="the shared data folder (../shared/data)"),
+        registry: Optional[Path] = typer.Option(None, "--registry"),
+    ) -> None:
+        """Load the shared eval lists (ROCO test/validation, SLAKE, IU X-ray, ImageCLEF, MedICaT, MedMentions)."""
+        n = add_entries(_registry(registry), builtin_entries(data))
+        typer.echo(f"{n} entries in {_registry(registry)}")
+
+    @sub.command("add")
+    def add_cmd(
+        name: str = typer.Argument(..., help="eval set name"),
+        ids: Optional[Path] = typer.Option(None, "--ids", help="file of PMCID[:figure] or PMID, one per line"),
+        images: Optional[list[Path]] = typer.Option(None, "--image", help="image file (repeatable)"),
+        captions: Optional[Path] = typer.Option(None, "--captions", help="file of captions, one per line"),
+        registry: Optional[Path] = typer.Option(None, "--registry"),
+    ) -> None:
+        """Add a user's eval set as ids, images (perceptual hashes) and/or captions."""
+        entries = []
+        if ids:
+            entries += entries_from_ids(name, ids.read_text(encoding="utf-8").splitlines())
+        if images:
+            entries += entries_from_images(name, images)
+        if captions:
+            entries += entries_from_captions(name, captions.read_text(encoding="utf-8").splitlines())
+        if not entries:
+            raise typer.BadParameter("give --ids, --image or --captions")
+        n = add_entries(_registry(registry), entries)
+        typer.echo(f"added {len(entries)} entries to {name!r}; {n} entries in {_registry(registry)}")
+
+    app.add_typer(sub, name="evalsets")

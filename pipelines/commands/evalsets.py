@@ -18,8 +18,16 @@ from medcorpus.manifests.evalsets import (add_entries, builtin_entries, entries_
 __all__ = ["register"]
 
 
-def _registry(path: Optional[Path]) -> Path:
-    return path or Path(os.environ.get("MEDCORPUS_EVALSETS", "evalsets.jsonl"))
+DEFAULT_DATA = Path(os.environ.get("MEDCORPUS_SHARED", Path(__file__).resolve().parents[3] / "shared")) / "data"
+
+
+def _registry(path: Optional[Path], data: Optional[Path] = None) -> Path:
+    """The registry file; a new one is pre-loaded from the shared eval lists when they are there."""
+    reg = path or Path(os.environ.get("MEDCORPUS_EVALSETS", "evalsets.jsonl"))
+    src = data or DEFAULT_DATA
+    if not reg.exists() and src.is_dir():
+        add_entries(reg, builtin_entries(src))
+    return reg
 
 
 def register(app: typer.Typer) -> None:
@@ -27,9 +35,12 @@ def register(app: typer.Typer) -> None:
     sub = typer.Typer(help="Evaluation-set registry for decontamination.", no_args_is_help=True)
 
     @sub.command("list")
-    def list_cmd(registry: Optional[Path] = typer.Option(None, "--registry", help="registry JSON-lines file")) -> None:
+    def list_cmd(
+        registry: Optional[Path] = typer.Option(None, "--registry", help="registry JSON-lines file"),
+        data: Optional[Path] = typer.Option(None, "--data", help="shared data folder that pre-loads a new registry"),
+    ) -> None:
         """Eval sets in the registry with their entry counts per kind (JSON)."""
-        typer.echo(json.dumps(summarize(read_registry(_registry(registry))), indent=1))
+        typer.echo(json.dumps(summarize(read_registry(_registry(registry, data))), indent=1))
 
     @sub.command("init")
     def init_cmd(
@@ -37,8 +48,9 @@ def register(app: typer.Typer) -> None:
         registry: Optional[Path] = typer.Option(None, "--registry"),
     ) -> None:
         """Load the shared eval lists (ROCO test/validation, SLAKE, IU X-ray, ImageCLEF, MedICaT, MedMentions)."""
-        n = add_entries(_registry(registry), builtin_entries(data))
-        typer.echo(f"{n} entries in {_registry(registry)}")
+        reg = registry or Path(os.environ.get("MEDCORPUS_EVALSETS", "evalsets.jsonl"))
+        n = add_entries(reg, builtin_entries(data))
+        typer.echo(f"{n} entries in {reg}")
 
     @sub.command("add")
     def add_cmd(
@@ -47,6 +59,7 @@ def register(app: typer.Typer) -> None:
         images: Optional[list[Path]] = typer.Option(None, "--image", help="image file (repeatable)"),
         captions: Optional[Path] = typer.Option(None, "--captions", help="file of captions, one per line"),
         registry: Optional[Path] = typer.Option(None, "--registry"),
+        data: Optional[Path] = typer.Option(None, "--data", help="shared data folder that pre-loads a new registry"),
     ) -> None:
         """Add a user's eval set as ids, images (perceptual hashes) and/or captions."""
         entries = []
@@ -58,7 +71,8 @@ def register(app: typer.Typer) -> None:
             entries += entries_from_captions(name, captions.read_text(encoding="utf-8").splitlines())
         if not entries:
             raise typer.BadParameter("give --ids, --image or --captions")
-        n = add_entries(_registry(registry), entries)
-        typer.echo(f"added {len(entries)} entries to {name!r}; {n} entries in {_registry(registry)}")
+        reg = _registry(registry, data)
+        n = add_entries(reg, entries)
+        typer.echo(f"added {len(entries)} entries to {name!r}; {n} entries in {reg}")
 
     app.add_typer(sub, name="evalsets")

@@ -27,6 +27,11 @@ COLUMNS = ("key", "citation", "title", "journal", "year", "doi", "pmcid", "figur
            "license_url", "article_url", "source_url")
 
 
+# manifest columns an attribution row is made from
+INPUT_COLUMNS = ["key", "article_id", "title", "journal", "year", "doi", "pmcid", "figure_label", "license_code",
+                 "license_url", "source_url"]
+
+
 def article_url(row: Mapping[str, Any]) -> str | None:
     if row.get("pmcid"):
         return f"https://pmc.ncbi.nlm.nih.gov/articles/{row['pmcid']}/"

@@ -5,6 +5,7 @@ This is the whole flow; runners only decide where the two parallel steps execute
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import socket
 import time
 import uuid
@@ -46,8 +47,6 @@ def default_work_dir(out: str) -> str:
     output = Output(out)
     if output.is_local:
         return str(Path(output.root) / "_work")
-    import hashlib
-
     return str(Path.home() / ".cache" / "medcorpus" / hashlib.sha1(out.encode()).hexdigest()[:16])
 
 
@@ -58,9 +57,11 @@ def build(config: BuildConfig, source: Source, runner: Runner, out: str, *, sele
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
     output = Output(out)
-    staging = Staging(Path(work_dir or default_work_dir(out)) / "staging")
-    job = Job(config, source, str(staging.root), out)
-    config_hash = config.config_hash()
+    work = Path(work_dir or default_work_dir(out))
+    staging = Staging(work / "staging")
+    evalsets, evalsets_hash = prepare_evalsets(config, work)
+    job = Job(config, source, str(staging.root), out, evalsets)
+    config_hash = config.config_hash() + evalsets_hash  # staged units depend on the eval sets too
 
     units = [(u, unit_token(u, config_hash, __version__)) for u in select(source.list_units(), selection)]
     todo = [(u, t) for u, t in units if not staging.done(t)]
@@ -72,6 +73,7 @@ def build(config: BuildConfig, source: Source, runner: Runner, out: str, *, sele
         runner.close()
     assemble.write_tables(asm, output)
     assemble.remove_stale(asm, output)
+    assemble.write_attribution(output)
 
     summary.articles, summary.figures, summary.shards = len(asm.articles), len(asm.figures), len(asm.plans)
     summary.errors_by_reason = assemble.errors_by_reason(asm.errors)
@@ -96,11 +98,35 @@ def _run(config: BuildConfig, runner: Runner, job: Job, staging: Staging, units:
                 bar.advance(task, done.counters.get(f"in:{name}", 0))
             bar.advance(units_task)
         asm = assemble.collect(((t, staging.read_meta(t)) for _, t in units), config)
+        if asm.dedup_records:
+            assemble.apply_dedup(asm, runner.dedup(job, asm.dedup_records))
+        assemble.plan(asm, config)
         shard_task = bar.add_task("shards", total=len(asm.plans))
         for n in runner.write_shards(job, asm.plans, asm.token_of_key):
             summary.samples += n
             bar.advance(shard_task)
     return asm
+
+
+def prepare_evalsets(config: BuildConfig, work: Path) -> tuple[str | None, str]:
+    """Write the build's eval-set registry (built-in lists + the user's registry) once, for workers.
+
+    Returns its path and a content hash (empty when decontamination is off)."""
+    if "quality" not in config.stages:
+        return None, ""
+    from medcorpus.manifests.evalsets import builtin_entries, read_registry, write_registry
+
+    sources = config.decontam
+    entries = []
+    if sources.get("builtin_data") and Path(sources["builtin_data"]).is_dir():
+        entries += builtin_entries(sources["builtin_data"])
+    if sources.get("registry"):
+        entries += read_registry(sources["registry"])
+    if not entries:
+        return None, ""
+    path = work / "evalsets.jsonl"
+    write_registry(path, entries)
+    return str(path), "-" + hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
 
 def _run_row(summary: BuildSummary, config: BuildConfig, runner: Runner, source_spec: str,

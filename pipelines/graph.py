@@ -9,7 +9,11 @@ for an item produces an error record for that item, and the run goes on.
     parse   ArticlePackage -> ArticleRow, FigureRow, FigureTask
     image   FigureTask     -> Sample                      (resolve href, decode, normalize, encode)
     panels  Sample         -> Sample, panel Samples       (compound figures split, subcaptions paired)
+    quality Sample         -> Sample | DroppedRow         (filters, image-type tags, hashes, eval-set decontamination)
     llm     [Sample]       -> [Sample]                    (caption cleaning, LLM/VLM generation, faithfulness gate)
+
+Deduplication needs every sample at once, so it runs between the stages and the shards
+(pipelines/assemble.py), as a shuffle on the distributed runners.
 
 A stage marked ``batched`` receives all of a unit's items at once (one batched model call per
 article); if the batch fails, its items are retried one by one so one bad record stays one error.
@@ -43,9 +47,11 @@ class Context:
     config: BuildConfig
     source: Source
     work_dir: str | None = None
+    evalsets: str | None = None  # the build's eval-set registry (JSON lines), for decontamination
     config_hash: str = ""
     subfigures: SubfigureOptions | None = None
     llm: Any = None
+    quality: Any = None
 
     def __post_init__(self) -> None:
         self.config_hash = self.config.config_hash()
@@ -53,6 +59,28 @@ class Context:
             self.subfigures = subfigure_options(self.config)
         if "llm" in self.config.stages:
             self.llm = llm_stage(self.config, self.work_dir)
+        if "quality" in self.config.stages:
+            self.quality = QualityContext.build(self.config, self.evalsets)
+
+
+@dataclass
+class QualityContext:
+    """Filter thresholds, the tagger (and its optional CLIP model) and the eval-set index, once per worker."""
+
+    filters: Any
+    types: Any
+    zero_shot: Any
+    evalset_index: Any
+
+    @classmethod
+    def build(cls, config: BuildConfig, evalsets: str | None) -> "QualityContext":
+        from medcorpus.manifests.evalsets import build_index, read_registry
+        from medcorpus.transforms.image_types import load_zero_shot
+
+        types = config.image_type_options()
+        zero_shot = load_zero_shot(types.model_path, types.device) if types.model_path else None
+        index = build_index(read_registry(evalsets), config.decontam_options()) if evalsets else None
+        return cls(config.filter_options(), types, zero_shot, index)
 
 
 def llm_stage(config: BuildConfig, work_dir: str | None) -> Any:
@@ -88,6 +116,13 @@ class FigureRow:
     figure: Figure
     article_id: str
     has_media: bool
+
+
+@dataclass
+class DroppedRow:
+    """A sample a filter, decontamination or dedup removed: listed in ``dropped``, never in a shard."""
+
+    row: dict[str, Any]
 
 
 @dataclass
@@ -149,13 +184,47 @@ def panels(sample: Sample, ctx: Context) -> Iterator[Sample]:
             image_format="jpg", width=crop.width, height=crop.height, orig_width=sample.orig_width,
             orig_height=sample.orig_height, image_sha256=hashlib.sha256(data).hexdigest(),
             graphic_href=sample.graphic_href, graphic_file=sample.graphic_file, source_url=sample.source_url,
-            source_md5=sample.source_md5, caption=pair.subcaption,
+            source_md5=sample.source_md5, caption=pair.subcaption, decoded=crop,
             extra={"parent_key": sample.key, "panel_index": index, "panel_box": list(pair.box),
                    "panel_label": pair.label, "panel_confidence": round(pair.confidence, 6), "split_status": "split"},
         )
 
 
 Stage = Callable[[Any, Context], Iterable[Any]]
+def quality(sample: Sample, ctx: Context) -> Iterator[Sample | DroppedRow]:
+    """Score and tag every sample; drop what fails a filter or appears in an evaluation set."""
+    from medcorpus.manifests.evalsets import decontaminate
+    from medcorpus.schemas.quality import decontam_columns, dropped_row
+    from medcorpus.transforms.dedup import hash_image
+    from medcorpus.transforms.image_types import tag_image
+    from medcorpus.transforms.quality import assess
+
+    q = ctx.quality
+    image = sample.decoded
+    decision = assess(image, sample.text, sample.article.article_type, q.filters)
+    tags = tag_image(image, sample.text, q.types, q.zero_shot)
+    hashes = hash_image(image) if image is not None else None
+    hits = []
+    if q.evalset_index is not None:
+        hits = decontaminate({"pmcid": sample.article.pmcid, "pmid": sample.article.pmid,
+                              "figure_id": sample.figure.figure_id, "graphic_file": sample.graphic_file,
+                              "graphic_href": sample.graphic_href, "caption": sample.text,
+                              "perceptual": hashes.perceptual if hashes else None}, q.evalset_index)
+    sample.extra.update({**decision.columns(), **tags.columns(), **decontam_columns(hits)})
+    if hashes is not None:
+        sample.extra.update(image_exact_hash=hashes.exact, image_phash=f"{hashes.perceptual:032x}")
+    ids = {"article_id": sample.article.article_id, "figure_id": sample.figure.figure_id}
+    if not decision.keep:
+        yield DroppedRow(dropped_row(sample.key, "quality", decision.dropped_by, decision.reason,
+                                     scores=decision.scores, **ids))
+    elif hits:
+        evalsets = sorted({h.evalset for h in hits})
+        yield DroppedRow(dropped_row(sample.key, "decontam", ",".join(evalsets),
+                                     "; ".join(f"{h.evalset}:{h.kind}:{h.detail}" for h in hits), **ids))
+    else:
+        yield sample
+
+
 def llm(samples: list[Sample], ctx: Context) -> Iterator[Sample]:
     """Generated fields with provenance; the best accepted caption becomes the sample's text."""
     from medcorpus.schemas.llm import to_arrow_row
@@ -170,7 +239,8 @@ def llm(samples: list[Sample], ctx: Context) -> Iterator[Sample]:
 
 llm.batched = True  # type: ignore[attr-defined]
 
-STAGES: dict[str, Stage] = {"fetch": fetch, "parse": parse, "image": image, "panels": panels, "llm": llm}
+STAGES: dict[str, Stage] = {"fetch": fetch, "parse": parse, "image": image, "panels": panels, "quality": quality,
+                            "llm": llm}
 
 
 def stage_chain(config: BuildConfig) -> list[tuple[str, Stage]]:
@@ -240,11 +310,16 @@ def article_columns(a: Article) -> dict[str, Any]:
 
 
 def stage_sample(sample: Sample, ctx: Context) -> tuple[StagedSample, dict[str, bytes]]:
+    """The row and the image and caption members; the JSON sidecar is made with the shard (it
+    carries columns decided later, such as the dedup cluster)."""
     row = sample_row(sample, ctx)
-    sidecar = json.dumps(row, sort_keys=True, ensure_ascii=False).encode("utf-8")
-    members = {sample.image_format: sample.image, "txt": sample.text.encode("utf-8"), "json": sidecar}
-    size = sum(len(v) for v in members.values())
+    members = {sample.image_format: sample.image, "txt": sample.text.encode("utf-8")}
+    size = sum(len(v) for v in members.values()) + len(sidecar_json(row))
     return StagedSample(sample.key, sample.article.license_family, row, size), members
+
+
+def sidecar_json(row: dict[str, Any]) -> bytes:
+    return json.dumps(row, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def process_unit(unit: UnitRef, ctx: Context) -> UnitResult:
@@ -270,6 +345,8 @@ def process_unit(unit: UnitRef, ctx: Context) -> UnitResult:
                     articles[out.article.article_id] = out.article
                 elif isinstance(out, FigureRow):
                     result.figures.append(figure_row(out))
+                elif isinstance(out, DroppedRow):
+                    result.dropped.append(out.row)
                 else:
                     produced.append(out)
         timings[name] += int((time.perf_counter() - t0) * 1e6)

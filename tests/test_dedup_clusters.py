@@ -47,7 +47,8 @@ def test_exact_hash_ignores_container_not_colour() -> None:
 
 
 def test_real_copies_cluster_and_others_do_not() -> None:
-    recs = [make_record(k, b, CAPTION if k == "a_orig" else "", "PMCX", 1, "CC BY") for k, b in _copies().items()]
+    # each copy reused by another article (reuse across papers is what dedup is for)
+    recs = [make_record(k, b, CAPTION if k == "a_orig" else "", f"PMC{k}", 1, "CC BY") for k, b in _copies().items()]
     recs += [make_record(f"z{i}", p.read_bytes(), "", f"other{i}", 1, "CC BY") for i, p in enumerate(OTHERS)]
     res = dedup_local(recs)
     copies = sorted(_copies())
@@ -55,6 +56,20 @@ def test_real_copies_cluster_and_others_do_not() -> None:
     assert all(res.cluster_of.get(f"z{i}") is None for i in range(len(OTHERS)))
     assert res.canonical_of["a_orig"] == "a_orig"  # full resolution, everything else equal
     assert res.duplicate_of("c_crop") == "a_orig" and res.duplicate_of("a_orig") is None
+
+
+def test_within_one_article_only_identical_pixels_are_duplicates() -> None:
+    copies = _copies()
+    near = [make_record(k, b, "", "PMC1", 1, "CC BY") for k, b in copies.items()]
+    assert dedup_local(near).cluster_of == {}  # look-alike panels of one study stay
+    exact = [make_record(k, copies["a_orig"], "", "PMC1", 1, "CC BY") for k in ("p1", "p2")]
+    assert dedup_local(exact).duplicate_of("p2") == "p1"
+    panels = [make_record(k, copies["a_orig"], "", "PMC1", 1, "CC BY", group="fig1") for k in ("fig1", "fig1_pa")]
+    assert dedup_local(panels).cluster_of == {}  # a figure and its own panel are never duplicates
+    near_versions = [make_record(k, b, "", "PMC1", v, "CC BY") for (k, b), v in zip(list(copies.items())[:2], (1, 2))]
+    assert dedup_local(near_versions).cluster_of == {}  # versions of one article: only identical pixels
+    versions = [make_record(k, copies["a_orig"], "", "PMC1", v, "CC BY") for k, v in (("v1", 1), ("v2", 2))]
+    assert dedup_local(versions).duplicate_of("v1") == "v2"  # the newest version is canonical
 
 
 def test_canonical_prefers_newest_version_then_license_then_pixels() -> None:

@@ -222,13 +222,15 @@ class DedupRecord:
     exact: str
     perceptual: int                # 128-bit pHash‖dHash
     caption_tokens: tuple[str, ...] = ()
+    group: str = ""                # samples of one group (a figure and its panels) are never duplicates
 
     def shingles(self, options: DedupOptions) -> set[str]:
         return shingles(self.caption_tokens, options.caption_shingle)
 
 
 def make_record(key: str, image: bytes | Image.Image | ImageHashes, caption: str, article_id: str,
-                version: int = 1, license_code: str = "unknown", pixels: int | None = None) -> DedupRecord:
+                version: int = 1, license_code: str = "unknown", pixels: int | None = None,
+                group: str = "") -> DedupRecord:
     """Hash one sample. ``pixels`` defaults to the decoded image's size."""
     if isinstance(image, ImageHashes):
         hashes, px = image, pixels or 0
@@ -238,7 +240,7 @@ def make_record(key: str, image: bytes | Image.Image | ImageHashes, caption: str
         hashes = ImageHashes(exact_pixel_hash(img), phash64(thumb), dhash64(thumb))
         px = pixels if pixels is not None else img.width * img.height
     return DedupRecord(key, article_id, int(version), license_code, int(px), hashes.exact, hashes.perceptual,
-                       tuple(caption_tokens(caption)))
+                       tuple(caption_tokens(caption)), group)
 
 
 # ---- map: bucket keys -----------------------------------------------------------------------------
@@ -410,6 +412,22 @@ class DedupResult:
         return {"dedup_cluster": self.cluster_of.get(key), "duplicate_of": self.duplicate_of(key)}
 
 
+def _related(a: DedupRecord, b: DedupRecord, kind: str) -> bool:
+    """Pairs that are not duplicates, so that clusters never chain a figure to its own panels:
+
+    - a figure and its own panels (one ``group``);
+    - a whole figure and a panel (like is compared with like);
+    - panel captions (shared text makes sibling panels' captions alike by design);
+    - within one article (any of its versions), anything short of identical pixels: figures of
+      one study look alike by design, and near pairs between them chain different figures into
+      one cluster. Near-duplicates are for reuse across articles.
+    """
+    a_panel, b_panel = bool(a.group) and a.group != a.key, bool(b.group) and b.group != b.key
+    if (a.group and a.group == b.group) or a_panel != b_panel or (kind == "caption" and a_panel):
+        return True
+    return kind != "exact" and a.article_id == b.article_id
+
+
 def dedup_local(records: Iterable[DedupRecord], options: DedupOptions = DedupOptions()) -> DedupResult:
     """map → group → reduce in one process (local runner); images through the vectorized bands."""
     recs = {r.key: r for r in records}
@@ -434,7 +452,7 @@ def finish(records: Mapping[str, DedupRecord], pairs: Iterable[Pair], options: D
         k = (p.key_a, p.key_b, p.kind)
         if k not in best or p.distance < best[k].distance:
             best[k] = p
-    plist = sorted(best.values())
+    plist = sorted(p for p in best.values() if not _related(records[p.key_a], records[p.key_b], p.kind))
     cluster_of = clusters(plist, options.kinds)
     members: dict[str, list[DedupRecord]] = defaultdict(list)
     for key, cid in cluster_of.items():

@@ -178,10 +178,33 @@ def _identifier() -> Any:
     return LanguageIdentifier.from_modelstring(model, norm_probs=True)
 
 
+LANGUAGE_SAMPLE_CHARS = 400  # langid's cost grows with length; a few sentences decide the language
+
+
 def identify_language(text: str) -> tuple[str, float]:
-    """(ISO 639-1 code, probability) from langid."""
-    lang, prob = _identifier().classify(text)
+    """(ISO 639-1 code, probability) from langid, on the text's first few sentences."""
+    lang, prob = _identifier().classify(text[:LANGUAGE_SAMPLE_CHARS])
     return str(lang), float(prob)
+
+
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z(])")
+
+
+def allowed_sentence_share(text: str, options: FilterOptions) -> float:
+    """Share of the caption's characters in sentences of an allowed language (1.0 when its first
+    sentence, the figure's title, is in one).
+
+    English captions often cite foreign names ("Source: Encuesta Continua de Hogares, Instituto
+    Nacional de Estadística"), which can tip a whole-caption guess; judged sentence by sentence
+    they do not."""
+    sentences = [x for x in _SENTENCE.split(text) if len(x) >= 20]
+    total = sum(len(x) for x in sentences)
+    if not total:
+        return 0.0
+    allowed = [identify_language(x)[0] in options.languages for x in sentences]
+    if allowed[0]:
+        return 1.0
+    return sum(len(x) for x, ok in zip(sentences, allowed) if ok) / total
 
 
 def check_caption(caption: str, options: FilterOptions) -> tuple[tuple[str, str] | None, dict[str, float]]:
@@ -198,6 +221,9 @@ def check_caption(caption: str, options: FilterOptions) -> tuple[tuple[str, str]
     if "caption_language" in options.enabled and options.languages and len(text) >= options.language_min_chars:
         lang, prob = identify_language(text)
         kept_prob = prob if lang in options.languages else 1.0 - prob
+        if lang not in options.languages or prob < options.min_language_prob:
+            kept_prob = max(kept_prob, allowed_sentence_share(text, options))
+            lang, prob = (options.languages[0], kept_prob) if kept_prob >= options.min_language_prob else (lang, prob)
         scores["language_prob"] = round(kept_prob, 4)
         if failure is None and (lang not in options.languages or prob < options.min_language_prob):
             failure = _fail("caption_language", f"caption language {lang} (p={prob:.2f}); kept: "

@@ -3,16 +3,19 @@
 Both sides go through the same spaCy tokenizer and the same per-token rule, so a caption matches an alias
 regardless of case, accents, plural number (``cysts`` / ``cyst``, ``arteries`` / ``artery``, ``metastases``
 / ``metastasis``, ``bronchi`` / ``bronchus``), hyphens (``non-small`` / ``non small``) and possessives
-(``Crohn's disease`` / ``Crohn disease``). ``NORMALIZER_VERSION`` is stored in every index: an index built
+(``Crohn's disease`` / ``Crohn disease``) and anatomical relational adjectives (``pulmonary`` / ``lung``,
+see ``data/anatomy_adjectives.tsv``). ``NORMALIZER_VERSION`` is stored in every index: an index built
 with another version has its keys recomputed at load.
 """
 from __future__ import annotations
 
 import unicodedata
 from functools import lru_cache
+from pathlib import Path
 from typing import Iterable
 
-NORMALIZER_VERSION = 1
+NORMALIZER_VERSION = 2
+ADJECTIVES_FILE = Path(__file__).resolve().parent / "data" / "anatomy_adjectives.tsv"
 DROP_TOKENS = frozenset({"-", "'s", "’s", "'", "’", "\u2010", "\u2011", "\u2013"})
 
 
@@ -22,6 +25,18 @@ def tokenizer():  # type: ignore[no-untyped-def]
     import spacy
 
     return spacy.blank("en").tokenizer
+
+
+def _read_adjectives(path: Path = ADJECTIVES_FILE) -> dict[str, str]:
+    out = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            adj, noun = line.split("\t")
+            out[adj.strip()] = noun.strip()
+    return out
+
+
+ADJECTIVE_NOUNS = _read_adjectives()
 
 
 def strip_accents(s: str) -> str:
@@ -40,6 +55,8 @@ def norm_token(token: str) -> str:
     in captions and cost less than missed plurals.
     """
     t = strip_accents(token).lower()
+    if t in ADJECTIVE_NOUNS:
+        t = ADJECTIVE_NOUNS[t]
     if len(t) <= 3 or not t.isalpha():
         return t
     if t.endswith("ies") and len(t) > 4:

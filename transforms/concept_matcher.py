@@ -1,10 +1,13 @@
 """Mention detection without a NER model: longest-match lookup of normalised token n-grams in the vocabulary.
 
 Guards against the classic dictionary-matching errors:
-- stop-words and very short strings are never mentions on their own (``All`` is an HPO name, ``in`` a
+- stop-words and very short strings are never mentions on their own, and 3-letter aliases (``leg``,
+  ``orf``) match only as the vocabulary spells them (or capitalised), so ``ORF`` is not ``orf`` (``All`` is an HPO name, ``in`` a
   synonym somewhere);
-- short all-capital aliases (``TB``, ``MS``, ``CT``) match only with the same capitals and only when they
-  name one concept: otherwise the abbreviation detector has to define them in the text;
+- short all-capital aliases (``TB``, ``MS``, ``LAD``) are not matched on their own: the abbreviation detector
+  links them where the text defines them (``tuberculosis (TB)``). In captions most undefined short forms
+  name something else than the vocabulary's entry (``LAD`` is the artery, not leukocyte adhesion
+  deficiency); ``undefined_abbreviations=True`` matches them case-exactly when they name one concept;
 - a small list of words that open vocabularies use as names but captions use as ordinary English
   (``left``, ``narrow``, ``arrow`` is not one, but ``large`` is) is kept out (``GENERIC_WORDS``).
 """
@@ -33,6 +36,7 @@ class MatcherConfig:
     max_tokens: int = 10
     min_chars: int = 3
     abbrev_max_chars: int = 5
+    undefined_abbreviations: bool = False
     generic_words: frozenset[str] = GENERIC_WORDS
     extra_stop_words: frozenset[str] = frozenset()
 
@@ -77,9 +81,11 @@ class VocabMatcher:
             spellings = vocab.key_cased.get(key, set())
             abbrevs = {s for s in spellings if len(s) <= config.abbrev_max_chars and s.isupper()}
             if len(key) < config.min_chars or (abbrevs and len(key) <= config.abbrev_max_chars):
-                if not abbrevs or len(cuis) > 1:
+                if not abbrevs or len(cuis) > 1 or not config.undefined_abbreviations:
                     continue  # short and not a defined abbreviation, or an ambiguous one
                 case_exact[key] = abbrevs
+            elif len(key) <= config.min_chars:  # 3-letter words (leg, rib, orf): as spelt, or capitalised
+                case_exact[key] = spellings | {s[:1].upper() + s[1:] for s in spellings}
             keys[key] = cuis
             longest = max(longest, len(toks))
         return cls(keys, case_exact, longest)

@@ -202,17 +202,26 @@ class ConceptLinker:
                        start=span.start_char, end=span.end_char, score=round(m.score * s * factor, 4))
 
     def _nested(self, doc, words: list[str], m: _Mention) -> list[Concept]:  # type: ignore[no-untyped-def]
-        """Head concepts of a compound mention: its proper suffixes that are vocabulary terms."""
+        """Concepts inside a compound mention: its head chain (the proper suffixes that are vocabulary terms:
+        ``right kidney`` -> ``kidney``) and single-word anatomical modifiers (``lung carcinoma`` -> ``lung``,
+        ``hepatic cyst`` -> ``liver``), i.e. the hypernyms and the finding site a user selects by."""
         out: list[Concept] = []
-        for s in range(m.start + 1, m.end):
+        seen: set[str] = set()
+        for s in range(m.start, m.end):
             if words[s] in DROP_TOKENS:
                 continue
-            cuis = self.matcher.lookup(words[s:m.end])
-            if cuis:
-                key = " ".join(norm_token(w) for w in words[s:m.end] if w not in DROP_TOKENS)
-                c = self._concept(doc, _Mention(s, m.end, cuis, key, m.score), factor=0.9)
-                if c is not None and c.cui not in {x.cui for x in out}:
-                    out.append(c)
+            for e in ((m.end, s + 1) if s > m.start else (s + 1,)):
+                if e - s >= m.end - m.start:
+                    continue
+                cuis = self.matcher.lookup(words[s:e])
+                if not cuis:
+                    continue
+                key = " ".join(norm_token(w) for w in words[s:e] if w not in DROP_TOKENS)
+                c = self._concept(doc, _Mention(s, e, cuis, key, m.score), factor=0.9)
+                if c is None or c.cui in seen or (e != m.end and c.group != "ANAT"):
+                    continue
+                seen.add(c.cui)
+                out.append(c)
         return out
 
     def _abbreviation_mentions(self, doc) -> list[_Mention]:  # type: ignore[no-untyped-def]

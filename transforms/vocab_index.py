@@ -58,7 +58,7 @@ def _concept_columns(records: Iterable[ConceptRecord]) -> tuple[dict[str, list[A
         c["group"].append(sn.primary_group(r.tuis))
         c["definition"].append(r.definition)
         c["sources"].append(list(r.sources))
-        for alias in dict.fromkeys([r.name, *r.aliases]):
+        for alias in dict.fromkeys([r.name, *r.aliases] if r.matchable else []):
             key = key_cache.get(alias)
             if key is None:
                 key = key_cache[alias] = norm_key(alias)

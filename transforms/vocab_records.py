@@ -16,6 +16,7 @@ class ConceptRecord:
     tuis: list[str] = field(default_factory=list)
     definition: str | None = None
     sources: list[str] = field(default_factory=list)
+    matchable: bool = True  # False: the concept is known (types, name) but its names link elsewhere
 
     def add_alias(self, alias: str) -> None:
         alias = " ".join(alias.split())
@@ -24,14 +25,17 @@ class ConceptRecord:
 
     def absorb(self, other: "ConceptRecord") -> None:
         """Merge another source's record of the same CUI: union of names, types and sources."""
-        for a in [other.name, *other.aliases]:
-            self.add_alias(a)
+        if other.matchable:
+            for a in [other.name, *other.aliases]:
+                self.add_alias(a)
         for t in other.tuis:
             if t not in self.tuis:
                 self.tuis.append(t)
         for s in other.sources:
             if s not in self.sources:
                 self.sources.append(s)
+        if other.matchable and not self.matchable:
+            self.name, self.matchable = other.name, True
         if not self.definition and other.definition:
             self.definition = other.definition
 
@@ -43,6 +47,7 @@ def merge_by_cui(records: Iterable[ConceptRecord]) -> dict[str, ConceptRecord]:
         if r.cui in out:
             out[r.cui].absorb(r)
         else:
-            r.add_alias(r.name)
+            if r.matchable:
+                r.add_alias(r.name)
             out[r.cui] = r
     return out

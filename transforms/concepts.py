@@ -83,7 +83,6 @@ class ConceptLinker:
         self.vocab = vocab
         self.config = config
         self.matcher = VocabMatcher.from_vocab(vocab, config.matcher)
-        self.name_keys = self._name_keys(vocab)
         self.nlp = self._build_nlp(config)
         self.context = self._build_context(config) if config.negation else None
         self._entity_linker: Any = None
@@ -95,13 +94,6 @@ class ConceptLinker:
         return cls(VocabIndex.load(path), cfg)
 
     # --- construction -------------------------------------------------------------------------------------
-
-    @staticmethod
-    def _name_keys(vocab: VocabIndex) -> dict[str, str]:
-        from medcorpus.transforms.text_norm import norm_key
-
-        return {cui: norm_key(info.name) for cui, info in vocab.concepts.items()} if len(vocab.concepts) < 2_000_000 \
-            else {}
 
     @staticmethod
     def _build_nlp(config: LinkerConfig):  # type: ignore[no-untyped-def]
@@ -187,7 +179,7 @@ class ConceptLinker:
             return None
         if len(allowed) == 1:
             return allowed[0], 1.0
-        named = [c for c in allowed if self.name_keys.get(c) == key]
+        named = [c for c in allowed if self.vocab.concepts[c].name_key == key]
         pool = named or allowed
         return min(pool, key=_cui_number), (0.9 if named else 0.8)
 

@@ -3,7 +3,7 @@
 Layout of a ``VOCAB`` directory (``FORMAT_VERSION`` 1)::
 
     vocab.json            format, version, sources and filters (provenance), counts, build cost
-    concepts.parquet      cui, name, tuis, group, definition, sources
+    concepts.parquet      cui, name, name_key (normalised name), tuis, group, definition, sources
     aliases.parquet       alias, key (normalised, see text_norm), cui
     ann/                  exactly scispacy's ``LinkerPaths.from_directory`` layout:
       tfidf_vectorizer.joblib   sklearn TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 3))
@@ -34,6 +34,7 @@ from medcorpus.transforms.vocab_records import ConceptRecord
 FORMAT = "medcorpus-vocab"
 FORMAT_VERSION = 1
 ANN_DIR = "ann"
+SHORT_KEY = 6  # keys up to this length keep their raw spellings (case rules for abbreviations, 3-letter words)
 
 
 @dataclass(frozen=True)
@@ -48,12 +49,16 @@ class AnnParams:
 def _concept_columns(records: Iterable[ConceptRecord]) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
     """Columns of both tables, filled in one pass so a streamed build never holds the records."""
     sn = load_semantic_network()
-    c: dict[str, list[Any]] = {k: [] for k in ("cui", "name", "tuis", "group", "definition", "sources")}
+    c: dict[str, list[Any]] = {k: [] for k in ("cui", "name", "name_key", "tuis", "group", "definition", "sources")}
     a: dict[str, list[Any]] = {k: [] for k in ("alias", "key", "cui")}
     key_cache: dict[str, str] = {}
     for r in records:
         c["cui"].append(r.cui)
         c["name"].append(r.name)
+        name_key = key_cache.get(r.name)
+        if name_key is None:
+            name_key = key_cache[r.name] = norm_key(r.name)
+        c["name_key"].append(name_key)
         c["tuis"].append(list(r.tuis))
         c["group"].append(sn.primary_group(r.tuis))
         c["definition"].append(r.definition)
@@ -116,6 +121,7 @@ def build_index(records: Iterable[ConceptRecord], out: Path, provenance: dict[st
         raise ValueError("no concepts to index: check the inputs and filters")
     list_str = pa.list_(pa.string())
     pq.write_table(pa.table({"cui": pa.array(c["cui"], pa.string()), "name": pa.array(c["name"], pa.string()),
+                             "name_key": pa.array(c["name_key"], pa.string()),
                              "tuis": pa.array(c["tuis"], list_str), "group": pa.array(c["group"], pa.string()),
                              "definition": pa.array(c["definition"], pa.string()),
                              "sources": pa.array(c["sources"], list_str)}),
@@ -142,7 +148,7 @@ class ConceptInfo:
     name: str
     tuis: tuple[str, ...]
     group: str | None
-    has_definition: bool
+    name_key: str
 
 
 @dataclass
@@ -153,7 +159,7 @@ class VocabIndex:
     meta: dict[str, Any]
     concepts: dict[str, ConceptInfo]
     key_to_cuis: dict[str, tuple[str, ...]]
-    key_cased: dict[str, set[str]] = field(default_factory=dict)  # key -> the raw alias spellings
+    key_cased: dict[str, set[str]] = field(default_factory=dict)  # short keys -> their raw alias spellings
     _candidate_generator: Any = None
 
     @classmethod
@@ -162,23 +168,25 @@ class VocabIndex:
         meta = json.loads((path / "vocab.json").read_text(encoding="utf-8"))
         if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{path}: not a {FORMAT} v{FORMAT_VERSION} index")
-        ct = pq.read_table(path / "concepts.parquet").to_pydict()
-        concepts = {
-            cui: ConceptInfo(cui, name, tuple(tuis or ()), group, definition is not None)
-            for cui, name, tuis, group, definition in zip(ct["cui"], ct["name"], ct["tuis"], ct["group"],
-                                                          ct["definition"])
-        }
+        ct = pq.read_table(path / "concepts.parquet", columns=["cui", "name", "name_key", "tuis", "group"]).to_pydict()
         at = pq.read_table(path / "aliases.parquet").to_pydict()
-        keys = at["key"]
-        if meta.get("normalizer_version") != NORMALIZER_VERSION:
+        keys, name_keys = at["key"], ct["name_key"]
+        if meta.get("normalizer_version") != NORMALIZER_VERSION:  # built by another normaliser: recompute
             keys = [norm_key(a) for a in at["alias"]]
+            name_keys = [norm_key(n) for n in ct["name"]]
+        intern: dict[str, str] = {}
+        concepts = {
+            cui: ConceptInfo(cui, name, tuple(intern.setdefault(t, t) for t in tuis or ()), group, name_key)
+            for cui, name, name_key, tuis, group in zip(ct["cui"], ct["name"], name_keys, ct["tuis"], ct["group"])
+        }
         key_to_cuis: dict[str, tuple[str, ...]] = {}
         key_cased: dict[str, set[str]] = {}
         for alias, key, cui in zip(at["alias"], keys, at["cui"]):
             prev = key_to_cuis.get(key, ())
             if cui not in prev:
                 key_to_cuis[key] = prev + (cui,)
-            key_cased.setdefault(key, set()).add(alias)
+            if len(key) <= SHORT_KEY:
+                key_cased.setdefault(key, set()).add(alias)
         return cls(path, meta, concepts, key_to_cuis, key_cased)
 
     @property

@@ -226,25 +226,32 @@ def umls_build_estimate(rows: int, full_rows: int = 16_000_000) -> dict:
         subprocess.run(cmd, check=True)
         rrf_bytes = sum(p.stat().st_size for p in rel.glob("*.RRF"))
         out = Path(tmp) / "vocab"
-        code = ("import resource,sys,time,json;from pathlib import Path;"
+        code = ("import resource,sys,time,json,psutil;from pathlib import Path;"
                 "from medcorpus.transforms.vocab_umls import iter_umls_concepts,UmlsFilters;"
-                "from medcorpus.transforms.vocab_index import build_index;t=time.time();"
+                "from medcorpus.transforms.vocab_index import build_index;"
+                "import sklearn.feature_extraction.text,nmslib,scipy.sparse,spacy;"
+                "from medcorpus.transforms.text_norm import tokenizer;tokenizer();"
+                "base=psutil.Process().memory_info().rss/2**20;t=time.time();"
                 f"m=build_index(iter_umls_concepts(Path({str(rel)!r}),UmlsFilters()),Path({str(out)!r}),{{}});"
                 "print(json.dumps({'seconds':time.time()-t,'maxrss_mb':resource.getrusage(resource.RUSAGE_SELF)"
-                ".ru_maxrss/1024,'meta':m}))")
+                ".ru_maxrss/1024,'base_mb':base,'meta':m}))")
         env = dict(os.environ, PYTHONPATH=str(REPO))
         proc = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env)
         r = json.loads(proc.stdout.strip().splitlines()[-1])
     scale = full_rows / rows
     m = r["meta"]
+    build_mb = r["maxrss_mb"] - r["base_mb"]
+    tables_s = m["build_s"]["tables"]
     return {"synthetic": True, "mrconso_rows": rows, "rrf_bytes": rrf_bytes, "build_seconds": round(r["seconds"], 1),
             "build_s_detail": m["build_s"], "ann": m["ann"], "peak_rss_mb": round(r["maxrss_mb"]),
+            "libraries_rss_mb": round(r["base_mb"]), "build_rss_mb": round(build_mb),
             "index_disk_mb": round(m["disk_bytes"] / 2**20, 1), "concepts": m["counts"]["concepts"],
             "aliases": m["counts"]["aliases"],
             "extrapolated_full_release": {
                 "mrconso_rows": full_rows, "scale": round(scale, 1),
                 "build_hours_1_thread": round(r["seconds"] * scale * 1.15 / 3600, 2),  # HNSW ~ n log n
-                "peak_rss_gb": round(r["maxrss_mb"] * scale / 1024, 1),
+                "tables_only_minutes": round(tables_s * scale / 60, 1),  # --no-ann: exact matching only
+                "peak_rss_gb": round((r["base_mb"] + build_mb * scale) / 1024, 1),
                 "index_disk_gb": round(m["disk_bytes"] * scale / 2**30, 2),
                 "note": "linear in rows (HNSW insertion adds ~log n); the peak holds all aliases, their "
                         "TF-IDF vectors and the HNSW graph at once"}}

@@ -1,6 +1,8 @@
 """Write a SYNTHETIC UMLS release (MRCONSO/MRSTY/MRDEF.RRF) of realistic shape, to measure build cost.
 
-Nothing here is UMLS content: names are made of generated pseudo-words drawn from a Zipf-like lexicon.
+Nothing here is UMLS content: names are random combinations of words drawn (Zipf-like) from a lexicon:
+the distinct words of the open ontologies' labels in shared/data when present (so the char-3-gram
+statistics that drive TF-IDF/HNSW cost are those of real biomedical words), else generated pseudo-words.
 The shape follows a recent full release (~16M MRCONSO rows for ~3.3M CUIs, ~4.8 names per concept,
 ~70% English, ~6% suppressible, 1-2 semantic types per concept, definitions for ~10% of concepts,
 names of 1-6 words, synonyms sharing most words with the preferred name).
@@ -23,6 +25,23 @@ SYLLABLES = ["ar", "ter", "io", "neo", "plas", "ma", "car", "di", "hep", "at", "
 
 
 def lexicon(rng: random.Random, n: int = 60_000) -> list[str]:
+    """Real biomedical words (HPO, DO labels and synonyms) when the shared data is there, else pseudo-words."""
+    import gzip
+    import os
+    import re
+
+    data = Path(os.environ.get("MEDCORPUS_SHARED", Path(__file__).resolve().parents[1] / ".." / "shared")) / "data"
+    words: set[str] = set()
+    for rel in ("umls/open_vocab/hpo/hp_2025-01-16.obo.gz", "umls/open_vocab/doid/doid-2018-07-05.json.gz"):
+        p = data / rel
+        if p.is_file():
+            text = gzip.open(p, "rt", errors="replace").read()
+            for line in re.findall(r'(?:name: |synonym: "|"lbl" : "|"val" : ")([^"\n]+)', text):
+                words.update(w for w in re.findall(r"[a-z][a-z-]+", line.lower()) if len(w) > 2)
+    if len(words) > 5000:
+        out = sorted(words)
+        rng.shuffle(out)
+        return out
     return ["".join(rng.choice(SYLLABLES) for _ in range(rng.randint(2, 4))) for _ in range(n)]
 
 

@@ -133,3 +133,10 @@ def test_fallback_negation_without_medspacy(root: str) -> None:
     assert _negex(text, text.index("pneumothorax"))
     assert not _negex(text, text.index("effusion"))
     assert lk.context is not None  # medspacy is installed in this venv: ConText is the one in use
+
+
+def test_shared_linker_is_loaded_once_per_process(root: str) -> None:
+    from medcorpus.transforms.concepts import shared_linker
+
+    path = str(open_vocab_dir(root))
+    assert shared_linker(path) is shared_linker(path)

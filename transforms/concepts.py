@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import re
+from functools import lru_cache
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -157,11 +158,9 @@ class ConceptLinker:
             if c is None:
                 continue
             spans.append((m.start, m.end))
-            group_of_mention = [c]
-            if self.config.nested and m.end - m.start > 1:
-                group_of_mention += self._nested(doc, words, m)
             concepts.append(c)
-            concepts.extend(group_of_mention[1:])
+            if self.config.nested and m.end - m.start > 1:
+                concepts.extend(self._nested(doc, words, m))
         self._mark_negation(doc, concepts, spans)
         return sorted(concepts, key=lambda c: (c.start, -(c.end - c.start)))
 
@@ -173,7 +172,8 @@ class ConceptLinker:
         return [c for c in cuis if c in self.vocab.concepts and self.vocab.concepts[c].group not in ex]
 
     def _choose(self, cuis: Sequence[str], key: str) -> tuple[str, float] | None:
-        """One CUI per mention: the one whose preferred name is the mention, else the oldest (lowest) CUI."""
+        """One CUI per mention: the one whose preferred name is the mention, then the one more sources assert,
+        then the oldest (lowest) CUI."""
         allowed = self._allowed(cuis)
         if not allowed:
             return None
@@ -181,7 +181,8 @@ class ConceptLinker:
             return allowed[0], 1.0
         named = [c for c in allowed if self.vocab.concepts[c].name_key == key]
         pool = named or allowed
-        return min(pool, key=_cui_number), (0.9 if named else 0.8)
+        concepts = self.vocab.concepts
+        return min(pool, key=lambda c: (-concepts[c].n_sources, _cui_number(c))), (0.9 if named else 0.8)
 
     def _concept(self, doc, m: _Mention, factor: float = 1.0) -> Concept | None:  # type: ignore[no-untyped-def]
         chosen = self._choose(m.cuis, m.key)
@@ -299,6 +300,12 @@ def _negex(text: str, start: int, window: int = 60) -> bool:
     if trig is None:
         return False
     return NEG_TERMINATORS.search(before[trig.end():]) is None
+
+
+@lru_cache(maxsize=4)
+def shared_linker(path: str, ner_model: str | None = None) -> ConceptLinker:
+    """The process-wide linker for a vocabulary: runners call this in each worker, never per record."""
+    return ConceptLinker.load(path, ner_model=ner_model)
 
 
 def concept_hints(concepts: Iterable[Concept | dict[str, Any]]) -> dict[str, list[str]]:

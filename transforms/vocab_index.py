@@ -149,6 +149,7 @@ class ConceptInfo:
     tuis: tuple[str, ...]
     group: str | None
     name_key: str
+    n_sources: int = 1
 
 
 @dataclass
@@ -168,7 +169,8 @@ class VocabIndex:
         meta = json.loads((path / "vocab.json").read_text(encoding="utf-8"))
         if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{path}: not a {FORMAT} v{FORMAT_VERSION} index")
-        ct = pq.read_table(path / "concepts.parquet", columns=["cui", "name", "name_key", "tuis", "group"]).to_pydict()
+        ct = pq.read_table(path / "concepts.parquet",
+                           columns=["cui", "name", "name_key", "tuis", "group", "sources"]).to_pydict()
         at = pq.read_table(path / "aliases.parquet").to_pydict()
         keys, name_keys = at["key"], ct["name_key"]
         if meta.get("normalizer_version") != NORMALIZER_VERSION:  # built by another normaliser: recompute
@@ -176,8 +178,10 @@ class VocabIndex:
             name_keys = [norm_key(n) for n in ct["name"]]
         intern: dict[str, str] = {}
         concepts = {
-            cui: ConceptInfo(cui, name, tuple(intern.setdefault(t, t) for t in tuis or ()), group, name_key)
-            for cui, name, name_key, tuis, group in zip(ct["cui"], ct["name"], name_keys, ct["tuis"], ct["group"])
+            cui: ConceptInfo(cui, name, tuple(intern.setdefault(t, t) for t in tuis or ()), group, name_key,
+                             len(sources or ()))
+            for cui, name, name_key, tuis, group, sources in zip(ct["cui"], ct["name"], name_keys, ct["tuis"],
+                                                                  ct["group"], ct["sources"])
         }
         key_to_cuis: dict[str, tuple[str, ...]] = {}
         key_cased: dict[str, set[str]] = {}

@@ -251,12 +251,16 @@ def _record(t: OntologyTerm, cui: str, tuis: list[str], source: str, scopes: fro
     return rec
 
 
+def ontology_of(term: OntologyTerm) -> str:
+    """The ontology a term belongs to (its ID prefix: HP, DOID, MONDO, UBERON ...), whatever file carried it."""
+    return term.id.split(":", 1)[0] if ":" in term.id else term.id
+
+
 def ontology_records(path: Path, scopes: frozenset[str] = DEFAULT_SCOPES) -> Iterator[ConceptRecord]:
-    """One record per (term, CUI) of one ontology file."""
-    source = source_name(path)
+    """One record per (term, CUI) of one ontology file; ``sources`` names the term's ontology."""
     for t, cuis, tuis in ontology_terms(path):
         for cui in cuis:
-            yield _record(t, cui, tuis, source, scopes)
+            yield _record(t, cui, tuis, ontology_of(t), scopes)
 
 
 def disambiguate_xrefs(items: list[tuple[OntologyTerm, list[str], list[str], str]]) -> set[tuple[int, str]]:
@@ -287,8 +291,11 @@ def source_name(path: Path) -> str:
 
 
 def open_vocab_concepts(paths: Iterable[Path], scopes: frozenset[str] = DEFAULT_SCOPES) -> dict[str, ConceptRecord]:
-    """Every CUI of the given ontology files, names of all sources merged (the first file's name is preferred)."""
-    items = [(t, cuis, tuis, source_name(Path(p))) for p in paths for t, cuis, tuis in ontology_terms(Path(p))]
+    """Every CUI of the given ontology files, names of all sources merged (the first file's name is preferred).
+
+    ``sources`` lists the ontologies (ID prefixes) asserting the CUI: the linker prefers, among CUIs sharing a
+    name, the one more independent ontologies agree on (two files of the Disease Ontology count once)."""
+    items = [(t, cuis, tuis, ontology_of(t)) for p in paths for t, cuis, tuis in ontology_terms(Path(p))]
     unmatched = disambiguate_xrefs(items)
 
     def records() -> Iterator[ConceptRecord]:

@@ -218,6 +218,18 @@ def speed(linker, texts: list[str]) -> dict:  # type: ignore[no-untyped-def]
             "mean_chars": round(sum(map(len, texts)) / len(texts), 1)}
 
 
+def index_load_cost(vocab_dir: Path, env: dict[str, str]) -> dict[str, float]:
+    """Seconds and RSS to load an index into a linker's exact-match tables (fresh process, libraries first)."""
+    code = ("import json,time,psutil,spacy;from pathlib import Path;"
+            "from medcorpus.transforms.vocab_index import VocabIndex;"
+            "from medcorpus.transforms.concept_matcher import VocabMatcher;spacy.blank('en');"
+            "p=psutil.Process();b=p.memory_info().rss;t=time.time();"
+            f"v=VocabIndex.load(Path({str(vocab_dir)!r}));m=VocabMatcher.from_vocab(v);"
+            "print(json.dumps({'load_s':time.time()-t,'rss_mb':(p.memory_info().rss-b)/2**20}))")
+    proc = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def umls_build_estimate(rows: int, full_rows: int = 16_000_000) -> dict:
     """Time and peak memory of a UMLS build on a SYNTHETIC release of ``rows`` MRCONSO rows, extrapolated."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -238,6 +250,7 @@ def umls_build_estimate(rows: int, full_rows: int = 16_000_000) -> dict:
         env = dict(os.environ, PYTHONPATH=str(REPO))
         proc = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env)
         r = json.loads(proc.stdout.strip().splitlines()[-1])
+        load = index_load_cost(out, env)
     scale = full_rows / rows
     m = r["meta"]
     build_mb = r["maxrss_mb"] - r["base_mb"]
@@ -247,12 +260,15 @@ def umls_build_estimate(rows: int, full_rows: int = 16_000_000) -> dict:
             "libraries_rss_mb": round(r["base_mb"]), "build_rss_mb": round(build_mb),
             "index_disk_mb": round(m["disk_bytes"] / 2**20, 1), "concepts": m["counts"]["concepts"],
             "aliases": m["counts"]["aliases"],
+            "linker_tables_load_s": round(load["load_s"], 1), "linker_tables_rss_mb": round(load["rss_mb"]),
             "extrapolated_full_release": {
                 "mrconso_rows": full_rows, "scale": round(scale, 1),
                 "build_hours_1_thread": round(r["seconds"] * scale * 1.15 / 3600, 2),  # HNSW ~ n log n
                 "tables_only_minutes": round(tables_s * scale / 60, 1),  # --no-ann: exact matching only
                 "peak_rss_gb": round((r["base_mb"] + build_mb * scale) / 1024, 1),
                 "index_disk_gb": round(m["disk_bytes"] * scale / 2**30, 2),
+                "linker_tables_rss_gb": round(load["rss_mb"] * scale / 1024, 1),
+                "linker_tables_load_minutes": round(load["load_s"] * scale / 60, 1),
                 "note": "linear in rows (HNSW insertion adds ~log n); the peak holds all aliases, their "
                         "TF-IDF vectors and the HNSW graph at once"}}
 

@@ -38,6 +38,10 @@ def test_vocab_build_from_ontology_and_umls(app: typer.Typer, tmp_path: Path) ->
     meta = json.loads((tmp_path / "u" / "vocab.json").read_text())
     assert meta["provenance"]["kind"] == "umls" and meta["provenance"]["filters"]["langs"] == ["ENG"]
     assert meta["counts"]["concepts"] >= 1 and meta["ann"] is None
+    from medcorpus.transforms.vocab_index import vocab_provenance
+
+    prov = vocab_provenance(tmp_path / "u")
+    assert prov["format_version"] == 1 and prov["provenance"]["release"]["files"]["MRCONSO.RRF"]["bytes"] > 0
 
 
 def test_vocab_build_needs_exactly_one_source(app: typer.Typer, tmp_path: Path) -> None:

@@ -227,3 +227,11 @@ def load_candidate_generator(path: Path):  # type: ignore[no-untyped-def]
     aliases, vectorizer, ann_index = LinkerPaths.from_directory(path / ANN_DIR).load(ef_search=ef_search)
     return CandidateGenerator(ann_index=ann_index, tfidf_vectorizer=vectorizer, ann_concept_aliases_list=aliases,
                               kb=scispacy_kb(path))
+
+
+def vocab_provenance(path: Path | str) -> dict[str, Any]:
+    """What a manifest's provenance records about the vocabulary a stage linked with."""
+    meta = json.loads((Path(path) / "vocab.json").read_text(encoding="utf-8"))
+    keys = ("format", "format_version", "normalizer_version", "built_at", "id_space", "tuis_inferred",
+            "provenance", "counts")
+    return {"path": str(path), **{k: meta.get(k) for k in keys}}

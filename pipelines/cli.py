@@ -15,6 +15,7 @@ from rich.table import Table
 from medcorpus import __version__
 
 app = typer.Typer(help="Build medical image-text corpora: PMC figures → WebDataset shards + Parquet manifests.",
+                  rich_markup_mode=None,
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 err = Console(stderr=True)
 

@@ -103,7 +103,7 @@ def link_stream(linker: Any, lines: Iterable[str], batch_size: int = 256) -> Ite
 
 def register(app: typer.Typer) -> None:
     """Add ``vocab build`` and ``link`` to the main CLI."""
-    vocab_app = typer.Typer(help="Concept vocabularies (UMLS release, open ontologies, MeSH names).",
+    vocab_app = typer.Typer(help="Concept vocabularies (UMLS release, open ontologies, MeSH names).", rich_markup_mode=None,
                             no_args_is_help=True)
 
     @vocab_app.command("build")

@@ -32,7 +32,7 @@ def _registry(path: Optional[Path], data: Optional[Path] = None) -> Path:
 
 def register(app: typer.Typer) -> None:
     """Add the ``evalsets`` sub-app to ``app``."""
-    sub = typer.Typer(help="Evaluation-set registry for decontamination.", no_args_is_help=True)
+    sub = typer.Typer(help="Evaluation-set registry for decontamination.", no_args_is_help=True, rich_markup_mode=None)
 
     @sub.command("list")
     def list_cmd(

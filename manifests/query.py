@@ -1,4 +1,5 @@
-"""DuckDB over a build's manifest: views ``samples``, ``articles``, ``figures``, ``errors``, ``runs``, ``dropped``.
+"""DuckDB over a build's manifest: views ``samples``, ``articles``, ``figures``, ``errors``, ``runs``, ``dropped``,
+and ``concepts`` (one row per linked concept of a sample).
 
 Remote outputs (``s3://...``) are queried from a local copy of their (small) manifest folder.
 """
@@ -43,7 +44,22 @@ def connect(out: str) -> duckdb.DuckDBPyConnection:
         if list(root.glob(pattern)):
             path = str(root / pattern).replace("'", "''")
             con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet('{path}', union_by_name=true)")
+    if "samples" in _views(con):
+        con.execute(CONCEPTS_VIEW)
     return con
+
+
+def _views(con: duckdb.DuckDBPyConnection) -> set[str]:
+    return {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+
+
+# one row per linked concept: "all samples with C0024109 in group DISO" is a plain WHERE
+CONCEPTS_VIEW = """
+CREATE VIEW concepts AS
+SELECT key, 'caption' AS field, UNNEST(concepts, recursive := true) FROM samples WHERE len(concepts) > 0
+UNION ALL
+SELECT key, 'context' AS field, UNNEST(context_concepts, recursive := true) FROM samples WHERE len(context_concepts) > 0
+"""
 
 
 def query(out: str, sql: str) -> tuple[list[str], list[tuple]]:

@@ -60,8 +60,9 @@ def build(config: BuildConfig, source: Source, runner: Runner, out: str, *, sele
     work = Path(work_dir or default_work_dir(out))
     staging = Staging(work / "staging")
     evalsets, evalsets_hash = prepare_evalsets(config, work)
-    job = Job(config, source, str(staging.root), out, evalsets)
-    config_hash = config.config_hash() + evalsets_hash  # staged units depend on the eval sets too
+    vocab, vocab_hash = prepare_vocab(config)
+    job = Job(config, source, str(staging.root), out, evalsets, vocab)
+    config_hash = config.config_hash() + evalsets_hash + vocab_hash  # staged units depend on these too
 
     units = [(u, unit_token(u, config_hash, __version__)) for u in select(source.list_units(), selection)]
     todo = [(u, t) for u, t in units if not staging.done(t)]
@@ -127,6 +128,22 @@ def prepare_evalsets(config: BuildConfig, work: Path) -> tuple[str | None, str]:
     path = work / "evalsets.jsonl"
     write_registry(path, entries)
     return str(path), "-" + hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
+
+def prepare_vocab(config: BuildConfig) -> tuple[str | None, str]:
+    """The concepts stage's vocabulary: the configured one, or one built (once, cached) from its sources."""
+    if "concepts" not in config.stages:
+        return None, ""
+    from medcorpus.pipelines.vocab import cached_vocab, vocab_id
+
+    c = config.concepts
+    if c.get("vocab"):
+        path = Path(c["vocab"])
+    elif c.get("ontologies") or c.get("umls_dir"):
+        path = cached_vocab(c.get("ontologies") or (), c.get("umls_dir"), ann=c.get("ann", True))
+    else:
+        raise ValueError("the concepts stage needs concepts.vocab, .ontologies or .umls_dir in the config")
+    return str(path), "-" + vocab_id(path)
 
 
 def _run_row(summary: BuildSummary, config: BuildConfig, runner: Runner, source_spec: str,

@@ -21,6 +21,9 @@ from medcorpus.transforms.licenses import DEFAULT_FAMILIES
 FAMILIES = ("comm", "noncomm", "other")
 # decontam keys that name where eval sets come from (the rest are DecontamOptions)
 DECONTAM_SOURCES = ("registry", "builtin_data")
+# concepts: where the vocabulary comes from (a built one, or sources to build it from) and how to link
+CONCEPT_SOURCES = ("vocab", "ontologies", "umls_dir")
+CONCEPT_KEYS = (*CONCEPT_SOURCES, "ann", "ner_model", "context")
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class BuildConfig:
     image_types: dict[str, Any] = field(default_factory=dict)  # tags (transforms/image_types.py)
     dedup: dict[str, Any] = field(default_factory=dict)  # transforms/dedup.py DedupOptions; kinds: [] turns it off
     decontam: dict[str, Any] = field(default_factory=dict)  # eval-set registry + manifests/evalsets.py options
+    concepts: dict[str, Any] = field(default_factory=dict)  # vocabulary sources + linker options (CONCEPT_KEYS)
     licenses: dict[str, list[str]] = field(default_factory=lambda: copy.deepcopy(DEFAULT_FAMILIES))
     families: tuple[str, ...] = FAMILIES
     runner: str = "local"
@@ -63,8 +67,9 @@ class BuildConfig:
         for key in ("runner", "workers", "profile"):
             d.pop(key)
         d["llm"] = self.llm_options().output_options() if "llm" in self.stages else None
-        for k in DECONTAM_SOURCES:  # what the eval sets hold counts (Job.fingerprint), not where they lie
-            d["decontam"].pop(k, None)
+        for section, keys in (("decontam", DECONTAM_SOURCES), ("concepts", CONCEPT_SOURCES)):
+            for k in keys:  # what eval sets and vocabularies hold counts (see build.py), not where they lie
+                d[section].pop(k, None)
         return d
 
     def filter_options(self) -> Any:
@@ -123,7 +128,10 @@ def from_dict(raw: dict[str, Any], profile: str | None = None) -> BuildConfig:
     shards = _typed(ShardOptions, settings.pop("shards", {}) or {})
     subfigures = _typed(SubfigureConfig, settings.pop("subfigures", {}) or {})
     llm = settings.pop("llm", {}) or {}
-    sections = {k: settings.pop(k, {}) or {} for k in ("quality", "image_types", "dedup", "decontam")}
+    sections = {k: settings.pop(k, {}) or {} for k in ("quality", "image_types", "dedup", "decontam", "concepts")}
+    unknown = set(sections["concepts"]) - set(CONCEPT_KEYS)
+    if unknown:
+        raise ValueError(f"unknown concepts keys in config: {sorted(unknown)}")
     licenses = settings.pop("licenses", None) or copy.deepcopy(DEFAULT_FAMILIES)
     families = tuple(settings.pop("families", FAMILIES))
     bad = set(families) - set(FAMILIES)
@@ -148,7 +156,17 @@ def load_config(path: str | Path | None = None, profile: str | None = None) -> B
     with open(path, encoding="utf-8") as f:
         raw = yaml.safe_load(f) or {}
     cfg = from_dict(raw, profile)
-    # eval-set paths in a config file are relative to that file
-    paths = {k: str((Path(path).parent / v).resolve()) for k, v in cfg.decontam.items()
-             if k in DECONTAM_SOURCES and v}
-    return replace(cfg, decontam={**cfg.decontam, **paths}) if paths else cfg
+    # eval-set and vocabulary paths in a config file are relative to that file
+    return replace(cfg, decontam=_resolve(cfg.decontam, DECONTAM_SOURCES, Path(path).parent),
+                   concepts=_resolve(cfg.concepts, CONCEPT_SOURCES, Path(path).parent))
+
+
+def _resolve(section: dict[str, Any], keys: tuple[str, ...], base: Path) -> dict[str, Any]:
+    def one(v: str) -> str:
+        return str((base / v).resolve())
+
+    out = dict(section)
+    for k in keys:
+        if out.get(k):
+            out[k] = [one(v) for v in out[k]] if isinstance(out[k], list) else one(out[k])
+    return out

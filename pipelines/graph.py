@@ -9,6 +9,7 @@ for an item produces an error record for that item, and the run goes on.
     parse   ArticlePackage -> ArticleRow, FigureRow, FigureTask
     image   FigureTask     -> Sample                      (resolve href, decode, normalize, encode)
     panels  Sample         -> Sample, panel Samples       (compound figures split, subcaptions paired)
+    concepts Sample        -> Sample                      (UMLS concepts of caption and citing paragraphs, hints)
     quality Sample         -> Sample | DroppedRow         (filters, image-type tags, hashes, eval-set decontamination)
     llm     [Sample]       -> [Sample]                    (caption cleaning, LLM/VLM generation, faithfulness gate)
 
@@ -25,7 +26,7 @@ import json
 import time
 from pathlib import Path
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
 from medcorpus import __version__
@@ -48,10 +49,14 @@ class Context:
     source: Source
     work_dir: str | None = None
     evalsets: str | None = None  # the build's eval-set registry (JSON lines), for decontamination
+    vocab: str | None = None  # the built vocabulary the concepts stage links with
     config_hash: str = ""
     subfigures: SubfigureOptions | None = None
     llm: Any = None
     quality: Any = None
+    linker: Any = None
+    vocab_id: str | None = None
+    context_concepts: dict[tuple[str, str], list[Any]] = field(default_factory=dict)  # per figure, per unit
 
     def __post_init__(self) -> None:
         self.config_hash = self.config.config_hash()
@@ -61,6 +66,14 @@ class Context:
             self.llm = llm_stage(self.config, self.work_dir)
         if "quality" in self.config.stages:
             self.quality = QualityContext.build(self.config, self.evalsets)
+        if "concepts" in self.config.stages:
+            from medcorpus.pipelines.vocab import vocab_id
+            from medcorpus.transforms.concepts import shared_linker
+
+            if not self.vocab:
+                raise ValueError("the concepts stage needs concepts.vocab, .ontologies or .umls_dir in the config")
+            self.linker = shared_linker(self.vocab, self.config.concepts.get("ner_model"))
+            self.vocab_id = vocab_id(self.vocab)
 
 
 @dataclass
@@ -191,6 +204,22 @@ def panels(sample: Sample, ctx: Context) -> Iterator[Sample]:
 
 
 Stage = Callable[[Any, Context], Iterable[Any]]
+def concepts(sample: Sample, ctx: Context) -> Iterator[Sample]:
+    """UMLS concepts of the caption and (once per figure) of the paragraphs that cite it."""
+    from medcorpus.schemas.concepts import concept_dicts
+    from medcorpus.transforms.concepts import concept_hints
+
+    caption = ctx.linker.link(sample.text)
+    figure = (sample.article.article_id, sample.figure.figure_id)
+    if ctx.config.concepts.get("context", True) and figure not in ctx.context_concepts:
+        ctx.context_concepts[figure] = [c for m in sample.figure.mentions for c in ctx.linker.link(m)]
+    context = ctx.context_concepts.get(figure, [])
+    hints = concept_hints(caption)
+    sample.extra.update(concepts=concept_dicts(caption), context_concepts=concept_dicts(context),
+                        anatomy=hints["anatomy"], modality=hints["modality"], concept_vocab=ctx.vocab_id)
+    yield sample
+
+
 def quality(sample: Sample, ctx: Context) -> Iterator[Sample | DroppedRow]:
     """Score and tag every sample; drop what fails a filter or appears in an evaluation set."""
     from medcorpus.manifests.evalsets import decontaminate
@@ -202,7 +231,8 @@ def quality(sample: Sample, ctx: Context) -> Iterator[Sample | DroppedRow]:
     q = ctx.quality
     image = sample.decoded
     decision = assess(image, sample.text, sample.article.article_type, q.filters)
-    tags = tag_image(image, sample.text, q.types, q.zero_shot)
+    modality = " ".join(sample.extra.get("modality") or ())  # concept hints feed the image-type tags
+    tags = tag_image(image, f"{sample.text} {modality}".strip(), q.types, q.zero_shot)
     hashes = hash_image(image) if image is not None else None
     hits = []
     if q.evalset_index is not None:
@@ -239,8 +269,8 @@ def llm(samples: list[Sample], ctx: Context) -> Iterator[Sample]:
 
 llm.batched = True  # type: ignore[attr-defined]
 
-STAGES: dict[str, Stage] = {"fetch": fetch, "parse": parse, "image": image, "panels": panels, "quality": quality,
-                            "llm": llm}
+STAGES: dict[str, Stage] = {"fetch": fetch, "parse": parse, "image": image, "panels": panels, "concepts": concepts,
+                            "quality": quality, "llm": llm}
 
 
 def stage_chain(config: BuildConfig) -> list[tuple[str, Stage]]:
@@ -367,6 +397,7 @@ def process_unit(unit: UnitRef, ctx: Context) -> UnitResult:
             "source_url": article.source_url, "source_md5": article.source_md5,
             "medcorpus_version": __version__, "config_hash": ctx.config_hash,
         })
+    ctx.context_concepts.clear()  # figures never span units
     llm_after = ctx.llm.summary() if ctx.llm else {}
     result.counters = {**{f"in:{k}": v for k, v in counters.items()},
                        **{f"us:{k}": v for k, v in timings.items()},

@@ -39,6 +39,7 @@ class Job:
     staging_root: str
     output_url: str
     evalsets: str | None = None  # eval-set registry prepared by the driver (decontamination)
+    vocab: str | None = None  # concept vocabulary prepared by the driver
 
 
 class Runner(Protocol):
@@ -61,7 +62,7 @@ _WORKER: dict[str, Any] = {}
 def init_worker(job: Job) -> None:
     _WORKER["job"] = job
     _WORKER["ctx"] = Context(job.config, job.source, work_dir=os.path.dirname(job.staging_root),
-                             evalsets=job.evalsets)
+                             evalsets=job.evalsets, vocab=job.vocab)
     _WORKER["staging"] = Staging(job.staging_root)
     _WORKER["output"] = Output(job.output_url)
 

@@ -11,10 +11,11 @@ from typing import Any, Iterable
 
 import pyarrow as pa
 
+from medcorpus.schemas.concepts import CONCEPT_TYPE
 from medcorpus.schemas.llm import LLM_FIELDS
 from medcorpus.schemas.quality import DROPPED, SAMPLE_FIELDS as QUALITY_FIELDS
 
-SCHEMA_VERSION = 4  # 2: panels; 3: llm columns; 4: quality, image type, dedup, decontam; dropped table
+SCHEMA_VERSION = 5  # 2: panels; 3: llm; 4: quality, image type, dedup, decontam, dropped; 5: concepts
 
 _str, _i32, _i64, _f64, _bool = pa.string(), pa.int32(), pa.int64(), pa.float64(), pa.bool_()
 
@@ -75,6 +76,12 @@ SAMPLES = pa.schema(
         pa.field("panel_confidence", _f64),
         pa.field("n_panels", _i32),  # on a whole figure: how many panel samples it gave
         pa.field("split_status", _str),  # split | single_panel | kept whole: the reason
+        # UMLS concepts of the caption and of the citing paragraphs (view `concepts` flattens them)
+        pa.field("concepts", CONCEPT_TYPE),
+        pa.field("context_concepts", CONCEPT_TYPE),
+        pa.field("anatomy", pa.list_(_str)),  # hints derived from the concepts
+        pa.field("modality", pa.list_(_str)),
+        pa.field("concept_vocab", _str),  # content id of the vocabulary linked with
         *QUALITY_FIELDS,  # filter scores, image_type (+ confidence), hashes, dedup cluster, decontam hits
         *LLM_FIELDS,  # null unless the llm stage runs: caption_original, generated (with provenance) ...
         *ARTICLE_FIELDS,

@@ -92,3 +92,20 @@ def test_scores_tags_and_attribution_on_the_sample_build(sample_build: Path) -> 
     assert len(attribution) == n
     cc0 = [r for r in attribution if r["license_code"] == "CC0"]
     assert cc0 and all("publicdomain/zero" in r["license_url"] and r["citation"] for r in cc0)
+
+
+def test_concepts_per_sample_and_the_flat_view(sample_build: Path) -> None:
+    _, [(n, with_vocab, linked)] = query(str(sample_build), """
+        SELECT count(*), count(*) FILTER (WHERE concept_vocab IS NOT NULL),
+               count(*) FILTER (WHERE len(concepts) + len(context_concepts) > 0) FROM samples""")
+    assert n == with_vocab and linked > n // 3
+    # "all samples with this CUI in this semantic group", as the flat view answers it
+    _, [(cui, group)] = query(str(sample_build), """
+        SELECT cui, "group" FROM concepts WHERE field = 'caption' GROUP BY ALL ORDER BY count(*) DESC, cui LIMIT 1""")
+    _, keys = query(str(sample_build), f"SELECT DISTINCT key FROM concepts WHERE cui = '{cui}' AND \"group\" = '{group}'")
+    _, spans = query(str(sample_build), f"""
+        SELECT s.caption, c.mention, c."start", c."end" FROM samples s, UNNEST(s.concepts) AS t(c)
+        WHERE c.cui = '{cui}'""")
+    assert keys and spans
+    for caption, mention, start, end in spans:  # character spans point at the mention in the caption
+        assert caption[start:end].lower() == mention.lower()

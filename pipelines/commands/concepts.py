@@ -5,7 +5,6 @@ tests, runners and other tools need no CLI.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from itertools import islice
@@ -14,61 +13,9 @@ from typing import Any, Iterable, Iterator, Optional
 
 import typer
 
+from medcorpus.pipelines.vocab import build_vocab
+
 __all__ = ["register", "build_vocab", "link_stream", "link_record"]
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _file_info(path: Path) -> dict[str, Any]:
-    return {"path": str(path), "bytes": path.stat().st_size, "sha256": _sha256(path)}
-
-
-def build_vocab(out: Path, *, umls_dir: Path | None = None, ontologies: Iterable[Path] = (), mesh: bool = False,
-                langs: Iterable[str] = ("ENG",), sabs: Iterable[str] = (), keep_suppressed: bool = False,
-                semantic: Iterable[str] = (), synonym_scopes: Iterable[str] = ("EXACT",), ann: bool = True,
-                ann_m: int = 24, ann_ef_construction: int = 200) -> dict[str, Any]:
-    """Build a vocabulary index from exactly one kind of source; returns its ``vocab.json``."""
-    from medcorpus import __version__
-    from medcorpus.transforms.semantic_types import load_semantic_network
-    from medcorpus.transforms.vocab_index import AnnParams, build_index
-
-    ontologies = [Path(p) for p in ontologies]
-    kinds = sum([umls_dir is not None, bool(ontologies), mesh])
-    if kinds != 1:
-        raise ValueError("give exactly one of --umls-dir, --ontology FILE..., --mesh")
-    tuis = frozenset(load_semantic_network().expand(semantic)) if list(semantic) else None
-    params = AnnParams(m=ann_m, ef_construction=ann_ef_construction)
-    prov: dict[str, Any] = {"medcorpus": __version__,
-                            "filters": {"semantic": sorted(semantic), "tuis": sorted(tuis) if tuis else None}}
-    if umls_dir is not None:
-        from medcorpus.transforms.vocab_umls import UmlsFilters, iter_umls_concepts, release_info
-
-        filters = UmlsFilters(langs=frozenset(langs), sabs=frozenset(sabs) if sabs else None,
-                              drop_suppressed=not keep_suppressed, tuis=tuis)
-        prov.update(kind="umls", release=release_info(Path(umls_dir)))
-        prov["filters"].update(langs=sorted(filters.langs), sabs=sorted(sabs) or None,
-                               drop_suppressed=filters.drop_suppressed)
-        return build_index(iter_umls_concepts(Path(umls_dir), filters), out, prov, ann=ann, ann_params=params)
-    if ontologies:
-        from medcorpus.transforms.vocab_ontology import open_vocab_concepts
-
-        records = open_vocab_concepts(ontologies, frozenset(s.upper() for s in synonym_scopes)).values()
-        if tuis is not None:
-            records = [r for r in records if tuis.intersection(r.tuis)]
-        prov.update(kind="ontology", files=[_file_info(p) for p in ontologies],
-                    synonym_scopes=sorted(synonym_scopes))
-        return build_index(records, out, prov, tuis_inferred=True, ann=ann, ann_params=params)
-    from medcorpus.transforms.vocab_ontology import mesh_lite_csv, mesh_records
-
-    csv_path = mesh_lite_csv()
-    prov.update(kind="mesh", files=[_file_info(csv_path)])
-    return build_index(mesh_records(csv_path), out, prov, id_space="MSH", ann=ann, ann_params=params)
 
 
 def link_record(linker: Any, record: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,113 @@
+"""Concept vocabularies for the ``concepts`` stage: built from sources, cached by content.
+
+A vocabulary index takes a minute or more to build (the TF-IDF + ANN part), so a corpus build that
+names its sources (``concepts.ontologies`` / ``umls_dir``) builds it once per machine into a
+content-addressed cache: the same files and options always give the same directory.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+VOCAB_CACHE = Path(os.environ.get("MEDCORPUS_CACHE", Path.home() / ".cache" / "medcorpus")) / "vocab"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _file_info(path: Path) -> dict[str, Any]:
+    return {"path": str(path), "bytes": path.stat().st_size, "sha256": _sha256(path)}
+
+
+def build_vocab(out: Path, *, umls_dir: Path | None = None, ontologies: Iterable[Path] = (), mesh: bool = False,
+                langs: Iterable[str] = ("ENG",), sabs: Iterable[str] = (), keep_suppressed: bool = False,
+                semantic: Iterable[str] = (), synonym_scopes: Iterable[str] = ("EXACT",), ann: bool = True,
+                ann_m: int = 24, ann_ef_construction: int = 200) -> dict[str, Any]:
+    """Build a vocabulary index from exactly one kind of source; returns its ``vocab.json``."""
+    from medcorpus import __version__
+    from medcorpus.transforms.semantic_types import load_semantic_network
+    from medcorpus.transforms.vocab_index import AnnParams, build_index
+
+    ontologies = [Path(p) for p in ontologies]
+    kinds = sum([umls_dir is not None, bool(ontologies), mesh])
+    if kinds != 1:
+        raise ValueError("give exactly one of --umls-dir, --ontology FILE..., --mesh")
+    tuis = frozenset(load_semantic_network().expand(semantic)) if list(semantic) else None
+    params = AnnParams(m=ann_m, ef_construction=ann_ef_construction)
+    prov: dict[str, Any] = {"medcorpus": __version__,
+                            "filters": {"semantic": sorted(semantic), "tuis": sorted(tuis) if tuis else None}}
+    if umls_dir is not None:
+        from medcorpus.transforms.vocab_umls import UmlsFilters, iter_umls_concepts, release_info
+
+        filters = UmlsFilters(langs=frozenset(langs), sabs=frozenset(sabs) if sabs else None,
+                              drop_suppressed=not keep_suppressed, tuis=tuis)
+        prov.update(kind="umls", release=release_info(Path(umls_dir)))
+        prov["filters"].update(langs=sorted(filters.langs), sabs=sorted(sabs) or None,
+                               drop_suppressed=filters.drop_suppressed)
+        return build_index(iter_umls_concepts(Path(umls_dir), filters), out, prov, ann=ann, ann_params=params)
+    if ontologies:
+        from medcorpus.transforms.vocab_ontology import open_vocab_concepts
+
+        records = open_vocab_concepts(ontologies, frozenset(s.upper() for s in synonym_scopes)).values()
+        if tuis is not None:
+            records = [r for r in records if tuis.intersection(r.tuis)]
+        prov.update(kind="ontology", files=[_file_info(p) for p in ontologies],
+                    synonym_scopes=sorted(synonym_scopes))
+        return build_index(records, out, prov, tuis_inferred=True, ann=ann, ann_params=params)
+    from medcorpus.transforms.vocab_ontology import mesh_lite_csv, mesh_records
+
+    csv_path = mesh_lite_csv()
+    prov.update(kind="mesh", files=[_file_info(csv_path)])
+    return build_index(mesh_records(csv_path), out, prov, id_space="MSH", ann=ann, ann_params=params)
+
+
+def source_files(paths: Iterable[str | Path]) -> list[Path]:
+    """Ontology files named directly or found under named folders (sorted: the order is part of the key)."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and not f.name.endswith((".txt", ".md"))))
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise FileNotFoundError(f"concepts: no ontology file or folder at {p}")
+    return out
+
+
+def cached_vocab(ontologies: Iterable[str | Path] = (), umls_dir: str | Path | None = None, ann: bool = True,
+                 cache: Path = VOCAB_CACHE) -> Path:
+    """The vocabulary built from these sources: from the cache, or built into it (atomically)."""
+    from medcorpus import __version__
+
+    files = source_files(ontologies) if not umls_dir else sorted(Path(umls_dir).glob("MR*.RRF*"))
+    key = hashlib.sha256(json.dumps({"files": [_sha256(f) for f in files], "umls": bool(umls_dir), "ann": ann,
+                                     "medcorpus": __version__}, sort_keys=True).encode()).hexdigest()[:20]
+    target = cache / key
+    if (target / "vocab.json").exists():
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=cache))
+    try:
+        build_vocab(tmp, umls_dir=Path(umls_dir) if umls_dir else None, ontologies=[] if umls_dir else files, ann=ann)
+        os.replace(tmp, target)
+    except OSError:
+        if not (target / "vocab.json").exists():  # a concurrent build that lost the race is fine
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def vocab_id(path: str | Path) -> str:
+    """A short content id of a built vocabulary (its vocab.json), for provenance and staging keys."""
+    return hashlib.sha256((Path(path) / "vocab.json").read_bytes()).hexdigest()[:16]

@@ -40,8 +40,14 @@ def build(
     out: str = typer.Option(..., "--out", help="output directory or fsspec URL (s3://bucket/prefix)"),
     config: Optional[Path] = typer.Option(None, "--config", help="dataflow.yaml (defaults apply without one)"),
     profile: Optional[str] = typer.Option(None, "--profile", help="a profile of the config"),
-    runner: Optional[str] = typer.Option(None, "--runner", help="local (default from the config)"),
-    workers: Optional[int] = typer.Option(None, "--workers", help="worker processes (0 = all cores)"),
+    runner: Optional[str] = typer.Option(None, "--runner", help="local | ray | beam (default from the config)"),
+    workers: Optional[int] = typer.Option(None, "--workers",
+                                          help="worker processes / Ray actors / Beam workers (0 = all cores)"),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address",
+                                              help="ray: an existing cluster (else RAY_ADDRESS, else a local one)"),
+    beam_option: Optional[list[str]] = typer.Option(None, "--beam-option",
+                                                    help="beam: pipeline option KEY=VALUE, repeatable "
+                                                         "(runner=DataflowRunner, project=..., ...)"),
     limit: Optional[int] = typer.Option(None, "--limit", help="process at most N articles"),
     pmcids: Optional[str] = typer.Option(None, "--pmcids", help="comma-separated PMCIDs or a file of them"),
     since: Optional[str] = typer.Option(None, "--since", help="pmc-cloud: only articles updated on/after DATE"),
@@ -56,7 +62,7 @@ def build(
     """Build shards and a manifest from a source."""
     from medcorpus.pipelines.build import build as run_build, default_work_dir, summary_lines
     from medcorpus.pipelines.config import load_config
-    from medcorpus.pipelines.runners import make_runner
+    from medcorpus.pipelines.runners import make_runner, parse_beam_options
     from medcorpus.pipelines.sources import Selection, make_source
 
     cfg = load_config(config, profile)
@@ -65,7 +71,11 @@ def build(
     src = make_source(source, cache_dir=str(Path(wd) / "source"), bucket=bucket, endpoint_url=endpoint,
                       transport=transport, license_groups=tuple(license_group) if license_group else None,
                       since=since, ids=ids)
-    run = make_runner(runner or cfg.runner, workers if workers is not None else cfg.workers)
+    try:
+        run = make_runner(runner or cfg.runner, workers if workers is not None else cfg.workers, config=cfg,
+                          ray_address=ray_address, beam_options=parse_beam_options(beam_option or []))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
     summary = run_build(cfg, src, run, out, selection=Selection(limit=limit, ids=ids, since=since),
                         work_dir=wd, source_spec=source, console=err, progress=not no_progress)
     for line in summary_lines(summary):

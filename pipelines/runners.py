@@ -135,13 +135,15 @@ RUNNERS = ("local", "ray", "beam")
 
 
 def parse_beam_options(pairs: Sequence[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` strings (``--beam-option``) → an options mapping; a repeated key becomes a list."""
+    """``KEY=VALUE`` strings (``--beam-option``) → an options mapping, read as Beam reads its own command
+    line: the value stays a string, a bare ``KEY`` is a switch (``no_auth``), a repeated key a list."""
     out: dict[str, Any] = {}
     for pair in pairs:
-        key, sep, value = pair.partition("=")
+        key, sep, raw = pair.partition("=")
         key = key.strip().lstrip("-")
-        if not key or not sep:
-            raise ValueError(f"beam option {pair!r} is not KEY=VALUE")
+        if not key or " " in key:
+            raise ValueError(f"beam option {pair!r} is not KEY=VALUE or KEY")
+        value: Any = raw if sep else True
         if key in out:
             out[key] = [*out[key], value] if isinstance(out[key], list) else [out[key], value]
         else:

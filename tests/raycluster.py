@@ -38,6 +38,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _reload_auth() -> None:
+    """Ray reads RAY_AUTH_MODE / RAY_AUTH_TOKEN once per process: re-read them if Ray is imported."""
+    if "ray" not in sys.modules:
+        return
+    try:
+        from ray._raylet import AuthenticationTokenLoader, Config
+    except ImportError:
+        return
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
+
+
 @dataclass
 class LoopbackCluster:
     cpus_per_node: int = 1
@@ -69,6 +81,7 @@ class LoopbackCluster:
         self.temp_dir = tempfile.mkdtemp(prefix="mcray-", dir="/tmp")
         self._saved_env = {k: os.environ.get(k) for k in self.auth}
         os.environ.update(self.auth)
+        _reload_auth()
         port = _free_port()
         self.address = f"{HEAD_IP}:{port}"
         logs = open(Path(self.temp_dir) / "cluster.log", "ab")
@@ -154,3 +167,4 @@ class LoopbackCluster:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+        _reload_auth()

@@ -92,6 +92,10 @@ class RayRunner:
 
     # -- cluster -------------------------------------------------------------------------------
     def _connect(self) -> Any:
+        # no usage reporting and no metrics polling (Ray Data polls a Prometheus at localhost:9090):
+        # a build talks to its cluster only. Set here, before Ray reads them; the environment wins.
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        os.environ.setdefault("RAY_DATA_USAGE_DISABLED", "1")
         import ray
 
         if not ray.is_initialized():

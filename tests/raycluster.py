@@ -74,7 +74,8 @@ class LoopbackCluster:
 
     def _env(self) -> dict[str, str]:
         path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
-        return {**os.environ, "PYTHONPATH": path, "RAY_USAGE_STATS_ENABLED": "0", "RAY_ADDRESS": "", **self.auth}
+        return {**os.environ, "PYTHONPATH": path, "RAY_USAGE_STATS_ENABLED": "0",
+                "RAY_DATA_USAGE_DISABLED": "1", "RAY_ADDRESS": "", **self.auth}
 
     def start(self, timeout: float = 120) -> "LoopbackCluster":
         # a short private temp dir: Ray's socket paths must stay under the 107-byte limit
@@ -130,7 +131,8 @@ class LoopbackCluster:
             return ""
 
     def worker_pids(self, title: str) -> list[int]:
-        """Processes of this cluster (its nodes' process groups) whose title contains ``title``."""
+        """Processes of this cluster whose title contains ``title``: Ray workers lead their own
+        process groups, so a worker counts when its parent (a raylet) is in one of the nodes' groups."""
         groups = {p.pid for p in self.procs}
         found = []
         for entry in Path("/proc").iterdir():
@@ -138,9 +140,12 @@ class LoopbackCluster:
                 continue
             try:
                 cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-                if title in cmd and os.getpgid(int(entry.name)) in groups:
+                if title not in cmd:
+                    continue
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                if os.getpgid(int(entry.name)) in groups or os.getpgid(ppid) in groups:
                     found.append(int(entry.name))
-            except (OSError, ProcessLookupError):
+            except (OSError, ValueError, IndexError):
                 continue
         return sorted(found)
 

@@ -33,7 +33,7 @@ def test_a_record_that_raises_in_any_stage_is_an_error_row_on_every_runner(tmp_p
         outs[name] = tmp_path / name
         summary = build(cfg, LocalSource(str(src)), make_runner(name, workers, config=cfg), str(outs[name]),
                         progress=False)
-        assert summary.units == 6 and summary.samples > 0, name
+        assert summary.units == 5 and summary.samples > 0, name
         _, rows = query(str(outs[name]), "SELECT stage, reason, count(*) FROM errors GROUP BY ALL ORDER BY ALL")
         assert rows == [("fetch", "xml_not_found", 1), ("image", "image_undecodable", 3),
                         ("parse", "xml_malformed", 1)], name

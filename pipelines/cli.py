@@ -51,7 +51,9 @@ def build(
     limit: Optional[int] = typer.Option(None, "--limit", help="process at most N articles"),
     pmcids: Optional[str] = typer.Option(None, "--pmcids", help="comma-separated PMCIDs or a file of them"),
     since: Optional[str] = typer.Option(None, "--since", help="pmc-cloud: only articles updated on/after DATE"),
-    work_dir: Optional[str] = typer.Option(None, "--work-dir", help="staging folder (default OUT/_work)"),
+    work_dir: Optional[str] = typer.Option(None, "--work-dir",
+                                           help="staging folder or URL (default OUT/_work); on a multi-node "
+                                                "cluster storage every worker reaches (gs://, s3://, NFS)"),
     endpoint: Optional[str] = typer.Option(None, "--endpoint", help="pmc-cloud: S3/HTTPS endpoint override"),
     transport: str = typer.Option("s3", "--transport", help="pmc-cloud: s3 (anonymous) or https"),
     bucket: str = typer.Option("pmc-oa-opendata", "--bucket", help="pmc-cloud: bucket name"),
@@ -68,7 +70,9 @@ def build(
     cfg = load_config(config, profile)
     wd = work_dir or default_work_dir(out)
     ids = _ids(pmcids)
-    src = make_source(source, cache_dir=str(Path(wd) / "source"), bucket=bucket, endpoint_url=endpoint,
+    # a remote work dir (gs://, s3://: staging shared with Ray/Beam workers) keeps the source cache local
+    cache = str(Path(wd) / "source") if "://" not in wd else str(Path.home() / ".cache" / "medcorpus" / "source")
+    src = make_source(source, cache_dir=cache, bucket=bucket, endpoint_url=endpoint,
                       transport=transport, license_groups=tuple(license_group) if license_group else None,
                       since=since, ids=ids)
     try:

@@ -1,4 +1,4 @@
-"""DuckDB over a build's manifest: views ``samples``, ``articles``, ``figures``, ``errors``, ``runs``.
+"""DuckDB over a build's manifest: views ``samples``, ``articles``, ``figures``, ``errors``, ``runs``, ``dropped``.
 
 Remote outputs (``s3://...``) are queried from a local copy of their (small) manifest folder.
 """
@@ -18,6 +18,7 @@ VIEWS = {
     "figures": "manifest/figures.parquet",
     "errors": "manifest/errors.parquet",
     "runs": "manifest/runs.parquet",
+    "dropped": "manifest/dropped.parquet",
 }
 
 

@@ -1,12 +1,19 @@
 """From staged unit results to shards and manifest tables — the same code behind every runner.
 
-Shard membership depends only on the set of samples (key order within a license family), never
-on processing order, so any runner that stages the same units writes the same bytes. Each shard's
-tar is in place before its manifest part is written: a manifest never points at a missing shard.
+    collect  staged unit results -> rows, sizes, dedup records (small: no image bytes)
+    dedup    records -> clusters (the runner decides where: in-process, or a distributed shuffle)
+    plan     non-duplicates, key-sorted within a license family -> shard plans
+    write    one tar per plan, then its manifest part; then the tables
+
+Shard membership depends only on the set of samples, never on processing order, so any runner
+that stages the same units writes the same bytes. Each shard's tar is in place before its
+manifest part is written: a manifest never points at a missing shard.
 """
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -15,6 +22,7 @@ from medcorpus.manifests.parquet import read_table, write_rows
 from medcorpus.manifests.shards import ShardPlan, member_offsets, plan_shards, write_tar
 from medcorpus.manifests.storage import Output
 from medcorpus.pipelines.config import BuildConfig
+from medcorpus.pipelines.graph import sidecar_json
 from medcorpus.pipelines.staging import Staging, UnitResult
 from medcorpus.schemas import manifest as schema
 
@@ -24,23 +32,28 @@ class Assembly:
     """What the driver knows after staging: small rows only, no image bytes."""
 
     token_of_key: dict[str, str] = field(default_factory=dict)
+    sizes: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # family -> (key, bytes)
+    dedup_records: list[Any] = field(default_factory=list)
+    updates: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> columns set after staging
     plans: list[ShardPlan] = field(default_factory=list)
     articles: list[dict[str, Any]] = field(default_factory=list)
     figures: list[dict[str, Any]] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
+    dropped: list[dict[str, Any]] = field(default_factory=list)
     counters: Counter[str] = field(default_factory=Counter)
 
 
 def collect(results: Iterable[tuple[str, UnitResult]], config: BuildConfig) -> Assembly:
-    asm = Assembly()
-    sizes: dict[str, list[tuple[str, int]]] = {f: [] for f in config.families}
+    asm = Assembly(sizes={f: [] for f in config.families})
+    dedup_on = bool(config.dedup_options().kinds) and "quality" in config.stages
     for token, result in results:
         asm.articles.extend(result.articles)
         asm.figures.extend(result.figures)
         asm.errors.extend(result.errors)
+        asm.dropped.extend(result.dropped)
         asm.counters.update(result.counters)
         for s in result.samples:
-            if s.family not in sizes:
+            if s.family not in asm.sizes:
                 asm.counters[f"family_not_written:{s.family}"] += 1
                 continue
             if s.key in asm.token_of_key:
@@ -49,10 +62,48 @@ def collect(results: Iterable[tuple[str, UnitResult]], config: BuildConfig) -> A
                                    "figure_id": s.row.get("figure_id")})
                 continue
             asm.token_of_key[s.key] = token
-            sizes[s.family].append((s.key, s.size))
-    for family in config.families:
-        asm.plans.extend(plan_shards(family, sizes[family], config.shards.max_samples, config.shards.max_bytes))
+            asm.sizes[s.family].append((s.key, s.size))
+            if dedup_on and s.row.get("image_phash"):
+                asm.dedup_records.append(dedup_record(s.row))
     return asm
+
+
+def dedup_record(row: dict[str, Any]) -> Any:
+    from medcorpus.transforms.dedup import ImageHashes, make_record
+
+    perceptual = int(row["image_phash"], 16)
+    hashes = ImageHashes(row["image_exact_hash"], perceptual >> 64, perceptual & ((1 << 64) - 1))
+    return make_record(row["key"], hashes, row.get("caption") or "", row["article_id"], row.get("version") or 1,
+                       row.get("license_code") or "unknown", (row.get("orig_width") or 0) * (row.get("orig_height") or 0),
+                       group=row.get("parent_key") or row["key"])
+
+
+def apply_dedup(asm: Assembly, result: Any) -> None:
+    """Duplicates leave the shards for ``dropped``; every clustered sample records its cluster."""
+    kinds: dict[str, set[str]] = {}
+    for p in result.pairs:
+        for k in (p.key_a, p.key_b):
+            kinds.setdefault(k, set()).add(p.kind)
+    duplicates = {}
+    for key in result.cluster_of:
+        asm.updates[key] = result.columns(key)
+        canonical = result.duplicate_of(key)
+        if canonical:
+            duplicates[key] = canonical
+    rows_of = {r.key: r for r in asm.dedup_records}
+    for key, canonical in sorted(duplicates.items()):
+        rec = rows_of[key]
+        asm.dropped.append({"key": key, "article_id": rec.article_id, "figure_id": None, "stage": "dedup",
+                            "dropped_by": ",".join(sorted(kinds.get(key, ()))), "reason": f"duplicate of {canonical}",
+                            "duplicate_of": canonical, "scores": {}})
+    for family, sizes in asm.sizes.items():
+        asm.sizes[family] = [(k, n) for k, n in sizes if k not in duplicates]
+
+
+def plan(asm: Assembly, config: BuildConfig) -> None:
+    for family in config.families:
+        asm.plans.extend(plan_shards(family, asm.sizes[family], config.shards.max_samples,
+                                     config.shards.max_bytes, asm.updates))
 
 
 def write_shard(plan: ShardPlan, tokens: dict[str, str], staging: Staging, output: Output) -> int:
@@ -64,16 +115,15 @@ def write_shard(plan: ShardPlan, tokens: dict[str, str], staging: Staging, outpu
         members = staging.read_members(token)
         for s in meta.samples:
             if s.key in tokens and tokens[s.key] == token:
-                rows_by_key[s.key] = s.row
-                members_by_key[s.key] = members[s.key]
+                rows_by_key[s.key] = {**s.row, **plan.updates.get(s.key, {})}
+                members_by_key[s.key] = {**members[s.key], "json": sidecar_json(rows_by_key[s.key])}
     tmp = output.temp_path(plan.name)
     write_tar(tmp, ((k, members_by_key[k]) for k in plan.keys))
     offsets = member_offsets(tmp)
     rows = []
     for key in plan.keys:
         row = dict(rows_by_key[key])
-        ext = row["image_format"]
-        image_member = f"{key}.{ext}"
+        image_member = f"{key}.{row['image_format']}"
         row.update(shard=plan.name, image_member=image_member)
         row["image_offset"], row["image_size"] = offsets[image_member]
         row["txt_offset"], row["txt_size"] = offsets[f"{key}.txt"]
@@ -89,6 +139,42 @@ def write_tables(asm: Assembly, output: Output) -> None:
     write_rows(output, "manifest/figures.parquet", asm.figures, schema.FIGURES, ("key",))
     write_rows(output, "manifest/errors.parquet", asm.errors, schema.ERRORS,
                ("input", "stage", "reason", "figure_id", "detail"))
+    write_rows(output, "manifest/dropped.parquet", asm.dropped, schema.DROPPED, ("key", "stage"))
+    write_decontam_report(asm, output)
+
+
+def write_decontam_report(asm: Assembly, output: Output) -> None:
+    """Per eval set: how many samples it removed, by what kind of match, and which."""
+    from medcorpus.manifests.evalsets import Hit, report, write_report_csv
+
+    hits: dict[str, list[Hit]] = {}
+    for row in asm.dropped:
+        if row["stage"] == "decontam":
+            for part in (row["reason"] or "").split("; "):
+                evalset, kind, detail = (part.split(":", 2) + ["", ""])[:3]
+                hits.setdefault(row["key"], []).append(Hit(evalset, kind, detail))
+    _write_local_file(output, "manifest/decontam_report.csv", lambda path: write_report_csv(path, report(hits)))
+
+
+def write_attribution(output: Output) -> int:
+    """``attribution.csv``: citation, license and URL of every sample in the release (CC BY asks it)."""
+    from medcorpus.manifests import attribution
+
+    rows = []
+    for part in output.list("manifest/samples"):
+        rows.extend(read_table(output, part).select(attribution.INPUT_COLUMNS).to_pylist())
+    count = [0]
+    _write_local_file(output, "attribution.csv", lambda path: count.__setitem__(0, attribution.write_attribution(rows, path)))
+    return count[0]
+
+
+def _write_local_file(output: Output, rel: str, write: Any) -> None:
+    fd, tmp = tempfile.mkstemp(suffix=os.path.splitext(rel)[1])
+    os.close(fd)
+    write(tmp)
+    with open(tmp, "rb") as f:
+        output.write_bytes(rel, f.read())
+    os.unlink(tmp)
 
 
 def remove_stale(asm: Assembly, output: Output) -> int:

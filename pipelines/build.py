@@ -5,6 +5,7 @@ This is the whole flow; runners only decide where the two parallel steps execute
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import socket
 import time
 import uuid
@@ -35,6 +36,7 @@ class BuildSummary:
     errors_by_reason: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    llm_counts: dict[str, int] = field(default_factory=dict)  # requests, tokens, cache hits (this run)
 
     @property
     def errors(self) -> int:
@@ -45,8 +47,6 @@ def default_work_dir(out: str) -> str:
     output = Output(out)
     if output.is_local:
         return str(Path(output.root) / "_work")
-    import hashlib
-
     return str(Path.home() / ".cache" / "medcorpus" / hashlib.sha1(out.encode()).hexdigest()[:16])
 
 
@@ -62,9 +62,11 @@ def build(config: BuildConfig, source: Source, runner: Runner, out: str, *, sele
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
     output = Output(out)
-    staging = Staging(_join(work_dir or default_work_dir(out), "staging"))
-    job = Job(config, source, staging.url, out)
-    config_hash = config.config_hash()
+    work = work_dir or default_work_dir(out)
+    staging = Staging(_join(work, "staging"))
+    evalsets, evalsets_hash = prepare_evalsets(config, Path(work if "://" not in work else default_work_dir(out)))
+    job = Job(config, source, staging.url, out, evalsets)
+    config_hash = config.config_hash() + evalsets_hash  # staged units depend on the eval sets too
 
     units = [(u, unit_token(u, config_hash, __version__)) for u in select(source.list_units(), selection)]
     todo = [(u, t) for u, t in units if not staging.done(t)]
@@ -76,6 +78,7 @@ def build(config: BuildConfig, source: Source, runner: Runner, out: str, *, sele
         runner.close()
     assemble.write_tables(asm, output)
     assemble.remove_stale(asm, output)
+    assemble.write_attribution(output)
 
     summary.articles, summary.figures, summary.shards = len(asm.articles), len(asm.figures), len(asm.plans)
     summary.errors_by_reason = assemble.errors_by_reason(asm.errors)
@@ -93,15 +96,42 @@ def _run(config: BuildConfig, runner: Runner, job: Job, staging: Staging, units:
         stage_tasks = {name: bar.add_task(name, total=None) for name in config.stages}
         units_task = bar.add_task("units", total=len(todo))
         for done in runner.stage_units(job, todo):
+            for k, v in done.counters.items():
+                if k.startswith("llm:"):
+                    summary.llm_counts[k] = summary.llm_counts.get(k, 0) + v
             for name, task in stage_tasks.items():
                 bar.advance(task, done.counters.get(f"in:{name}", 0))
             bar.advance(units_task)
         asm = assemble.collect(((t, staging.read_meta(t)) for _, t in units), config)
+        if asm.dedup_records:
+            assemble.apply_dedup(asm, runner.dedup(job, asm.dedup_records))
+        assemble.plan(asm, config)
         shard_task = bar.add_task("shards", total=len(asm.plans))
         for n in runner.write_shards(job, asm.plans, asm.token_of_key):
             summary.samples += n
             bar.advance(shard_task)
     return asm
+
+
+def prepare_evalsets(config: BuildConfig, work: Path) -> tuple[str | None, str]:
+    """Write the build's eval-set registry (built-in lists + the user's registry) once, for workers.
+
+    Returns its path and a content hash (empty when decontamination is off)."""
+    if "quality" not in config.stages:
+        return None, ""
+    from medcorpus.manifests.evalsets import builtin_entries, read_registry, write_registry
+
+    sources = config.decontam
+    entries = []
+    if sources.get("builtin_data") and Path(sources["builtin_data"]).is_dir():
+        entries += builtin_entries(sources["builtin_data"])
+    if sources.get("registry"):
+        entries += read_registry(sources["registry"])
+    if not entries:
+        return None, ""
+    path = work / "evalsets.jsonl"
+    write_registry(path, entries)
+    return str(path), "-" + hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
 
 def _run_row(summary: BuildSummary, config: BuildConfig, runner: Runner, source_spec: str,
@@ -125,6 +155,9 @@ def summary_lines(summary: BuildSummary) -> list[str]:
         f"skipped {summary.errors}" + "".join(f"\n  {r}: {n}" for r, n in summary.errors_by_reason.items()),
         f"time {summary.seconds:.1f} s  ({rate:.1f} figures/s overall)",
     ]
+    llm = {k[4:]: v for k, v in summary.llm_counts.items() if v}
+    if llm:
+        lines.append("llm: " + ", ".join(f"{k} {v}" for k, v in sorted(llm.items())))
     if summary.stage_seconds:
         lines.append("stage seconds (summed over workers, all units): " + ", ".join(f"{k} {v:.2f}" for k, v in summary.stage_seconds.items()))
     return lines

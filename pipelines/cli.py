@@ -15,6 +15,7 @@ from rich.table import Table
 from medcorpus import __version__
 
 app = typer.Typer(help="Build medical image-text corpora: PMC figures → WebDataset shards + Parquet manifests.",
+                  rich_markup_mode=None,
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 err = Console(stderr=True)
 
@@ -29,9 +30,10 @@ def _ids(value: Optional[str]) -> Optional[frozenset[str]]:
     """A comma-separated list of PMCIDs, or a file with one per line."""
     if not value:
         return None
+    from medcorpus.pipelines.sources.base import normalize_ids
+
     path = Path(value)
-    items = path.read_text().split() if path.is_file() else value.split(",")
-    return frozenset(i.strip() for i in items if i.strip())
+    return normalize_ids(path.read_text().split() if path.is_file() else value.split(","))
 
 
 @app.command()
@@ -57,8 +59,9 @@ def build(
     endpoint: Optional[str] = typer.Option(None, "--endpoint", help="pmc-cloud: S3/HTTPS endpoint override"),
     transport: str = typer.Option("s3", "--transport", help="pmc-cloud: s3 (anonymous) or https"),
     bucket: str = typer.Option("pmc-oa-opendata", "--bucket", help="pmc-cloud: bucket name"),
-    license_group: Optional[list[str]] = typer.Option(None, "--license-group",
-                                                      help="pmc-cloud: oa_comm, oa_noncomm, phe_timebound, other"),
+    license_group: Optional[list[str]] = typer.Option(
+        None, "--license-group", help="pmc-cloud: oa_comm, oa_noncomm, other (default) and phe_timebound, whose "
+                                      "reuse terms expired: only when named"),
     no_progress: bool = typer.Option(False, "--no-progress", help="no progress bars"),
 ) -> None:
     """Build shards and a manifest from a source."""

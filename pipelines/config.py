@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,8 @@ from medcorpus.transforms.licenses import DEFAULT_FAMILIES
 
 FAMILIES = ("comm", "noncomm", "other")
 RUN_KEYS = ("runner", "workers", "ray", "beam", "profile")  # where and how fast, not what: outside the hash
+# decontam keys that name where eval sets come from (the rest are DecontamOptions)
+DECONTAM_SOURCES = ("registry", "builtin_data")
 
 
 @dataclass(frozen=True)
@@ -29,10 +31,28 @@ class ShardOptions:
 
 
 @dataclass(frozen=True)
+class SubfigureConfig:
+    """The ``panels`` stage: compound figures split into panel samples (see transforms/subfigures.py)."""
+
+    ocr: str = "never"  # never | auto (only when panel and label counts disagree) | always
+    keep_whole_figure: bool = True  # the parent figure stays a sample beside its panels
+    split_unlabeled: bool = False  # split figures whose caption names no panels (reading order only)
+    max_panels: int = 40
+    min_confidence: float = 0.0  # pairs below it are not emitted (the figure stays whole)
+    detector: str | None = None  # path of an ONNX/TorchScript panel detector replacing layout analysis
+
+
+@dataclass(frozen=True)
 class BuildConfig:
-    stages: tuple[str, ...] = ("fetch", "parse", "image")
+    stages: tuple[str, ...] = ("fetch", "parse", "image", "panels", "quality")
     image: ImageOptions = ImageOptions()
     shards: ShardOptions = ShardOptions()
+    subfigures: SubfigureConfig = SubfigureConfig()
+    llm: dict[str, Any] = field(default_factory=dict)  # the llm stage's options (pipelines/llm/config.py)
+    quality: dict[str, Any] = field(default_factory=dict)  # filters (transforms/quality.py FilterOptions)
+    image_types: dict[str, Any] = field(default_factory=dict)  # tags (transforms/image_types.py)
+    dedup: dict[str, Any] = field(default_factory=dict)  # transforms/dedup.py DedupOptions; kinds: [] turns it off
+    decontam: dict[str, Any] = field(default_factory=dict)  # eval-set registry + manifests/evalsets.py options
     licenses: dict[str, list[str]] = field(default_factory=lambda: copy.deepcopy(DEFAULT_FAMILIES))
     families: tuple[str, ...] = FAMILIES
     runner: str = "local"
@@ -45,7 +65,35 @@ class BuildConfig:
         d = asdict(self)
         for key in RUN_KEYS:
             d.pop(key)
+        d["llm"] = self.llm_options().output_options() if "llm" in self.stages else None
+        for k in DECONTAM_SOURCES:  # what the eval sets hold counts (Job.fingerprint), not where they lie
+            d["decontam"].pop(k, None)
         return d
+
+    def filter_options(self) -> Any:
+        from medcorpus.transforms.quality import FilterOptions
+
+        return FilterOptions.from_dict(self.quality)
+
+    def image_type_options(self) -> Any:
+        from medcorpus.transforms.image_types import ImageTypeOptions
+
+        return ImageTypeOptions.from_dict(self.image_types)
+
+    def dedup_options(self) -> Any:
+        from medcorpus.transforms.dedup import DedupOptions
+
+        return DedupOptions.from_dict(self.dedup)
+
+    def decontam_options(self) -> Any:
+        from medcorpus.manifests.evalsets import DecontamOptions
+
+        return DecontamOptions(**{k: v for k, v in self.decontam.items() if k not in DECONTAM_SOURCES})
+
+    def llm_options(self) -> Any:
+        from medcorpus.pipelines.llm.config import LLMOptions
+
+        return LLMOptions.from_dict(self.llm)
 
     def config_hash(self) -> str:
         blob = json.dumps(self.output_options(), sort_keys=True, separators=(",", ":"))
@@ -76,16 +124,24 @@ def from_dict(raw: dict[str, Any], profile: str | None = None) -> BuildConfig:
         settings = _merge(settings, profiles[profile])
     image = _typed(ImageOptions, settings.pop("image", {}) or {})
     shards = _typed(ShardOptions, settings.pop("shards", {}) or {})
+    subfigures = _typed(SubfigureConfig, settings.pop("subfigures", {}) or {})
+    llm = settings.pop("llm", {}) or {}
+    sections = {k: settings.pop(k, {}) or {} for k in ("quality", "image_types", "dedup", "decontam")}
     licenses = settings.pop("licenses", None) or copy.deepcopy(DEFAULT_FAMILIES)
     families = tuple(settings.pop("families", FAMILIES))
     bad = set(families) - set(FAMILIES)
     if bad:
         raise ValueError(f"unknown shard families {sorted(bad)}; use {FAMILIES}")
     stages = tuple(raw.get("stages") or BuildConfig.stages)
-    cfg = _typed(BuildConfig, {**settings, "image": image, "shards": shards, "licenses": licenses,
+    cfg = _typed(BuildConfig, {**settings, "image": image, "shards": shards, "subfigures": subfigures, "llm": llm, **sections, "licenses": licenses,
                                "families": families, "stages": stages, "profile": profile})
+    if cfg.subfigures.ocr not in ("never", "auto", "always"):
+        raise ValueError("subfigures.ocr must be never, auto or always")
     if cfg.image.reencode not in ("auto", "always", "never"):
         raise ValueError("image.reencode must be auto, always or never")
+    if "llm" in cfg.stages:
+        cfg.llm_options()  # unknown keys and bad values fail here, before any work
+    cfg.filter_options(), cfg.image_type_options(), cfg.dedup_options(), cfg.decontam_options()
     return cfg
 
 
@@ -94,4 +150,8 @@ def load_config(path: str | Path | None = None, profile: str | None = None) -> B
         return from_dict({}, None) if profile is None else from_dict({"profiles": {}}, profile)
     with open(path, encoding="utf-8") as f:
         raw = yaml.safe_load(f) or {}
-    return from_dict(raw, profile)
+    cfg = from_dict(raw, profile)
+    # eval-set paths in a config file are relative to that file
+    paths = {k: str((Path(path).parent / v).resolve()) for k, v in cfg.decontam.items()
+             if k in DECONTAM_SOURCES and v}
+    return replace(cfg, decontam={**cfg.decontam, **paths}) if paths else cfg

@@ -8,11 +8,22 @@ for an item produces an error record for that item, and the run goes on.
     fetch   UnitRef        -> ArticlePackage              (source I/O)
     parse   ArticlePackage -> ArticleRow, FigureRow, FigureTask
     image   FigureTask     -> Sample                      (resolve href, decode, normalize, encode)
+    panels  Sample         -> Sample, panel Samples       (compound figures split, subcaptions paired)
+    quality Sample         -> Sample | DroppedRow         (filters, image-type tags, hashes, eval-set decontamination)
+    llm     [Sample]       -> [Sample]                    (caption cleaning, LLM/VLM generation, faithfulness gate)
+
+Deduplication needs every sample at once, so it runs between the stages and the shards
+(pipelines/assemble.py), as a shuffle on the distributed runners.
+
+A stage marked ``batched`` receives all of a unit's items at once (one batched model call per
+article); if the batch fails, its items are retried one by one so one bad record stays one error.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import time
+from pathlib import Path
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
@@ -22,10 +33,11 @@ from medcorpus.pipelines.config import BuildConfig
 from medcorpus.pipelines.sources.base import ArticlePackage, Source
 from medcorpus.pipelines.staging import StagedSample, UnitResult
 from medcorpus.schemas.records import Article, ErrorRecord, Figure, Sample, SkipError, UnitRef
-from medcorpus.transforms.images import encode_image
+from medcorpus.transforms.images import encode_image, encode_rgb
 from medcorpus.transforms.jats import parse_article
 from medcorpus.transforms.licenses import license_family
 from medcorpus.transforms.resolve import resolve_graphic
+from medcorpus.transforms.subfigures import SubfigureOptions, crop_panel, panel_key, split_figure
 
 
 @dataclass
@@ -34,10 +46,64 @@ class Context:
 
     config: BuildConfig
     source: Source
+    work_dir: str | None = None
+    evalsets: str | None = None  # the build's eval-set registry (JSON lines), for decontamination
     config_hash: str = ""
+    subfigures: SubfigureOptions | None = None
+    llm: Any = None
+    quality: Any = None
 
     def __post_init__(self) -> None:
         self.config_hash = self.config.config_hash()
+        if "panels" in self.config.stages:
+            self.subfigures = subfigure_options(self.config)
+        if "llm" in self.config.stages:
+            self.llm = llm_stage(self.config, self.work_dir)
+        if "quality" in self.config.stages:
+            self.quality = QualityContext.build(self.config, self.evalsets)
+
+
+@dataclass
+class QualityContext:
+    """Filter thresholds, the tagger (and its optional CLIP model) and the eval-set index, once per worker."""
+
+    filters: Any
+    types: Any
+    zero_shot: Any
+    evalset_index: Any
+
+    @classmethod
+    def build(cls, config: BuildConfig, evalsets: str | None) -> "QualityContext":
+        from medcorpus.manifests.evalsets import build_index, read_registry
+        from medcorpus.transforms.image_types import load_zero_shot
+
+        types = config.image_type_options()
+        zero_shot = load_zero_shot(types.model_path, types.device) if types.model_path else None
+        index = build_index(read_registry(evalsets), config.decontam_options()) if evalsets else None
+        return cls(config.filter_options(), types, zero_shot, index)
+
+
+def llm_stage(config: BuildConfig, work_dir: str | None) -> Any:
+    """The LLM stage's backends, request cache and gate, once per worker (models load once)."""
+    from dataclasses import replace
+
+    from medcorpus.pipelines.llm.stage import LLMStage
+
+    options = config.llm_options()
+    if options.cache_path is None and work_dir:
+        options = replace(options, cache_path=str(Path(work_dir) / "llm_cache.sqlite"))
+    return LLMStage(options)
+
+
+def subfigure_options(config: BuildConfig) -> SubfigureOptions:
+    sub = config.subfigures
+    detector = None
+    if sub.detector:
+        from medcorpus.transforms.panel_detector import LearnedPanelDetector
+
+        detector = LearnedPanelDetector(sub.detector)  # loaded once per worker
+    return SubfigureOptions(ocr=sub.ocr, keep_whole_figure=sub.keep_whole_figure,  # type: ignore[arg-type]
+                            split_unlabeled=sub.split_unlabeled, max_panels=sub.max_panels, detector=detector)
 
 
 @dataclass
@@ -53,6 +119,13 @@ class FigureRow:
 
 
 @dataclass
+class DroppedRow:
+    """A sample a filter, decontamination or dedup removed: listed in ``dropped``, never in a shard."""
+
+    row: dict[str, Any]
+
+
+@dataclass
 class FigureTask:
     package: ArticlePackage
     article: Article
@@ -60,16 +133,12 @@ class FigureTask:
 
 
 def fetch(unit: UnitRef, ctx: Context) -> Iterator[ArticlePackage]:
-    meta = unit.meta_dict()
-    if "error" in meta and unit.fingerprint == "error":
-        reason, _, detail = str(meta["error"]).partition("|")
-        raise SkipError(reason, detail)
     yield ctx.source.open(unit)
 
 
 def parse(pkg: ArticlePackage, ctx: Context) -> Iterator[Any]:
     parsed = parse_article(pkg.xml, fallback_id=pkg.unit.unit_id, version=pkg.version,
-                           metadata_license=pkg.license_code)
+                           metadata_license=pkg.license_code, pmcid=pkg.unit.meta_dict().get("pmcid"))
     article = parsed.article
     article.license_family = license_family(article.license_code, ctx.config.licenses)
     article.source, article.source_url, article.source_md5 = ctx.source.name, pkg.source_url, pkg.source_md5
@@ -86,17 +155,92 @@ def image(task: FigureTask, ctx: Context) -> Iterator[Sample]:
     if graphic is None:
         raise SkipError("no_graphic", "the <fig> has no <graphic> with an href")
     name = resolve_graphic(graphic.href, task.package.media_names)
-    enc = encode_image(task.package.read_media(name), ctx.config.image)
+    enc = encode_image(task.package.read_media(name), ctx.config.image, keep_decoded=ctx.subfigures is not None)
     yield Sample(
         key=fig.key, article=task.article, figure=fig, image=enc.data, image_format=enc.extension,
         width=enc.width, height=enc.height, orig_width=enc.orig_width, orig_height=enc.orig_height,
         image_sha256=enc.sha256, graphic_href=graphic.href, graphic_file=name,
-        source_url=task.package.source_url, source_md5=task.package.source_md5,
+        source_url=task.package.source_url, source_md5=task.package.source_md5, decoded=enc.decoded,
     )
 
 
+def panels(sample: Sample, ctx: Context) -> Iterator[Sample]:
+    """A compound figure gives one sample per panel (cropped image, subcaption + shared text)."""
+    assert ctx.subfigures is not None and sample.decoded is not None
+    result = split_figure(sample.decoded, sample.figure.caption, ctx.subfigures)
+    sub = ctx.config.subfigures
+    pairs = [p for p in result.panels if p.confidence >= sub.min_confidence]
+    if len(pairs) < len(result.panels):
+        pairs = []
+    status = "split" if pairs else (result.kept_whole_reason or "single_panel")
+    if sub.keep_whole_figure or not pairs:
+        sample.extra.update(n_panels=len(pairs), split_status=status)
+        yield sample
+    for index, pair in enumerate(pairs):
+        crop = crop_panel(sample.decoded, pair.box)
+        data = encode_rgb(crop, ctx.config.image)
+        yield Sample(
+            key=panel_key(sample.key, pair, index), article=sample.article, figure=sample.figure, image=data,
+            image_format="jpg", width=crop.width, height=crop.height, orig_width=sample.orig_width,
+            orig_height=sample.orig_height, image_sha256=hashlib.sha256(data).hexdigest(),
+            graphic_href=sample.graphic_href, graphic_file=sample.graphic_file, source_url=sample.source_url,
+            source_md5=sample.source_md5, caption=pair.subcaption, decoded=crop,
+            extra={"parent_key": sample.key, "panel_index": index, "panel_box": list(pair.box),
+                   "panel_label": pair.label, "panel_confidence": round(pair.confidence, 6), "split_status": "split"},
+        )
+
+
 Stage = Callable[[Any, Context], Iterable[Any]]
-STAGES: dict[str, Stage] = {"fetch": fetch, "parse": parse, "image": image}
+def quality(sample: Sample, ctx: Context) -> Iterator[Sample | DroppedRow]:
+    """Score and tag every sample; drop what fails a filter or appears in an evaluation set."""
+    from medcorpus.manifests.evalsets import decontaminate
+    from medcorpus.schemas.quality import decontam_columns, dropped_row
+    from medcorpus.transforms.dedup import hash_image
+    from medcorpus.transforms.image_types import tag_image
+    from medcorpus.transforms.quality import assess
+
+    q = ctx.quality
+    image = sample.decoded
+    decision = assess(image, sample.text, sample.article.article_type, q.filters)
+    tags = tag_image(image, sample.text, q.types, q.zero_shot)
+    hashes = hash_image(image) if image is not None else None
+    hits = []
+    if q.evalset_index is not None:
+        hits = decontaminate({"pmcid": sample.article.pmcid, "pmid": sample.article.pmid,
+                              "figure_id": sample.figure.figure_id, "graphic_file": sample.graphic_file,
+                              "graphic_href": sample.graphic_href, "caption": sample.text,
+                              "perceptual": hashes.perceptual if hashes else None}, q.evalset_index)
+    sample.extra.update({**decision.columns(), **tags.columns(), **decontam_columns(hits)})
+    if hashes is not None:
+        sample.extra.update(image_exact_hash=hashes.exact, image_phash=f"{hashes.perceptual:032x}")
+    ids = {"article_id": sample.article.article_id, "figure_id": sample.figure.figure_id}
+    if not decision.keep:
+        yield DroppedRow(dropped_row(sample.key, "quality", decision.dropped_by, decision.reason,
+                                     scores=decision.scores, **ids))
+    elif hits:
+        evalsets = sorted({h.evalset for h in hits})
+        yield DroppedRow(dropped_row(sample.key, "decontam", ",".join(evalsets),
+                                     "; ".join(f"{h.evalset}:{h.kind}:{h.detail}" for h in hits), **ids))
+    else:
+        yield sample
+
+
+def llm(samples: list[Sample], ctx: Context) -> Iterator[Sample]:
+    """Generated fields with provenance; the best accepted caption becomes the sample's text."""
+    from medcorpus.schemas.llm import to_arrow_row
+
+    fields = [{"caption": s.text, "mentions": s.figure.mentions} for s in samples]
+    outputs = ctx.llm.process(fields, [s.image for s in samples])
+    for sample, out in zip(samples, outputs):
+        sample.extra.update(to_arrow_row(out))
+        sample.caption = out.get("caption_llm") or out.get("caption_clean") or sample.text
+        yield sample
+
+
+llm.batched = True  # type: ignore[attr-defined]
+
+STAGES: dict[str, Stage] = {"fetch": fetch, "parse": parse, "image": image, "panels": panels, "quality": quality,
+                            "llm": llm}
 
 
 def stage_chain(config: BuildConfig) -> list[tuple[str, Stage]]:
@@ -131,13 +275,23 @@ def run_stage(name: str, stage: Stage, item: Any, ctx: Context) -> tuple[list[An
     return [], ErrorRecord(inp, name, reason, detail, article_id, figure_id)
 
 
+def run_batched(name: str, stage: Stage, items: list[Any], ctx: Context) -> list[tuple[list[Any], ErrorRecord | None]]:
+    """A batched stage's outputs, one (outputs, error) per input item, like ``run_stage``'s."""
+    if not items:
+        return []
+    outputs, error = run_stage(name, stage, items, ctx)
+    if error is None and len(outputs) == len(items):
+        return [([out], None) for out in outputs]
+    return [run_stage(name, lambda one, c: stage([one], c), item, ctx) for item in items]
+
+
 def sample_row(sample: Sample, ctx: Context) -> dict[str, Any]:
     a, f = sample.article, sample.figure
     return {
         "key": sample.key, "image_sha256": sample.image_sha256, "image_format": sample.image_format,
         "width": sample.width, "height": sample.height,
         "orig_width": sample.orig_width, "orig_height": sample.orig_height,
-        "caption": f.caption, "caption_title": f.caption_title, "mentions": list(f.mentions),
+        "caption": sample.text, "caption_title": f.caption_title, "mentions": list(f.mentions),
         "figure_id": f.figure_id, "figure_label": f.label, "parent_figure_id": f.parent_figure_id,
         "graphic_href": sample.graphic_href, "graphic_file": sample.graphic_file,
         **article_columns(a),
@@ -156,11 +310,16 @@ def article_columns(a: Article) -> dict[str, Any]:
 
 
 def stage_sample(sample: Sample, ctx: Context) -> tuple[StagedSample, dict[str, bytes]]:
+    """The row and the image and caption members; the JSON sidecar is made with the shard (it
+    carries columns decided later, such as the dedup cluster)."""
     row = sample_row(sample, ctx)
-    sidecar = json.dumps(row, sort_keys=True, ensure_ascii=False).encode("utf-8")
-    members = {sample.image_format: sample.image, "txt": sample.figure.caption.encode("utf-8"), "json": sidecar}
-    size = sum(len(v) for v in members.values())
+    members = {sample.image_format: sample.image, "txt": sample.text.encode("utf-8")}
+    size = sum(len(v) for v in members.values()) + len(sidecar_json(row))
     return StagedSample(sample.key, sample.article.license_family, row, size), members
+
+
+def sidecar_json(row: dict[str, Any]) -> bytes:
+    return json.dumps(row, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def process_unit(unit: UnitRef, ctx: Context) -> UnitResult:
@@ -171,13 +330,14 @@ def process_unit(unit: UnitRef, ctx: Context) -> UnitResult:
     articles: dict[str, Article] = {}
     samples_per_article: Counter[str] = Counter()
     frontier: list[Any] = [unit]
+    llm_before = ctx.llm.summary() if ctx.llm else {}
     for name, stage in stage_chain(ctx.config):
         produced: list[Any] = []
-        for item in frontier:
-            counters[name] += 1
-            t0 = time.perf_counter()
-            outputs, error = run_stage(name, stage, item, ctx)
-            timings[name] += int((time.perf_counter() - t0) * 1e6)
+        counters[name] += len(frontier)
+        t0 = time.perf_counter()
+        results = run_batched(name, stage, frontier, ctx) if getattr(stage, "batched", False) else (
+            run_stage(name, stage, item, ctx) for item in frontier)
+        for outputs, error in results:
             if error:
                 result.errors.append(error.to_dict())
             for out in outputs:
@@ -185,8 +345,11 @@ def process_unit(unit: UnitRef, ctx: Context) -> UnitResult:
                     articles[out.article.article_id] = out.article
                 elif isinstance(out, FigureRow):
                     result.figures.append(figure_row(out))
+                elif isinstance(out, DroppedRow):
+                    result.dropped.append(out.row)
                 else:
                     produced.append(out)
+        timings[name] += int((time.perf_counter() - t0) * 1e6)
         frontier = produced
     for sample in frontier:
         staged, members = stage_sample(sample, ctx)
@@ -204,8 +367,10 @@ def process_unit(unit: UnitRef, ctx: Context) -> UnitResult:
             "source_url": article.source_url, "source_md5": article.source_md5,
             "medcorpus_version": __version__, "config_hash": ctx.config_hash,
         })
+    llm_after = ctx.llm.summary() if ctx.llm else {}
     result.counters = {**{f"in:{k}": v for k, v in counters.items()},
-                       **{f"us:{k}": v for k, v in timings.items()}}
+                       **{f"us:{k}": v for k, v in timings.items()},
+                       **{f"llm:{k}": v - llm_before.get(k, 0) for k, v in llm_after.items()}}
     return result
 
 

@@ -148,6 +148,14 @@ class RayRunner:
         for raw in self._run(job, "shards", _WriteShards, [(p, _subset(tokens, p)) for p in plans]):
             yield json.loads(raw)
 
+    def dedup(self, job: Job, records: list[Any]) -> Any:
+        """Near-duplicate clusters. For now on the driver, exactly as the local runner does
+        (``dedup_local``: the records are small hashes, already collected here); the distributed
+        form (bucket_keys → shuffle by bucket → candidate_pairs) is the next step for this runner."""
+        from medcorpus.transforms.dedup import dedup_local
+
+        return dedup_local(records, job.config.dedup_options())
+
     def close(self) -> None:
         if self._started:
             import ray

@@ -41,6 +41,7 @@ class Job:
     source: Source
     staging_root: str
     output_url: str
+    evalsets: str | None = None  # eval-set registry prepared by the driver (decontamination)
 
 
 class Runner(Protocol):
@@ -51,6 +52,9 @@ class Runner(Protocol):
 
     def write_shards(self, job: Job, plans: Sequence[ShardPlan], tokens: dict[str, str]) -> Iterator[int]: ...
 
+    def dedup(self, job: Job, records: list[Any]) -> Any:
+        """Cluster near-duplicates (transforms/dedup.py's map → shuffle → reduce); a DedupResult."""
+
     def close(self) -> None: ...
 
 
@@ -58,7 +62,9 @@ _WORKER: dict[str, Any] = {}
 
 
 def init_worker(job: Job) -> None:
-    _WORKER["ctx"] = Context(job.config, job.source)
+    _WORKER["job"] = job
+    _WORKER["ctx"] = Context(job.config, job.source, work_dir=os.path.dirname(job.staging_root),
+                             evalsets=job.evalsets)
     _WORKER["staging"] = Staging(job.staging_root)
     _WORKER["output"] = Output(job.output_url)
 
@@ -101,13 +107,15 @@ class LocalRunner:
             self.close()
             ctx = multiprocessing.get_context("forkserver")
             ctx.set_forkserver_preload(self._PRELOAD)
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=init_worker, initargs=(job,))
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_local_worker,
+                                             initargs=(job, dict(os.environ)))
             self._job = job
         return self._pool
 
     def _map(self, job: Job, fn: Any, calls: list[tuple[Any, ...]]) -> Iterator[Any]:
         if self.workers == 1 or len(calls) <= 1:
-            init_worker(job)
+            if _WORKER.get("job") is not job:  # in-process: build the stage context once per build
+                init_worker(job)
             for args in calls:
                 yield fn(*args)
             return
@@ -121,10 +129,23 @@ class LocalRunner:
     def write_shards(self, job: Job, plans: Sequence[ShardPlan], tokens: dict[str, str]) -> Iterator[int]:
         return self._map(job, shard_one, [(plan, _subset(tokens, plan)) for plan in plans])
 
+    def dedup(self, job: Job, records: list[Any]) -> Any:
+        from medcorpus.transforms.dedup import dedup_local
+
+        return dedup_local(records, job.config.dedup_options())
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown()
             self._pool, self._job = None, None
+
+
+def _init_local_worker(job: Job, env: dict[str, str]) -> None:
+    """Workers fork from a long-lived forkserver: give them the environment the build sees now
+    (credentials, endpoints), not the one the forkserver started with."""
+    os.environ.clear()
+    os.environ.update(env)
+    init_worker(job)
 
 
 def _subset(tokens: dict[str, str], plan: ShardPlan) -> dict[str, str]:

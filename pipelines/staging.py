@@ -42,6 +42,7 @@ class UnitResult:
     articles: list[dict[str, Any]] = field(default_factory=list)
     figures: list[dict[str, Any]] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
+    dropped: list[dict[str, Any]] = field(default_factory=list)  # filtered or decontaminated samples
     counters: dict[str, int] = field(default_factory=dict)
 
 

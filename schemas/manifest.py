@@ -11,7 +11,10 @@ from typing import Any, Iterable
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+from medcorpus.schemas.llm import LLM_FIELDS
+from medcorpus.schemas.quality import DROPPED, SAMPLE_FIELDS as QUALITY_FIELDS
+
+SCHEMA_VERSION = 4  # 2: panels; 3: llm columns; 4: quality, image type, dedup, decontam; dropped table
 
 _str, _i32, _i64, _f64, _bool = pa.string(), pa.int32(), pa.int64(), pa.float64(), pa.bool_()
 
@@ -63,6 +66,17 @@ SAMPLES = pa.schema(
         pa.field("parent_figure_id", _str),
         pa.field("graphic_href", _str),
         pa.field("graphic_file", _str),
+        # compound figures: a panel sample names its parent figure's key, its box in the parent's
+        # image (pixels, as stored in the shard), its caption label and the pairing's confidence
+        pa.field("parent_key", _str),
+        pa.field("panel_index", _i32),
+        pa.field("panel_box", pa.list_(_i32)),
+        pa.field("panel_label", _str),
+        pa.field("panel_confidence", _f64),
+        pa.field("n_panels", _i32),  # on a whole figure: how many panel samples it gave
+        pa.field("split_status", _str),  # split | single_panel | kept whole: the reason
+        *QUALITY_FIELDS,  # filter scores, image_type (+ confidence), hashes, dedup cluster, decontam hits
+        *LLM_FIELDS,  # null unless the llm stage runs: caption_original, generated (with provenance) ...
         *ARTICLE_FIELDS,
         *PROVENANCE_FIELDS,
     ]
@@ -128,7 +142,8 @@ RUNS = pa.schema(
     ]
 )
 
-TABLES = {"samples": SAMPLES, "articles": ARTICLES, "figures": FIGURES, "errors": ERRORS, "runs": RUNS}
+TABLES = {"samples": SAMPLES, "articles": ARTICLES, "figures": FIGURES, "errors": ERRORS, "runs": RUNS,
+          "dropped": DROPPED}
 
 # Columns of a sample row that exist only once the sample sits in a shard.
 SHARD_COLUMNS = ("shard", "image_member", "image_offset", "image_size", "txt_offset", "txt_size",

@@ -118,4 +118,10 @@ class Sample:
     graphic_file: str
     source_url: str | None = None
     source_md5: str | None = None
+    caption: str | None = None  # the sample's own text when it differs from the figure's (panels)
     extra: dict[str, Any] = field(default_factory=dict)
+    decoded: Any = field(default=None, repr=False)  # the RGB image, in memory between stages only
+
+    @property
+    def text(self) -> str:
+        return self.figure.caption if self.caption is None else self.caption

@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
+from fixtures_s3 import *  # noqa: F401,F403 - moto server, seeded PMC bucket, output bucket, fault proxy
 from testdata import ARTICLES, DATA, REPO
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

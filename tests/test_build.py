@@ -40,13 +40,20 @@ def _expected_per_article() -> dict[str, int]:
 
 def test_every_figure_with_an_image_becomes_exactly_one_sample(sample_build: Path) -> None:
     expected = _expected_per_article()
-    _, rows = query(str(sample_build), "SELECT source_url, n_figures, n_samples FROM articles")
+    # a figure is either a sample or listed in `dropped` (quality filter, eval-set leak, duplicate)
+    _, rows = query(str(sample_build), """
+        WITH whole AS (SELECT key, article_id FROM samples WHERE parent_key IS NULL
+                       UNION ALL SELECT d.key, d.article_id FROM dropped d JOIN figures f USING (key))
+        SELECT a.source_url, a.n_figures, count(w.key) FROM articles a
+        LEFT JOIN whole w ON w.article_id = a.article_id GROUP BY ALL""")
     by_folder = {re.search(r"articles/([^/]+)/", url).group(1): (nf, ns) for url, nf, ns in rows}
     assert set(by_folder) == set(expected)
     for folder, n_figs in expected.items():
         assert by_folder[folder][0] == n_figs, folder
         assert by_folder[folder][1] == n_figs - MISSING_IMAGES.get(folder, 0), folder
-    _, [(n_samples, n_keys)] = query(str(sample_build), "SELECT count(*), count(DISTINCT key) FROM samples")
+    _, [(n_samples, n_keys)] = query(str(sample_build), """
+        SELECT count(*), count(DISTINCT key) FROM (SELECT key FROM samples WHERE parent_key IS NULL
+                                                    UNION ALL SELECT key FROM dropped JOIN figures USING (key))""")
     assert n_samples == n_keys == sum(expected.values()) - sum(MISSING_IMAGES.values())
 
 
@@ -113,7 +120,7 @@ def test_sample_metadata_is_complete(sample_build: Path) -> None:
     _, rows = query(str(sample_build), """
         SELECT key, caption, pmcid, article_id, doi, year, title, license_code, figure_id, figure_label,
                parent_figure_id, mentions, config_hash, medcorpus_version, source_md5
-        FROM samples WHERE key LIKE '10-7554-eLife-52882%' ORDER BY key""")
+        FROM samples WHERE key LIKE '10-7554-eLife-52882%' AND parent_key IS NULL ORDER BY key""")
     assert len(rows) == 12
     by_fig = {r[8]: r for r in rows}
     assert by_fig["fig2s1"][10] == "fig2"  # a figure supplement links to its parent figure
@@ -126,8 +133,9 @@ def test_sample_metadata_is_complete(sample_build: Path) -> None:
 
 def test_samples_can_be_streamed_by_sql_selection(sample_build: Path) -> None:
     got = list(iter_samples(str(sample_build), "license_code = 'CC0'"))
-    _, [(n,)] = query(str(sample_build), "SELECT count(*) FROM samples WHERE license_code = 'CC0'")
-    assert len(got) == n == 8
+    _, [(n, whole)] = query(str(sample_build), "SELECT count(*), count(*) FILTER (WHERE parent_key IS NULL) "
+                                               "FROM samples WHERE license_code = 'CC0'")
+    assert len(got) == n and whole == 8
     from PIL import Image
 
     for s in got:
@@ -174,7 +182,8 @@ def test_bad_inputs_are_recorded_and_the_run_completes(tmp_path: Path) -> None:
     assert ("image", "image_not_found", "fig3") in reasons
     assert ("image", "image_undecodable", "fig5") in reasons
     assert ("image", "image_undecodable", "fig2") in reasons
-    assert summary.samples == (8 - 2) + (3 - 1)  # everything else made it
+    _, [(whole,)] = query(str(tmp_path / "out"), "SELECT count(*) FROM samples WHERE parent_key IS NULL")
+    assert whole == (8 - 2) + (3 - 1)  # everything else made it
     assert summary.errors_by_reason == {"image_not_found": 1, "image_undecodable": 2, "xml_malformed": 1}
 
 
@@ -196,3 +205,45 @@ def test_bulk_xml_package_gives_text_only_figure_records(tmp_path: Path) -> None
     assert n == expected == 575
     assert with_caption > 550
     assert families == ["noncomm"]
+
+
+def test_compound_figures_become_linked_panel_samples(sample_build: Path) -> None:
+    from PIL import Image
+
+    _, panels = query(str(sample_build), """
+        SELECT p.key, p.panel_box, p.width, p.height, p.caption, p.panel_label, p.panel_confidence,
+               f.width, f.height, f.caption, f.n_panels, p.shard, p.image_offset, p.image_size, p.license_family,
+               f.license_family
+        FROM samples p JOIN samples f ON p.parent_key = f.key ORDER BY p.key""")
+    assert len(panels) >= 40
+    for key, box, w, h, caption, label, conf, fw, fh, fcaption, n, shard, off, size, fam, ffam in panels:
+        x1, y1, x2, y2 = box
+        assert 0 <= x1 < x2 <= fw and 0 <= y1 < y2 <= fh, key
+        assert (x2 - x1, y2 - y1) == (w, h), key
+        assert label and key.endswith(f"_p{label}") and 0 < conf <= 1
+        assert caption and n >= 2 and fam == ffam
+        with open(sample_build / shard, "rb") as f:
+            f.seek(off)
+            assert Image.open(io.BytesIO(f.read(size))).size == (w, h)
+    _, [(parents, mismatched)] = query(str(sample_build), """
+        SELECT count(DISTINCT f.key), count(*) FILTER (WHERE f.n_panels <> (
+            SELECT count(*) FROM samples c WHERE c.parent_key = f.key) + (
+            SELECT count(*) FROM dropped d WHERE starts_with(d.key, f.key || '_p')))
+        FROM samples f WHERE f.split_status = 'split'""")
+    assert parents >= 10 and mismatched == 0
+    _, statuses = query(str(sample_build), "SELECT DISTINCT split_status FROM samples WHERE parent_key IS NULL")
+    assert {"split", "single_panel"} <= {s for (s,) in statuses}
+
+
+def test_panels_without_their_whole_figure(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from medcorpus.pipelines.config import SubfigureConfig
+
+    src = copy_articles(tmp_path / "in", ["pone.0056489"])
+    cfg = load_config(REPO / "dataflow.yaml")
+    build(replace(cfg, subfigures=SubfigureConfig(keep_whole_figure=False)), LocalSource(str(src)),
+          LocalRunner(1), str(tmp_path / "out"), progress=False)
+    _, rows = query(str(tmp_path / "out"), "SELECT parent_key IS NULL, split_status, count(*) FROM samples GROUP BY ALL ORDER BY ALL")
+    # figures that were split leave only their panels; figures kept whole stay
+    assert (False, "split", 6) in rows and all(not (whole and status == "split") for whole, status, _ in rows)

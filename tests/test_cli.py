@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -14,30 +15,41 @@ runner = CliRunner()
 
 
 def test_every_command_has_help() -> None:
-    import click
+    """Through the installed entry point, as a terminal renders it (CliRunner skips rich rendering)."""
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
     import typer
 
-    result = runner.invoke(app, ["--help"])
-    assert result.exit_code == 0
     root = typer.main.get_command(app)
-    assert {"build", "query", "verify"} <= set(root.commands)
+    assert {"build", "query", "verify", "subcaptions", "panels", "vocab", "link", "evalsets",
+            "faithfulness", "serve-llm"} <= set(root.commands)
 
-    def paths(group: click.Group, prefix: list[str]) -> list[list[str]]:
+    def paths(group, prefix: list[str]) -> list[list[str]]:  # noqa: ANN001 - typer vendors its own click
         out = []
         for name, cmd in group.commands.items():
             out.append(prefix + [name])
-            if isinstance(cmd, click.Group):
+            if hasattr(cmd, "commands"):
                 out.extend(paths(cmd, prefix + [name]))
         return out
 
-    for path in paths(root, []):
-        sub = runner.invoke(app, [*path, "--help"])
-        assert sub.exit_code == 0, path
-        assert "Usage" in sub.output and path[-1] in result.output + sub.output
+    def help_of(path: list[str]) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "medcorpus.pipelines.cli", *path, "--help"],
+                              capture_output=True, text=True, timeout=120, env={**__import__("os").environ,
+                                                                                  "COLUMNS": "100", "TERM": "xterm"})
+
+    all_paths = [[]] + paths(root, [])
+    assert ["vocab", "build"] in all_paths and ["evalsets", "add"] in all_paths
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(help_of, all_paths))
+    for path, result in zip(all_paths, results):
+        assert result.returncode == 0, (path, result.stderr[-2000:])
+        assert "Usage" in result.stdout, path
 
 
 def test_query_formats(sample_build: Path) -> None:
-    sql = "SELECT license_family, count(*) AS n FROM samples GROUP BY 1 ORDER BY 1"
+    sql = "SELECT license_family, count(*) AS n FROM samples WHERE parent_key IS NULL GROUP BY 1 ORDER BY 1"
     as_json = runner.invoke(app, ["query", str(sample_build), sql, "--format", "json"])
     assert as_json.exit_code == 0
     rows = json.loads(as_json.stdout)
@@ -56,9 +68,10 @@ def test_build_command_end_to_end(tmp_path: Path) -> None:
     result = runner.invoke(app, ["build", "--config", str(REPO / "dataflow.yaml"), "--profile", "dev",
                                  "--source", f"local:{src}", "--out", str(out), "--workers", "1"])
     assert result.exit_code == 0, result.output
-    assert "samples 5" in result.output
+    n = int(re.search(r"samples (\d+)", result.output).group(1))
+    assert n >= 5  # 5 figures, plus their panels
     verify = runner.invoke(app, ["verify", str(out)])
-    assert verify.exit_code == 0 and "checked 5 samples, 0 problems" in verify.output
+    assert verify.exit_code == 0 and f"checked {n} samples, 0 problems" in verify.output
 
 
 def test_bad_profile_and_source_are_clear_errors(tmp_path: Path) -> None:

@@ -116,6 +116,9 @@ def test_the_worker_wheel_holds_the_whole_package(worker_wheel: Path, tmp_path: 
     for folder in ("transforms", "pipelines", "schemas", "manifests"):
         for py in (REPO / folder).rglob("*.py"):
             assert f"medcorpus/{py.relative_to(REPO).as_posix()}" in names, py
+    for data in (REPO / "transforms" / "data").glob("*"):  # package data the transforms read at run time
+        if data.suffix in (".tsv", ".txt", ".md"):
+            assert f"medcorpus/transforms/data/{data.name}" in names, data
     assert not any(n.startswith(("tests/", "bench/", "transforms/")) for n in names)
     meta = next(n for n in names if n.endswith(".dist-info/METADATA"))
     requires = zipfile.ZipFile(worker_wheel).read(meta).decode()
@@ -183,7 +186,7 @@ def test_staging_on_an_fsspec_url_gives_the_same_output(tmp_path: Path, sample_b
     first = build(cfg, LocalSource(str(ARTICLES)), LocalRunner(1), str(tmp_path / "out"), work_dir=work, progress=False)
     fs = fsspec.filesystem("memory")
     assert len(fs.glob(f"{work[len('memory://'):]}/staging/*/*.meta")) == first.units == 18
-    assert not (tmp_path / "out" / "_work").exists()
+    assert not (tmp_path / "out" / "_work" / "staging").exists()
     assert tree_bytes(tmp_path / "out") == tree_bytes(sample_build)
     again = build(cfg, LocalSource(str(ARTICLES)), LocalRunner(1), str(tmp_path / "out"), work_dir=work, progress=False)
     assert again.units_reused == 18 and tree_bytes(tmp_path / "out") == tree_bytes(sample_build)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
@@ -40,6 +40,7 @@ class EncodedImage:
     orig_height: int
     source_format: str
     sha256: str
+    decoded: Image.Image | None = field(default=None, repr=False, compare=False)  # RGB, for later stages
 
 
 def _open(data: bytes, options: ImageOptions) -> Image.Image:
@@ -93,16 +94,26 @@ def _keep_original(img: Image.Image, options: ImageOptions) -> bool:
     return not any(k in img.info for k in _PRIVATE_INFO)
 
 
-def encode_image(data: bytes, options: ImageOptions = ImageOptions()) -> EncodedImage:
-    """Decode, orient, convert to RGB, bound the size and encode; raise SkipError on bad input."""
+def encode_rgb(img: Image.Image, options: ImageOptions, icc: bytes | None = None) -> bytes:
+    out = io.BytesIO()
+    img.save(out, "JPEG", quality=options.jpeg_quality, icc_profile=icc)
+    return out.getvalue()
+
+
+def encode_image(data: bytes, options: ImageOptions = ImageOptions(), keep_decoded: bool = False) -> EncodedImage:
+    """Decode, orient, convert to RGB, bound the size and encode; raise SkipError on bad input.
+
+    With ``keep_decoded`` the RGB image (as encoded) rides along for stages that need pixels.
+    """
     img = _open(data, options)
     orig_w, orig_h = img.size
     fmt = img.format or "unknown"
     try:
         if _keep_original(img, options):
             img.load()  # a truncated file must fail here, not in a training job
+            decoded = _to_rgb(img) if keep_decoded else None
             return EncodedImage(data, EXTENSIONS.get(fmt, "bin"), orig_w, orig_h, orig_w, orig_h, fmt,
-                                hashlib.sha256(data).hexdigest())
+                                hashlib.sha256(data).hexdigest(), decoded)
         if fmt == "JPEG" and options.max_side and max(img.size) > 2 * options.max_side:
             img.draft("RGB", (options.max_side, options.max_side))  # DCT-domain downscale: fast
         ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -111,12 +122,10 @@ def encode_image(data: bytes, options: ImageOptions = ImageOptions()) -> Encoded
         img = _to_rgb(ImageOps.exif_transpose(img))
         if not _fits(img, options):
             img.thumbnail((options.max_side, options.max_side), Image.Resampling.LANCZOS, reducing_gap=3.0)
-        out = io.BytesIO()
-        img.save(out, "JPEG", quality=options.jpeg_quality, icc_profile=icc)
+        encoded = encode_rgb(img, options, icc)
     except SkipError:
         raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise SkipError("image_undecodable", f"{type(exc).__name__}: {exc}") from None
-    encoded = out.getvalue()
     return EncodedImage(encoded, "jpg", img.width, img.height, orig_w, orig_h, fmt,
-                        hashlib.sha256(encoded).hexdigest())
+                        hashlib.sha256(encoded).hexdigest(), img if keep_decoded else None)

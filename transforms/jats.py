@@ -143,12 +143,13 @@ def _version(meta: etree._Element, default: int) -> int:
 
 
 def parse_article_meta(root: etree._Element, *, fallback_id: str, version: int = 1,
-                       metadata_license: str | None = None) -> Article:
+                       metadata_license: str | None = None, pmcid: str | None = None) -> Article:
+    """``pmcid`` is the source's own id for the article, used when the XML carries none."""
     meta = _first(root, ["front/article-meta", ".//article-meta", "front-stub"])
     if meta is None:
         raise SkipError("xml_not_jats", f"root <{root.tag}> has no <article-meta>")
     ids = _article_ids(meta)
-    pmcid = _pmcid(ids)
+    pmcid = _pmcid(ids) or pmcid
     doi = ids.get("doi")
     code, url = _license(meta, metadata_license)
     journal = _first(root, ["front/journal-meta/journal-title-group/journal-title",
@@ -235,10 +236,10 @@ def parse_figures(root: etree._Element, article: Article) -> list[Figure]:
 
 
 def parse_article(xml: bytes, *, fallback_id: str, version: int = 1,
-                  metadata_license: str | None = None) -> ParsedArticle:
+                  metadata_license: str | None = None, pmcid: str | None = None) -> ParsedArticle:
     root = parse_xml(xml)
     article = parse_article_meta(root, fallback_id=fallback_id, version=version,
-                                 metadata_license=metadata_license)
+                                 metadata_license=metadata_license, pmcid=pmcid)
     figures = parse_figures(root, article)
     article.n_figures = len(figures)
     return ParsedArticle(article=article, figures=figures)

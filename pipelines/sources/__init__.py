@@ -6,6 +6,11 @@ from typing import Any
 from medcorpus.pipelines.sources.base import Selection, Source, select  # noqa: F401
 
 
+# COVID-19 public-health-emergency articles (phe_timebound) had reuse terms that expired: a build
+# takes them only when asked by name.
+DEFAULT_LICENSE_GROUPS = ("oa_comm", "oa_noncomm", "other")
+
+
 def make_source(spec: str, *, cache_dir: str, **options: Any) -> Source:
     kind, _, arg = spec.partition(":")
     if kind == "local":
@@ -19,5 +24,7 @@ def make_source(spec: str, *, cache_dir: str, **options: Any) -> Source:
     if kind == "pmc-cloud":
         from medcorpus.pipelines.sources.pmc_cloud import PmcCloudSource
 
-        return PmcCloudSource(cache_dir=cache_dir, **{k: v for k, v in options.items() if v is not None})
+        options = {k: v for k, v in options.items() if v is not None}
+        options.setdefault("license_groups", DEFAULT_LICENSE_GROUPS)
+        return PmcCloudSource(cache_dir=cache_dir, **options)
     raise ValueError(f"unknown source {spec!r}: use local:PATH, bulk:PATH or pmc-cloud")

@@ -6,6 +6,7 @@ listing, the same way for every source.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Protocol
 
@@ -44,6 +45,22 @@ class Source(Protocol):
 
     def read_media(self, unit: UnitRef, name: str) -> bytes:
         """Bytes of one media file of the unit; raise SkipError('image_not_found') when absent."""
+
+
+_PMCID = re.compile(r"^(?:PMC)?(\d+)(?:\.\d+)?$", re.I)
+
+
+def normalize_pmcid(raw: str) -> str:
+    """``PMC123``, ``pmc123``, ``123`` and ``PMC123.2`` → ``PMC123`` (a unit is an article)."""
+    m = _PMCID.match(raw.strip())
+    if not m:
+        raise ValueError(f"not a PMCID: {raw!r}")
+    return f"PMC{int(m.group(1))}"
+
+
+def normalize_ids(items: list[str]) -> frozenset[str]:
+    """PMCIDs in any spelling become ``PMC<digits>``; other ids (folder names) stay as given."""
+    return frozenset(normalize_pmcid(i) if _PMCID.match(i.strip()) else i.strip() for i in items if i.strip())
 
 
 @dataclass(frozen=True)

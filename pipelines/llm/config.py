@@ -1,0 +1,132 @@
+"""The ``llm:`` section of dataflow.yaml as typed, hashable options.
+
+Everything that changes generated text (tasks, models, prompts via their hash, generation
+parameters, gate options) is in ``output_options``; where and how fast it runs (URLs, concurrency,
+rate limits, device, batch size, cache path) is not, mirroring the build config hash.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from medcorpus.pipelines.llm.types import GenParams
+from medcorpus.transforms.caption_clean import CleanOptions
+from medcorpus.transforms.faithfulness import FaithfulnessOptions
+
+__all__ = ["TaskSwitches", "BackendOptions", "RayOptions", "LLMOptions"]
+
+
+@dataclass(frozen=True)
+class TaskSwitches:
+    clean: bool = True
+    subcaptions: str = "off"   # off | rules | llm (llm falls back to the rules when its split is invalid)
+    enrich: bool = False
+    recaption: bool = False
+    extract: bool = False
+
+    def __post_init__(self) -> None:
+        if self.subcaptions not in ("off", "rules", "llm"):
+            raise ValueError(f"tasks.subcaptions must be off, rules or llm, not {self.subcaptions!r}")
+
+    def needs_text_backend(self) -> bool:
+        return self.subcaptions == "llm" or self.enrich or self.extract
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    kind: str = "openai"       # openai | local
+    model: str = "default"     # the served model name (openai) / provenance name (local; default: folder)
+    # openai
+    base_url: str = "http://127.0.0.1:8000/v1"
+    api_key_env: str | None = "OPENAI_API_KEY"
+    max_concurrency: int = 16
+    requests_per_second: float | None = None
+    burst: int = 1
+    timeout_s: float = 120.0
+    max_retries: int = 5
+    response_format: str | None = None
+    # local
+    model_path: str = ""
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int = 8
+    attn_implementation: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("openai", "local"):
+            raise ValueError(f"backend kind must be openai or local, not {self.kind!r}")
+
+    def identity(self) -> dict[str, Any]:
+        """What names the model (part of the output hash); not how it is reached."""
+        return {"kind": self.kind, "model": self.model, "model_path": self.model_path if self.kind == "local" else ""}
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    num_gpus: float = 1.0      # per actor of the stage
+    concurrency: int = 1       # actors
+    batch_size: int = 32       # rows per map_batches call
+    use_vllm: str = "auto"     # auto (when ray.data.llm and vllm import) | never | always
+
+
+def _typed(cls: type, values: dict[str, Any] | None) -> Any:
+    values = dict(values or {})
+    unknown = set(values) - {f.name for f in fields(cls)}
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys in llm config: {sorted(unknown)}")
+    return cls(**values)
+
+
+@dataclass(frozen=True)
+class LLMOptions:
+    tasks: TaskSwitches = TaskSwitches()
+    backend: BackendOptions = BackendOptions()
+    vision_backend: BackendOptions | None = None   # recaption; None = ``backend``
+    generation: GenParams = GenParams()
+    repair_retries: int = 1
+    cache_path: str | None = None
+    max_context_chars: int = 4000
+    clean: CleanOptions = CleanOptions()
+    faithfulness: FaithfulnessOptions = FaithfulnessOptions()
+    ray: RayOptions = RayOptions()
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any] | None) -> "LLMOptions":
+        raw = dict(raw or {})
+        out = {
+            "tasks": _typed(TaskSwitches, raw.pop("tasks", None)),
+            "backend": _typed(BackendOptions, raw.pop("backend", None)),
+            "vision_backend": _typed(BackendOptions, raw.pop("vision_backend")) if raw.get("vision_backend") else None,
+            "generation": _typed(GenParams, raw.pop("generation", None)),
+            "clean": _typed(CleanOptions, raw.pop("clean", None)),
+            "faithfulness": FaithfulnessOptions.from_dict(raw.pop("faithfulness", None)),
+            "ray": _typed(RayOptions, raw.pop("ray", None)),
+        }
+        raw.pop("vision_backend", None)
+        cache = raw.pop("cache", None)
+        if isinstance(cache, dict):
+            out["cache_path"] = cache.get("path")
+        for key in ("repair_retries", "cache_path", "max_context_chars"):
+            if key in raw:
+                out[key] = raw.pop(key)
+        if raw:
+            raise ValueError(f"unknown llm config keys: {sorted(raw)}")
+        return cls(**out)
+
+    def vision(self) -> BackendOptions:
+        return self.vision_backend or self.backend
+
+    def output_options(self) -> dict[str, Any]:
+        from medcorpus.transforms.llm_tasks import TASKS
+
+        return {"tasks": asdict(self.tasks), "backend": self.backend.identity(), "vision": self.vision().identity(),
+                "generation": self.generation.to_dict(), "repair_retries": self.repair_retries,
+                "max_context_chars": self.max_context_chars, "clean": asdict(self.clean),
+                "faithfulness": asdict(self.faithfulness),
+                "templates": {n: t.template_hash() for n, t in sorted(TASKS.items())}}
+
+    def output_hash(self) -> str:
+        blob = json.dumps(self.output_options(), sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]

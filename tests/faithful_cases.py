@@ -1,0 +1,161 @@
+"""A planted evaluation set for the faithfulness gate, built from real captions in ../shared/data.
+
+Faithful outputs: hand-written paraphrases of real captions, and rule-made rewrites that keep the
+meaning (abbreviation and synonym swaps, unit conversion, dropped or reordered sentences).
+Hallucinated outputs: the same captions with one planted error — an invented diagnosis, a changed
+number, an invented measurement, a flipped side or a flipped negation.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from testdata import DATA
+
+ROCO = DATA / "evalsets" / "roco_test" / "radiology" / "captions.txt"
+MEDICAT = DATA / "compound" / "medicat_sample" / "sample.jsonl"
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    source: str
+    generated: str
+    faithful: bool
+    kind: str
+
+
+def roco_captions(n: int = 60) -> list[tuple[str, str]]:
+    """The first ``n`` English ROCO test captions of 60-300 characters (deterministic)."""
+    out = []
+    for line in ROCO.read_text(encoding="utf-8").splitlines():
+        rid, _, cap = line.partition("\t")
+        cap = cap.strip()
+        if 60 <= len(cap) <= 300 and re.search(r"\b(the|of|with|showing|shows)\b", cap):
+            out.append((rid, cap))
+        if len(out) >= n:
+            break
+    return out
+
+
+# Hand-written paraphrases (and one planted error each) of real captions; the ids name the source.
+HAND = [
+    ("ROCO_00006", "Coronal non-contrast CT demonstrating several large neoplasms with rim enhancement in the "
+     "abdomen and liver.", "Coronal CT demonstrating several large tumors in the abdomen and liver, consistent "
+     "with hepatocellular carcinoma."),
+    ("ROCO_00016", "Axial MR angiogram showing increased arterial signal in the cavernous sinuses, left greater "
+     "than right, in keeping with a carotid cavernous fistula (arrow).", "Axial MR angiogram showing increased "
+     "arterial signal in the right cavernous sinus, in keeping with a carotid cavernous fistula (arrow)."),
+    ("ROCO_00036", "Venogram showing extensive thrombus formation in the femoropopliteal vein prior to "
+     "thrombolysis.", "Venogram showing extensive thrombus formation in the femoropopliteal vein prior to "
+     "thrombolysis, with a pulmonary embolism."),
+    ("ROCO_00138", "CT of the abdomen; the arrow marks the probable cholecystocutaneous fistulous tract.",
+     "CT of the abdomen; the arrow marks a 12 mm cholecystocutaneous fistulous tract."),
+    ("ROCO_00176", "Panoramic radiograph obtained four years later: unilocular radiolucency in the left ramus.",
+     "Panoramic radiograph obtained two years later: unilocular radiolucency in the left ramus."),
+    ("ROCO_00185", "AP pelvic radiograph at the latest follow-up.",
+     "AP pelvic radiograph at the latest follow-up showing avascular necrosis of the femoral head."),
+]
+
+
+def _by_id() -> dict[str, str]:
+    out = {}
+    for line in ROCO.read_text(encoding="utf-8").splitlines():
+        rid, _, cap = line.partition("\t")
+        out[rid] = cap.strip()
+    return out
+
+
+def medicat_cases() -> list[Case]:
+    """MedICaT captions with their in-text references as source; faithful = a clause of the reference."""
+    cases = []
+    for i, line in enumerate(MEDICAT.read_text().splitlines()):
+        rec = json.loads(line)
+        refs = " ".join(rec.get("s2orc_references") or [])
+        cap = rec.get("s2_caption") or ""
+        if not refs or not cap:
+            continue
+        src = cap + "\n" + refs
+        cases.append(Case(f"medicat{i}-faithful", src, re.sub(r"^Figure \d+\.\s*", "", cap), True, "copy"))
+        cases.append(Case(f"medicat{i}-dx", src, re.sub(r"^Figure \d+\.\s*", "", cap).rstrip(".")
+                          + ", suggestive of sarcoidosis.", False, "diagnosis"))
+    return cases
+
+
+_SWAPS = [("computed tomography", "CT"), ("magnetic resonance imaging", "MRI"), ("tuberculosis", "TB"),
+          ("hemorrhage", "bleeding"), ("X-ray", "radiograph"), ("tumor", "neoplasm"), ("showing", "demonstrating"),
+          ("shows", "demonstrates"), ("reveals", "shows"), ("arrow", "arrowhead")]
+_DIAGNOSES = ["sarcoidosis", "glioblastoma", "lymphoma", "appendicitis", "osteosarcoma", "hydrocephalus",
+              "pneumothorax", "endometriosis"]
+_NUM = re.compile(r"(?<![A-Za-z0-9.])(\d+(?:\.\d+)?)(\s*(?:mm|cm))?\b")
+
+
+def _swap(cap: str) -> str | None:
+    out = cap
+    for a, b in _SWAPS:
+        out = re.sub(rf"\b{re.escape(a)}\b", b, out, flags=re.I)
+    return out if out != cap else None
+
+
+def _convert_units(cap: str) -> str | None:
+    def conv(m: re.Match) -> str:
+        v, u = float(m.group(1)), m.group(2).strip()
+        return f"{v * 10:g} mm" if u == "cm" else f"{v / 10:g} cm"
+    out = re.sub(r"(?<![\d.])(\d+(?:\.\d+)?)\s*(cm|mm)\b", conv, cap)
+    return out if out != cap else None
+
+
+def _drop_last_sentence(cap: str) -> str | None:
+    parts = re.split(r"(?<=\.)\s+(?=[A-Z])", cap)
+    return " ".join(parts[:-1]) if len(parts) > 1 else None
+
+
+def _change_number(cap: str) -> str | None:
+    m = _NUM.search(cap)
+    if not m:
+        return None
+    v = float(m.group(1))
+    return cap[:m.start(1)] + f"{v + 3:g}" + cap[m.end(1):]
+
+
+def _flip_side(cap: str) -> str | None:
+    sides = set(re.findall(r"\b(left|right)\b", cap, re.I))
+    if len({s.lower() for s in sides}) != 1:
+        return None
+    return re.sub(r"\b(left|right)\b", lambda m: {"left": "right", "right": "left"}[m.group(1).lower()], cap,
+                  flags=re.I)
+
+
+def _add_diagnosis(cap: str, k: int) -> str:
+    dx = next(d for d in _DIAGNOSES[k % len(_DIAGNOSES):] + _DIAGNOSES if d not in cap.lower())
+    return cap.rstrip(". ") + f", consistent with {dx}."
+
+
+def _add_measurement(cap: str) -> str:
+    return cap.rstrip(". ") + ", measuring 4.2 cm."
+
+
+def _flip_negation(cap: str) -> str | None:
+    out = re.sub(r"\b(?:no|without)\s+(?=[a-z])", "with ", cap, count=1)
+    return out if out != cap else None
+
+
+def planted_cases(n_roco: int = 60) -> list[Case]:
+    cases: list[Case] = []
+    roco = _by_id()
+    for rid, para, bad in HAND:
+        cases.append(Case(f"{rid}-hand", roco[rid], para, True, "paraphrase"))
+        cases.append(Case(f"{rid}-hand-bad", roco[rid], bad, False, "hand"))
+    for k, (rid, cap) in enumerate(roco_captions(n_roco)):
+        for kind, fn in (("swap", _swap), ("units", _convert_units), ("drop", _drop_last_sentence)):
+            out = fn(cap)
+            if out:
+                cases.append(Case(f"{rid}-{kind}", cap, out, True, kind))
+        cases.append(Case(f"{rid}-dx", cap, _add_diagnosis(cap, k), False, "diagnosis"))
+        cases.append(Case(f"{rid}-measure", cap, _add_measurement(cap), False, "measurement"))
+        for kind, fn in (("number", _change_number), ("side", _flip_side), ("negation", _flip_negation)):
+            out = fn(cap)
+            if out:
+                cases.append(Case(f"{rid}-{kind}", cap, out, False, kind))
+    return cases + medicat_cases()

@@ -1,0 +1,142 @@
+"""The linker on real vocabularies and real ROCO captions: spans, negation, abbreviations, plurals, NER path."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from concept_fixtures import linker as cached_linker
+from concept_fixtures import open_vocab_dir, read_roco_captions
+
+from medcorpus.transforms.concepts import Concept, ConceptLinker, concept_hints
+from medcorpus.transforms.text_norm import norm_key
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return str(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="module")
+def linker(root: str) -> ConceptLinker:
+    return cached_linker(root)
+
+
+def cuis_of(linker: ConceptLinker, alias: str) -> set[str]:
+    return set(linker.vocab.key_to_cuis.get(norm_key(alias), ()))
+
+
+def test_spans_point_into_the_text(linker: ConceptLinker) -> None:
+    text = "Axial CT shows a large pneumothorax and hepatic cysts in the liver."
+    concepts = linker.link(text)
+    assert concepts
+    for c in concepts:
+        assert text[c.start:c.end] == c.mention
+        assert c.cui in linker.vocab.concepts and c.name == linker.vocab.concepts[c.cui].name
+        assert 0 < c.score <= 1
+
+
+def test_negation(linker: ConceptLinker) -> None:
+    target = cuis_of(linker, "pneumothorax")
+    neg = [c for c in linker.link("Chest radiograph: no evidence of pneumothorax.") if c.cui in target]
+    pos = [c for c in linker.link("Chest radiograph showing a large pneumothorax.") if c.cui in target]
+    assert neg and all(c.negated for c in neg)
+    assert pos and not any(c.negated for c in pos)
+
+
+def test_plural_and_case(linker: ConceptLinker) -> None:
+    one = {c.cui for c in linker.link("A hepatic cyst.")}
+    many = {c.cui for c in linker.link("Multiple HEPATIC CYSTS.")}
+    assert one and one == many
+
+
+def test_abbreviation_defined_in_text(linker: ConceptLinker) -> None:
+    tb = cuis_of(linker, "tuberculosis")
+    assert tb
+    text = "Pulmonary tuberculosis (TB) in a child. Follow-up CT shows TB cavities."
+    tb_mentions = [c for c in linker.link(text) if c.mention == "TB"]
+    assert len(tb_mentions) == 2 and all(c.cui in tb for c in tb_mentions)
+
+
+def test_undefined_short_forms_and_ambiguous_strings_are_not_matched(linker: ConceptLinker) -> None:
+    short = [k for k in linker.vocab.key_to_cuis if len(k) <= 3 and k.isalpha()]
+    assert short, "the vocabulary has short aliases (abbreviations)"
+    text = "Findings: " + ", ".join(k.upper() for k in short[:40]) + "; CT and MRI were normal."
+    assert [c for c in linker.link(text) if len(c.mention) <= 3] == []
+
+
+def test_stop_words_never_mentions(linker: ConceptLinker) -> None:
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    assert not [k for k in linker.matcher.keys if k in STOP_WORDS]
+
+
+def test_compound_mentions_give_head_and_site(linker: ConceptLinker) -> None:
+    kidney = cuis_of(linker, "kidney")
+    assert kidney
+    got = linker.link("Renal cell carcinoma of the right kidney.")
+    assert any(c.cui in kidney for c in got), [(c.mention, c.name) for c in got]
+    longest = max(got, key=lambda c: c.end - c.start)
+    assert all(longest.start <= c.start and c.end <= longest.end for c in got if c.score < longest.score)
+
+
+def test_link_many_equals_link(linker: ConceptLinker) -> None:
+    texts = [t for _, t, _ in read_roco_captions(30)]
+    assert [[c.to_dict() for c in cs] for cs in linker.link_many(texts)] == \
+        [[c.to_dict() for c in linker.link(t)] for t in texts]
+
+
+def test_roco_captions_beat_plain_lookup(linker: ConceptLinker) -> None:
+    """On real ROCO captions (gold restricted to the vocabulary) the linker beats plain longest match."""
+    from bench.concept_eval import baseline_linker, score
+
+    docs = read_roco_captions(400)
+    known = set(linker.vocab.concepts)
+    gold = [g & known for _, _, g in docs]
+    assert sum(map(len, gold)) > 100
+    ours = score([{c.cui for c in cs} for cs in linker.link_many([t for _, t, _ in docs])], gold)
+    base_link = baseline_linker(linker.vocab)
+    base = score([base_link(t) for _, t, _ in docs], gold)
+    assert ours["micro"]["f1"] > base["micro"]["f1"]
+    assert ours["micro"]["precision"] > base["micro"]["precision"]
+    assert ours["tp"] > 0.3 * sum(map(len, gold))
+
+
+def test_ner_model_path_links_through_scispacy_ann(root: str, tmp_path: Path) -> None:
+    """A configured local NER pipeline supplies mentions; a misspelled one is linked by the ANN index."""
+    import spacy
+
+    nlp = spacy.blank("en")
+    ruler = nlp.add_pipe("entity_ruler")
+    ruler.add_patterns([{"label": "ENTITY", "pattern": "pneumothorx"}, {"label": "ENTITY", "pattern": "liver"}])
+    nlp.to_disk(tmp_path / "ner")
+    lk = ConceptLinker.load(open_vocab_dir(root), ner_model=str(tmp_path / "ner"), ann_threshold=0.6)
+    got = {c.mention: c for c in lk.link("Large pneumothorx; the liver is normal.")}
+    assert got["pneumothorx"].cui in cuis_of(lk, "pneumothorax") and got["pneumothorx"].score < 1.0
+    assert got["liver"].cui in cuis_of(lk, "liver") and got["liver"].score == 1.0
+
+
+def test_concept_hints(linker: ConceptLinker) -> None:
+    hints = concept_hints(linker.link("Enhancing mass in the liver and the left lung."))
+    assert set(hints["anatomy"]) == {"abdomen", "chest"}
+    ct = Concept("C0", "X-Ray Computed Tomography", ["T060"], "PROC", "CT", 0, 2, 1.0)
+    he = {"cui": "C1", "name": "Hematoxylin and eosin stain method", "group": "PROC", "negated": False}
+    assert concept_hints([ct, he])["modality"] == ["ct", "histology"]
+    neg = Concept("C2", "liver", ["T023"], "ANAT", "liver", 0, 5, 1.0, negated=True)
+    assert concept_hints([neg]) == {"anatomy": [], "modality": []}
+
+
+def test_fallback_negation_without_medspacy(root: str) -> None:
+    lk = cached_linker(root)
+    from medcorpus.transforms.concepts import _negex
+
+    text = "No evidence of pneumothorax but a large effusion."
+    assert _negex(text, text.index("pneumothorax"))
+    assert not _negex(text, text.index("effusion"))
+    assert lk.context is not None  # medspacy is installed in this venv: ConText is the one in use
+
+
+def test_shared_linker_is_loaded_once_per_process(root: str) -> None:
+    from medcorpus.transforms.concepts import shared_linker
+
+    path = str(open_vocab_dir(root))
+    assert shared_linker(path) is shared_linker(path)

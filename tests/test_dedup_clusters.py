@@ -1,0 +1,123 @@
+"""Dedup on real figures: copies cluster, the canonical is chosen by version/license/resolution,
+the shuffle phases agree with the in-process path, and results do not depend on input order."""
+from __future__ import annotations
+
+import io
+import random
+from collections import defaultdict
+
+from PIL import Image, ImageOps
+from testdata import ARTICLES
+
+from medcorpus.transforms.dedup import (DedupOptions, bucket_keys, candidate_pairs, choose_canonical, clusters,
+                                        dedup_local, exact_pixel_hash, finish, hamming, hash_image, make_record)
+
+FIG = ARTICLES / "elife-46793-v1" / "fig1.jpg"
+OTHERS = [ARTICLES / "plosone-0178565" / "g004.png", ARTICLES / "elife-52882-v2" / "fig2.jpg",
+          ARTICLES / "elife-43154-v2" / "fig1.jpg"]
+CAPTION = ("Genome-wide distribution of G-quadruplex forming sequences in human promoters and their "
+           "association with gene expression in the cell lines used in this study.")
+
+
+def _bytes(img: Image.Image, fmt: str = "JPEG", **kw: object) -> bytes:
+    buf = io.BytesIO()
+    img.convert("RGB").save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def _copies() -> dict[str, bytes]:
+    img = Image.open(FIG).convert("RGB")
+    w, h = img.size
+    return {
+        "a_orig": FIG.read_bytes(),
+        "b_q35": _bytes(img, quality=35),
+        "c_crop": _bytes(img.crop((int(0.03 * w), int(0.02 * h), w - int(0.02 * w), h - int(0.03 * h))), quality=85),
+        "d_half": _bytes(img.resize((w // 2, h // 2)), quality=90),
+        "e_pad": _bytes(ImageOps.expand(img.resize((w // 2, h // 2)), border=30, fill=(255, 255, 255)), "PNG"),
+    }
+
+
+def test_exact_hash_ignores_container_not_colour() -> None:
+    img = Image.open(FIG).convert("RGB")
+    assert exact_pixel_hash(Image.open(io.BytesIO(_bytes(img, "PNG")))) == exact_pixel_hash(
+        Image.open(io.BytesIO(_bytes(img, "TIFF"))))
+    gray = img.convert("L")
+    assert exact_pixel_hash(gray) == exact_pixel_hash(gray.convert("RGB"))
+    assert exact_pixel_hash(gray) != exact_pixel_hash(img)
+
+
+def test_real_copies_cluster_and_others_do_not() -> None:
+    # each copy reused by another article (reuse across papers is what dedup is for)
+    recs = [make_record(k, b, CAPTION if k == "a_orig" else "", f"PMC{k}", 1, "CC BY") for k, b in _copies().items()]
+    recs += [make_record(f"z{i}", p.read_bytes(), "", f"other{i}", 1, "CC BY") for i, p in enumerate(OTHERS)]
+    res = dedup_local(recs)
+    copies = sorted(_copies())
+    assert {res.cluster_of.get(k) for k in copies} == {"a_orig"}
+    assert all(res.cluster_of.get(f"z{i}") is None for i in range(len(OTHERS)))
+    assert res.canonical_of["a_orig"] == "a_orig"  # full resolution, everything else equal
+    assert res.duplicate_of("c_crop") == "a_orig" and res.duplicate_of("a_orig") is None
+
+
+def test_within_one_article_only_identical_pixels_are_duplicates() -> None:
+    copies = _copies()
+    near = [make_record(k, b, "", "PMC1", 1, "CC BY") for k, b in copies.items()]
+    assert dedup_local(near).cluster_of == {}  # look-alike panels of one study stay
+    exact = [make_record(k, copies["a_orig"], "", "PMC1", 1, "CC BY") for k in ("p1", "p2")]
+    assert dedup_local(exact).duplicate_of("p2") == "p1"
+    panels = [make_record(k, copies["a_orig"], "", "PMC1", 1, "CC BY", group="fig1") for k in ("fig1", "fig1_pa")]
+    assert dedup_local(panels).cluster_of == {}  # a figure and its own panel are never duplicates
+    near_versions = [make_record(k, b, "", "PMC1", v, "CC BY") for (k, b), v in zip(list(copies.items())[:2], (1, 2))]
+    assert dedup_local(near_versions).cluster_of == {}  # versions of one article: only identical pixels
+    versions = [make_record(k, copies["a_orig"], "", "PMC1", v, "CC BY") for k, v in (("v1", 1), ("v2", 2))]
+    assert dedup_local(versions).duplicate_of("v1") == "v2"  # the newest version is canonical
+
+
+def test_canonical_prefers_newest_version_then_license_then_pixels() -> None:
+    h = hash_image(FIG.read_bytes())
+    r = lambda key, art, ver, lic, px: make_record(key, h, "", art, ver, lic, px)  # noqa: E731
+    assert choose_canonical([r("k1", "A", 1, "CC BY", 10_000), r("k2", "A", 2, "CC BY-NC", 100)]) == "k2"
+    assert choose_canonical([r("k1", "A", 1, "CC BY-NC", 10_000), r("k2", "B", 1, "CC BY", 100)]) == "k2"
+    assert choose_canonical([r("k1", "A", 1, "CC BY", 100), r("k2", "B", 1, "CC BY", 10_000)]) == "k2"
+    assert choose_canonical([r("k2", "A", 1, "CC BY", 100), r("k1", "B", 1, "CC BY", 100)]) == "k1"
+
+
+def _shuffle(recs, options):  # noqa: ANN001, ANN202 - what Ray/Beam do: map, group by key, reduce
+    groups = defaultdict(list)
+    for rec in recs:
+        for key in bucket_keys(rec, options):
+            groups[key].append(rec)
+    pairs = [p for key, group in groups.items() for p in candidate_pairs(key, group, options)]
+    return finish({r.key: r for r in recs}, pairs, options)
+
+
+def test_shuffle_phases_equal_local_and_order_free() -> None:
+    opts = DedupOptions()
+    recs = [make_record(k, b, CAPTION, "PMCX", 1, "CC BY") for k, b in _copies().items()]
+    recs += [make_record("y_caption_only", OTHERS[0].read_bytes(), "Figure 7. " + CAPTION, "PMCY", 2, "CC0")]
+    local = dedup_local(recs, opts)
+    shuffled = random.Random(1).sample(recs, len(recs))
+    dist = _shuffle(shuffled, opts)
+    assert dist.cluster_of == local.cluster_of and dist.canonical_of == local.canonical_of
+    assert {(p.key_a, p.key_b, p.kind) for p in dist.pairs} == {(p.key_a, p.key_b, p.kind) for p in local.pairs}
+    assert dedup_local(shuffled, opts).pairs == local.pairs
+    # the caption-only duplicate joins the cluster, and wins: CC0 beats CC BY
+    assert local.cluster_of["y_caption_only"] == "a_orig"
+    assert local.canonical_of["a_orig"] == "y_caption_only"
+    assert any(p.kind == "caption" for p in local.pairs)
+    no_caption = dedup_local(recs, DedupOptions(kinds=("exact", "image")))
+    assert "y_caption_only" not in no_caption.cluster_of
+
+
+def test_clusters_union_find_transitive() -> None:
+    from medcorpus.transforms.dedup import Pair
+
+    out = clusters([Pair("c", "d", "image", 3), Pair("a", "b", "exact", 0), Pair("b", "c", "caption", 0.1)])
+    assert set(out.values()) == {"a"} and clusters([Pair("a", "b", "caption", 0.1)], ("image",)) == {}
+
+
+def test_copy_distances_under_threshold_others_far() -> None:
+    hashes = {k: hash_image(b).perceptual for k, b in _copies().items()}
+    t = DedupOptions().near_image_distance
+    assert all(hamming(hashes["a_orig"], v) <= t for v in hashes.values())
+    for p in OTHERS:
+        assert hamming(hashes["a_orig"], hash_image(p.read_bytes()).perceptual) > t

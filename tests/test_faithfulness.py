@@ -1,0 +1,111 @@
+"""The faithfulness gate on real captions: planted hallucinations rejected, faithful rewrites accepted."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+import typer
+from faithful_cases import planted_cases
+from typer.testing import CliRunner
+
+from medcorpus.pipelines.commands.llm import faithfulness_stream, register
+from medcorpus.transforms.faithfulness import FaithfulnessOptions, check, quantities
+
+
+@pytest.fixture(scope="module")
+def verdicts():
+    cases = planted_cases()
+    return [(c, check(c.source, c.generated)) for c in cases]
+
+
+def test_planted_set_accuracy(verdicts):
+    per_kind: Counter = Counter()
+    right: Counter = Counter()
+    for case, v in verdicts:
+        per_kind[case.kind] += 1
+        right[case.kind] += v.accepted == case.faithful
+    assert len(verdicts) >= 200
+    faithful = [v.accepted for c, v in verdicts if c.faithful]
+    hallucinated = [not v.accepted for c, v in verdicts if not c.faithful]
+    assert sum(faithful) / len(faithful) >= 0.95, per_kind
+    assert sum(hallucinated) / len(hallucinated) >= 0.95, right
+    for kind in ("diagnosis", "measurement", "number", "side", "negation"):
+        assert right[kind] == per_kind[kind], (kind, right[kind], per_kind[kind])
+
+
+def test_rejections_name_the_unsupported_claim(verdicts):
+    for case, v in verdicts:
+        if case.kind == "diagnosis":
+            assert any(u.split(":", 1)[0] in ("disease", "phenotype") for u in v.unsupported), (case.id, v)
+        if case.kind == "measurement":
+            assert "number:4.2 cm" in v.unsupported
+
+
+SRC = "Chest X-ray showing right upper lobe cavitation due to pulmonary tuberculosis and no pleural effusion."
+
+
+@pytest.mark.parametrize("generated, accepted", [
+    ("Radiograph of the chest: cavitation of the right upper lobe from pulmonary TB; no pleural effusion.", True),
+    ("Chest radiograph with left upper lobe cavitation due to pulmonary tuberculosis.", False),
+    ("Chest X-ray showing right upper lobe cavitation due to pulmonary tuberculosis with a pleural effusion.", False),
+    ("Chest X-ray showing right upper lobe cavitation due to lung cancer.", False),
+    ("Chest X-ray showing a 3 cm right upper lobe cavity due to pulmonary tuberculosis.", False),
+])
+def test_synonyms_abbreviations_negation_laterality(generated, accepted):
+    assert check(SRC, generated).accepted is accepted
+
+
+def test_bleeding_hemorrhage_and_units():
+    src = "Non-contrast CT shows an intracerebral haemorrhage measuring 3 cm in the left basal ganglia."
+    assert check(src, "CT demonstrating a 30 mm intracerebral bleeding in the left basal ganglia.").accepted
+    assert not check(src, "CT demonstrating a 40 mm intracerebral bleeding in the left basal ganglia.").accepted
+    assert [q.base for q in quantities("5 mm and 0.5 cm")] == [5.0, 5.0]
+
+
+def test_abbreviation_defined_in_source_counts_as_support():
+    src = "CT angiography shows a saddle embolus consistent with acute pulmonary embolism (PE)."
+    assert check(src, "CTA: saddle embolus, acute PE.").accepted
+
+
+def test_empty_output_rejected_and_no_claims_accepted():
+    assert not check(SRC, "").accepted
+    v = check(SRC, "An image.")
+    assert v.accepted and v.score == 1.0
+
+
+def test_linker_cuis_support_and_reject():
+    """A concept linker (text → concepts with .cui) adds CUI matching; dicts work like Concept objects."""
+    lexicon = {"cardiac event": "C0027051", "myocardial infarction": "C0027051", "sarcoidosis": "C0036202"}
+
+    def linker(text):
+        low = text.lower()
+        return [{"cui": cui, "start": low.find(t), "end": low.find(t) + len(t), "group": "DISO", "negated": False}
+                for t, cui in lexicon.items() if t in low]
+
+    src = "Coronary angiogram of a patient after a myocardial infarction."
+    paraphrase = "Coronary angiogram after a cardiac event."
+    assert check(src, paraphrase, linker=linker).accepted
+    assert not check(src, paraphrase).accepted  # without the linker "cardiac event" is not recognised
+    v = check(src, "Coronary angiogram after a cardiac event, with sarcoidosis.", linker=linker)
+    assert not v.accepted and "disease:sarcoidosis" in v.unsupported
+
+
+def test_cli_reads_and_writes_json_lines():
+    app = typer.Typer()
+    register(app)
+
+    @app.command()
+    def _noop() -> None:  # a second command keeps typer in multi-command mode
+        pass
+
+    lines = [json.dumps({"id": "a", "source": SRC, "generated": "CXR: right upper lobe cavitation, pulmonary TB."}),
+             json.dumps({"id": "b", "source": SRC, "generated": "CXR: left upper lobe cavitation."}), "not json"]
+    res = CliRunner().invoke(app, ["faithfulness"], input="\n".join(lines) + "\n")
+    assert res.exit_code == 0, res.output
+    out = [json.loads(x) for x in res.stdout.splitlines()]
+    assert [o.get("id") for o in out] == ["a", "b", None]
+    assert out[0]["accepted"] is True and out[0]["unsupported"] == [] and out[0]["score"] == 1.0
+    assert out[1]["accepted"] is False and "laterality:left" in out[1]["unsupported"]
+    assert set(out[0]) == {"id", "score", "accepted", "unsupported"} and "error" in out[2]
+    assert list(faithfulness_stream([lines[0]], FaithfulnessOptions()))[0] == out[0]

@@ -1,0 +1,278 @@
+"""Backends end to end: tiny random-weight models built from configs, the OpenAI-compatible server on
+loopback, the HTTP client's retries/concurrency/rate limit, the request cache and the stage."""
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import time
+
+import pyarrow as pa
+import pytest
+from aiohttp import web
+from PIL import Image
+from testdata import DATA
+
+from medcorpus.pipelines.llm.cache import RequestCache
+from medcorpus.pipelines.llm.config import LLMOptions
+from medcorpus.pipelines.llm.engine import LLMEngine, TaskInput
+from medcorpus.pipelines.llm.local_backend import LocalBackend, LocalBackendOptions, image_data_url
+from medcorpus.pipelines.llm.openai_client import OpenAIClient, OpenAIClientOptions
+from medcorpus.pipelines.llm.random_models import build_text_model, build_vlm
+from medcorpus.pipelines.llm.server import make_app, request_count, run_app_in_thread
+from medcorpus.pipelines.llm.stage import LLMStage, recaption, recaption_batch
+from medcorpus.pipelines.llm.types import ChatRequest, Completion, GenParams, RunStats
+from medcorpus.schemas.llm import LLM_FIELDS, to_arrow_row
+from medcorpus.transforms.llm_tasks import ENRICH, EXTRACT, RECAPTION
+
+MEDICAT = DATA / "compound" / "medicat_sample"
+ROCO = DATA / "evalsets" / "roco_test" / "radiology" / "captions.txt"
+PARAMS = GenParams(max_new_tokens=8)
+
+
+def _captions(n: int = 600) -> list[str]:
+    return [line.split("\t", 1)[1] for line in ROCO.read_text(encoding="utf-8").splitlines()[:n]]
+
+
+def _jpeg(path) -> bytes:
+    buf = io.BytesIO()
+    Image.open(path).convert("RGB").resize((64, 48)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def samples():
+    """Real MedICaT figures: caption, citing paragraphs and the image."""
+    out = []
+    for line in (MEDICAT / "sample.jsonl").read_text().splitlines()[:3]:
+        rec = json.loads(line)
+        out.append(({"caption": rec["s2_caption"], "mentions": rec.get("s2orc_references") or []},
+                    _jpeg(MEDICAT / "figures" / f"{rec['pdf_hash']}_{rec['fig_uri']}")))
+    return out
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    texts = _captions()
+    return {"llm": build_text_model(root / "tiny-llama", texts), "vlm": build_vlm(root / "tiny-llava", texts)}
+
+
+@pytest.fixture(scope="module")
+def vlm(models):
+    return LocalBackend(LocalBackendOptions(str(models["vlm"]), device="cpu", batch_size=2))
+
+
+@pytest.fixture(scope="module")
+def served(vlm):
+    app = make_app(vlm, batch_size=4, max_wait_ms=20)
+    with run_app_in_thread(app) as url:
+        yield app, url + "/v1"
+
+
+def test_local_text_model_batches_and_is_deterministic(models):
+    backend = LocalBackend(LocalBackendOptions(str(models["llm"]), device="cpu", batch_size=2))
+    reqs = [ChatRequest(ENRICH.messages({"caption": c, "context": c}), PARAMS) for c in _captions(5)]
+    out = backend.complete(reqs + reqs[:1])
+    assert len(out) == 6 and all(o.text and 0 < o.completion_tokens <= 8 and o.prompt_tokens > 10 for o in out)
+    assert out[0].text == out[5].text  # greedy decoding is reproducible across batches
+    assert backend.stats.requests == 6 and backend.stats.completion_tokens == sum(o.completion_tokens for o in out)
+
+
+def test_local_vlm_reads_the_image(vlm, samples):
+    fields, image = samples[0]
+    with_img = vlm.complete([ChatRequest(RECAPTION.messages({"caption": fields["caption"], "context": ""},
+                                                            image_data_url(image)), PARAMS)])[0]
+    no_img = vlm.complete([ChatRequest(RECAPTION.messages({"caption": fields["caption"], "context": ""}), PARAMS)])[0]
+    assert with_img.text and with_img.completion_tokens > 0
+    assert with_img.prompt_tokens == no_img.prompt_tokens + 16 - 1 + 1  # 4x4 patches + CLS replace <image>
+
+
+def test_http_client_against_loopback_server(served, samples):
+    app, url = served
+    client = OpenAIClient(OpenAIClientOptions(base_url=url, model="tiny-llava", api_key_env=None))
+    assert asyncio.run(client.models()) == ["tiny-llava"]
+    reqs = [ChatRequest(RECAPTION.messages({"caption": f["caption"], "context": ""}, image_data_url(img)), PARAMS)
+            for f, img in samples]
+    out = asyncio.run(client.acomplete(reqs))
+    assert all(o.error is None and o.text and o.completion_tokens > 0 for o in out)
+    assert client.stats.requests == 3 and client.stats.prompt_tokens == sum(o.prompt_tokens for o in out)
+
+
+def _stage_config(url: str, cache: str) -> dict:
+    return {"tasks": {"clean": True, "enrich": True, "recaption": True, "extract": True},
+            "backend": {"kind": "openai", "base_url": url, "model": "tiny-llava", "api_key_env": None,
+                        "max_concurrency": 4},
+            "generation": {"max_new_tokens": 8}, "repair_retries": 1, "cache": {"path": cache}}
+
+
+def test_cache_means_zero_repeated_requests_on_rerun(served, samples, tmp_path):
+    app, url = served
+    config = _stage_config(url, str(tmp_path / "cache.sqlite"))
+    before = request_count(app)
+    first = LLMStage(LLMOptions.from_dict(config))
+    out1 = first.process([f for f, _ in samples], [img for _, img in samples])
+    sent = request_count(app) - before
+    # enrich (samples with citing paragraphs) + 3 recaption + 3 extract + one schema repair per extraction
+    # (random weights never write valid JSON)
+    n_enrich = sum(bool(f["mentions"]) for f, _ in samples)
+    assert sent == first.summary()["requests"] == n_enrich + 3 + 3 + 3
+    assert first.summary()["cache_misses"] == n_enrich + 6 and first.summary()["repairs"] == 3
+    again = LLMStage(LLMOptions.from_dict(config))  # a new run (new process state) over the same cache
+    out2 = again.process([f for f, _ in samples], [img for _, img in samples])
+    assert request_count(app) - before == sent  # nothing sent twice
+    assert again.summary()["requests"] == 0 and again.summary()["cache_hits"] == n_enrich + 6
+    strip = lambda outs: [[{k: v for k, v in g.items() if k != "cache_hit"} for g in o["generated"]] for o in outs]
+    assert strip(out1) == strip(out2)
+    assert all(g["cache_hit"] for o in out2 for g in o["generated"])
+    assert not any(g["cache_hit"] for o in out1 for g in o["generated"])
+
+
+def test_stage_provenance_and_arrow_fields(served, samples, tmp_path):
+    _, url = served
+    out = recaption(samples[0][0], samples[0][1], _stage_config(url, str(tmp_path / "c.sqlite")))
+    assert out["caption_original"] == samples[0][0]["caption"]
+    assert out["caption_clean"] and not out["caption_clean"].startswith("Figure")
+    tasks = {g["task"] for g in out["generated"]}
+    assert tasks == {"enrich", "recaption", "extract"} and samples[0][0]["mentions"]
+    for g in out["generated"]:
+        assert g["backend"] == "openai" and g["model"] == "tiny-llava" and len(g["prompt_hash"]) == 16
+        assert json.loads(g["params_json"])["max_new_tokens"] == 8
+        if g["task"] == "recaption":
+            assert out["caption_llm"] == (g["text"] if g["accepted"] else None)
+    extract = next(g for g in out["generated"] if g["task"] == "extract")
+    assert extract["accepted"] is False and extract["unsupported"][0].startswith("schema:")
+    table = pa.Table.from_pylist([to_arrow_row(out)], schema=pa.schema(LLM_FIELDS))
+    assert table.num_rows == 1 and table.column("generated")[0].as_py()[0]["task"] in tasks
+
+
+class _Scripted:
+    """A backend answering from a script, to test the engine and gate decisions exactly."""
+    name, model = "scripted", "script-1"
+
+    def __init__(self, answer):
+        self.answer, self.calls, self.stats = answer, [], RunStats()
+
+    async def acomplete(self, requests):
+        self.calls.append(requests)
+        return [Completion(self.answer(r), 5, 3) for r in requests]
+
+
+def test_gate_keeps_the_original_when_the_output_hallucinates(tmp_path):
+    caption = "Chest X-ray showing right upper lobe cavitation due to pulmonary tuberculosis."
+
+    def answer(req):
+        text = req.messages[-1]["content"][-1]["text"]
+        return "CXR: cavitation of the right upper lobe, pulmonary TB." if "first" in text else \
+            "CXR: left upper lobe mass consistent with lung cancer."
+
+    backend = _Scripted(answer)
+    stage = LLMStage(LLMOptions.from_dict({"tasks": {"recaption": True}}), backend=backend)
+    good, bad = stage.process([{"caption": caption, "mentions": ["The first patient."]},
+                               {"caption": caption, "mentions": ["The second patient."]}], [b"img1", b"img2"])
+    assert good["caption_llm"].startswith("CXR") and good["generated"][0]["accepted"]
+    assert bad["caption_llm"] is None and bad["caption_original"] == caption
+    rec = bad["generated"][0]
+    assert not rec["accepted"] and "laterality:left" in rec["unsupported"] and rec["backend"] == "scripted"
+    assert stage.summary()["accepted"] == 1 and stage.summary()["rejected"] == 1
+    assert len(backend.calls) == 1 and len(backend.calls[0]) == 2  # one batch
+
+
+def test_schema_repair_is_bounded_and_cached(tmp_path):
+    answers = iter(['{"modality": "CAT"}', '{"modality": "CT", "anatomy": ["chest"], "findings": []}'])
+    backend = _Scripted(lambda r: next(answers))
+    engine = LLMEngine(backend, RequestCache(tmp_path / "c.sqlite"), PARAMS, repair_retries=1)
+    ans = engine.run(EXTRACT, [TaskInput({"caption": "Chest CT", "context": ""})])[0]
+    assert ans.value == {"modality": "CT", "anatomy": ["chest"], "findings": []} and not ans.errors
+    assert "not valid" in backend.calls[1][0].messages[-1]["content"]
+    never = _Scripted(lambda r: "not json")
+    engine = LLMEngine(never, RequestCache(tmp_path / "d.sqlite"), PARAMS, repair_retries=2)
+    ans = engine.run(EXTRACT, [TaskInput({"caption": "Chest CT", "context": ""})])[0]
+    assert ans.errors and len(never.calls) == 3  # one request + two repairs, then it stops
+    engine.run(EXTRACT, [TaskInput({"caption": "Chest CT", "context": ""})])
+    assert len(never.calls) == 3
+
+
+def _ok_body(text: str = "ok") -> dict:
+    return {"choices": [{"message": {"content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 1}}
+
+
+STATE = web.AppKey("state", dict)
+
+
+def _flaky_app(script: list) -> web.Application:
+    """Answers with the scripted statuses in turn ("slow" = sleeps past the client's timeout), then 200."""
+    app = web.Application()
+    state = app[STATE] = {"n": 0, "inflight": 0, "max_inflight": 0}
+
+    async def chat(request):
+        state["n"] += 1
+        step = script[state["n"] - 1] if state["n"] <= len(script) else 200
+        state["inflight"] += 1
+        state["max_inflight"] = max(state["max_inflight"], state["inflight"])
+        try:
+            if step == "slow":
+                await asyncio.sleep(1.0)
+            elif step == "pause":
+                await asyncio.sleep(0.05)
+            elif step != 200:
+                return web.json_response({"error": "busy"}, status=step, headers={"Retry-After": "0"})
+            return web.json_response(_ok_body())
+        finally:
+            state["inflight"] -= 1
+
+    app.router.add_post("/v1/chat/completions", chat)
+    return app
+
+
+def _client(url: str, **kw) -> OpenAIClient:
+    return OpenAIClient(OpenAIClientOptions(base_url=url + "/v1", api_key_env=None, backoff_base_s=0.01, **kw))
+
+
+REQ = ChatRequest([{"role": "user", "content": "hi"}], PARAMS)
+
+
+def test_retries_on_429_5xx_and_timeouts():
+    app = _flaky_app([429, 503, "slow", 502])
+    with run_app_in_thread(app) as url:
+        client = _client(url, max_retries=4, timeout_s=0.3)
+        out = asyncio.run(client.acomplete([REQ]))[0]
+    assert out.error is None and out.text == "ok"
+    assert app[STATE]["n"] == 5 and client.stats.retries == 4 and client.stats.errors == 0
+
+
+def test_gives_up_after_bounded_retries_and_not_on_4xx():
+    app = _flaky_app([503] * 10)
+    with run_app_in_thread(app) as url:
+        client = _client(url, max_retries=2)
+        out = asyncio.run(client.acomplete([REQ]))[0]
+        assert out.error.startswith("HTTP 503") and app[STATE]["n"] == 3 and client.stats.errors == 1
+    app = _flaky_app([400])
+    with run_app_in_thread(app) as url:
+        out = asyncio.run(_client(url, max_retries=3).acomplete([REQ]))[0]
+    assert out.error.startswith("HTTP 400") and app[STATE]["n"] == 1
+
+
+def test_bounded_concurrency_and_rate_limit():
+    app = _flaky_app(["pause"] * 8)
+    with run_app_in_thread(app) as url:
+        out = asyncio.run(_client(url, max_concurrency=2).acomplete([REQ] * 8))
+        assert all(o.error is None for o in out) and app[STATE]["max_inflight"] == 2
+        t = time.monotonic()
+        asyncio.run(_client(url, requests_per_second=20, burst=1).acomplete([REQ] * 6))
+        assert time.monotonic() - t >= 0.2  # 5 waits of 1/20 s after the first token
+
+
+def test_recaption_batch_with_local_backend(models, samples, tmp_path):
+    config = {"tasks": {"recaption": True, "subcaptions": "rules"},
+              "backend": {"kind": "local", "model_path": str(models["vlm"]), "device": "cpu", "batch_size": 4},
+              "generation": {"max_new_tokens": 6}, "cache": {"path": str(tmp_path / "c.sqlite")}}
+    batch = {"caption": [f["caption"] for f, _ in samples], "mentions": [f["mentions"] for f, _ in samples],
+             "image": [img for _, img in samples]}
+    out = recaption_batch(batch, config)
+    assert out["caption"] == batch["caption"] and len(out["generated"]) == 3
+    gens = [json.loads(g) for g in out["generated"]]
+    assert all(g[0]["backend"] == "local" and g[0]["model"] == "tiny-llava" for g in gens)
+    compound = [json.loads(s) for s in out["subcaptions"] if s]
+    assert compound and all(len(s) >= 2 for s in compound)  # the real compound captions split by the rules

@@ -1,0 +1,69 @@
+"""The llm stage inside a corpus build: a tiny random VLM (built from a config) re-captions real figures."""
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from testdata import DATA, REPO, copy_articles
+
+from medcorpus.manifests.query import query
+from medcorpus.pipelines.build import build
+from medcorpus.pipelines.config import load_config
+from medcorpus.pipelines.llm.random_models import build_vlm
+from medcorpus.pipelines.runners import LocalRunner
+from medcorpus.pipelines.sources.local import LocalSource
+
+ROCO = DATA / "evalsets" / "roco_test" / "radiology" / "captions.txt"
+
+
+@pytest.fixture(scope="module")
+def tiny_vlm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    texts = [line.split("\t", 1)[1] for line in ROCO.read_text(encoding="utf-8").splitlines()[:400]]
+    return build_vlm(tmp_path_factory.mktemp("vlm") / "tiny-llava", texts)
+
+
+def test_build_with_llm_stage_keeps_provenance_and_never_asks_twice(tmp_path: Path, tiny_vlm: Path) -> None:
+    src = copy_articles(tmp_path / "in", ["elife-43154-v2"])
+    base = load_config(REPO / "dataflow.yaml")
+    cfg = replace(base, stages=(*base.stages, "llm"), llm={
+        "tasks": {"clean": True, "recaption": True},
+        "backend": {"kind": "local", "model_path": str(tiny_vlm), "device": "cpu", "batch_size": 4},
+        "generation": {"max_new_tokens": 6},
+    })
+    work = tmp_path / "work"
+    first = build(cfg, LocalSource(str(src)), LocalRunner(1), str(tmp_path / "out1"), work_dir=str(work),
+                  progress=False)
+    assert first.llm_counts["llm:requests"] == first.samples > 0
+    _, rows = query(str(tmp_path / "out1"), """
+        SELECT key, caption, caption_original, caption_clean, caption_llm, generated FROM samples ORDER BY key""")
+    for key, caption, original, clean, generated_caption, generated in rows:
+        assert original and clean and generated, key
+        g = generated[0]
+        assert g["task"] == "recaption" and g["backend"] == "local" and g["prompt_hash"] and not g["cache_hit"]
+        if g["accepted"]:  # an accepted re-caption becomes the sample's caption; the original is kept
+            assert caption == generated_caption == g["text"]
+        else:  # a rejected one is recorded, and the caption stays the (cleaned) source
+            assert generated_caption is None and caption == clean and g["score"] < 1
+    # a rebuild from scratch (staging gone, request cache kept) sends no request at all
+    shutil.rmtree(work / "staging")
+    second = build(cfg, LocalSource(str(src)), LocalRunner(1), str(tmp_path / "out2"), work_dir=str(work),
+                   progress=False)
+    assert second.llm_counts.get("llm:requests", 0) == 0
+    assert second.llm_counts["llm:cache_hits"] == first.samples
+    _, hits = query(str(tmp_path / "out2"), "SELECT DISTINCT generated[1].cache_hit FROM samples")
+    assert hits == [(True,)]
+
+
+def test_llm_config_changes_the_config_hash_and_bad_keys_fail_early() -> None:
+    base = load_config(REPO / "dataflow.yaml")
+    on = replace(base, stages=(*base.stages, "llm"), llm={"tasks": {"recaption": True}})
+    other_model = replace(on, llm={"tasks": {"recaption": True}, "backend": {"model": "another"}})
+    url_only = replace(on, llm={"tasks": {"recaption": True}, "backend": {"base_url": "http://127.0.0.1:9/v1"}})
+    assert len({base.config_hash(), on.config_hash(), other_model.config_hash()}) == 3
+    assert url_only.config_hash() == on.config_hash()  # where a model is served does not change output
+    from medcorpus.pipelines.config import from_dict
+
+    with pytest.raises(ValueError, match="unknown"):
+        from_dict({"stages": ["fetch", "parse", "image", "llm"], "defaults": {"llm": {"taskz": {}}}})

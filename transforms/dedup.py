@@ -1,0 +1,516 @@
+"""Deduplication that scales: hashes per sample, then map → shuffle-by-key → reduce.
+
+Three kinds of duplicates link samples into clusters:
+
+* ``exact``   — the same pixels (sha256 of normalized pixels, see ``exact_pixel_hash``);
+* ``image``   — near-duplicate images: pHash‖dHash (128 bits) within ``near_image_distance``
+                (Hamming), found through LSH banding (each band = ``band_bits`` fixed, seeded bit
+                positions; two records meet in a bucket when one band agrees exactly);
+* ``caption`` — near-duplicate captions: word-shingle Jaccard ≥ ``caption_jaccard``, found
+                through MinHash LSH bands (datasketch MinHash, our own band keys).
+
+Distributed form (no all-pairs comparison, no collect to one process for the grouping):
+
+    map      bucket_keys(record)                     -> [bucket key, ...]
+    shuffle  group records by bucket key
+    reduce   candidate_pairs(bucket_key, records)    -> verified pairs (true Hamming / Jaccard)
+    reduce   clusters(all pairs)                     -> key -> cluster id (union-find; the pairs
+                                                        are only true duplicates, so they are small)
+    reduce   choose_canonical(records of a cluster)  -> the canonical key
+
+``dedup_local`` runs the same phases in one process; ``image_pairs_numpy`` is the vectorized
+equivalent of the image bands for one core (same bands, same verification, same pairs).
+Every result is independent of input order.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field, fields
+from functools import lru_cache
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+from PIL import Image, ImageOps
+from scipy.fft import dctn
+
+HASH_SIDE = 32
+KINDS = ("exact", "image", "caption")
+
+LICENSE_PREFERENCE = ("CC0", "PD", "CC BY", "CC BY-SA", "CC BY-ND", "CC BY-NC", "CC BY-NC-SA",
+                      "CC BY-NC-ND")
+"""Most permissive first; codes not listed rank after all listed ones."""
+
+
+@dataclass(frozen=True)
+class DedupOptions:
+    """dataflow.yaml ``dedup:``. Defaults measured by bench/dedup_eval.py on real figures."""
+
+    kinds: tuple[str, ...] = KINDS          # kinds of pairs that link samples into one cluster
+    near_image_distance: int = 34           # pHash+dHash Hamming distance (of 128) at or below = near-dup
+    bands: int = 128                        # image LSH bands ...
+    band_bits: int = 20                     # ... of this many bit positions each
+    band_seed: int = 20240601               # fixes the bit positions: keys must agree across workers/runs
+    caption_shingle: int = 3                # words per shingle
+    caption_jaccard: float = 0.8            # shingle Jaccard at or above = near-duplicate captions
+    caption_min_words: int = 10             # shorter captions ("Figure 1.") never link samples
+    caption_num_perm: int = 128
+    caption_bands: int = 16                 # MinHash bands (rows = num_perm // bands)
+    license_preference: tuple[str, ...] = LICENSE_PREFERENCE
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | None) -> DedupOptions:
+        values = dict(values or {})
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown dedup options: {sorted(unknown)}")
+        for key in ("kinds", "license_preference"):
+            if key in values:
+                values[key] = tuple(values[key])
+        bad = set(values.get("kinds", ())) - set(KINDS)
+        if bad:
+            raise ValueError(f"unknown dedup kinds {sorted(bad)}; known: {list(KINDS)}")
+        return cls(**values)
+
+
+# ---- image hashes ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ImageHashes:
+    exact: str      # sha256 hex of normalized pixels
+    phash: int      # 64-bit DCT hash of the border-trimmed grayscale image
+    dhash: int      # 64-bit gradient hash of the same
+
+    @property
+    def perceptual(self) -> int:
+        """pHash‖dHash as one 128-bit int (what bands and distances use)."""
+        return (self.phash << 64) | self.dhash
+
+
+def _decode(image: bytes | Image.Image) -> Image.Image:
+    img = image if isinstance(image, Image.Image) else Image.open(io.BytesIO(image))
+    img = ImageOps.exif_transpose(img)
+    if img.mode in ("P", "LA", "PA", "RGBA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = float(arr.max()) if arr.size else 0.0
+        img = Image.fromarray(np.clip(arr * (255.0 / top if top > 255 else 1.0), 0, 255).astype(np.uint8), "L")
+    return img.convert("RGB")
+
+
+def exact_pixel_hash(img: Image.Image) -> str:
+    """sha256 of the decoded, oriented RGB pixels (alpha over white) plus the size.
+
+    Container, metadata and lossless re-encoding vanish (PNG ≡ TIFF ≡ BMP of one bitmap). Colour is
+    *not* collapsed to gray: a colour figure and its gray print version are different bitmaps and
+    are caught as near-duplicates instead; but a gray image stored as RGB hashes like its L form
+    (channels equal → one channel), so storage mode alone never hides an exact duplicate.
+    """
+    a = np.asarray(img.convert("RGB"))
+    if a.size and (a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all():
+        a, mode = a[..., 0], "L"
+    else:
+        mode = "RGB"
+    h = hashlib.sha256(f"{mode}:{a.shape[1]}x{a.shape[0]}:".encode())
+    h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def trim_border(gray: np.ndarray, tolerance: int = 8) -> np.ndarray:
+    """Drop a uniform border (the colour of the frame's edge): padding must not move the hash."""
+    if gray.size == 0:
+        return gray
+    edge = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    colour = float(np.median(edge))
+    content = np.abs(gray.astype(np.int16) - colour) > tolerance
+    rows, cols = np.flatnonzero(content.any(axis=1)), np.flatnonzero(content.any(axis=0))
+    if rows.size == 0 or cols.size == 0:
+        return gray
+    return gray[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+
+
+def hash_thumbnail(img: Image.Image) -> np.ndarray:
+    """32×32 float grayscale of the border-trimmed image (aspect ignored: resizing must not matter)."""
+    gray = img.convert("L")
+    gray.thumbnail((256, 256), Image.Resampling.BILINEAR)
+    cropped = trim_border(np.asarray(gray))
+    small = Image.fromarray(cropped).resize((HASH_SIDE, HASH_SIDE), Image.Resampling.BOX)
+    return np.asarray(small, dtype=np.float64)
+
+
+def _bits_to_int(bits: np.ndarray) -> int:
+    return int.from_bytes(np.packbits(bits.astype(np.uint8)).tobytes(), "big")
+
+
+def phash64(thumb: np.ndarray) -> int:
+    """Signs of the 8×8 lowest DCT frequencies against their median (AC only)."""
+    d = dctn(thumb, norm="ortho")[:8, :8].ravel()
+    return _bits_to_int(d > np.median(d[1:]))
+
+
+def dhash64(thumb: np.ndarray) -> int:
+    """Horizontal gradient signs on a 9×8 reduction."""
+    g = np.asarray(Image.fromarray(thumb.astype(np.float32), "F").resize((9, 8), Image.Resampling.BOX))
+    return _bits_to_int(g[:, 1:] > g[:, :-1])
+
+
+def hash_image(image: bytes | Image.Image) -> ImageHashes:
+    """Exact and perceptual hashes of one image (bytes or PIL)."""
+    img = _decode(image)
+    thumb = hash_thumbnail(img)
+    return ImageHashes(exact_pixel_hash(img), phash64(thumb), dhash64(thumb))
+
+
+def hamming(a: int, b: int) -> int:
+    return (a ^ b).bit_count()
+
+
+# ---- caption shingles and MinHash ------------------------------------------------------------------
+
+_LABEL = re.compile(r"^\s*(fig(ure)?|supplementary figure|table)\s*[\w.-]*\s*[.:|-]?\s*", re.I)
+_TOKEN = re.compile(r"[a-z0-9]+")
+
+
+def caption_tokens(caption: str) -> list[str]:
+    """Lower-case word tokens without the leading "Figure 3." label (labels differ across versions)."""
+    return _TOKEN.findall(_LABEL.sub("", caption or "").lower())
+
+
+def shingles(tokens: Sequence[str], n: int) -> set[str]:
+    if len(tokens) < n:
+        return {" ".join(tokens)} if tokens else set()
+    return {" ".join(tokens[i:i + n]) for i in range(len(tokens) - n + 1)}
+
+
+def jaccard(a: set[str], b: set[str]) -> float:
+    if not a and not b:
+        return 0.0
+    return len(a & b) / len(a | b)
+
+
+@lru_cache(maxsize=4)
+def _minhash_template(num_perm: int) -> Any:
+    from datasketch import MinHash
+
+    return MinHash(num_perm=num_perm, seed=1)
+
+
+def caption_minhash(tokens: Sequence[str], options: DedupOptions) -> np.ndarray | None:
+    """MinHash signature (datasketch, fixed seed) of the caption's shingles; None for short captions."""
+    if len(tokens) < options.caption_min_words:
+        return None
+    m = _minhash_template(options.caption_num_perm).copy()
+    m.update_batch([s.encode("utf-8") for s in sorted(shingles(tokens, options.caption_shingle))])
+    return np.asarray(m.hashvalues, dtype=np.uint64)
+
+
+# ---- the record that travels through the shuffle ---------------------------------------------------
+
+@dataclass(frozen=True)
+class DedupRecord:
+    """What dedup needs of a sample: small and picklable (no image bytes)."""
+
+    key: str
+    article_id: str
+    version: int
+    license_code: str
+    pixels: int                    # orig_width * orig_height
+    exact: str
+    perceptual: int                # 128-bit pHash‖dHash
+    caption_tokens: tuple[str, ...] = ()
+    group: str = ""                # samples of one group (a figure and its panels) are never duplicates
+
+    def shingles(self, options: DedupOptions) -> set[str]:
+        return shingles(self.caption_tokens, options.caption_shingle)
+
+
+def make_record(key: str, image: bytes | Image.Image | ImageHashes, caption: str, article_id: str,
+                version: int = 1, license_code: str = "unknown", pixels: int | None = None,
+                group: str = "") -> DedupRecord:
+    """Hash one sample. ``pixels`` defaults to the decoded image's size."""
+    if isinstance(image, ImageHashes):
+        hashes, px = image, pixels or 0
+    else:
+        img = _decode(image)
+        thumb = hash_thumbnail(img)
+        hashes = ImageHashes(exact_pixel_hash(img), phash64(thumb), dhash64(thumb))
+        px = pixels if pixels is not None else img.width * img.height
+    return DedupRecord(key, article_id, int(version), license_code, int(px), hashes.exact, hashes.perceptual,
+                       tuple(caption_tokens(caption)), group)
+
+
+# ---- map: bucket keys -----------------------------------------------------------------------------
+
+@lru_cache(maxsize=8)
+def band_positions(bands: int, band_bits: int, seed: int) -> tuple[tuple[int, ...], ...]:
+    """Bit positions (0 = most significant of 128) of each band: seeded permutations, cycled."""
+    rng = np.random.default_rng(seed)
+    perm: list[int] = []
+    while len(perm) < bands * band_bits:
+        perm.extend(int(i) for i in rng.permutation(128))
+    return tuple(tuple(sorted(perm[b * band_bits:(b + 1) * band_bits])) for b in range(bands))
+
+
+def image_band_values(perceptual: int, options: DedupOptions) -> list[int]:
+    out = []
+    for pos in band_positions(options.bands, options.band_bits, options.band_seed):
+        v = 0
+        for p in pos:
+            v = (v << 1) | ((perceptual >> (127 - p)) & 1)
+        out.append(v)
+    return out
+
+
+def caption_band_values(signature: np.ndarray, options: DedupOptions) -> list[str]:
+    rows = options.caption_num_perm // options.caption_bands
+    return [hashlib.blake2b(signature[b * rows:(b + 1) * rows].tobytes(), digest_size=8).hexdigest()
+            for b in range(options.caption_bands)]
+
+
+def bucket_keys(record: DedupRecord, options: DedupOptions = DedupOptions()) -> list[str]:
+    """Map phase: the shuffle keys of one record (``x:`` exact, ``i<band>:`` image, ``c<band>:`` caption)."""
+    keys: list[str] = []
+    if "exact" in options.kinds:
+        keys.append(f"x:{record.exact}")
+    if "image" in options.kinds:
+        keys.extend(f"i{b}:{v:x}" for b, v in enumerate(image_band_values(record.perceptual, options)))
+    if "caption" in options.kinds:
+        sig = caption_minhash(record.caption_tokens, options)
+        if sig is not None:
+            keys.extend(f"c{b}:{v}" for b, v in enumerate(caption_band_values(sig, options)))
+    return keys
+
+
+# ---- reduce: verified pairs in one bucket ----------------------------------------------------------
+
+@dataclass(frozen=True, order=True)
+class Pair:
+    key_a: str          # key_a < key_b
+    key_b: str
+    kind: str           # exact | image | caption
+    distance: float     # Hamming bits (image), 1 - Jaccard (caption), 0 (exact)
+
+
+def _ordered(a: str, b: str) -> tuple[str, str]:
+    return (a, b) if a < b else (b, a)
+
+
+def candidate_pairs(bucket_key: str, records: Iterable[DedupRecord],
+                    options: DedupOptions = DedupOptions()) -> list[Pair]:
+    """Reduce phase for one bucket: the pairs whose true distance passes the threshold."""
+    recs = sorted({r.key: r for r in records}.values(), key=lambda r: r.key)
+    if len(recs) < 2:
+        return []
+    kind = {"x": "exact", "i": "image", "c": "caption"}[bucket_key[0]]
+    if kind == "exact":  # all equal by construction: a star on the smallest key is enough to link them
+        return [Pair(recs[0].key, r.key, "exact", 0.0) for r in recs[1:] if r.exact == recs[0].exact]
+    if kind == "image":
+        return _image_pairs_in_bucket(recs, options)
+    sh = [r.shingles(options) for r in recs]
+    out = []
+    for i in range(len(recs)):
+        for j in range(i + 1, len(recs)):
+            jac = jaccard(sh[i], sh[j])
+            if jac >= options.caption_jaccard:
+                out.append(Pair(recs[i].key, recs[j].key, "caption", round(1.0 - jac, 6)))
+    return out
+
+
+def _split128(values: Sequence[int]) -> np.ndarray:
+    return np.array([[(v >> 64) & 0xFFFFFFFFFFFFFFFF, v & 0xFFFFFFFFFFFFFFFF] for v in values], dtype=np.uint64)
+
+
+def _image_pairs_in_bucket(recs: list[DedupRecord], options: DedupOptions) -> list[Pair]:
+    h = _split128([r.perceptual for r in recs])
+    out = []
+    for i in range(len(recs) - 1):
+        d = popcount128(h[i + 1:] ^ h[i])
+        for j in np.flatnonzero(d <= options.near_image_distance):
+            out.append(Pair(recs[i].key, recs[i + 1 + j].key, "image", float(d[j])))
+    return out
+
+
+_M1, _M2, _M4 = np.uint64(0x5555555555555555), np.uint64(0x3333333333333333), np.uint64(0x0F0F0F0F0F0F0F0F)
+_H01 = np.uint64(0x0101010101010101)
+
+
+def popcount64(x: np.ndarray) -> np.ndarray:
+    """SWAR popcount of a uint64 array (numpy < 2 has no bitwise_count)."""
+    x = x - ((x >> np.uint64(1)) & _M1)
+    x = (x & _M2) + ((x >> np.uint64(2)) & _M2)
+    x = (x + (x >> np.uint64(4))) & _M4
+    return ((x * _H01) >> np.uint64(56)).astype(np.int32)
+
+
+def popcount128(x: np.ndarray) -> np.ndarray:
+    """Popcount of rows of two uint64 words."""
+    x = np.atleast_2d(x)
+    return popcount64(x[:, 0]) + popcount64(x[:, 1])
+
+
+# ---- reduce: clusters and canonical ----------------------------------------------------------------
+
+def clusters(pairs: Iterable[Pair], kinds: Sequence[str] = KINDS) -> dict[str, str]:
+    """Union-find over the pairs of the linking kinds; cluster id = smallest key (order-free)."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        root = x
+        while parent.get(root, root) != root:
+            root = parent[root]
+        while parent.get(x, x) != root:
+            parent[x], x = root, parent[x]
+        return root
+
+    for p in pairs:
+        if p.kind not in kinds:
+            continue
+        ra, rb = find(p.key_a), find(p.key_b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+        parent.setdefault(p.key_a, p.key_a)
+        parent.setdefault(p.key_b, p.key_b)
+    return {k: find(k) for k in sorted(parent)}
+
+
+def license_rank(code: str, preference: Sequence[str] = LICENSE_PREFERENCE) -> int:
+    return preference.index(code) if code in preference else len(preference)
+
+
+def choose_canonical(records: Iterable[DedupRecord], options: DedupOptions = DedupOptions()) -> str:
+    """The kept sample of a cluster: an older version of an article whose newer version is in the
+    cluster never wins; then the most permissive license, the most pixels, the smallest key."""
+    recs = list(records)
+    newest: dict[str, int] = defaultdict(int)
+    for r in recs:
+        newest[r.article_id] = max(newest[r.article_id], r.version)
+    eligible = [r for r in recs if r.version == newest[r.article_id]]
+    best = min(eligible, key=lambda r: (license_rank(r.license_code, options.license_preference), -r.pixels, r.key))
+    return best.key
+
+
+# ---- the three phases in one process ---------------------------------------------------------------
+
+@dataclass
+class DedupResult:
+    cluster_of: dict[str, str] = field(default_factory=dict)      # key -> cluster id (clustered keys only)
+    canonical_of: dict[str, str] = field(default_factory=dict)    # cluster id -> canonical key
+    pairs: list[Pair] = field(default_factory=list)
+
+    def duplicate_of(self, key: str) -> str | None:
+        """The canonical key this sample duplicates; None for canonicals and singletons."""
+        cid = self.cluster_of.get(key)
+        canonical = self.canonical_of.get(cid) if cid else None
+        return canonical if canonical and canonical != key else None
+
+    def columns(self, key: str) -> dict[str, Any]:
+        """Manifest columns ``dedup_cluster`` and ``duplicate_of`` (see ``schemas.quality``)."""
+        return {"dedup_cluster": self.cluster_of.get(key), "duplicate_of": self.duplicate_of(key)}
+
+
+def _related(a: DedupRecord, b: DedupRecord, kind: str) -> bool:
+    """Pairs that are not duplicates, so that clusters never chain a figure to its own panels:
+
+    - a figure and its own panels (one ``group``);
+    - a whole figure and a panel (like is compared with like);
+    - panel captions (shared text makes sibling panels' captions alike by design);
+    - within one article (any of its versions), anything short of identical pixels: figures of
+      one study look alike by design, and near pairs between them chain different figures into
+      one cluster. Near-duplicates are for reuse across articles.
+    """
+    a_panel, b_panel = bool(a.group) and a.group != a.key, bool(b.group) and b.group != b.key
+    if (a.group and a.group == b.group) or a_panel != b_panel or (kind == "caption" and a_panel):
+        return True
+    return kind != "exact" and a.article_id == b.article_id
+
+
+def dedup_local(records: Iterable[DedupRecord], options: DedupOptions = DedupOptions()) -> DedupResult:
+    """map → group → reduce in one process (local runner); images through the vectorized bands."""
+    recs = {r.key: r for r in records}
+    ordered = [recs[k] for k in sorted(recs)]
+    pairs: set[Pair] = set()
+    if "image" in options.kinds:
+        pairs.update(image_pairs_numpy([r.key for r in ordered], [r.perceptual for r in ordered], options))
+    groups: dict[str, list[DedupRecord]] = defaultdict(list)
+    text_options = DedupOptions(**{**_asdict(options), "kinds": tuple(k for k in options.kinds if k != "image")})
+    for r in ordered:
+        for bk in bucket_keys(r, text_options):
+            groups[bk].append(r)
+    for bk in sorted(groups):
+        pairs.update(candidate_pairs(bk, groups[bk], options))
+    return finish(recs, pairs, options)
+
+
+def finish(records: Mapping[str, DedupRecord], pairs: Iterable[Pair], options: DedupOptions) -> DedupResult:
+    """Final reduce: keep the smallest distance per (pair, kind), cluster, pick canonicals."""
+    best: dict[tuple[str, str, str], Pair] = {}
+    for p in pairs:
+        k = (p.key_a, p.key_b, p.kind)
+        if k not in best or p.distance < best[k].distance:
+            best[k] = p
+    plist = sorted(p for p in best.values() if not _related(records[p.key_a], records[p.key_b], p.kind))
+    cluster_of = clusters(plist, options.kinds)
+    members: dict[str, list[DedupRecord]] = defaultdict(list)
+    for key, cid in cluster_of.items():
+        members[cid].append(records[key])
+    canonical = {cid: choose_canonical(rs, options) for cid, rs in sorted(members.items())}
+    return DedupResult(cluster_of, canonical, plist)
+
+
+def _asdict(options: DedupOptions) -> dict[str, Any]:
+    return {f.name: getattr(options, f.name) for f in fields(options)}
+
+
+# ---- vectorized image bands (one core, millions of hashes) ----------------------------------------
+
+def perceptual_array(values: Sequence[int]) -> np.ndarray:
+    """128-bit ints → (n, 2) uint64."""
+    return _split128(values) if len(values) else np.zeros((0, 2), dtype=np.uint64)
+
+
+def _band_keys_array(hi: np.ndarray, lo: np.ndarray, positions: Sequence[int]) -> np.ndarray:
+    keys = np.zeros(len(hi), dtype=np.uint64)
+    for p in positions:
+        word, shift = (hi, 63 - p) if p < 64 else (lo, 127 - p)
+        keys <<= np.uint64(1)
+        keys |= (word >> np.uint64(shift)) & np.uint64(1)
+    return keys
+
+
+def near_pairs_array(h: np.ndarray, options: DedupOptions = DedupOptions()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All (i, j, distance), i < j, of rows of ``h`` ((n, 2) uint64) that share a band and lie within
+    ``near_image_distance``: sort per band, pair up equal runs, verify by popcount."""
+    hi, lo = np.ascontiguousarray(h[:, 0]), np.ascontiguousarray(h[:, 1])
+    found_i, found_j, found_d = [], [], []
+    for positions in band_positions(options.bands, options.band_bits, options.band_seed):
+        keys = _band_keys_array(hi, lo, positions)
+        order = np.argsort(keys, kind="stable")
+        ks = keys[order]
+        off = 1
+        cand = np.flatnonzero(ks[:-1] == ks[1:])
+        while cand.size:
+            a, b = order[cand], order[cand + off]
+            d = popcount64(hi[a] ^ hi[b]) + popcount64(lo[a] ^ lo[b])
+            ok = d <= options.near_image_distance
+            if ok.any():
+                found_i.append(np.minimum(a, b)[ok])
+                found_j.append(np.maximum(a, b)[ok])
+                found_d.append(d[ok])
+            off += 1
+            cand = cand[cand + off < len(ks)]
+            cand = cand[ks[cand] == ks[cand + off]]
+    if not found_i:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int32)
+    i, j, d = np.concatenate(found_i), np.concatenate(found_j), np.concatenate(found_d)
+    pair_id = np.unique(i.astype(np.int64) * len(h) + j, return_index=True)[1]
+    return i[pair_id].astype(np.int64), j[pair_id].astype(np.int64), d[pair_id]
+
+
+def image_pairs_numpy(keys: Sequence[str], perceptual: Sequence[int],
+                      options: DedupOptions = DedupOptions()) -> list[Pair]:
+    i, j, d = near_pairs_array(perceptual_array(perceptual), options)
+    return [Pair(*_ordered(keys[a], keys[b]), "image", float(dist)) for a, b, dist in zip(i, j, d)]

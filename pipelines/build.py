@@ -50,6 +50,11 @@ def default_work_dir(out: str) -> str:
     return str(Path.home() / ".cache" / "medcorpus" / hashlib.sha1(out.encode()).hexdigest()[:16])
 
 
+def _join(base: str, name: str) -> str:
+    """A folder inside a local work dir or an fsspec URL (``gs://bucket/work``)."""
+    return f"{base.rstrip('/')}/{name}" if "://" in base else str(Path(base) / name)
+
+
 def build(config: BuildConfig, source: Source, runner: Runner, out: str, *, selection: Selection = Selection(),
           work_dir: str | None = None, source_spec: str = "", console: Console | None = None,
           progress: bool = True) -> BuildSummary:
@@ -57,11 +62,11 @@ def build(config: BuildConfig, source: Source, runner: Runner, out: str, *, sele
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
     output = Output(out)
-    work = Path(work_dir or default_work_dir(out))
-    staging = Staging(work / "staging")
-    evalsets, evalsets_hash = prepare_evalsets(config, work)
+    work = work_dir or default_work_dir(out)
+    staging = Staging(_join(work, "staging"))
+    evalsets, evalsets_hash = prepare_evalsets(config, Path(work if "://" not in work else default_work_dir(out)))
     vocab, vocab_hash = prepare_vocab(config)
-    job = Job(config, source, str(staging.root), out, evalsets, vocab)
+    job = Job(config, source, staging.url, out, evalsets, vocab)
     config_hash = config.config_hash() + evalsets_hash + vocab_hash  # staged units depend on these too
 
     units = [(u, unit_token(u, config_hash, __version__)) for u in select(source.list_units(), selection)]

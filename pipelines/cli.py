@@ -42,12 +42,20 @@ def build(
     out: str = typer.Option(..., "--out", help="output directory or fsspec URL (s3://bucket/prefix)"),
     config: Optional[Path] = typer.Option(None, "--config", help="dataflow.yaml (defaults apply without one)"),
     profile: Optional[str] = typer.Option(None, "--profile", help="a profile of the config"),
-    runner: Optional[str] = typer.Option(None, "--runner", help="local (default from the config)"),
-    workers: Optional[int] = typer.Option(None, "--workers", help="worker processes (0 = all cores)"),
+    runner: Optional[str] = typer.Option(None, "--runner", help="local | ray | beam (default from the config)"),
+    workers: Optional[int] = typer.Option(None, "--workers",
+                                          help="worker processes / Ray actors / Beam workers (0 = all cores)"),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address",
+                                              help="ray: an existing cluster (else RAY_ADDRESS, else a local one)"),
+    beam_option: Optional[list[str]] = typer.Option(None, "--beam-option",
+                                                    help="beam: pipeline option KEY=VALUE, repeatable "
+                                                         "(runner=DataflowRunner, project=..., ...)"),
     limit: Optional[int] = typer.Option(None, "--limit", help="process at most N articles"),
     pmcids: Optional[str] = typer.Option(None, "--pmcids", help="comma-separated PMCIDs or a file of them"),
     since: Optional[str] = typer.Option(None, "--since", help="pmc-cloud: only articles updated on/after DATE"),
-    work_dir: Optional[str] = typer.Option(None, "--work-dir", help="staging folder (default OUT/_work)"),
+    work_dir: Optional[str] = typer.Option(None, "--work-dir",
+                                           help="staging folder or URL (default OUT/_work); on a multi-node "
+                                                "cluster storage every worker reaches (gs://, s3://, NFS)"),
     endpoint: Optional[str] = typer.Option(None, "--endpoint", help="pmc-cloud: S3/HTTPS endpoint override"),
     transport: str = typer.Option("s3", "--transport", help="pmc-cloud: s3 (anonymous) or https"),
     bucket: str = typer.Option("pmc-oa-opendata", "--bucket", help="pmc-cloud: bucket name"),
@@ -59,16 +67,22 @@ def build(
     """Build shards and a manifest from a source."""
     from medcorpus.pipelines.build import build as run_build, default_work_dir, summary_lines
     from medcorpus.pipelines.config import load_config
-    from medcorpus.pipelines.runners import make_runner
+    from medcorpus.pipelines.runners import make_runner, parse_beam_options
     from medcorpus.pipelines.sources import Selection, make_source
 
     cfg = load_config(config, profile)
     wd = work_dir or default_work_dir(out)
     ids = _ids(pmcids)
-    src = make_source(source, cache_dir=str(Path(wd) / "source"), bucket=bucket, endpoint_url=endpoint,
+    # a remote work dir (gs://, s3://: staging shared with Ray/Beam workers) keeps the source cache local
+    cache = str(Path(wd) / "source") if "://" not in wd else str(Path.home() / ".cache" / "medcorpus" / "source")
+    src = make_source(source, cache_dir=cache, bucket=bucket, endpoint_url=endpoint,
                       transport=transport, license_groups=tuple(license_group) if license_group else None,
                       since=since, ids=ids)
-    run = make_runner(runner or cfg.runner, workers if workers is not None else cfg.workers)
+    try:
+        run = make_runner(runner or cfg.runner, workers if workers is not None else cfg.workers, config=cfg,
+                          ray_address=ray_address, beam_options=parse_beam_options(beam_option or []))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
     summary = run_build(cfg, src, run, out, selection=Selection(limit=limit, ids=ids, since=since),
                         work_dir=wd, source_spec=source, console=err, progress=not no_progress)
     for line in summary_lines(summary):

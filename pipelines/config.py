@@ -1,7 +1,7 @@
 """Build configuration: dataflow.yaml (defaults + named profiles) → one typed, hashable config.
 
 The config hash covers only what changes output bytes (stage options, shard sizes, license policy),
-not where or how fast it runs (runner, workers), so every runner of one config writes the same
+not where or how fast it runs (runner, workers, the ``ray:`` and ``beam:`` runner settings), so every runner of one config writes the same
 manifest and the hash in each row names the config that made it.
 """
 from __future__ import annotations
@@ -19,6 +19,7 @@ from medcorpus.transforms.images import ImageOptions
 from medcorpus.transforms.licenses import DEFAULT_FAMILIES
 
 FAMILIES = ("comm", "noncomm", "other")
+RUN_KEYS = ("runner", "workers", "ray", "beam", "profile")  # where and how fast, not what: outside the hash
 # decontam keys that name where eval sets come from (the rest are DecontamOptions)
 DECONTAM_SOURCES = ("registry", "builtin_data")
 # concepts: where the vocabulary comes from (a built one, or sources to build it from) and how to link
@@ -60,11 +61,13 @@ class BuildConfig:
     families: tuple[str, ...] = FAMILIES
     runner: str = "local"
     workers: int = 0
+    ray: dict[str, Any] = field(default_factory=dict)  # RayRunner settings (pipelines/runner_ray.py)
+    beam: dict[str, Any] = field(default_factory=dict)  # BeamRunner settings (pipelines/runner_beam.py)
     profile: str | None = None
 
     def output_options(self) -> dict[str, Any]:
         d = asdict(self)
-        for key in ("runner", "workers", "profile"):
+        for key in RUN_KEYS:
             d.pop(key)
         d["llm"] = self.llm_options().output_options() if "llm" in self.stages else None
         for section, keys in (("decontam", DECONTAM_SOURCES), ("concepts", CONCEPT_SOURCES)):

@@ -1,7 +1,10 @@
 """Runners: how the two parallel steps of a build (stage units, write shards) are executed.
 
 The embedded local runner uses a process pool: each worker builds its stage context once
-(``init_worker``) and then processes units. Ray and Beam runners implement the same two methods.
+(``init_worker``) and then processes units. The Ray and Beam runners (``runner_ray.py``,
+``runner_beam.py``) implement the same two methods with the same three functions (``init_worker``,
+``stage_one``, ``shard_one``); they are imported only when chosen, so a local build never imports
+Ray or Beam.
 """
 from __future__ import annotations
 
@@ -150,7 +153,39 @@ def _subset(tokens: dict[str, str], plan: ShardPlan) -> dict[str, str]:
     return {k: tokens[k] for k in plan.keys}
 
 
-def make_runner(name: str, workers: int = 0, **options: Any) -> Runner:
+RUNNERS = ("local", "ray", "beam")
+
+
+def parse_beam_options(pairs: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings (``--beam-option``) → an options mapping, read as Beam reads its own command
+    line: the value stays a string, a bare ``KEY`` is a switch (``no_auth``), a repeated key a list."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        key = key.strip().lstrip("-")
+        if not key or " " in key:
+            raise ValueError(f"beam option {pair!r} is not KEY=VALUE or KEY")
+        value: Any = raw if sep else True
+        if key in out:
+            out[key] = [*out[key], value] if isinstance(out[key], list) else [out[key], value]
+        else:
+            out[key] = value
+    return out
+
+
+def make_runner(name: str, workers: int = 0, *, config: BuildConfig | None = None, ray_address: str | None = None,
+                beam_options: dict[str, Any] | None = None) -> Runner:
+    """A runner by name. ``config`` supplies the ``ray:``/``beam:`` settings of its profile;
+    ``ray_address`` and ``beam_options`` (command-line) override them."""
+    settings = config or BuildConfig()
     if name == "local":
         return LocalRunner(workers)
-    raise ValueError(f"unknown runner {name!r} (known: local)")
+    if name == "ray":
+        from medcorpus.pipelines.runner_ray import RayRunner
+
+        return RayRunner(workers, address=ray_address, settings=settings.ray)
+    if name == "beam":
+        from medcorpus.pipelines.runner_beam import BeamRunner
+
+        return BeamRunner(workers, options={**(settings.beam.get("options") or {}), **(beam_options or {})})
+    raise ValueError(f"unknown runner {name!r} (known: {', '.join(RUNNERS)})")

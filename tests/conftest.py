@@ -36,3 +36,23 @@ def sample_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
           progress=False)
     return out
 
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():  # noqa: ANN201
+    """ONE real two-node Ray cluster on loopback for the whole session (tests/raycluster.py); this
+    process stays connected to it, and it is stopped (only its own processes) at the end."""
+    pytest.importorskip("ray")
+    from raycluster import LoopbackCluster
+
+    cluster = LoopbackCluster(cpus_per_node=1, object_store_bytes=200_000_000).start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def tree_bytes(out: Path) -> dict[str, bytes]:
+    """Every manifest table (except runs, which holds run facts) and every shard, by relative path."""
+    files = sorted((out / "manifest").rglob("*.parquet")) + sorted((out / "shards").rglob("*.tar"))
+    return {f.relative_to(out).as_posix(): f.read_bytes() for f in files if f.name != "runs.parquet"}

@@ -17,3 +17,19 @@ def copy_articles(dest: Path, names: list[str]) -> Path:
     for name in names:
         shutil.copytree(ARTICLES / name, dest / name)
     return dest
+
+
+def fault_articles(dest: Path) -> Path:
+    """Real articles plus one input that fails in each stage: fetch (a folder without article XML),
+    parse (the eLife XML cut in half) and image (pone.0000010 with its figure files' bytes corrupted)."""
+    copy_articles(dest, ["elife-43154-v2", "pone.0000010", "plosone-0093988"])
+    (dest / "broken-fetch").mkdir()
+    (dest / "broken-fetch" / "readme.txt").write_text("no article XML here\n")
+    shutil.copytree(ARTICLES / "elife-43154-v2", dest / "broken-parse")
+    xml = dest / "broken-parse" / "main.jats.xml"
+    data = xml.read_bytes()
+    xml.write_bytes(data[: len(data) // 2])
+    for img in sorted((dest / "pone.0000010").iterdir()):
+        if img.suffix.lower() in (".tif", ".tiff", ".jpg", ".png", ".gif"):
+            img.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0garbage" * 64)
+    return dest

@@ -1,0 +1,109 @@
+"""Figures/s of one build on each runner (local, ray, beam) with 1 and 2 workers, on the same input.
+
+Input: the shared articles copied until there are at least --figures figures (as in build_bench.py:
+each copy's ids are suffixed so the copies are distinct samples). Every build starts from an empty
+output and work dir, so nothing is reused. Ray runs on one local cluster started once for the run
+(--ray-address to use an existing one; the cluster start is reported, not counted in the builds);
+Beam runs on its FnApiRunner, whose worker start-up is part of every build. Prints figures/s, the
+2-vs-1-worker scaling ratio of each runner and each runner's overhead against the local runner with
+the same number of workers, and checks that all builds wrote byte-identical output.
+
+    python bench/runners_bench.py [--figures 300] [--runners local,ray,beam] [--workers 1,2]
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from build_bench import REPO, make_input  # noqa: E402
+
+
+def digest(out: Path) -> str:
+    h = hashlib.sha256()
+    files = sorted((out / "manifest").rglob("*.parquet")) + sorted((out / "shards").rglob("*.tar"))
+    for f in files:
+        if f.name != "runs.parquet":
+            h.update(f.relative_to(out).as_posix().encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def run_one(name: str, workers: int, src: Path, out: Path, ray_address: str | None) -> tuple[float, int, int]:
+    from medcorpus.pipelines.build import build
+    from medcorpus.pipelines.config import load_config
+    from medcorpus.pipelines.runners import make_runner
+    from medcorpus.pipelines.sources.local import LocalSource
+
+    cfg = load_config(REPO / "dataflow.yaml")
+    runner = make_runner(name, workers, config=cfg, ray_address=ray_address)
+    t0 = time.perf_counter()
+    summary = build(cfg, LocalSource(str(src)), runner, str(out), progress=False)
+    return time.perf_counter() - t0, summary.figures, summary.samples
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--figures", type=int, default=300)
+    ap.add_argument("--runners", default="local,ray,beam")
+    ap.add_argument("--workers", default="1,2")
+    ap.add_argument("--ray-address", default=None, help="an existing Ray cluster (else one is started here)")
+    args = ap.parse_args()
+    runners = args.runners.split(",")
+    worker_counts = [int(w) for w in args.workers.split(",")]
+    started_ray = False
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "in"
+        n_figures, images = make_input(src, args.figures)
+        print(f"input: {n_figures} figures ({len(images)} with images) in {len(list(src.iterdir()))} articles; "
+              f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at start", flush=True)
+        if "ray" in runners and not args.ray_address:
+            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+            os.environ.setdefault("RAY_DATA_USAGE_DISABLED", "1")
+            import ray
+
+            t0 = time.perf_counter()
+            ray.init(num_cpus=max(worker_counts), object_store_memory=200_000_000, include_dashboard=False,
+                     logging_level="WARNING", log_to_driver=False,
+                     runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
+            started_ray = True
+            print(f"ray: local cluster with {max(worker_counts)} CPUs started in {time.perf_counter() - t0:.1f} s "
+                  "(not counted below)", flush=True)
+        results: dict[tuple[str, int], float] = {}
+        digests = set()
+        try:
+            for name in runners:
+                for w in worker_counts:
+                    out = Path(tmp) / f"out-{name}-{w}"
+                    seconds, figures, samples = run_one(name, w, src, out, args.ray_address)
+                    assert figures == n_figures, (name, w, figures, n_figures)
+                    results[(name, w)] = seconds
+                    digests.add(digest(out))
+                    print(f"  {name:6} workers {w}: {seconds:7.2f} s  {figures / seconds:7.1f} figures/s", flush=True)
+        finally:
+            if started_ray:
+                import ray
+
+                ray.shutdown()
+    print()
+    print(f"{'runner':8}{'workers':>8}{'seconds':>9}{'figures/s':>11}{'fig/s/worker':>14}{'scaling 2/1':>13}"
+          f"{'overhead vs local':>19}")
+    for name in runners:
+        for w in worker_counts:
+            s = results[(name, w)]
+            scaling = (f"{results[(name, 1)] / results[(name, 2)]:.2f}x"
+                       if w == 2 and (name, 1) in results else "")
+            overhead = (f"{(s / results[('local', w)] - 1) * 100:+.0f}%"
+                        if name != "local" and ("local", w) in results else "")
+            print(f"{name:8}{w:>8}{s:>9.2f}{n_figures / s:>11.1f}{n_figures / s / w:>14.1f}{scaling:>13}{overhead:>19}")
+    print(f"outputs byte-identical across all builds: {'yes' if len(digests) == 1 else 'NO'}")
+    print("(shared machine: other jobs run beside this one; compare within one run)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""Ray runner: the two parallel steps of a build as Ray Data pipelines.
+
+A thin adapter over the same functions the local runner calls (``runners.init_worker``,
+``stage_one``, ``shard_one``):
+
+* ``stage_units``: units → ``ray.data.from_items`` → ``map_batches`` with a callable class whose
+  constructor runs ``init_worker`` once per actor; ``concurrency`` = workers, ``num_cpus`` /
+  ``num_gpus`` / custom ``resources`` per step from the ``ray:`` settings. Execution is streaming
+  with Ray Data's backpressure; results are consumed as they finish (progress per unit).
+* ``write_shards``: shard plans → the same, calling ``shard_one``.
+
+Results travel through the staging directory (atomic writes), never through the object store, so
+only small rows (unit id, counters) come back. A retried task (a killed worker, a lost node) rewrites
+the same staged unit or the same shard under a temporary name and renames it: same bytes, no
+duplicates. The staging directory and the output must be reachable from every node: a local path
+on a single machine or shared filesystem, or an fsspec URL (``gs://``, ``s3://``) on a real cluster.
+
+Cluster: ``address`` (``--ray-address``), else ``RAY_ADDRESS``, else an existing ``ray.init`` in
+this process, else a local cluster started for the build and shut down with the runner.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from typing import Any, Iterator, Sequence
+
+from medcorpus.manifests.shards import ShardPlan
+from medcorpus.pipelines.runners import Job, UnitDone, _subset, init_worker, shard_one, stage_one
+from medcorpus.schemas.records import UnitRef
+
+# ray: settings in dataflow.yaml (all optional)
+DEFAULTS: dict[str, Any] = {
+    "address": None,  # "auto", "ray://host:10001", "host:6379"; RAY_ADDRESS and --ray-address win
+    # resources of one worker (actor) of each step: num_cpus, num_gpus, memory, resources, accelerator_type
+    "units": {"num_cpus": 1, "num_gpus": 0},  # stage_units: the whole stage graph per unit
+    "shards": {"num_cpus": 1, "num_gpus": 0},  # write_shards
+    "init": {},  # extra ray.init keyword arguments for a cluster started here (object_store_memory, ...)
+    "runtime_env": None,  # ray.init runtime_env (e.g. {"working_dir": "."} for a remote cluster)
+}
+
+
+class _Step:
+    """A Ray Data callable class: the worker context is built once per actor, then one call per row."""
+
+    def __init__(self, job: Job) -> None:
+        init_worker(job)
+
+    def __call__(self, batch: Any) -> dict[str, Any]:
+        import numpy as np
+
+        rows = [self.one(pickle.loads(blob)) for blob in batch.column("item").to_pylist()]
+        return {"result": np.array(rows, dtype=object)}
+
+    def one(self, item: Any) -> str:
+        raise NotImplementedError
+
+
+class _StageUnits(_Step):
+    def one(self, item: tuple[UnitRef, str]) -> str:
+        done = stage_one(*item)
+        return json.dumps([done.unit_id, done.token, done.counters, done.samples, done.errors])
+
+
+class _WriteShards(_Step):
+    def one(self, item: tuple[ShardPlan, dict[str, str]]) -> str:
+        return json.dumps(shard_one(*item))
+
+
+def _checkout_root() -> str | None:
+    """The folder medcorpus is imported from when it is a checkout (editable install, PYTHONPATH)."""
+    import medcorpus
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(medcorpus.__file__)))
+    return root if os.path.isdir(os.path.join(root, "pipelines")) else None
+
+
+class RayRunner:
+    name = "ray"
+
+    def __init__(self, workers: int = 0, address: str | None = None, settings: dict[str, Any] | None = None) -> None:
+        given = settings or {}
+        self.settings = {k: ({**v, **(given.get(k) or {})} if isinstance(v, dict) else given.get(k, v))
+                         for k, v in DEFAULTS.items()}
+        unknown = set(given) - set(DEFAULTS)
+        if unknown:
+            raise ValueError(f"unknown ray settings {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+        self.address = address or os.environ.get("RAY_ADDRESS") or self.settings["address"]
+        self._requested = workers
+        self.workers = workers
+        self._started = False
+
+    # -- cluster -------------------------------------------------------------------------------
+    def _connect(self) -> Any:
+        # no usage reporting and no metrics polling (Ray Data polls a Prometheus at localhost:9090):
+        # a build talks to its cluster only. Set here, before Ray reads them; the environment wins.
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        os.environ.setdefault("RAY_DATA_USAGE_DISABLED", "1")
+        import ray
+
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {"logging_level": "WARNING", "log_to_driver": False}
+            runtime_env = self.settings["runtime_env"]
+            if runtime_env is None and (root := _checkout_root()):
+                # workers import the same medcorpus code as this driver (shared filesystem)
+                path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+                runtime_env = {"env_vars": {"PYTHONPATH": path}}
+            if runtime_env:
+                kwargs["runtime_env"] = runtime_env
+            if self.address:
+                ray.init(address=self.address, **kwargs)
+            else:
+                init = {"num_cpus": self._requested or None, "include_dashboard": False, **self.settings["init"]}
+                ray.init(**init, **kwargs)
+            self._started = True
+        import ray.data
+
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False
+        if not self.workers:
+            cpus = ray.cluster_resources().get("CPU", 1)
+            self.workers = max(1, int(cpus // (self.settings["units"].get("num_cpus") or 1)))
+        return ray
+
+    def _run(self, job: Job, step: str, fn: type, items: list[Any]) -> Iterator[str]:
+        if not items:
+            return
+        ray = self._connect()
+        res = self.settings[step]
+        ds = ray.data.from_items([{"item": pickle.dumps(i, protocol=5)} for i in items],
+                                 override_num_blocks=len(items))
+        # Ray Data restarts a dead actor and retries its task (max_restarts / max_task_retries = -1)
+        ds = ds.map_batches(fn, fn_constructor_args=(job,), batch_size=1, batch_format="pyarrow",
+                            compute=ray.data.ActorPoolStrategy(size=max(1, min(self.workers, len(items)))),
+                            num_cpus=res.get("num_cpus", 1), num_gpus=res.get("num_gpus") or None,
+                            memory=res.get("memory"), resources=res.get("resources") or None,
+                            accelerator_type=res.get("accelerator_type"))
+        for row in ds.iter_rows():
+            yield row["result"]
+
+    # -- the Runner protocol -------------------------------------------------------------------
+    def stage_units(self, job: Job, units: Sequence[tuple[UnitRef, str]]) -> Iterator[UnitDone]:
+        for raw in self._run(job, "units", _StageUnits, list(units)):
+            unit_id, token, counters, samples, errors = json.loads(raw)
+            yield UnitDone(unit_id, token, counters, samples, errors)
+
+    def write_shards(self, job: Job, plans: Sequence[ShardPlan], tokens: dict[str, str]) -> Iterator[int]:
+        for raw in self._run(job, "shards", _WriteShards, [(p, _subset(tokens, p)) for p in plans]):
+            yield json.loads(raw)
+
+    def dedup(self, job: Job, records: list[Any]) -> Any:
+        """Near-duplicate clusters. For now on the driver, exactly as the local runner does
+        (``dedup_local``: the records are small hashes, already collected here); the distributed
+        form (bucket_keys → shuffle by bucket → candidate_pairs) is the next step for this runner."""
+        from medcorpus.transforms.dedup import dedup_local
+
+        return dedup_local(records, job.config.dedup_options())
+
+    def close(self) -> None:
+        if self._started:
+            import ray
+
+            ray.shutdown()
+            self._started = False

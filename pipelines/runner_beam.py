@@ -20,6 +20,7 @@ this driver and the workers reach: ``gs://`` / ``s3://`` URLs (``Staging`` and `
 from __future__ import annotations
 
 import pickle
+import uuid
 from typing import Any, Iterator, Sequence
 
 import apache_beam as beam  # this module is imported only when the beam runner is chosen
@@ -127,12 +128,43 @@ class BeamRunner:
             yield len(plan.keys)
 
     def dedup(self, job: Job, records: list[Any]) -> Any:
-        """Near-duplicate clusters. For now on the driver, exactly as the local runner does
-        (``dedup_local``: the records are small hashes, already collected here); the distributed
-        form (bucket_keys → shuffle by bucket → candidate_pairs) is the next step for this runner."""
-        from medcorpus.transforms.dedup import dedup_local
+        """Near-duplicate clusters by a Beam shuffle: records → (bucket key, record) → GroupByKey →
+        verified pairs per bucket, written to the staging folder; the pairs (few) are read back and
+        clustered here."""
+        import json
 
-        return dedup_local(records, job.config.dedup_options())
+        import fsspec
+
+        from medcorpus.transforms.dedup import Pair, bucket_keys, candidate_pairs, finish
+
+        options = job.config.dedup_options()
+        if not records:
+            return finish({}, [], options)
+        prefix = f"{job.staging_root.rstrip('/')}/dedup/{uuid.uuid4().hex}/pairs"
+        opts = pipeline_options(self.options, self.workers, "dedup")
+        p = beam.Pipeline(runner=self._local_runner(), options=opts) if self.is_local else beam.Pipeline(options=opts)
+        (p
+         | "dedup/records" >> beam.Create([pickle.dumps(r, protocol=5) for r in records], reshuffle=False)
+         | "dedup/buckets" >> beam.FlatMap(lambda blob: [(b, blob) for b in bucket_keys(pickle.loads(blob), options)])
+         | "dedup/shuffle" >> beam.GroupByKey()
+         | "dedup/pairs" >> beam.FlatMap(lambda kv: candidate_pairs(kv[0], [pickle.loads(b) for b in kv[1]], options))
+         | "dedup/json" >> beam.Map(lambda q: json.dumps([q.key_a, q.key_b, q.kind, q.distance]))
+         | "dedup/write" >> beam.io.WriteToText(prefix, file_name_suffix=".jsonl"))
+        result = p.run()
+        result.wait_until_finish()
+        fs, path = fsspec.core.url_to_fs(prefix)
+        pairs = []
+        for name in sorted(fs.glob(path + "*.jsonl")):
+            with fs.open(name, "rt") as f:
+                pairs.extend(Pair(*json.loads(line)) for line in f if line.strip())
+        fs.rm(path.rsplit("/", 1)[0], recursive=True)
+        return finish({r.key: r for r in records}, pairs, options)
+
+    @staticmethod
+    def _local_runner() -> Any:
+        from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+        return FnApiRunner()
 
     def close(self) -> None:
         pass

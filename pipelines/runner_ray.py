@@ -149,12 +149,30 @@ class RayRunner:
             yield json.loads(raw)
 
     def dedup(self, job: Job, records: list[Any]) -> Any:
-        """Near-duplicate clusters. For now on the driver, exactly as the local runner does
-        (``dedup_local``: the records are small hashes, already collected here); the distributed
-        form (bucket_keys → shuffle by bucket → candidate_pairs) is the next step for this runner."""
-        from medcorpus.transforms.dedup import dedup_local
+        """Near-duplicate clusters by a Ray Data shuffle: records → their bucket keys (LSH bands,
+        exact hash, caption bands) → ``groupby(bucket)`` → verified pairs per bucket; the pairs
+        (few) come back and are clustered here."""
+        import numpy as np
 
-        return dedup_local(records, job.config.dedup_options())
+        from medcorpus.transforms.dedup import Pair, bucket_keys, candidate_pairs, finish
+
+        options = job.config.dedup_options()
+        if not records:
+            return finish({}, [], options)
+        ray = self._connect()
+
+        def keyed(row: dict[str, Any]) -> list[dict[str, Any]]:
+            return [{"bucket": b, "rec": row["rec"]} for b in bucket_keys(pickle.loads(row["rec"]), options)]
+
+        def pairs_of(group: dict[str, Any]) -> dict[str, Any]:
+            recs = [pickle.loads(r) for r in group["rec"]]
+            found = candidate_pairs(str(group["bucket"][0]), recs, options)
+            return {"pair": np.array([json.dumps([p.key_a, p.key_b, p.kind, p.distance]) for p in found], dtype=object)}
+
+        ds = ray.data.from_items([{"rec": pickle.dumps(r, protocol=5)} for r in records])
+        grouped = ds.flat_map(keyed).groupby("bucket").map_groups(pairs_of, batch_format="numpy")
+        pairs = [Pair(*json.loads(row["pair"])) for row in grouped.iter_rows()]
+        return finish({r.key: r for r in records}, pairs, options)
 
     def close(self) -> None:
         if self._started:

@@ -8,7 +8,11 @@ Prints figures/s per core for both and their ratio (goal: pipeline <= 1.5x the f
 Floor and pipeline alternate --repeat times (each pipeline run in a fresh output folder, so nothing
 is reused) and the fastest of each counts: a busy machine slows single runs, not the minimum.
 
-    python bench/build_bench.py [--figures 2000] [--workers 2] [--repeat 2] [--profile P]
+    python bench/build_bench.py [--figures 2000] [--workers 2] [--repeat 2] [--profile P] [--stages a,b,c]
+
+--stages runs a subset of the stage graph (e.g. fetch,parse,image: the foundation) to see what each
+added stage costs against the same floor. The input repeats articles, so deduplication collapses
+their samples by design: figures/s counts every figure processed.
 """
 from __future__ import annotations
 
@@ -74,15 +78,20 @@ def run_floor(images: list[Path], workers: int) -> float:
     return time.perf_counter() - t0
 
 
-def run_pipeline(src: Path, out: Path, workers: int, profile: str | None) -> tuple[float, int, int]:
+def run_pipeline(src: Path, out: Path, workers: int, profile: str | None,
+                 stages: tuple[str, ...] | None = None) -> tuple[float, int, int]:
+    from dataclasses import replace
+
     from medcorpus.pipelines.build import build
     from medcorpus.pipelines.config import load_config
     from medcorpus.pipelines.runners import LocalRunner
     from medcorpus.pipelines.sources.local import LocalSource
 
+    config = load_config(REPO / "dataflow.yaml", profile)
+    if stages:
+        config = replace(config, stages=stages)
     t0 = time.perf_counter()
-    summary = build(load_config(REPO / "dataflow.yaml", profile), LocalSource(str(src)), LocalRunner(workers),
-                    str(out), progress=False)
+    summary = build(config, LocalSource(str(src)), LocalRunner(workers), str(out), progress=False)
     return time.perf_counter() - t0, summary.figures, summary.samples
 
 
@@ -92,16 +101,19 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--profile", default=None)
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--stages", default=None, help="comma-separated subset of the stage graph")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "in"
         n_figures, images = make_input(src, args.figures)
+        print(f"stages: {args.stages or 'all (dataflow.yaml)'}")
         print(f"input: {n_figures} figures ({len(images)} with images) in {len(list(src.iterdir()))} articles; "
               f"workers {args.workers}", flush=True)
         floor_runs, pipe_runs = [], []
         for r in range(args.repeat):
             floor_runs.append(run_floor(images, args.workers))
-            pipe_s, figures, samples = run_pipeline(src, Path(tmp) / f"out{r}", args.workers, args.profile)
+            stages = tuple(args.stages.split(",")) if args.stages else None
+            pipe_s, figures, samples = run_pipeline(src, Path(tmp) / f"out{r}", args.workers, args.profile, stages)
             pipe_runs.append(pipe_s)
             assert figures == n_figures, (figures, n_figures)
         floor_s, pipe_s = min(floor_runs), min(pipe_runs)

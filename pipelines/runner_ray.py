@@ -8,6 +8,7 @@ A thin adapter over the same functions the local runner calls (``runners.init_wo
   ``num_gpus`` / custom ``resources`` per step from the ``ray:`` settings. Execution is streaming
   with Ray Data's backpressure; results are consumed as they finish (progress per unit).
 * ``write_shards``: shard plans → the same, calling ``shard_one``.
+* ``dedup``: records → bucket keys → ``groupby(bucket)`` → verified pairs (a shuffle across nodes).
 
 Results travel through the staging directory (atomic writes), never through the object store, so
 only small rows (unit id, counters) come back. A retried task (a killed worker, a lost node) rewrites

@@ -50,6 +50,7 @@ class Context:
     work_dir: str | None = None
     evalsets: str | None = None  # the build's eval-set registry (JSON lines), for decontamination
     vocab: str | None = None  # the built vocabulary the concepts stage links with
+    stages: tuple[str, ...] | None = None  # the stages this worker runs (None: all configured)
     config_hash: str = ""
     subfigures: SubfigureOptions | None = None
     llm: Any = None
@@ -58,15 +59,19 @@ class Context:
     vocab_id: str | None = None
     context_concepts: dict[tuple[str, str], list[Any]] = field(default_factory=dict)  # per figure, per unit
 
+    @property
+    def active(self) -> tuple[str, ...]:
+        return self.stages if self.stages is not None else self.config.stages
+
     def __post_init__(self) -> None:
-        self.config_hash = self.config.config_hash()
-        if "panels" in self.config.stages:
+        self.config_hash = self.config.config_hash()  # of the whole config, whichever stages run here
+        if "panels" in self.active:
             self.subfigures = subfigure_options(self.config)
-        if "llm" in self.config.stages:
+        if "llm" in self.active:
             self.llm = llm_stage(self.config, self.work_dir)
-        if "quality" in self.config.stages:
+        if "quality" in self.active:
             self.quality = QualityContext.build(self.config, self.evalsets)
-        if "concepts" in self.config.stages:
+        if "concepts" in self.active:
             from medcorpus.pipelines.vocab import vocab_id
             from medcorpus.transforms.concepts import shared_linker
 
@@ -255,16 +260,42 @@ def quality(sample: Sample, ctx: Context) -> Iterator[Sample | DroppedRow]:
         yield sample
 
 
-def llm(samples: list[Sample], ctx: Context) -> Iterator[Sample]:
-    """Generated fields with provenance; the best accepted caption becomes the sample's text."""
+def generate(texts: list[str], mentions: list[list[str]], images: list[bytes | None],
+             ctx: Context) -> list[tuple[dict[str, Any], str]]:
+    """The llm stage's work: per sample, the generated columns and the caption it should carry."""
     from medcorpus.schemas.llm import to_arrow_row
 
-    fields = [{"caption": s.text, "mentions": s.figure.mentions} for s in samples]
-    outputs = ctx.llm.process(fields, [s.image for s in samples])
-    for sample, out in zip(samples, outputs):
-        sample.extra.update(to_arrow_row(out))
-        sample.caption = out.get("caption_llm") or out.get("caption_clean") or sample.text
+    outputs = ctx.llm.process([{"caption": t, "mentions": m} for t, m in zip(texts, mentions)], images)
+    return [(to_arrow_row(out), out.get("caption_llm") or out.get("caption_clean") or text)
+            for text, out in zip(texts, outputs)]
+
+
+def llm(samples: list[Sample], ctx: Context) -> Iterator[Sample]:
+    """Generated fields with provenance; the best accepted caption becomes the sample's text."""
+    results = generate([s.text for s in samples], [s.figure.mentions for s in samples], [s.image for s in samples], ctx)
+    for sample, (columns, caption) in zip(samples, results):
+        sample.extra.update(columns)
+        sample.caption = caption
         yield sample
+
+
+def llm_on_staged(result: UnitResult, members: dict[str, dict[str, bytes]], ctx: Context) -> UnitResult:
+    """The llm stage over a unit already staged by the other stages: how runners give it its own
+    workers (GPUs) and batches. Same output as running it in the unit's chain."""
+    before = ctx.llm.summary()
+    t0 = time.perf_counter()
+    rows = [s.row for s in result.samples]
+    images = [members[r["key"]][r["image_format"]] for r in rows]
+    done = generate([r["caption"] for r in rows], [r["mentions"] or [] for r in rows], images, ctx)
+    for staged, (columns, caption) in zip(result.samples, done):
+        staged.row.update(columns, caption=caption)
+        members[staged.key]["txt"] = caption.encode("utf-8")
+        staged.size = sum(len(v) for v in members[staged.key].values()) + len(sidecar_json(staged.row))
+    after = ctx.llm.summary()
+    result.counters = {**result.counters, "in:llm": len(rows), "us:llm": int((time.perf_counter() - t0) * 1e6),
+                       **{f"llm:{k}": v - before.get(k, 0) for k, v in after.items()}}
+    result.members = members
+    return result
 
 
 llm.batched = True  # type: ignore[attr-defined]
@@ -273,11 +304,11 @@ STAGES: dict[str, Stage] = {"fetch": fetch, "parse": parse, "image": image, "pan
                             "quality": quality, "llm": llm}
 
 
-def stage_chain(config: BuildConfig) -> list[tuple[str, Stage]]:
-    unknown = [s for s in config.stages if s not in STAGES]
+def stage_chain(stages: tuple[str, ...]) -> list[tuple[str, Stage]]:
+    unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise ValueError(f"unknown stages in config: {unknown}; known: {list(STAGES)}")
-    return [(name, STAGES[name]) for name in config.stages]
+    return [(name, STAGES[name]) for name in stages]
 
 
 def describe(item: Any) -> tuple[str, str | None, str | None]:
@@ -361,7 +392,7 @@ def process_unit(unit: UnitRef, ctx: Context) -> UnitResult:
     samples_per_article: Counter[str] = Counter()
     frontier: list[Any] = [unit]
     llm_before = ctx.llm.summary() if ctx.llm else {}
-    for name, stage in stage_chain(ctx.config):
+    for name, stage in stage_chain(ctx.active):
         produced: list[Any] = []
         counters[name] += len(frontier)
         t0 = time.perf_counter()

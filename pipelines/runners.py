@@ -11,14 +11,14 @@ from __future__ import annotations
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterator, Protocol, Sequence
 
 from medcorpus.manifests.shards import ShardPlan
 from medcorpus.manifests.storage import Output
 from medcorpus.pipelines.assemble import write_shard
 from medcorpus.pipelines.config import BuildConfig
-from medcorpus.pipelines.graph import Context, process_unit
+from medcorpus.pipelines.graph import Context, llm_on_staged, process_unit
 from medcorpus.pipelines.sources.base import Source
 from medcorpus.pipelines.staging import Staging
 from medcorpus.schemas.records import UnitRef
@@ -43,6 +43,7 @@ class Job:
     output_url: str
     evalsets: str | None = None  # eval-set registry prepared by the driver (decontamination)
     vocab: str | None = None  # concept vocabulary prepared by the driver
+    stages: tuple[str, ...] | None = None  # run only these of the configured stages (see split_llm)
 
 
 class Runner(Protocol):
@@ -65,7 +66,7 @@ _WORKER: dict[str, Any] = {}
 def init_worker(job: Job) -> None:
     _WORKER["job"] = job
     _WORKER["ctx"] = Context(job.config, job.source, work_dir=os.path.dirname(job.staging_root),
-                             evalsets=job.evalsets, vocab=job.vocab)
+                             evalsets=job.evalsets, vocab=job.vocab, stages=job.stages)
     _WORKER["staging"] = Staging(job.staging_root)
     _WORKER["output"] = Output(job.output_url)
 
@@ -74,6 +75,28 @@ def stage_one(unit: UnitRef, token: str) -> UnitDone:
     result = process_unit(unit, _WORKER["ctx"])
     _WORKER["staging"].write(token, result)
     return UnitDone(unit.unit_id, token, result.counters, len(result.samples), len(result.errors))
+
+
+def split_llm(job: Job) -> tuple[Job, Job] | None:
+    """Jobs for the two steps of a build whose llm stage gets workers of its own (GPUs, batching):
+    every other stage per unit, then the llm stage over the staged units. None without an llm stage."""
+    stages = job.config.stages
+    if "llm" not in stages:
+        return None
+    return (replace(job, stages=tuple(s for s in stages if s != "llm")), replace(job, stages=("llm",)))
+
+
+def pre_token(token: str) -> str:
+    """Where a unit's result waits, staged without its llm stage, for the llm step."""
+    return token + "-pre"
+
+
+def llm_one(token: str) -> UnitDone:
+    staging: Staging = _WORKER["staging"]
+    result = llm_on_staged(staging.read_meta(pre_token(token)), staging.read_members(pre_token(token)),
+                           _WORKER["ctx"])
+    staging.write(token, result)
+    return UnitDone(result.unit_id, token, result.counters, len(result.samples), len(result.errors))
 
 
 def shard_one(plan: ShardPlan, tokens: dict[str, str]) -> int:

@@ -67,3 +67,26 @@ def test_llm_config_changes_the_config_hash_and_bad_keys_fail_early() -> None:
 
     with pytest.raises(ValueError, match="unknown"):
         from_dict({"stages": ["fetch", "parse", "image", "llm"], "defaults": {"llm": {"taskz": {}}}})
+
+
+def test_llm_stage_as_its_own_ray_step_matches_local(tmp_path: Path, tiny_vlm: Path,
+                                                     request: pytest.FixtureRequest) -> None:
+    """On Ray the llm stage runs on actors of its own (ray.llm resources) after the other stages."""
+    request.getfixturevalue("ray_cluster")
+    from conftest import tree_bytes
+
+    from medcorpus.pipelines.runners import make_runner
+
+    src = copy_articles(tmp_path / "in", ["elife-43154-v2"])
+    base = load_config(REPO / "dataflow.yaml")
+    cfg = replace(base, stages=(*base.stages, "llm"), llm={
+        "tasks": {"clean": True, "recaption": True},
+        "backend": {"kind": "local", "model_path": str(tiny_vlm), "device": "cpu", "batch_size": 4},
+        "generation": {"max_new_tokens": 6},
+    })
+    local = build(cfg, LocalSource(str(src)), LocalRunner(1), str(tmp_path / "local"), progress=False)
+    ray_summary = build(cfg, LocalSource(str(src)), make_runner("ray", 2, config=cfg), str(tmp_path / "ray"),
+                        progress=False)
+    assert ray_summary.llm_counts["llm:requests"] == local.llm_counts["llm:requests"] == local.samples
+    assert tree_bytes(tmp_path / "ray") == tree_bytes(tmp_path / "local")
+    assert list((tmp_path / "ray" / "_work" / "staging").rglob("*-pre.meta"))  # the two steps ran

@@ -6,7 +6,7 @@ ROCO's CUIs were extracted upstream with QuickUMLS against the full UMLS; the go
 restricted to CUIs present in the evaluated vocabulary (an open vocabulary covers ~22% of them). Reports
 micro P/R/F1 over all (caption, CUI) pairs and the mean per-caption P/R/F1, for the linker and for a plain
 longest-match dictionary lookup over the same vocabulary (the baseline of the issue), in the same run.
-Never reads ``shared/holdout``.
+Never reads the acceptance holdout.
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Parts: caption splitting on the 196 gold prostate captions; panel detection on synthetic compound
 figures and on the 5 reviewed EXSCLAIM figures (precision/recall/F1 at IoU 0.5); panel counts on
 the unlabeled PMC7003341 figures with a contact sheet PNG for a person to check; speed of the stage
-in figures/s on one core. Never reads shared/holdout.
+in figures/s on one core. Never reads the acceptance holdout.
 
     python bench/subfigure_eval.py [--out bench/results] [--synthetic 200]
 """

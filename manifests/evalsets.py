@@ -163,7 +163,7 @@ def entries_from_captions(evalset: str, captions: Iterable[str], ids: Iterable[s
     return out
 
 
-# ---- the shared lists (SOURCES.md evalsets/ and "other eval lists"; never ../shared/holdout) -------
+# ---- the shared lists (SOURCES.md evalsets/ and "other eval lists"; never the acceptance holdout) ----
 
 def _roco_dlinks(path: Path, evalset: str) -> Iterator[EvalEntry]:
     for line in path.read_text(encoding="utf-8").splitlines():

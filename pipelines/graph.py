@@ -108,8 +108,10 @@ def llm_stage(config: BuildConfig, work_dir: str | None) -> Any:
     from medcorpus.pipelines.llm.stage import LLMStage
 
     options = config.llm_options()
-    if options.cache_path is None and work_dir:
-        options = replace(options, cache_path=str(Path(work_dir) / "llm_cache.sqlite"))
+    if options.cache_path is None:
+        # SQLite needs a local file: a remote work dir (s3://, gs://) keeps its cache on this machine
+        local = work_dir if work_dir and "://" not in work_dir else str(Path.home() / ".cache" / "medcorpus")
+        options = replace(options, cache_path=str(Path(local) / "llm_cache.sqlite"))
     return LLMStage(options)
 
 

@@ -1,4 +1,4 @@
-"""Shared fixtures. Tests read the real data in ../shared/data (never ../shared/holdout)."""
+"""Shared fixtures. Tests read the real data in ../shared/data (never the acceptance holdout)."""
 from __future__ import annotations
 
 import os

@@ -24,14 +24,19 @@ def tiny_vlm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_vlm(tmp_path_factory.mktemp("vlm") / "tiny-llava", texts)
 
 
-def test_build_with_llm_stage_keeps_provenance_and_never_asks_twice(tmp_path: Path, tiny_vlm: Path) -> None:
-    src = copy_articles(tmp_path / "in", ["elife-43154-v2"])
+def _with_llm(tiny_vlm: Path):  # noqa: ANN202
+    """The default config plus the llm stage: clean + re-caption with the tiny local VLM."""
     base = load_config(REPO / "dataflow.yaml")
-    cfg = replace(base, stages=(*base.stages, "llm"), llm={
+    return replace(base, stages=(*base.stages, "llm"), llm={
         "tasks": {"clean": True, "recaption": True},
         "backend": {"kind": "local", "model_path": str(tiny_vlm), "device": "cpu", "batch_size": 4},
         "generation": {"max_new_tokens": 6},
     })
+
+
+def test_build_with_llm_stage_keeps_provenance_and_never_asks_twice(tmp_path: Path, tiny_vlm: Path) -> None:
+    src = copy_articles(tmp_path / "in", ["elife-43154-v2"])
+    cfg = _with_llm(tiny_vlm)
     work = tmp_path / "work"
     first = build(cfg, LocalSource(str(src)), LocalRunner(1), str(tmp_path / "out1"), work_dir=str(work),
                   progress=False)
@@ -78,12 +83,7 @@ def test_llm_stage_as_its_own_ray_step_matches_local(tmp_path: Path, tiny_vlm: P
     from medcorpus.pipelines.runners import make_runner
 
     src = copy_articles(tmp_path / "in", ["elife-43154-v2"])
-    base = load_config(REPO / "dataflow.yaml")
-    cfg = replace(base, stages=(*base.stages, "llm"), llm={
-        "tasks": {"clean": True, "recaption": True},
-        "backend": {"kind": "local", "model_path": str(tiny_vlm), "device": "cpu", "batch_size": 4},
-        "generation": {"max_new_tokens": 6},
-    })
+    cfg = _with_llm(tiny_vlm)
     local = build(cfg, LocalSource(str(src)), LocalRunner(1), str(tmp_path / "local"), progress=False)
     ray_summary = build(cfg, LocalSource(str(src)), make_runner("ray", 2, config=cfg), str(tmp_path / "ray"),
                         progress=False)

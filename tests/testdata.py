@@ -1,4 +1,4 @@
-"""Paths of the real shared data used by tests (../shared/data; never ../shared/holdout)."""
+"""Paths of the real shared data used by tests (../shared/data; never the acceptance holdout)."""
 from __future__ import annotations
 
 import os

@@ -11,6 +11,8 @@ from typing import Any, Iterable, Iterator, Optional
 
 import typer
 
+from medcorpus.pipelines.jsonl import map_json_lines
+
 from medcorpus.transforms.faithfulness import FaithfulnessOptions, check
 
 __all__ = ["register", "faithfulness_record", "faithfulness_stream"]
@@ -24,17 +26,7 @@ def faithfulness_record(record: dict[str, Any], options: FaithfulnessOptions | N
 
 def faithfulness_stream(lines: Iterable[str], options: FaithfulnessOptions | None = None) -> Iterator[dict[str, Any]]:
     """One output per non-blank line; a bad line yields ``{"id": null, "error": ...}``."""
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            if not isinstance(record, dict):
-                raise ValueError("not a JSON object")
-        except ValueError as exc:
-            yield {"id": None, "error": f"line {n}: {exc}"}
-            continue
-        yield faithfulness_record(record, options)
+    return map_json_lines(lines, lambda record: faithfulness_record(record, options))
 
 
 def register(app: typer.Typer) -> None:

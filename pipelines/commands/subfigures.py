@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, TextIO
 
 import typer
+
+from medcorpus.pipelines.jsonl import map_json_lines
 from PIL import Image
 
 from medcorpus.transforms.subcaptions import split_caption
@@ -32,17 +34,7 @@ def subcaption_record(record: dict[str, Any]) -> dict[str, Any]:
 
 def subcaptions_stream(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
     """One output record per non-blank JSON line; a bad line yields ``{"id": null, "error": ...}``."""
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            if not isinstance(record, dict):
-                raise ValueError("not a JSON object")
-        except ValueError as exc:
-            yield {"id": None, "error": f"line {n}: {exc}"}
-            continue
-        yield subcaption_record(record)
+    return map_json_lines(lines, subcaption_record)
 
 
 def panels_record(path: str | Path, options: SubfigureOptions | None = None) -> dict[str, Any]:

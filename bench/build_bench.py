@@ -3,7 +3,8 @@
 Input: the real shared articles, copied until there are at least --figures figures. Each copy gets
 its own article id (the DOI in the XML is suffixed with the copy number) so the copies are distinct
 samples; that rewrite is the only synthetic part. Floor: the same image files, the same worker
-count, each decoded with Pillow, converted to RGB, resized to the same max side and saved as JPEG.
+count, each decoded with Pillow, converted to RGB, resized to the same max side with the same filter
+(``image.resample``) and saved as JPEG.
 Prints figures/s per core for both and their ratio (goal: pipeline <= 1.5x the floor's time).
 Floor and pipeline alternate --repeat times (each pipeline run in a fresh output folder, so nothing
 is reused) and the fastest of each counts: a busy machine slows single runs, not the minimum.
@@ -61,20 +62,29 @@ def make_input(dest: Path, min_figures: int) -> tuple[int, list[Path]]:
     return copies * per_copy, images * copies
 
 
-def floor_one(path: str, max_side: int = 1024, quality: int = 90) -> int:
+FILTERS = {"area": Image.Resampling.BOX, "lanczos": Image.Resampling.LANCZOS}
+
+
+def floor_one(path: str, max_side: int = 1024, quality: int = 90, resample: str = "area") -> int:
     img = Image.open(path)
     img.load()
     img = img.convert("RGB")
-    img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    img.thumbnail((max_side, max_side), FILTERS[resample])
     buf = io.BytesIO()
     img.save(buf, "JPEG", quality=quality)
     return len(buf.getvalue())
 
 
-def run_floor(images: list[Path], workers: int) -> float:
+def run_floor(images: list[Path], workers: int, profile: str | None) -> float:
+    from functools import partial
+
+    from medcorpus.pipelines.config import load_config
+
+    opts = load_config(REPO / "dataflow.yaml", profile).image
+    one = partial(floor_one, max_side=opts.max_side, quality=opts.jpeg_quality, resample=opts.resample)
     t0 = time.perf_counter()
     with ProcessPoolExecutor(workers) as pool:
-        list(pool.map(floor_one, [str(p) for p in images], chunksize=8))
+        list(pool.map(one, [str(p) for p in images], chunksize=8))
     return time.perf_counter() - t0
 
 
@@ -111,7 +121,7 @@ def main() -> None:
               f"workers {args.workers}", flush=True)
         floor_runs, pipe_runs = [], []
         for r in range(args.repeat):
-            floor_runs.append(run_floor(images, args.workers))
+            floor_runs.append(run_floor(images, args.workers, args.profile))
             stages = tuple(args.stages.split(",")) if args.stages else None
             pipe_s, figures, samples = run_pipeline(src, Path(tmp) / f"out{r}", args.workers, args.profile, stages)
             pipe_runs.append(pipe_s)

@@ -147,6 +147,8 @@ def from_dict(raw: dict[str, Any], profile: str | None = None) -> BuildConfig:
         raise ValueError("subfigures.ocr must be never, auto or always")
     if cfg.image.reencode not in ("auto", "always", "never"):
         raise ValueError("image.reencode must be auto, always or never")
+    if cfg.image.resample not in ("area", "lanczos"):
+        raise ValueError("image.resample must be area or lanczos")
     if "llm" in cfg.stages:
         cfg.llm_options()  # unknown keys and bad values fail here, before any work
     cfg.filter_options(), cfg.image_type_options(), cfg.dedup_options(), cfg.decontam_options()

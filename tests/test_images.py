@@ -115,6 +115,29 @@ def test_max_side_bounds_the_output() -> None:
     assert (enc.orig_width, enc.orig_height) == Image.open(io.BytesIO(REAL_JPEG)).size
 
 
+@pytest.mark.parametrize("resample", ["area", "lanczos"])
+def test_downscaling_filters_agree_and_gray_stays_gray(resample: str) -> None:
+    """A real 8-bit gray PMC TIFF, 1346x812: resized in one band, then made RGB (R = G = B); the two
+    filters give the same size and nearly the same pixels (area is the default because it is ~3x
+    faster: bench/build_bench.py)."""
+    data = (ARTICLES / "pone.0056489" / "pone.0056489.g003.tif").read_bytes()
+    assert Image.open(io.BytesIO(data)).mode == "L"
+    enc = encode_image(data, ImageOptions(max_side=600, resample=resample))
+    out = np.asarray(_decode(enc.data), dtype=np.int16)
+    assert (enc.width, enc.height) == (600, 362)
+    assert np.abs(out[..., 0] - out[..., 1]).max() <= 2 and np.abs(out[..., 0] - out[..., 2]).max() <= 2
+    other = "lanczos" if resample == "area" else "area"
+    ref = np.asarray(_decode(encode_image(data, ImageOptions(max_side=600, resample=other)).data), dtype=np.float64)
+    psnr = 10 * np.log10(255**2 / ((out - ref) ** 2).mean())
+    assert psnr > 30, psnr
+
+
+def test_wide_jpeg_is_downscaled_in_the_dct_domain_to_the_right_size() -> None:
+    wide = _save(_real(600).resize((2400, 500)), "JPEG", quality=92)
+    enc = encode_image(wide, ImageOptions(max_side=1000))
+    assert (enc.width, enc.height) == (1000, 208)
+
+
 def _png_header_only(width: int, height: int) -> bytes:
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))

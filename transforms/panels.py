@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageChops
+from PIL import Image
 
 __all__ = ["Box", "LayoutOptions", "Layout", "analyze_layout", "reading_order", "iou"]
 
@@ -65,15 +65,15 @@ def _union(a: Box, b: Box) -> Box:
     return (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
 
 
-def _gap(a: Box, b: Box) -> int:
-    dx = max(0, max(a[0], b[0]) - min(a[2], b[2]))
-    dy = max(0, max(a[1], b[1]) - min(a[3], b[3]))
-    return dx + dy
+def _frame(rgb: Image.Image) -> np.ndarray:
+    """The one-pixel frame as (n, 3) int32, read without converting the whole image."""
+    w, h = rgb.size
+    strips = [rgb.crop(b) for b in ((0, 0, w, 1), (0, h - 1, w, h), (0, 0, 1, h), (w - 1, 0, w, h))]
+    return np.concatenate([np.asarray(s).reshape(-1, 3) for s in strips]).astype(np.int32)
 
 
-def _background_rgb(arr: np.ndarray) -> np.ndarray:
-    """Most common colour of the one-pixel frame (white if the frame has no clear majority)."""
-    frame = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]]).astype(np.int32)
+def _background_rgb(frame: np.ndarray) -> np.ndarray:
+    """Most common colour of the frame (white if the frame has no clear majority)."""
     light = (frame >= 230).all(axis=1)
     if light.mean() >= 0.25:  # figure pages are white; drawn panel borders may cover the frame
         return np.median(frame[light], axis=0).astype(np.int32)
@@ -89,11 +89,11 @@ def _background_rgb(arr: np.ndarray) -> np.ndarray:
 def _analysis_arrays(image: Image.Image, opts: LayoutOptions) -> tuple[np.ndarray, np.ndarray, int]:
     """(content mask, gray, scale): content = pixels that differ from the background colour."""
     rgb = image if image.mode == "RGB" else image.convert("RGB")
-    bg = _background_rgb(np.asarray(rgb))
-    # max over channels of |pixel - background|, computed by Pillow in C (numpy int16 is 3x slower)
-    r, g, b = ImageChops.difference(rgb, Image.new("RGB", rgb.size, tuple(int(v) for v in bg))).split()
-    dist = ImageChops.lighter(ImageChops.lighter(r, g), b)
-    content = np.asarray(dist) > opts.bg_tolerance
+    bg = _background_rgb(_frame(rgb))
+    # some channel farther than the tolerance from the background's: a per-band lookup table marks
+    # such values 255, and the gray of a pixel is > 0 iff any band is marked (two passes in C)
+    lut = [255 if abs(v - int(c)) > opts.bg_tolerance else 0 for c in bg for v in range(256)]
+    content = np.asarray(rgb.point(lut).convert("L")) > 0
     gray = np.asarray(rgb.convert("L"))
     scale = max(1, int(np.ceil(max(content.shape) / opts.max_side)))
     if scale > 1:
@@ -105,26 +105,29 @@ def _analysis_arrays(image: Image.Image, opts: LayoutOptions) -> tuple[np.ndarra
 
 def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
     """[start, end) runs of True."""
-    if flags.size == 0:
-        return []
-    d = np.diff(np.concatenate([[0], flags.astype(np.int8), [0]]))
-    starts = np.flatnonzero(d == 1)
-    ends = np.flatnonzero(d == -1)
-    return list(zip(starts.tolist(), ends.tolist()))
+    padded = np.concatenate(([False], flags.astype(bool, copy=False), [False]))
+    edges = np.flatnonzero(padded[1:] != padded[:-1])
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
 
 
-def _row_separators(content: np.ndarray, gray: np.ndarray, opts: LayoutOptions) -> np.ndarray:
-    """Per row: empty of content, or part of a thin uniform line (a drawn panel border)."""
-    empty = ~content.any(axis=1)
-    if gray.shape[1] < 8:
+def _separators(counts: np.ndarray, lines: np.ndarray, across: int, opts: LayoutOptions) -> np.ndarray:
+    """Per row (or column) of a piece: empty of content, or part of a thin uniform line (a drawn
+    panel border). ``counts`` = content pixels per row, ``lines`` = the piece's gray rows, ``across``
+    = the row length; the gray range is only computed for rows that are nearly all content."""
+    empty = counts == 0
+    if across < 8:
         return empty
-    uniform = (np.ptp(gray, axis=1) < 24) & (content.mean(axis=1) > 0.9)
-    max_line = max(2, int(opts.line_max_frac * gray.shape[0]))
-    line = np.zeros_like(uniform)
+    full = np.flatnonzero(counts > 0.9 * across)
+    if full.size == 0:
+        return empty
+    uniform = np.zeros_like(empty)
+    rows = lines[full]
+    uniform[full] = (rows.max(axis=1).astype(np.int16) - rows.min(axis=1)) < 24
+    max_line = max(2, int(opts.line_max_frac * len(counts)))
     for s, e in _runs(uniform):
         if e - s <= max_line and not (s == 0 or e == len(uniform)):
-            line[s:e] = True
-    return empty | line
+            empty[s:e] = True
+    return empty
 
 
 def _trim(content: np.ndarray, box: Box) -> Box | None:
@@ -142,18 +145,24 @@ def _interior_gutters(sep: np.ndarray, min_gap: int) -> list[tuple[int, int]]:
 
 
 def _xy_cut(content: np.ndarray, gray: np.ndarray, box: Box, depth: int, opts: LayoutOptions, min_side: float) -> list[Box]:
-    trimmed = _trim(content, box)
-    if trimmed is None:
+    # Content pixels per row and per column, counted once per piece: trimming empty rows leaves the
+    # column counts unchanged (and vice versa), so the trimmed piece's counts are slices of these.
+    bx1, by1, bx2, by2 = box
+    sub = content[by1:by2, bx1:bx2].view(np.uint8)
+    row_n, col_n = sub.sum(axis=1, dtype=np.int32), sub.sum(axis=0, dtype=np.int32)
+    rows, cols = np.flatnonzero(row_n), np.flatnonzero(col_n)
+    if rows.size == 0:
         return []
-    x1, y1, x2, y2 = trimmed
+    r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    trimmed = x1, y1, x2, y2 = bx1 + c0, by1 + r0, bx1 + c1, by1 + r1
     # A piece narrower or lower than a panel can hold no panel: do not cut text into letters.
     if depth >= opts.max_depth or ((x2 - x1) < min_side and (y2 - y1) < min_side):
         return [trimmed]
     if (x2 - x1) < min_side or (y2 - y1) < min_side:
-        return _split_strip(content, trimmed)
-    sub_c, sub_g = content[y1:y2, x1:x2], gray[y1:y2, x1:x2]
-    row_g = _interior_gutters(_row_separators(sub_c, sub_g, opts), opts.min_gutter_px)
-    col_g = _interior_gutters(_row_separators(sub_c.T, sub_g.T, opts), opts.min_gutter_px)
+        return _split_strip(content, trimmed, col_n[c0:c1] if (x2 - x1) >= (y2 - y1) else row_n[r0:r1])
+    sub_g = gray[y1:y2, x1:x2]
+    row_g = _interior_gutters(_separators(row_n[r0:r1], sub_g, x2 - x1, opts), opts.min_gutter_px)
+    col_g = _interior_gutters(_separators(col_n[c0:c1], sub_g.T, y2 - y1, opts), opts.min_gutter_px)
     if not row_g and not col_g:
         return [trimmed]
     widest_row = max((e - s for s, e in row_g), default=0) / (y2 - y1)
@@ -169,31 +178,26 @@ def _xy_cut(content: np.ndarray, gray: np.ndarray, box: Box, depth: int, opts: L
     return out
 
 
-def _split_strip(content: np.ndarray, box: Box) -> list[Box]:
+def _split_strip(content: np.ndarray, box: Box, along: np.ndarray) -> list[Box]:
     """A text-line-like strip, cut only at word-sized gaps along its length (panel letters in a
-    gutter row become their own pieces, a sentence stays whole-ish)."""
+    gutter row become their own pieces, a sentence stays whole-ish). ``along`` = content pixels
+    per position along the strip's length."""
     x1, y1, x2, y2 = box
     horizontal = (x2 - x1) >= (y2 - y1)
-    sub = content[y1:y2, x1:x2]
-    filled = sub.any(axis=0) if horizontal else sub.any(axis=1)
     thick = (y2 - y1) if horizontal else (x2 - x1)
     min_gap = max(3, int(0.6 * thick))
+    words: list[list[int]] = []
+    for s, e in _runs(along > 0):
+        if words and s - words[-1][1] < min_gap:
+            words[-1][1] = e
+        else:
+            words.append([s, e])
     out: list[Box] = []
-    start = None
-    gap = 0
-    for i, f in enumerate(filled.tolist() + [False] * min_gap):
-        if f:
-            start = i if start is None else start
-            gap = 0
-            end = i + 1
-        elif start is not None:
-            gap += 1
-            if gap >= min_gap:
-                piece = (x1 + start, y1, x1 + end, y2) if horizontal else (x1, y1 + start, x2, y1 + end)
-                t = _trim(content, piece)
-                if t is not None:
-                    out.append(t)
-                start = None
+    for s, e in words:
+        piece = (x1 + s, y1, x1 + e, y2) if horizontal else (x1, y1 + s, x2, y1 + e)
+        t = _trim(content, piece)
+        if t is not None:
+            out.append(t)
     return out
 
 
@@ -233,28 +237,33 @@ def _absorb_minor(majors: list[Box], minors: list[Box], limit: float) -> tuple[l
     """Grow each panel by the small pieces nearest to it (axis titles, tick labels, legends).
 
     A piece joins the nearest panel it would not blow up (union <= 1.6x the panel's area and not
-    reaching into another panel); thin lines (drawn borders) join nothing."""
-    grown = list(majors)
+    reaching into another panel); thin lines (drawn borders) join nothing. Vectorized over the
+    panels: a figure can have dozens of panels and hundreds of pieces."""
+    panels = np.array(majors, dtype=np.int64)
+    panel_area = (panels[:, 2] - panels[:, 0]) * (panels[:, 3] - panels[:, 1])
+    grown = panels.copy()
     for m in sorted(minors, key=lambda b: (b[1], b[0])):
         if min(m[2] - m[0], m[3] - m[1]) <= 3:
             continue
-        best: tuple[int, int] | None = None
-        for k, p in enumerate(majors):
-            d = _gap(m, p)
-            u = _union(grown[k], m)
-            if d > limit or _area(u) > 1.6 * _area(grown[k]):
-                continue
-            if any(j != k and _overlap(u, q) > 0.1 * _area(q) for j, q in enumerate(majors)):
-                continue
-            if best is None or (d, k) < best:
-                best = (d, k)
-        if best is not None:
-            grown[best[1]] = _union(grown[best[1]], m)
-    return grown, list(minors)
-
-
-def _overlap(a: Box, b: Box) -> int:
-    return max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
+        dx = np.maximum(0, np.maximum(panels[:, 0], m[0]) - np.minimum(panels[:, 2], m[2]))
+        dy = np.maximum(0, np.maximum(panels[:, 1], m[1]) - np.minimum(panels[:, 3], m[3]))
+        dist = dx + dy
+        union = np.concatenate([np.minimum(grown[:, :2], m[:2]), np.maximum(grown[:, 2:], m[2:])], axis=1)
+        area_u = (union[:, 2] - union[:, 0]) * (union[:, 3] - union[:, 1])
+        area_g = (grown[:, 2] - grown[:, 0]) * (grown[:, 3] - grown[:, 1])
+        cand = np.flatnonzero((dist <= limit) & (area_u <= 1.6 * area_g))
+        if cand.size == 0:
+            continue
+        u = union[cand]
+        ix = np.maximum(0, np.minimum(u[:, None, 2], panels[None, :, 2]) - np.maximum(u[:, None, 0], panels[None, :, 0]))
+        iy = np.maximum(0, np.minimum(u[:, None, 3], panels[None, :, 3]) - np.maximum(u[:, None, 1], panels[None, :, 1]))
+        intrudes = ix * iy > 0.1 * panel_area[None, :]
+        intrudes[np.arange(cand.size), cand] = False  # a panel's own area does not count
+        fits = cand[~intrudes.any(axis=1)]
+        if fits.size:
+            k = int(fits[np.argmin(dist[fits])])  # nearest; ties go to the first panel
+            grown[k] = union[k]
+    return [tuple(int(v) for v in g) for g in grown], list(minors)  # type: ignore[misc]
 
 
 def reading_order(boxes: list[Box]) -> list[Box]:

@@ -1,12 +1,14 @@
 """GPU benchmark of the VLM re-captioning stage (issue 7, part 6): captions/s and generated tokens/s.
 
 A ~2 B-parameter LLaVA (CLIP-L/14-336 vision tower + 22-layer 2048-wide Llama decoder) is built
-from a config with random weights (no download), served by the local backend exactly as the stage
-uses it, over a batch-size sweep. Every request generates exactly ``--new-tokens`` tokens (EOS is
-suppressed) so throughput is comparable across batch sizes. Real captions and figures come from
-../shared/data. Never run in CI.
+from a config with random weights (no download), served by the stage's backend exactly as the stage
+uses it (transformers, or vLLM with ``--backend vllm`` where vllm is installed), over a batch-size
+sweep. Every request generates exactly ``--new-tokens`` tokens (EOS is ignored) so throughput is
+comparable across batch sizes and engines. Real captions and figures come from ../shared/data.
+Never run in CI.
 
-    python bench/recaption_gpu_bench.py                     # GPU, 2b model, batch sizes 1..32
+    python bench/recaption_gpu_bench.py                     # GPU, 2b model, batch sizes 1..32, transformers
+    python bench/recaption_gpu_bench.py --backend vllm      # the same sweep on vLLM
     python bench/recaption_gpu_bench.py --cpu-smoke         # tiny model on CPU: checks the script works
 """
 from __future__ import annotations
@@ -16,7 +18,9 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -39,20 +43,56 @@ def _inputs(n: int) -> list[tuple[str, bytes]]:
     return out
 
 
+def _backend(kind: str, path: Path, device: str, dtype: str, batch_size: int, attn: str | None) -> Any:
+    """The stage's backend on ``kind``, made to ignore EOS so every caption gets ``max_new_tokens``."""
+    if kind == "vllm":
+        from medcorpus.pipelines.llm.types import GenParams
+        from medcorpus.pipelines.llm.vllm_backend import VLLMBackend, VLLMBackendOptions, sampling_kwargs
+
+        class FixedLength(VLLMBackend):
+            def sampling_params(self, params: GenParams) -> Any:
+                from vllm import SamplingParams
+
+                return SamplingParams(**sampling_kwargs(params), ignore_eos=True)
+
+        return FixedLength(VLLMBackendOptions(str(path), dtype, batch_size))
+    from medcorpus.pipelines.llm.local_backend import LocalBackend, LocalBackendOptions
+
+    backend = LocalBackend(LocalBackendOptions(str(path), device=device, dtype=dtype, batch_size=batch_size,
+                                               attn_implementation=attn))
+    backend.net.generation_config.eos_token_id = None
+    return backend
+
+
+def _n_params(path: Path) -> int:
+    """Parameters of the saved model, from its safetensors headers (whichever engine loads it)."""
+    from math import prod
+
+    from safetensors import safe_open
+
+    total = 0
+    for f in path.glob("*.safetensors"):
+        with safe_open(f, "pt") as fh:
+            total += sum(prod(fh.get_slice(k).get_shape()) for k in fh.keys())
+    return total
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cpu-smoke", action="store_true", help="tiny model on CPU, small sweep")
+    ap.add_argument("--cpu-smoke", action="store_true", help="tiny model on CPU, small sweep (transformers)")
+    ap.add_argument("--backend", choices=("local", "vllm"), default="local",
+                    help="engine: local (transformers) or vllm (needs vllm installed and a CUDA GPU)")
     ap.add_argument("--batch-sizes", default=None, help="comma-separated (default 1,2,4,8,16,32; smoke: 1,2,4)")
     ap.add_argument("--new-tokens", type=int, default=None, help="generated tokens per caption (default 64; smoke 8)")
     ap.add_argument("--batches", type=int, default=3, help="timed batches per batch size (after one warm-up)")
     ap.add_argument("--dtype", default="bfloat16")
-    ap.add_argument("--attn", default="sdpa")
+    ap.add_argument("--attn", default="sdpa", help="attention implementation (transformers only)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args()
 
     import torch
 
-    from medcorpus.pipelines.llm.local_backend import LocalBackend, LocalBackendOptions, image_data_url
+    from medcorpus.pipelines.llm.local_backend import image_data_url
     from medcorpus.pipelines.llm.random_models import build_vlm
     from medcorpus.pipelines.llm.types import ChatRequest, GenParams
     from medcorpus.transforms.caption_clean import clean_caption
@@ -60,8 +100,11 @@ def main() -> None:
 
     smoke = args.cpu_smoke
     size, device = ("tiny", "cpu") if smoke else ("2b", "cuda")
+    if smoke and args.backend == "vllm":
+        sys.exit("--cpu-smoke runs transformers only: vLLM needs a CUDA GPU")
     if not smoke and not torch.cuda.is_available():
         sys.exit("no GPU: use --cpu-smoke to check the script")
+    track_mem = device == "cuda" and args.backend == "local"  # vLLM allocates in its own engine process
     sizes = [int(x) for x in (args.batch_sizes or ("1,2,4" if smoke else "1,2,4,8,16,32")).split(",")]
     new_tokens = args.new_tokens or (8 if smoke else 64)
     roco = (DATA / "evalsets" / "roco_test" / "radiology" / "captions.txt").read_text().splitlines()[:3000]
@@ -69,34 +112,32 @@ def main() -> None:
         t0 = time.time()
         path = build_vlm(Path(tmp) / f"llava-{size}", [x.split("\t", 1)[1] for x in roco], size=size,
                          dtype=None if smoke else args.dtype)
-        backend = LocalBackend(LocalBackendOptions(str(path), device=device,
-                                                   dtype="float32" if smoke else args.dtype,
-                                                   batch_size=max(sizes), attn_implementation=None if smoke else args.attn))
-        n_params = sum(p.numel() for p in backend.net.parameters())
+        backend = _backend(args.backend, path, device, "float32" if smoke else args.dtype, max(sizes),
+                           None if smoke else args.attn)
+        n_params = _n_params(path)
         print(f"model: llava-{size}, {n_params / 1e9:.2f} B parameters, built+loaded in {time.time() - t0:.0f}s, "
-              f"device {device} ({torch.cuda.get_device_name() if device == 'cuda' else 'cpu'})", flush=True)
-        backend.net.generation_config.eos_token_id = None  # always generate new_tokens tokens
+              f"{backend.name} on {torch.cuda.get_device_name() if device == 'cuda' else 'cpu'}", flush=True)
         params = GenParams(max_new_tokens=new_tokens)
         inputs = _inputs(max(sizes) * (args.batches + 1))
         rows = []
         for bs in sizes:
-            backend.options = LocalBackendOptions(str(path), device, backend.options.dtype, bs)
+            backend.options = replace(backend.options, batch_size=bs)
             reqs = [ChatRequest(RECAPTION.messages({"caption": clean_caption(c), "context": ""}, image_data_url(img)),
                                 params) for c, img in inputs[: bs * (args.batches + 1)]]
             backend.complete(reqs[:bs])  # warm-up
-            if device == "cuda":
+            if track_mem:
                 torch.cuda.synchronize()
                 torch.cuda.reset_peak_memory_stats()
             t = time.perf_counter()
             out = backend.complete(reqs[bs:])
-            if device == "cuda":
+            if track_mem:
                 torch.cuda.synchronize()
             dt = time.perf_counter() - t
             toks = sum(o.completion_tokens for o in out)
             row = {"batch_size": bs, "captions": len(out), "seconds": round(dt, 3),
                    "captions_per_s": round(len(out) / dt, 2), "generated_tokens_per_s": round(toks / dt, 1),
                    "prompt_tokens_mean": round(sum(o.prompt_tokens for o in out) / len(out), 1),
-                   "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if device == "cuda" else None}
+                   "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if track_mem else None}
             rows.append(row)
             print(json.dumps(row), flush=True)
         print("\n| batch | captions/s | gen tokens/s | prompt tokens | peak GiB |\n|---|---|---|---|---|")
@@ -104,8 +145,8 @@ def main() -> None:
             print(f"| {r['batch_size']} | {r['captions_per_s']} | {r['generated_tokens_per_s']} | "
                   f"{r['prompt_tokens_mean']} | {r['peak_mem_gib']} |")
         if args.json:
-            args.json.write_text(json.dumps({"model": f"llava-{size}", "params": n_params, "new_tokens": new_tokens,
-                                             "results": rows}, indent=1))
+            args.json.write_text(json.dumps({"model": f"llava-{size}", "backend": backend.name, "params": n_params,
+                                             "new_tokens": new_tokens, "results": rows}, indent=1))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ loopback, the HTTP client's retries/concurrency/rate limit, the request cache an
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import io
 import json
 import time
@@ -14,18 +15,21 @@ from PIL import Image
 from testdata import DATA
 
 from medcorpus.pipelines.llm.cache import RequestCache
-from medcorpus.pipelines.llm.config import LLMOptions
+from medcorpus.pipelines.llm.config import BackendOptions, LLMOptions
 from medcorpus.pipelines.llm.engine import LLMEngine, TaskInput
-from medcorpus.pipelines.llm.local_backend import LocalBackend, LocalBackendOptions, image_data_url
+from medcorpus.pipelines.llm.local_backend import LocalBackend, LocalBackendOptions, decode_data_url, image_data_url
 from medcorpus.pipelines.llm.openai_client import OpenAIClient, OpenAIClientOptions
 from medcorpus.pipelines.llm.random_models import build_text_model, build_vlm
 from medcorpus.pipelines.llm.server import make_app, request_count, run_app_in_thread
-from medcorpus.pipelines.llm.stage import LLMStage, recaption, recaption_batch
+from medcorpus.pipelines.llm.stage import LLMStage, backend_engine, recaption, recaption_batch
 from medcorpus.pipelines.llm.types import ChatRequest, Completion, GenParams, RunStats
+from medcorpus.pipelines.llm.vllm_backend import sampling_kwargs, vllm_messages
 from medcorpus.schemas.llm import LLM_FIELDS, to_arrow_row
 from medcorpus.transforms.llm_tasks import ENRICH, EXTRACT, RECAPTION
 
 MEDICAT = DATA / "compound" / "medicat_sample"
+NO_VLLM = importlib.util.find_spec("vllm") is None  # vllm needs CUDA to install: absent in CI
+needs_no_vllm = pytest.mark.skipif(not NO_VLLM, reason="checks what happens where vllm is not installed")
 ROCO = DATA / "evalsets" / "roco_test" / "radiology" / "captions.txt"
 PARAMS = GenParams(max_new_tokens=8)
 
@@ -178,6 +182,19 @@ def test_gate_keeps_the_original_when_the_output_hallucinates(tmp_path):
     assert len(backend.calls) == 1 and len(backend.calls[0]) == 2  # one batch
 
 
+def test_cache_hits_keep_the_engine_that_wrote_them(samples, tmp_path):
+    """The engine is not in the cache key: a rerun of the same model on another engine sends nothing,
+    and its outputs still name the engine that wrote them."""
+    config = LLMOptions.from_dict({"tasks": {"recaption": True}, "cache": {"path": str(tmp_path / "c.sqlite")}})
+    first, second = _Scripted(lambda r: "Chest CT."), _Scripted(lambda r: "never sent")
+    second.name = "vllm"
+    out1 = LLMStage(config, backend=first).process([f for f, _ in samples], [img for _, img in samples])
+    out2 = LLMStage(config, backend=second).process([f for f, _ in samples], [img for _, img in samples])
+    assert len(first.calls) == 1 and second.calls == []
+    assert [g["backend"] for o in out1 for g in o["generated"]] == ["scripted"] * 3
+    assert [(g["backend"], g["cache_hit"]) for o in out2 for g in o["generated"]] == [("scripted", True)] * 3
+
+
 def test_schema_repair_is_bounded_and_cached(tmp_path):
     answers = iter(['{"modality": "CAT"}', '{"modality": "CT", "anatomy": ["chest"], "findings": []}'])
     backend = _Scripted(lambda r: next(answers))
@@ -276,3 +293,76 @@ def test_recaption_batch_with_local_backend(models, samples, tmp_path):
     assert all(g[0]["backend"] == "local" and g[0]["model"] == "tiny-llava" for g in gens)
     compound = [json.loads(s) for s in out["subcaptions"] if s]
     assert compound and all(len(s) >= 2 for s in compound)  # the real compound captions split by the rules
+
+
+# --- vLLM: engine selection and the requests it gets (vllm itself needs CUDA: not installed here) ---------
+
+def _local(path, **kw) -> BackendOptions:
+    return BackendOptions(kind="local", model_path=str(path), **kw)
+
+
+def test_engine_selection_without_vllm(models):
+    path = models["vlm"]
+    assert backend_engine(BackendOptions(), "always") == "openai"  # use_vllm never touches HTTP backends
+    assert backend_engine(_local(path), "never") == "local"
+    assert backend_engine(_local(path, device="cpu"), "auto") == "local"  # a pinned device keeps transformers
+    if NO_VLLM:
+        assert backend_engine(_local(path), "auto") == "local"
+        with pytest.raises(ImportError, match=r"backend kind vllm needs the 'vllm' package.*vllm"):
+            backend_engine(BackendOptions(kind="vllm", model_path=str(path)), "auto")
+        with pytest.raises(ImportError, match=r"ray.use_vllm: always needs the 'vllm' package"):
+            backend_engine(_local(path), "always")
+
+
+@needs_no_vllm
+def test_auto_without_vllm_runs_transformers_and_one_model_serves_both_tasks(models, samples):
+    stage = LLMStage(LLMOptions.from_dict({
+        "tasks": {"enrich": True, "recaption": True},
+        "backend": {"kind": "local", "model_path": str(models["vlm"]), "batch_size": 4},
+        "generation": {"max_new_tokens": 4}}))
+    assert stage.options.ray.use_vllm == "auto"
+    assert stage._engine("vision") is stage._engine("text")  # never two copies of the model
+    assert isinstance(stage._engine("vision").backend, LocalBackend)
+    out = stage.process([samples[0][0]], [samples[0][1]])[0]
+    assert {g["task"] for g in out["generated"]} == {"enrich", "recaption"}
+    assert {g["backend"] for g in out["generated"]} == {"local"}
+
+
+@needs_no_vllm
+@pytest.mark.parametrize("backend, ray, message", [
+    ({"kind": "vllm"}, {}, "backend kind vllm needs the 'vllm' package"),
+    ({"kind": "local"}, {"use_vllm": "always"}, "ray.use_vllm: always needs the 'vllm' package"),
+])
+def test_missing_vllm_fails_when_the_stage_is_built(models, tmp_path, backend, ray, message):
+    options = LLMOptions.from_dict({"tasks": {"recaption": True}, "ray": ray,
+                                    "backend": {**backend, "model_path": str(models["vlm"])}})  # the config is fine
+    with pytest.raises(ImportError, match=message):
+        LLMStage(options)
+    # a stage whose model is injected needs no engine of its own
+    stage = LLMStage(options, backend=_Scripted(lambda r: "CT."))
+    assert stage.process([{"caption": "Chest CT."}], [b"img"])[0]["generated"][0]["backend"] == "scripted"
+
+
+def test_vllm_messages_from_real_requests(samples):
+    """What vLLM's chat gets: the task's OpenAI messages, read as the transformers backend reads them."""
+    for fields, image in samples:
+        url = image_data_url(image)
+        inputs = {"caption": fields["caption"], "context": " ".join(fields["mentions"])}
+        messages = RECAPTION.messages(inputs, url)
+        system, user = vllm_messages(messages, vision=True)
+        assert system == {"role": "system", "content": RECAPTION.system}
+        assert user["role"] == "user" and [p["type"] for p in user["content"]] == ["image_url", "text"]
+        assert decode_data_url(user["content"][0]["image_url"]["url"]) == image
+        assert user["content"][1]["text"] == RECAPTION.render(inputs)
+        assert vllm_messages(messages, vision=False)[1] == {"role": "user", "content": RECAPTION.render(inputs)}
+        repair = ENRICH.messages(inputs) + [{"role": "assistant", "content": "x"}, {"role": "user", "content": "y"}]
+        assert vllm_messages(repair, vision=True) == repair  # text-only turns pass as they are
+    web_image = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x.org/a.jpg"}}]}]
+    with pytest.raises(ValueError, match="no network"):
+        vllm_messages(web_image, vision=True)
+
+
+def test_sampling_kwargs_carry_every_generation_parameter():
+    params = GenParams(max_new_tokens=12, temperature=0.7, top_p=0.9, seed=3)
+    assert sampling_kwargs(params) == {"max_tokens": 12, "temperature": 0.7, "top_p": 0.9, "seed": 3}
+    assert sampling_kwargs(PARAMS)["temperature"] == 0.0  # greedy by default, as the transformers backend

@@ -1,6 +1,7 @@
 """The llm stage inside a corpus build: a tiny random VLM (built from a config) re-captions real figures."""
 from __future__ import annotations
 
+import importlib.util
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -72,6 +73,47 @@ def test_llm_config_changes_the_config_hash_and_bad_keys_fail_early() -> None:
 
     with pytest.raises(ValueError, match="unknown"):
         from_dict({"stages": ["fetch", "parse", "image", "llm"], "defaults": {"llm": {"taskz": {}}}})
+
+
+def _llm_backend(**backend) -> dict:
+    return {"tasks": {"recaption": True}, "backend": backend}
+
+
+def test_engine_is_not_in_the_config_hash_and_vllm_keys_are_checked_early() -> None:
+    """kind: vllm names a model as kind: local does (the engine is how it runs, like the device);
+    the config is checked where it is read, without vllm, which only the GPU workers may have."""
+    from medcorpus.pipelines.llm.config import LLMOptions
+
+    base = load_config(REPO / "dataflow.yaml")
+    cfg = lambda llm: replace(base, stages=(*base.stages, "llm"), llm=llm)  # noqa: E731
+    local = cfg(_llm_backend(kind="local", model_path="/models/llava-med"))
+    same = [cfg(_llm_backend(kind="vllm", model_path="/models/llava-med", engine_kwargs={"max_model_len": 8192})),
+            cfg({**_llm_backend(kind="local", model_path="/models/llava-med"), "ray": {"use_vllm": "never"}}),
+            cfg(_llm_backend(kind="local", model_path="/models/llava-med", device="cpu", batch_size=64))]
+    assert {c.config_hash() for c in same} == {local.config_hash()}
+    assert cfg(_llm_backend(kind="vllm", model_path="/models/other")).config_hash() != local.config_hash()
+    assert cfg(_llm_backend(kind="openai", model="llava-med")).config_hash() != local.config_hash()
+    bad = {"kind must be one of openai, local, vllm": _llm_backend(kind="tgi"),
+           "kind vllm needs model_path": _llm_backend(kind="vllm"),
+           "kind local needs model_path": _llm_backend(kind="local"),
+           "vllm needs device auto or cuda": _llm_backend(kind="vllm", model_path="m", device="cuda:1"),
+           "engine_kwargs must be a mapping": _llm_backend(kind="vllm", model_path="m", engine_kwargs=[1]),
+           "use_vllm must be one of": {"ray": {"use_vllm": "sometimes"}},
+           "always runs local backends on vLLM": {**_llm_backend(kind="local", model_path="m", device="cpu"),
+                                                  "ray": {"use_vllm": "always"}}}
+    for message, llm in bad.items():
+        with pytest.raises(ValueError, match=message):
+            LLMOptions.from_dict(llm)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="checks a worker without vllm")
+def test_worker_without_vllm_fails_building_the_llm_stage(tmp_path: Path, tiny_vlm: Path) -> None:
+    from medcorpus.pipelines.graph import llm_stage
+
+    cfg = replace(_with_llm(tiny_vlm), llm=_llm_backend(kind="vllm", model_path=str(tiny_vlm)))
+    assert cfg.config_hash()  # the driver reads the config without vllm
+    with pytest.raises(ImportError, match="backend kind vllm needs the 'vllm' package"):
+        llm_stage(cfg, str(tmp_path))
 
 
 def test_llm_stage_as_its_own_ray_step_matches_local(tmp_path: Path, tiny_vlm: Path,

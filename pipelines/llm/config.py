@@ -34,10 +34,15 @@ class TaskSwitches:
         return self.subcaptions == "llm" or self.enrich or self.extract
 
 
+BACKEND_KINDS = ("openai", "local", "vllm")
+USE_VLLM = ("auto", "never", "always")
+VLLM_DEVICES = ("auto", "cuda")  # vLLM runs on the GPUs the process sees (CUDA_VISIBLE_DEVICES; Ray sets it)
+
+
 @dataclass(frozen=True)
 class BackendOptions:
-    kind: str = "openai"       # openai | local
-    model: str = "default"     # the served model name (openai) / provenance name (local; default: folder)
+    kind: str = "openai"       # openai (HTTP server) | local (transformers) | vllm (vLLM offline engine)
+    model: str = "default"     # the served model name (openai) / provenance name (local, vllm; default: folder)
     # openai
     base_url: str = "http://127.0.0.1:8000/v1"
     api_key_env: str | None = "OPENAI_API_KEY"
@@ -47,20 +52,39 @@ class BackendOptions:
     timeout_s: float = 120.0
     max_retries: int = 5
     response_format: str | None = None
-    # local
+    # local, vllm
     model_path: str = ""
     device: str = "auto"
     dtype: str = "auto"
     batch_size: int = 8
     attn_implementation: str | None = None
+    # vllm (also a local backend that ray.use_vllm hands to vLLM): more vllm.LLM arguments, e.g.
+    # tensor_parallel_size, gpu_memory_utilization, max_model_len
+    engine_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.kind not in ("openai", "local"):
-            raise ValueError(f"backend kind must be openai or local, not {self.kind!r}")
+        if self.kind not in BACKEND_KINDS:
+            raise ValueError(f"backend kind must be one of {', '.join(BACKEND_KINDS)}, not {self.kind!r}")
+        if self.local_weights() and not self.model_path:
+            raise ValueError(f"backend kind {self.kind} needs model_path (the model folder)")
+        if self.kind == "vllm" and self.device not in VLLM_DEVICES:
+            raise ValueError(f"backend kind vllm needs device auto or cuda, not {self.device!r} "
+                             "(vLLM runs on the GPUs the process sees: set CUDA_VISIBLE_DEVICES)")
+        if not isinstance(self.engine_kwargs, dict):
+            raise ValueError(f"backend engine_kwargs must be a mapping, not {self.engine_kwargs!r}")
+
+    def local_weights(self) -> bool:
+        """The model runs in this process from a folder of weights (not behind a URL)."""
+        return self.kind != "openai"
 
     def identity(self) -> dict[str, Any]:
-        """What names the model (part of the output hash); not how it is reached."""
-        return {"kind": self.kind, "model": self.model, "model_path": self.model_path if self.kind == "local" else ""}
+        """What names the model (part of the output hash); not how it is reached or run.
+
+        transformers and vLLM run the same weights: like device, dtype and batch size, the engine is
+        how a model runs, so ``kind: vllm`` names the model as ``kind: local`` does (and ``ray.use_vllm``
+        never changes the hash). Provenance records the engine of every output (``backend``)."""
+        kind = "local" if self.local_weights() else self.kind
+        return {"kind": kind, "model": self.model, "model_path": self.model_path if self.local_weights() else ""}
 
 
 @dataclass(frozen=True)
@@ -68,7 +92,12 @@ class RayOptions:
     num_gpus: float = 1.0      # per actor of the stage
     concurrency: int = 1       # actors
     batch_size: int = 32       # rows per map_batches call
-    use_vllm: str = "auto"     # auto (when ray.data.llm and vllm import) | never | always
+    # local backends on vLLM: auto (when vllm imports and a CUDA GPU is visible) | never | always
+    use_vllm: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.use_vllm not in USE_VLLM:
+            raise ValueError(f"ray.use_vllm must be one of {', '.join(USE_VLLM)}, not {self.use_vllm!r}")
 
 
 def _typed(cls: type, values: dict[str, Any] | None) -> Any:
@@ -91,6 +120,12 @@ class LLMOptions:
     clean: CleanOptions = CleanOptions()
     faithfulness: FaithfulnessOptions = FaithfulnessOptions()
     ray: RayOptions = RayOptions()
+
+    def __post_init__(self) -> None:
+        pinned = [b.device for b in (self.backend, self.vision()) if b.kind == "local" and b.device not in VLLM_DEVICES]
+        if self.ray.use_vllm == "always" and pinned:
+            raise ValueError(f"ray.use_vllm: always runs local backends on vLLM, which needs device auto or cuda, "
+                             f"not {pinned[0]!r}")
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None) -> "LLMOptions":

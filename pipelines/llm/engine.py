@@ -38,6 +38,7 @@ class TaskAnswer:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     error: str | None = None        # transport failure
+    backend: str | None = None      # the engine that wrote it (None: a cache entry from before it was stored)
 
 
 def run_sync(coro: Awaitable[T]) -> T:
@@ -58,6 +59,10 @@ class LLMEngine:
         self.stats = stats or getattr(backend, "stats", None) or RunStats()
 
     def key(self, task: TaskSpec, item: TaskInput) -> str:
+        """The request's cache key: model name, template, inputs and parameters. Not the engine: the
+        same model answers the same request on transformers or vLLM (up to numerics, as on another
+        device or batch size), so a rerun on the other engine reuses the cache; each answer keeps the
+        engine that wrote it."""
         inputs = dict(item.fields)
         if task.vision and item.image is not None:
             inputs["image_sha256"] = hashlib.sha256(item.image).hexdigest()
@@ -84,7 +89,7 @@ class LLMEngine:
         requests = [self._request(task, items[i]) for i in unique]
         results = await self.backend.acomplete(requests) if requests else []
         fresh = [TaskAnswer(r.text, prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens,
-                            error=r.error) for r in results]
+                            error=r.error, backend=self.backend.name) for r in results]
         if task.json_schema is not None:
             await self._validate(task, requests, fresh)
         for i, ans in zip(unique, fresh):
@@ -92,11 +97,11 @@ class LLMEngine:
             if self.cache is not None and ans.error is None:
                 self.cache.put(keys[i], {"text": ans.text, "value": ans.value, "errors": ans.errors,
                                          "prompt_tokens": ans.prompt_tokens,
-                                         "completion_tokens": ans.completion_tokens})
+                                         "completion_tokens": ans.completion_tokens, "backend": ans.backend})
         for i in todo:
             if answers[i] is None:
                 src = answers[first_of[keys[i]]]
-                answers[i] = TaskAnswer(src.text, src.value, src.errors, True, 0, 0, src.error)
+                answers[i] = TaskAnswer(src.text, src.value, src.errors, True, 0, 0, src.error, src.backend)
         return answers  # type: ignore[return-value]
 
     async def _validate(self, task: TaskSpec, requests: list[ChatRequest], answers: list[TaskAnswer]) -> None:

@@ -17,7 +17,8 @@ from typing import Any
 
 from medcorpus.pipelines.llm.types import ChatRequest, Completion, GenParams, RunStats
 
-__all__ = ["LocalBackendOptions", "LocalBackend", "decode_data_url", "image_data_url"]
+__all__ = ["LocalBackendOptions", "LocalBackend", "decode_data_url", "image_data_url", "split_content",
+           "is_vision_model"]
 
 
 @dataclass(frozen=True)
@@ -41,18 +42,29 @@ def decode_data_url(url: str) -> bytes:
     return base64.b64decode(payload) if ";base64" in header else payload.encode()
 
 
-def _split_content(content: Any) -> tuple[str, list[bytes]]:
-    """OpenAI message content → (text, images in order)."""
+def split_content(content: Any) -> tuple[str, list[str]]:
+    """OpenAI message content → (its text parts joined, its image data URLs in order).
+
+    Only ``data:`` URLs pass: a backend must never fetch an image from the network."""
     if isinstance(content, str):
         return content, []
-    texts, images = [], []
+    texts, urls = [], []
     for part in content or []:
         if part.get("type") == "text":
             texts.append(part.get("text", ""))
         elif part.get("type") == "image_url":
             url = part["image_url"]["url"] if isinstance(part.get("image_url"), dict) else part.get("image_url")
-            images.append(decode_data_url(url))
-    return "\n".join(texts), images
+            if not str(url).startswith("data:"):
+                raise ValueError("only data: URLs are accepted (no network fetches)")
+            urls.append(url)
+    return "\n".join(texts), urls
+
+
+def is_vision_model(path: str | Path) -> bool:
+    """Whether the model folder holds a vision-language model (its config has a vision tower)."""
+    from transformers import AutoConfig
+
+    return hasattr(AutoConfig.from_pretrained(path, local_files_only=True), "vision_config")
 
 
 class LocalBackend:
@@ -60,7 +72,6 @@ class LocalBackend:
 
     def __init__(self, options: LocalBackendOptions, stats: RunStats | None = None):
         import torch
-        from transformers import AutoConfig
 
         self.options = options
         self.stats = stats or RunStats()
@@ -71,8 +82,7 @@ class LocalBackend:
         if dtype == "auto":
             dtype = "bfloat16" if self.device.startswith("cuda") else "float32"
         self.dtype = getattr(torch, dtype)
-        config = AutoConfig.from_pretrained(path, local_files_only=True)
-        self.vision = hasattr(config, "vision_config")
+        self.vision = is_vision_model(path)
         kwargs: dict[str, Any] = {"dtype": self.dtype, "local_files_only": True}
         if options.attn_implementation:
             kwargs["attn_implementation"] = options.attn_implementation
@@ -98,7 +108,8 @@ class LocalBackend:
     def _prompt(self, messages: list[dict[str, Any]]) -> tuple[str, list[bytes]]:
         hf, images = [], []
         for msg in messages:
-            text, imgs = _split_content(msg.get("content"))
+            text, urls = split_content(msg.get("content"))
+            imgs = [decode_data_url(u) for u in urls]
             images += imgs
             if self.vision:
                 parts = [{"type": "image"} for _ in imgs] + [{"type": "text", "text": text}]
@@ -167,8 +178,7 @@ class LocalBackend:
                     prompts = [self._prompt(requests[i].messages) for i in chunk]
                     for i, c in zip(chunk, self._generate([p for p, _ in prompts], [im for _, im in prompts], params)):
                         out[i] = c
-        for c in out:
-            self.stats.add(requests=1, prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens)
+        self.stats.add_completions(out)  # type: ignore[arg-type]
         return out  # type: ignore[return-value]
 
     async def acomplete(self, requests: list[ChatRequest]) -> list[Completion]:

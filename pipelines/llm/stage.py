@@ -15,26 +15,49 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from medcorpus.pipelines.llm.cache import RequestCache
-from medcorpus.pipelines.llm.config import BackendOptions, LLMOptions
+from medcorpus.pipelines.llm.config import VLLM_DEVICES, BackendOptions, LLMOptions
 from medcorpus.pipelines.llm.engine import LLMEngine, TaskAnswer, TaskInput
 from medcorpus.pipelines.llm.types import Backend, RunStats
+from medcorpus.pipelines.llm.vllm_backend import require_vllm, vllm_usable
 from medcorpus.transforms.caption_clean import clean_caption
 from medcorpus.transforms.faithfulness import Faithfulness, Linker, check
 from medcorpus.transforms.llm_tasks import (ENRICH, EXTRACT, RECAPTION, SUBCAPTIONS, TaskSpec,
                                             extraction_claims_text, near_substring, validate_subcaptions)
 
-__all__ = ["LLMStage", "recaption", "recaption_batch", "RecaptionUDF", "make_backend", "ray_map_batches_kwargs",
-           "vllm_processor", "OUTPUT_COLUMNS"]
+__all__ = ["LLMStage", "recaption", "recaption_batch", "RecaptionUDF", "make_backend", "backend_engine",
+           "ray_map_batches_kwargs", "OUTPUT_COLUMNS"]
 
 OUTPUT_COLUMNS = ("caption_original", "caption_clean", "caption_llm", "context_llm", "subcaptions",
                   "subcaptions_source", "structured_llm", "generated")
 
 
-def make_backend(options: BackendOptions, stats: RunStats | None = None) -> Backend:
-    if options.kind == "local":
+def backend_engine(options: BackendOptions, use_vllm: str) -> str:
+    """The engine that serves ``options``: ``openai``, ``local`` (transformers) or ``vllm``.
+
+    ``kind: vllm`` and ``ray.use_vllm: always`` require vllm (a clear ImportError here, before any
+    model loads); ``auto`` hands a local model to vLLM where vllm imports and a CUDA GPU is visible,
+    unless its device is pinned (cpu, cuda:N). Resolved where the stage runs, never when the config
+    is read: on a cluster vllm may be installed on the GPU workers only."""
+    if options.kind == "openai" or (options.kind == "local" and use_vllm == "never"):
+        return options.kind
+    if options.kind == "vllm" or use_vllm == "always":
+        require_vllm("backend kind vllm" if options.kind == "vllm" else "ray.use_vllm: always")
+        return "vllm"
+    return "vllm" if options.device in VLLM_DEVICES and vllm_usable() else "local"
+
+
+def make_backend(options: BackendOptions, stats: RunStats | None = None, engine: str | None = None) -> Backend:
+    """The backend for ``options`` on ``engine`` (from ``backend_engine``; default: the configured kind)."""
+    engine = engine or options.kind
+    model_name = options.model if options.model != "default" else None
+    if engine == "vllm":
+        from medcorpus.pipelines.llm.vllm_backend import VLLMBackend, VLLMBackendOptions
+
+        return VLLMBackend(VLLMBackendOptions(options.model_path, options.dtype, options.batch_size, model_name,
+                                              options.engine_kwargs), stats)
+    if engine == "local":
         from medcorpus.pipelines.llm.local_backend import LocalBackend, LocalBackendOptions
 
-        model_name = options.model if options.model != "default" else None
         return LocalBackend(LocalBackendOptions(options.model_path, options.device, options.dtype, options.batch_size,
                                                 options.attn_implementation, model_name), stats)
     from medcorpus.pipelines.llm.openai_client import OpenAIClient, OpenAIClientOptions
@@ -75,34 +98,41 @@ class LLMStage:
         self.stats = RunStats()
         self.cache = cache if cache is not None else (RequestCache(options.cache_path) if options.cache_path else None)
         self.linker = linker
+        self._given = {"text": backend, "vision": vision_backend}
         t = options.tasks
-        self._text_backend = backend
-        self._vision_backend = vision_backend
-        self._need_text = t.needs_text_backend()
-        self._need_vision = t.recaption
+        slots = {self._slot(w) for w, needed in (("text", t.needs_text_backend()), ("vision", t.recaption)) if needed}
+        # engines resolved now, so a missing vllm fails when the stage is built, not in its first batch
+        self._kinds = {s: backend_engine(self._backend_options(s), options.ray.use_vllm)
+                       for s in sorted(slots) if self._given[s] is None}
         self._engines: dict[str, LLMEngine] = {}
         self._lock = threading.Lock()
 
+    def _slot(self, which: str) -> str:
+        """``vision`` when re-captioning has a backend of its own, else ``text``: a VLM serving both
+        text and vision tasks is loaded once (two vLLM engines would not fit on one GPU)."""
+        own = self._given["vision"] is not None or self.options.vision_backend is not None
+        return "vision" if which == "vision" and own else "text"
+
+    def _backend_options(self, slot: str) -> BackendOptions:
+        return self.options.vision() if slot == "vision" else self.options.backend
+
     def _engine(self, which: str) -> LLMEngine:
+        slot = self._slot(which)
         with self._lock:
-            if which not in self._engines:
-                if which == "vision":
-                    b = self._vision_backend or (self._text_backend if self.options.vision_backend is None else None)
-                    b = b or make_backend(self.options.vision(), self.stats)
-                else:
-                    b = self._text_backend or make_backend(self.options.backend, self.stats)
+            if slot not in self._engines:
+                b = self._given[slot] or make_backend(self._backend_options(slot), self.stats, self._kinds[slot])
                 if getattr(b, "stats", None) is not self.stats:
                     b.stats = self.stats  # one count per run, whichever backend sent it
-                self._engines[which] = LLMEngine(b, self.cache, self.options.generation,
-                                                 self.options.repair_retries, self.stats)
-            return self._engines[which]
+                self._engines[slot] = LLMEngine(b, self.cache, self.options.generation,
+                                                self.options.repair_retries, self.stats)
+            return self._engines[slot]
 
     # --- provenance --------------------------------------------------------------------------------
     def _record(self, engine: LLMEngine, task: TaskSpec, ans: TaskAnswer, verdict: Faithfulness,
                 text: str) -> dict[str, Any]:
         (self.stats.add(accepted=1) if verdict.accepted else self.stats.add(rejected=1))
         return {"task": task.name, "text": text, "accepted": verdict.accepted, "score": round(verdict.score, 4),
-                "unsupported": list(verdict.unsupported), "backend": engine.backend.name,
+                "unsupported": list(verdict.unsupported), "backend": ans.backend or engine.backend.name,
                 "model": engine.backend.model, "prompt_hash": task.template_hash(),
                 "params_json": engine.params.to_json(), "cache_hit": ans.cache_hit}
 
@@ -208,8 +238,8 @@ _STAGES_LOCK = threading.Lock()
 def _stage_for(config: LLMOptions | dict[str, Any]) -> LLMStage:
     """One stage per process and config, so a model is loaded once per worker."""
     options = config if isinstance(config, LLMOptions) else LLMOptions.from_dict(config)
-    key = json.dumps([options.output_options(), options.cache_path, repr(options.backend), repr(options.vision_backend)],
-                     sort_keys=True, default=str)
+    key = json.dumps([options.output_options(), options.cache_path, repr(options.backend), repr(options.vision_backend),
+                      options.ray.use_vllm], sort_keys=True, default=str)
     with _STAGES_LOCK:
         if key not in _STAGES:
             _STAGES[key] = LLMStage(options)
@@ -255,48 +285,8 @@ def ray_map_batches_kwargs(config: dict[str, Any], image_column: str = "image") 
     """Keyword arguments for ``ds.map_batches(RecaptionUDF, **kwargs)``: GPUs per actor only when a
     local model runs in the actor (an HTTP backend needs none), batch size and actor count from config."""
     options = LLMOptions.from_dict(config)
-    local = any(b.kind == "local" for b in (options.backend, options.vision()))
+    local = any(b.local_weights() for b in (options.backend, options.vision()))
     return {"fn_constructor_kwargs": {"config": config, "image_column": image_column},
             "batch_size": options.ray.batch_size, "concurrency": options.ray.concurrency,
             "num_gpus": options.ray.num_gpus if local else 0, "batch_format": "numpy"}
-
-
-def vllm_processor(config: dict[str, Any]) -> Any | None:
-    """A ``ray.data.llm`` vLLM processor for the re-captioning prompts where vLLM is installed, else None.
-
-    Untested here (no vLLM in this environment); the gate and provenance still run in
-    ``recaption_batch`` on its output. Requires the local model path of ``vision_backend``."""
-    options = LLMOptions.from_dict(config)
-    if options.ray.use_vllm == "never":
-        return None
-    try:
-        from ray.data.llm import build_llm_processor, vLLMEngineProcessorConfig
-        import vllm  # noqa: F401
-    except ImportError:
-        if options.ray.use_vllm == "always":
-            raise
-        return None
-    from medcorpus.pipelines.llm.local_backend import image_data_url
-
-    vb = options.vision()
-    g = options.generation
-    proc_config = vLLMEngineProcessorConfig(model_source=vb.model_path or vb.model, batch_size=options.ray.batch_size,
-                                            concurrency=options.ray.concurrency, has_image=True,
-                                            engine_kwargs={"dtype": vb.dtype if vb.dtype != "auto" else "auto"})
-
-    def pre(row: dict[str, Any]) -> dict[str, Any]:
-        ctx = " ".join(_mentions(row))[: options.max_context_chars]
-        url = image_data_url(row["image"]) if row.get("image") is not None else None
-        return {**row, "messages": RECAPTION.messages({"caption": clean_caption(str(row.get("caption") or "")),
-                                                       "context": ctx}, url),
-                "sampling_params": {"max_tokens": g.max_new_tokens, "temperature": g.temperature,
-                                    "top_p": g.top_p, "seed": g.seed}}
-
-    def post(row: dict[str, Any]) -> dict[str, Any]:
-        verdict = check("\n".join([str(row.get("caption") or ""), *_mentions(row)]), row.get("generated_text", ""),
-                        options.faithfulness)
-        return {**row, "caption_llm": row.get("generated_text") if verdict.accepted else None,
-                "recaption_score": verdict.score, "recaption_accepted": verdict.accepted}
-
-    return build_llm_processor(proc_config, preprocess=pre, postprocess=post)
 

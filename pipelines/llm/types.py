@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Protocol
+from typing import Any, Iterable, Protocol
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,11 @@ class RunStats:
         with self._lock:
             for k, v in counts.items():
                 setattr(self, k, getattr(self, k) + v)
+
+    def add_completions(self, completions: Iterable[Completion]) -> None:
+        """One request and its tokens per completion: how in-process backends count their work."""
+        for c in completions:
+            self.add(requests=1, prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens)
 
     def to_dict(self) -> dict[str, int]:
         with self._lock:

@@ -254,9 +254,9 @@ def _absorb_minor(majors: list[Box], minors: list[Box], limit: float) -> tuple[l
         cand = np.flatnonzero((dist <= limit) & (area_u <= 1.6 * area_g))
         if cand.size == 0:
             continue
-        u = union[cand]
-        ix = np.maximum(0, np.minimum(u[:, None, 2], panels[None, :, 2]) - np.maximum(u[:, None, 0], panels[None, :, 0]))
-        iy = np.maximum(0, np.minimum(u[:, None, 3], panels[None, :, 3]) - np.maximum(u[:, None, 1], panels[None, :, 1]))
+        u, p = union[cand][:, None, :], panels[None, :, :]
+        ix = np.maximum(0, np.minimum(u[..., 2], p[..., 2]) - np.maximum(u[..., 0], p[..., 0]))
+        iy = np.maximum(0, np.minimum(u[..., 3], p[..., 3]) - np.maximum(u[..., 1], p[..., 1]))
         intrudes = ix * iy > 0.1 * panel_area[None, :]
         intrudes[np.arange(cand.size), cand] = False  # a panel's own area does not count
         fits = cand[~intrudes.any(axis=1)]

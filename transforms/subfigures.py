@@ -45,8 +45,8 @@ CONF_POSITION = 0.6
 class SubfigureOptions:
     """How the stage splits figures.
 
-    ocr: "never" (default: layout + reading order only, ~120 figures/s per core), "auto" (OCR only when the panel and label
-    counts disagree, so labels on the figure can regroup panels), "always" (OCR every compound
+    ocr: "never" (default: layout + reading order only, ~165 figures/s per core), "auto" (OCR only
+    when the panel and label counts disagree, so labels on the figure can regroup panels), "always" (OCR every compound
     figure, so each pair is confirmed by the label printed on it). One tesseract call costs
     ~0.2 s per figure, so "auto"/"always" are far below the 50 figures/s corpus budget.
     keep_whole_figure: whether the pipeline also keeps the parent figure as a sample; carried here

@@ -89,9 +89,9 @@ class BackendOptions:
 
 @dataclass(frozen=True)
 class RayOptions:
-    num_gpus: float = 1.0      # per actor of the stage
-    concurrency: int = 1       # actors
-    batch_size: int = 32       # rows per map_batches call
+    """GPU workers: their resources are the Ray runner's ``ray.llm`` step; batches are the backend's
+    ``batch_size``. What is left here is which engine serves a local model there."""
+
     # local backends on vLLM: auto (when vllm imports and a CUDA GPU is visible) | never | always
     use_vllm: str = "auto"
 

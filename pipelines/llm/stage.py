@@ -5,7 +5,8 @@ citing the figure); rejected output is recorded but not used, and the original s
 Each row gets ``caption_original`` and a ``generated`` list with the provenance of every output
 (backend, model, prompt hash, parameters, cache hit). ``recaption`` handles one sample,
 ``LLMStage.process`` a batch (requests of a batch go to the backend together), and
-``RecaptionUDF`` is the callable class for Ray ``map_batches`` on GPU actors.
+``recaption_batch`` a columnar batch (Ray ``map_batches`` format). In a build, the Ray runner runs
+the stage as a step of its own on ``ray.llm`` actors (GPUs).
 """
 from __future__ import annotations
 
@@ -24,8 +25,7 @@ from medcorpus.transforms.faithfulness import Faithfulness, Linker, check
 from medcorpus.transforms.llm_tasks import (ENRICH, EXTRACT, RECAPTION, SUBCAPTIONS, TaskSpec,
                                             extraction_claims_text, near_substring, validate_subcaptions)
 
-__all__ = ["LLMStage", "recaption", "recaption_batch", "RecaptionUDF", "make_backend", "backend_engine",
-           "ray_map_batches_kwargs", "OUTPUT_COLUMNS"]
+__all__ = ["LLMStage", "recaption", "recaption_batch", "make_backend", "backend_engine", "OUTPUT_COLUMNS"]
 
 OUTPUT_COLUMNS = ("caption_original", "caption_clean", "caption_llm", "context_llm", "subcaptions",
                   "subcaptions_source", "structured_llm", "generated")
@@ -268,25 +268,3 @@ def recaption_batch(batch: dict[str, Sequence[Any]], config: LLMOptions | dict[s
     result["subcaptions"] = [json.dumps(o["subcaptions"], ensure_ascii=False) if o["subcaptions"] else None
                              for o in outs]
     return result
-
-
-class RecaptionUDF:
-    """Callable class for ``ray.data.Dataset.map_batches``: one stage (one model) per actor."""
-
-    def __init__(self, config: dict[str, Any], image_column: str = "image"):
-        self.stage = LLMStage(LLMOptions.from_dict(config))
-        self.image_column = image_column
-
-    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        return recaption_batch(batch, self.stage, self.image_column)
-
-
-def ray_map_batches_kwargs(config: dict[str, Any], image_column: str = "image") -> dict[str, Any]:
-    """Keyword arguments for ``ds.map_batches(RecaptionUDF, **kwargs)``: GPUs per actor only when a
-    local model runs in the actor (an HTTP backend needs none), batch size and actor count from config."""
-    options = LLMOptions.from_dict(config)
-    local = any(b.local_weights() for b in (options.backend, options.vision()))
-    return {"fn_constructor_kwargs": {"config": config, "image_column": image_column},
-            "batch_size": options.ray.batch_size, "concurrency": options.ray.concurrency,
-            "num_gpus": options.ray.num_gpus if local else 0, "batch_format": "numpy"}
-

@@ -57,7 +57,8 @@ class Context:
     quality: Any = None
     linker: Any = None
     vocab_id: str | None = None
-    context_concepts: dict[tuple[str, str], list[Any]] = field(default_factory=dict)  # per figure, per unit
+    # concepts per citing paragraph, for one unit: a paragraph citing several figures is linked once
+    paragraph_concepts: dict[str, list[Any]] = field(default_factory=dict)
 
     @property
     def active(self) -> tuple[str, ...]:
@@ -212,15 +213,17 @@ def panels(sample: Sample, ctx: Context) -> Iterator[Sample]:
 
 Stage = Callable[[Any, Context], Iterable[Any]]
 def concepts(sample: Sample, ctx: Context) -> Iterator[Sample]:
-    """UMLS concepts of the caption and (once per figure) of the paragraphs that cite it."""
+    """UMLS concepts of the caption and of the paragraphs that cite the figure (each linked once per article)."""
     from medcorpus.schemas.concepts import concept_dicts
     from medcorpus.transforms.concepts import concept_hints
 
     caption = ctx.linker.link(sample.text)
-    figure = (sample.article.article_id, sample.figure.figure_id)
-    if ctx.config.concepts.get("context", True) and figure not in ctx.context_concepts:
-        ctx.context_concepts[figure] = [c for m in sample.figure.mentions for c in ctx.linker.link(m)]
-    context = ctx.context_concepts.get(figure, [])
+    context = []
+    if ctx.config.concepts.get("context", True):
+        for paragraph in sample.figure.mentions:
+            if paragraph not in ctx.paragraph_concepts:
+                ctx.paragraph_concepts[paragraph] = ctx.linker.link(paragraph)
+            context.extend(ctx.paragraph_concepts[paragraph])
     hints = concept_hints(caption)
     sample.extra.update(concepts=concept_dicts(caption), context_concepts=concept_dicts(context),
                         anatomy=hints["anatomy"], modality=hints["modality"], concept_vocab=ctx.vocab_id)
@@ -430,7 +433,7 @@ def process_unit(unit: UnitRef, ctx: Context) -> UnitResult:
             "source_url": article.source_url, "source_md5": article.source_md5,
             "medcorpus_version": __version__, "config_hash": ctx.config_hash,
         })
-    ctx.context_concepts.clear()  # figures never span units
+    ctx.paragraph_concepts.clear()  # articles never span units
     llm_after = ctx.llm.summary() if ctx.llm else {}
     result.counters = {**{f"in:{k}": v for k, v in counters.items()},
                        **{f"us:{k}": v for k, v in timings.items()},

@@ -19,13 +19,14 @@ import csv
 import json
 import re
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from medcorpus.transforms.dedup import caption_tokens, hash_image, popcount64
+from medcorpus.transforms.options import checked
 
 KINDS = ("pmcid_figure", "pmid", "image_hash", "caption")
 
@@ -57,11 +58,7 @@ class DecontamOptions:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> DecontamOptions:
-        values = dict(values or {})
-        unknown = set(values) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown decontam options: {sorted(unknown)}")
-        return cls(**values)
+        return cls(**checked(cls, values, "decontam options"))
 
 
 @dataclass(frozen=True)

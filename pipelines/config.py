@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import yaml
 
 from medcorpus.transforms.images import ImageOptions
 from medcorpus.transforms.licenses import DEFAULT_FAMILIES
+from medcorpus.transforms.options import checked
 
 FAMILIES = ("comm", "noncomm", "other")
 RUN_KEYS = ("runner", "workers", "ray", "beam", "profile")  # where and how fast, not what: outside the hash
@@ -113,11 +114,7 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def _typed(cls: type, values: dict[str, Any]) -> Any:
-    known = {f.name for f in fields(cls)}
-    unknown = set(values) - known
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys in config: {sorted(unknown)}")
-    return cls(**values)
+    return cls(**checked(cls, values, f"{cls.__name__} keys in config"))
 
 
 def from_dict(raw: dict[str, Any], profile: str | None = None) -> BuildConfig:

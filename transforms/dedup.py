@@ -36,6 +36,8 @@ import numpy as np
 from PIL import Image, ImageOps
 from scipy.fft import dctn
 
+from medcorpus.transforms.options import checked
+
 HASH_SIDE = 32
 KINDS = ("exact", "image", "caption")
 
@@ -62,10 +64,7 @@ class DedupOptions:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> DedupOptions:
-        values = dict(values or {})
-        unknown = set(values) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown dedup options: {sorted(unknown)}")
+        values = checked(cls, values, "dedup options")
         for key in ("kinds", "license_preference"):
             if key in values:
                 values[key] = tuple(values[key])

@@ -9,12 +9,14 @@ zero-shot classifier from a local model path can be blended in when configured (
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Mapping, Protocol
 
 import numpy as np
 from PIL import Image
+
+from medcorpus.transforms.options import checked
 
 LABELS = ("radiology", "histopathology", "microscopy", "fundus", "endoscopy", "clinical_photo", "chart",
           "diagram", "gel_blot", "other")
@@ -62,11 +64,7 @@ class ImageTypeOptions:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> ImageTypeOptions:
-        values = dict(values or {})
-        unknown = set(values) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown image_types options: {sorted(unknown)}")
-        return cls(**values)
+        return cls(**checked(cls, values, "image_types options"))
 
 
 @dataclass

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from medcorpus.pipelines.llm.types import GenParams
 from medcorpus.transforms.caption_clean import CleanOptions
 from medcorpus.transforms.faithfulness import FaithfulnessOptions
+from medcorpus.transforms.options import checked
 
 __all__ = ["TaskSwitches", "BackendOptions", "RayOptions", "LLMOptions"]
 
@@ -101,11 +102,7 @@ class RayOptions:
 
 
 def _typed(cls: type, values: dict[str, Any] | None) -> Any:
-    values = dict(values or {})
-    unknown = set(values) - {f.name for f in fields(cls)}
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys in llm config: {sorted(unknown)}")
-    return cls(**values)
+    return cls(**checked(cls, values, f"{cls.__name__} keys in llm config"))
 
 
 @dataclass(frozen=True)

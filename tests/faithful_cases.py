@@ -11,9 +11,8 @@ import json
 import re
 from dataclasses import dataclass
 
-from testdata import DATA
+from testdata import DATA, ROCO_CAPTIONS
 
-ROCO = DATA / "evalsets" / "roco_test" / "radiology" / "captions.txt"
 MEDICAT = DATA / "compound" / "medicat_sample" / "sample.jsonl"
 
 
@@ -29,7 +28,7 @@ class Case:
 def roco_captions(n: int = 60) -> list[tuple[str, str]]:
     """The first ``n`` English ROCO test captions of 60-300 characters (deterministic)."""
     out = []
-    for line in ROCO.read_text(encoding="utf-8").splitlines():
+    for line in ROCO_CAPTIONS.read_text(encoding="utf-8").splitlines():
         rid, _, cap = line.partition("\t")
         cap = cap.strip()
         if 60 <= len(cap) <= 300 and re.search(r"\b(the|of|with|showing|shows)\b", cap):
@@ -61,7 +60,7 @@ HAND = [
 
 def _by_id() -> dict[str, str]:
     out = {}
-    for line in ROCO.read_text(encoding="utf-8").splitlines():
+    for line in ROCO_CAPTIONS.read_text(encoding="utf-8").splitlines():
         rid, _, cap = line.partition("\t")
         out[rid] = cap.strip()
     return out

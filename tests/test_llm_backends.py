@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 from aiohttp import web
 from PIL import Image
-from testdata import DATA
+from testdata import DATA, roco_captions
 
 from medcorpus.pipelines.llm.cache import RequestCache
 from medcorpus.pipelines.llm.config import BackendOptions, LLMOptions
@@ -28,14 +28,9 @@ from medcorpus.schemas.llm import LLM_FIELDS, to_arrow_row
 from medcorpus.transforms.llm_tasks import ENRICH, EXTRACT, RECAPTION
 
 MEDICAT = DATA / "compound" / "medicat_sample"
-NO_VLLM = importlib.util.find_spec("vllm") is None  # vllm needs CUDA to install: absent in CI
+NO_VLLM = importlib.util.find_spec("vllm") is None  # absent in CI (see test_vllm_backend.py)
 needs_no_vllm = pytest.mark.skipif(not NO_VLLM, reason="checks what happens where vllm is not installed")
-ROCO = DATA / "evalsets" / "roco_test" / "radiology" / "captions.txt"
 PARAMS = GenParams(max_new_tokens=8)
-
-
-def _captions(n: int = 600) -> list[str]:
-    return [line.split("\t", 1)[1] for line in ROCO.read_text(encoding="utf-8").splitlines()[:n]]
 
 
 def _jpeg(path) -> bytes:
@@ -58,7 +53,7 @@ def samples():
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
-    texts = _captions()
+    texts = roco_captions()
     return {"llm": build_text_model(root / "tiny-llama", texts), "vlm": build_vlm(root / "tiny-llava", texts)}
 
 
@@ -76,7 +71,7 @@ def served(vlm):
 
 def test_local_text_model_batches_and_is_deterministic(models):
     backend = LocalBackend(LocalBackendOptions(str(models["llm"]), device="cpu", batch_size=2))
-    reqs = [ChatRequest(ENRICH.messages({"caption": c, "context": c}), PARAMS) for c in _captions(5)]
+    reqs = [ChatRequest(ENRICH.messages({"caption": c, "context": c}), PARAMS) for c in roco_captions(5)]
     out = backend.complete(reqs + reqs[:1])
     assert len(out) == 6 and all(o.text and 0 < o.completion_tokens <= 8 and o.prompt_tokens > 10 for o in out)
     assert out[0].text == out[5].text  # greedy decoding is reproducible across batches
@@ -284,7 +279,8 @@ def test_bounded_concurrency_and_rate_limit():
 def test_recaption_batch_with_local_backend(models, samples, tmp_path):
     config = {"tasks": {"recaption": True, "subcaptions": "rules"},
               "backend": {"kind": "local", "model_path": str(models["vlm"]), "device": "cpu", "batch_size": 4},
-              "generation": {"max_new_tokens": 6}, "cache": {"path": str(tmp_path / "c.sqlite")}}
+              "generation": {"max_new_tokens": 6}, "cache": {"path": str(tmp_path / "c.sqlite")},
+              "ray": {"use_vllm": "never"}}
     batch = {"caption": [f["caption"] for f, _ in samples], "mentions": [f["mentions"] for f, _ in samples],
              "image": [img for _, img in samples]}
     out = recaption_batch(batch, config)
@@ -295,7 +291,7 @@ def test_recaption_batch_with_local_backend(models, samples, tmp_path):
     assert compound and all(len(s) >= 2 for s in compound)  # the real compound captions split by the rules
 
 
-# --- vLLM: engine selection and the requests it gets (vllm itself needs CUDA: not installed here) ---------
+# --- vLLM: engine selection and the requests it gets (vLLM itself: test_vllm_backend.py) ---------------
 
 def _local(path, **kw) -> BackendOptions:
     return BackendOptions(kind="local", model_path=str(path), **kw)
@@ -305,7 +301,7 @@ def test_engine_selection_without_vllm(models):
     path = models["vlm"]
     assert backend_engine(BackendOptions(), "always") == "openai"  # use_vllm never touches HTTP backends
     assert backend_engine(_local(path), "never") == "local"
-    assert backend_engine(_local(path, device="cpu"), "auto") == "local"  # a pinned device keeps transformers
+    assert backend_engine(_local(path, device="cuda:0"), "auto") == "local"  # one GPU is not a vLLM setting
     if NO_VLLM:
         assert backend_engine(_local(path), "auto") == "local"
         with pytest.raises(ImportError, match=r"backend kind vllm needs the 'vllm' package.*vllm"):

@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from testdata import DATA, REPO, copy_articles
+from testdata import DATA, REPO, copy_articles, roco_captions
 
 from medcorpus.manifests.query import query
 from medcorpus.pipelines.build import build
@@ -16,22 +16,21 @@ from medcorpus.pipelines.llm.random_models import build_vlm
 from medcorpus.pipelines.runners import LocalRunner
 from medcorpus.pipelines.sources.local import LocalSource
 
-ROCO = DATA / "evalsets" / "roco_test" / "radiology" / "captions.txt"
 
 
 @pytest.fixture(scope="module")
 def tiny_vlm(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    texts = [line.split("\t", 1)[1] for line in ROCO.read_text(encoding="utf-8").splitlines()[:400]]
+    texts = roco_captions(400)
     return build_vlm(tmp_path_factory.mktemp("vlm") / "tiny-llava", texts)
 
 
 def _with_llm(tiny_vlm: Path):  # noqa: ANN202
-    """The default config plus the llm stage: clean + re-caption with the tiny local VLM."""
+    """The default config plus the llm stage: clean + re-caption with the tiny local VLM on transformers."""
     base = load_config(REPO / "dataflow.yaml")
     return replace(base, stages=(*base.stages, "llm"), llm={
         "tasks": {"clean": True, "recaption": True},
         "backend": {"kind": "local", "model_path": str(tiny_vlm), "device": "cpu", "batch_size": 4},
-        "generation": {"max_new_tokens": 6},
+        "generation": {"max_new_tokens": 6}, "ray": {"use_vllm": "never"},  # transformers, vllm installed or not
     })
 
 
@@ -96,10 +95,10 @@ def test_engine_is_not_in_the_config_hash_and_vllm_keys_are_checked_early() -> N
     bad = {"kind must be one of openai, local, vllm": _llm_backend(kind="tgi"),
            "kind vllm needs model_path": _llm_backend(kind="vllm"),
            "kind local needs model_path": _llm_backend(kind="local"),
-           "vllm needs device auto or cuda": _llm_backend(kind="vllm", model_path="m", device="cuda:1"),
+           "vllm needs device auto, cuda or cpu": _llm_backend(kind="vllm", model_path="m", device="cuda:1"),
            "engine_kwargs must be a mapping": _llm_backend(kind="vllm", model_path="m", engine_kwargs=[1]),
            "use_vllm must be one of": {"ray": {"use_vllm": "sometimes"}},
-           "always runs local backends on vLLM": {**_llm_backend(kind="local", model_path="m", device="cpu"),
+           "always runs local backends on vLLM": {**_llm_backend(kind="local", model_path="m", device="cuda:0"),
                                                   "ray": {"use_vllm": "always"}}}
     for message, llm in bad.items():
         with pytest.raises(ValueError, match=message):

@@ -11,7 +11,7 @@ import re
 import tarfile
 from pathlib import Path
 
-from testdata import DATA, REPO, copy_articles
+from testdata import DATA, REPO, ROCO_CAPTIONS, copy_articles
 
 from medcorpus.manifests.query import query
 from medcorpus.pipelines.build import build
@@ -19,12 +19,11 @@ from medcorpus.pipelines.config import load_config
 from medcorpus.pipelines.runners import LocalRunner
 from medcorpus.pipelines.sources.local import LocalSource
 
-ROCO_TEST = DATA / "evalsets" / "roco_test" / "radiology" / "captions.txt"
 
 
 def _roco_caption() -> str:
     """A ROCO test caption long enough to be evidence (>= 12 words)."""
-    for line in ROCO_TEST.read_text(encoding="utf-8").splitlines():
+    for line in ROCO_CAPTIONS.read_text(encoding="utf-8").splitlines():
         caption = line.split("\t", 1)[1].strip()
         if len(caption.split()) >= 12:
             return caption

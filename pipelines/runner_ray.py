@@ -183,7 +183,8 @@ class RayRunner:
         (few) come back and are clustered here."""
         import numpy as np
 
-        from medcorpus.transforms.dedup import Pair, bucket_keys, candidate_pairs, finish
+        from medcorpus.transforms.dedup import Pair, bucket_keys, candidate_pairs
+        from medcorpus.transforms.dedup_clusters import finish
 
         options = job.config.dedup_options()
         if not records:

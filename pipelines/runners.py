@@ -55,7 +55,7 @@ class Runner(Protocol):
     def write_shards(self, job: Job, plans: Sequence[ShardPlan], tokens: dict[str, str]) -> Iterator[int]: ...
 
     def dedup(self, job: Job, records: list[Any]) -> Any:
-        """Cluster near-duplicates (transforms/dedup.py's map → shuffle → reduce); a DedupResult."""
+        """Near-duplicate removals (transforms/dedup.py map → shuffle → transforms/dedup_clusters.finish); a DedupResult."""
 
     def close(self) -> None: ...
 
@@ -154,7 +154,7 @@ class LocalRunner:
         return self._map(job, shard_one, [(plan, _subset(tokens, plan)) for plan in plans])
 
     def dedup(self, job: Job, records: list[Any]) -> Any:
-        from medcorpus.transforms.dedup import dedup_local
+        from medcorpus.transforms.dedup_clusters import dedup_local
 
         return dedup_local(records, job.config.dedup_options())
 

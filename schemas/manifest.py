@@ -15,7 +15,8 @@ from medcorpus.schemas.concepts import CONCEPT_TYPE
 from medcorpus.schemas.llm import LLM_FIELDS
 from medcorpus.schemas.quality import DROPPED, SAMPLE_FIELDS as QUALITY_FIELDS
 
-SCHEMA_VERSION = 5  # 2: panels; 3: llm; 4: quality, image type, dedup, decontam, dropped; 5: concepts
+SCHEMA_VERSION = 6  # 2: panels; 3: llm; 4: quality, image type, dedup, decontam, dropped; 5: concepts;
+# 6: dropped.match_* (the evidence of each duplicate)
 
 _str, _i32, _i64, _f64, _bool = pa.string(), pa.int32(), pa.int64(), pa.float64(), pa.bool_()
 

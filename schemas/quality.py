@@ -1,9 +1,8 @@
 """Arrow fields of the manifest columns added by quality filters, image-type tags, dedup and
-decontamination (issue 6), plus the table of dropped samples. The lead adds them to
-``schemas.manifest.SAMPLES`` (and bumps ``SCHEMA_VERSION``); this module does not touch it.
+decontamination, plus the table of dropped samples; ``schemas.manifest`` merges them.
 
 Column values come from ``QualityDecision.columns()``, ``ImageTags.columns()``,
-``DedupResult.columns(key)`` and ``decontam_columns(hits)``.
+``DedupResult.columns(key)``, ``Match.columns()`` and ``decontam_columns(hits)``.
 """
 from __future__ import annotations
 
@@ -45,10 +44,14 @@ DROPPED = pa.schema([
     pa.field("article_id", _str),
     pa.field("figure_id", _str),
     pa.field("stage", _str, nullable=False),             # quality | dedup | decontam
-    pa.field("dropped_by", _str, nullable=False),        # filter name, dedup kind, or eval set
+    pa.field("dropped_by", _str, nullable=False),        # filter name, dedup kinds (exact,image,caption,panel), or eval set
     pa.field("reason", _str),
     pa.field("duplicate_of", _str),
     pa.field("scores", pa.map_(_str, _f64)),
+    # dedup evidence between the sample and ``duplicate_of``: audit any removal with one query
+    pa.field("match_hamming", _i32),                     # pHash‖dHash bits apart (of 128)
+    pa.field("match_jaccard", _f64),                     # caption shingle Jaccard, when captions matched
+    pa.field("match_via", _str),                         # a panel's figure, whose duplicate it follows
 ])
 """manifest/dropped.parquet: every sample not shipped, with the filter that dropped it."""
 
@@ -61,4 +64,5 @@ def dropped_row(key: str, stage: str, dropped_by: str, reason: str | None = None
                 figure_id: str | None = None, duplicate_of: str | None = None,
                 scores: dict[str, float] | None = None) -> dict[str, Any]:
     return {"key": key, "article_id": article_id, "figure_id": figure_id, "stage": stage, "dropped_by": dropped_by,
-            "reason": reason, "duplicate_of": duplicate_of, "scores": dict(sorted((scores or {}).items()))}
+            "reason": reason, "duplicate_of": duplicate_of, "scores": dict(sorted((scores or {}).items())),
+            "match_hamming": None, "match_jaccard": None, "match_via": None}

@@ -9,8 +9,9 @@ from collections import defaultdict
 from PIL import Image, ImageOps
 from testdata import ARTICLES
 
-from medcorpus.transforms.dedup import (DedupOptions, bucket_keys, candidate_pairs, choose_canonical, clusters,
-                                        dedup_local, exact_pixel_hash, finish, hamming, hash_image, make_record)
+from medcorpus.transforms.dedup import (DedupOptions, Pair, bucket_keys, candidate_pairs, exact_pixel_hash, hamming,
+                                        hash_image, make_record)
+from medcorpus.transforms.dedup_clusters import choose_canonical, dedup_local, finish
 
 FIG = ARTICLES / "elife-46793-v1" / "fig1.jpg"
 OTHERS = [ARTICLES / "plosone-0178565" / "g004.png", ARTICLES / "elife-52882-v2" / "fig2.jpg",
@@ -108,11 +109,25 @@ def test_shuffle_phases_equal_local_and_order_free() -> None:
     assert "y_caption_only" not in no_caption.cluster_of
 
 
-def test_clusters_union_find_transitive() -> None:
-    from medcorpus.transforms.dedup import Pair
+def test_no_chaining_a_sample_is_dropped_only_for_its_canonical() -> None:
+    # b is near a and c, but a and c are not near each other: c must not go because of a via b
+    h = hash_image(FIG.read_bytes())
+    recs = {k: make_record(k, h, "", art, 1, "CC BY", px) for k, art, px in
+            (("a", "A", 300), ("b", "B", 200), ("c", "C", 100))}
+    res = finish(recs, [Pair("a", "b", "image", 20), Pair("b", "c", "image", 20)], DedupOptions())
+    assert res.duplicate_of("b") == "a" and res.duplicate_of("c") is None
+    assert res.matches["b"].kinds == ("image",) and res.matches["b"].hamming == 0
 
-    out = clusters([Pair("c", "d", "image", 3), Pair("a", "b", "exact", 0), Pair("b", "c", "caption", 0.1)])
-    assert set(out.values()) == {"a"} and clusters([Pair("a", "b", "caption", 0.1)], ("image",)) == {}
+
+def test_one_counterpart_per_article_keeps_look_alikes() -> None:
+    # r1 (reprint) resembles a1 and a2 of one article: only its closest stays paired, a2 is never lost
+    h = hash_image(FIG.read_bytes())
+    recs = {k: make_record(k, h, "", art, 1, "CC BY", px) for k, art, px in
+            (("a1", "A", 300), ("a2", "A", 300), ("r1", "R", 100))}
+    pairs = [Pair("a1", "r1", "image", 12), Pair("a2", "r1", "image", 6)]
+    res = finish(recs, pairs, DedupOptions())
+    assert res.duplicate_of("r1") == "a2" and res.duplicate_of("a1") is None and res.duplicate_of("a2") is None
+    assert res.canonical_of == {"a2": "a2"} and res.cluster_of == {"a2": "a2", "r1": "a2"}
 
 
 def test_copy_distances_under_threshold_others_far() -> None:

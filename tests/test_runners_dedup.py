@@ -12,7 +12,8 @@ from testdata import ARTICLES, REPO
 
 from medcorpus.pipelines.config import load_config
 from medcorpus.pipelines.runners import Job, make_runner
-from medcorpus.transforms.dedup import dedup_local, make_record
+from medcorpus.transforms.dedup import make_record
+from medcorpus.transforms.dedup_clusters import dedup_local
 
 
 def _records() -> list:

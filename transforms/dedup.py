@@ -14,12 +14,11 @@ Distributed form (no all-pairs comparison, no collect to one process for the gro
     map      bucket_keys(record)                     -> [bucket key, ...]
     shuffle  group records by bucket key
     reduce   candidate_pairs(bucket_key, records)    -> verified pairs (true Hamming / Jaccard)
-    reduce   clusters(all pairs)                     -> key -> cluster id (union-find; the pairs
-                                                        are only true duplicates, so they are small)
-    reduce   choose_canonical(records of a cluster)  -> the canonical key
+    reduce   dedup_clusters.finish(all pairs)        -> canonical-anchored clusters, panels
+                                                        following their figures (see that module)
 
-``dedup_local`` runs the same phases in one process; ``image_pairs_numpy`` is the vectorized
-equivalent of the image bands for one core (same bands, same verification, same pairs).
+``dedup_clusters.dedup_local`` runs the same phases in one process; ``image_pairs_numpy`` is the
+vectorized equivalent of the image bands for one core (same bands, same verification, same pairs).
 Every result is independent of input order.
 """
 from __future__ import annotations
@@ -27,8 +26,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-from collections import defaultdict
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from functools import lru_cache
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -61,6 +59,10 @@ class DedupOptions:
     caption_num_perm: int = 128
     caption_bands: int = 16                 # MinHash bands (rows = num_perm // bands)
     license_preference: tuple[str, ...] = LICENSE_PREFERENCE
+    # panels of a duplicate figure pair with its counterpart's panels (dedup_clusters.pair_panels):
+    panel_label_iou: float = 0.5            # same label: boxes (relative to the figure) overlap at least this
+    panel_box_iou: float = 0.7              # unlabelled panels: the best box overlap at least this
+    panel_distance: int = 44                # and the two panels' hashes at most this far apart
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> DedupOptions:
@@ -222,6 +224,10 @@ class DedupRecord:
     perceptual: int                # 128-bit pHash‖dHash
     caption_tokens: tuple[str, ...] = ()
     group: str = ""                # samples of one group (a figure and its panels) are never duplicates
+    label: str = ""                # a panel's caption label
+    box: tuple[float, ...] = ()    # a panel's box [x1, y1, x2, y2] in its figure's stored image
+    width: int = 0                 # stored image size (a figure's, to place its panels' boxes)
+    height: int = 0
 
     def shingles(self, options: DedupOptions) -> set[str]:
         return shingles(self.caption_tokens, options.caption_shingle)
@@ -229,8 +235,9 @@ class DedupRecord:
 
 def make_record(key: str, image: bytes | Image.Image | ImageHashes, caption: str, article_id: str,
                 version: int = 1, license_code: str = "unknown", pixels: int | None = None,
-                group: str = "") -> DedupRecord:
-    """Hash one sample. ``pixels`` defaults to the decoded image's size."""
+                group: str = "", **panel: Any) -> DedupRecord:
+    """Hash one sample. ``pixels`` defaults to the decoded image's size; ``panel`` takes the
+    record's ``label``, ``box``, ``width`` and ``height``."""
     if isinstance(image, ImageHashes):
         hashes, px = image, pixels or 0
     else:
@@ -238,8 +245,12 @@ def make_record(key: str, image: bytes | Image.Image | ImageHashes, caption: str
         thumb = hash_thumbnail(img)
         hashes = ImageHashes(exact_pixel_hash(img), phash64(thumb), dhash64(thumb))
         px = pixels if pixels is not None else img.width * img.height
+        panel.setdefault("width", img.width)
+        panel.setdefault("height", img.height)
+    panel["box"] = tuple(panel.get("box") or ())
+    panel["label"] = panel.get("label") or ""
     return DedupRecord(key, article_id, int(version), license_code, int(px), hashes.exact, hashes.perceptual,
-                       tuple(caption_tokens(caption)), group)
+                       tuple(caption_tokens(caption)), group, **panel)
 
 
 # ---- map: bucket keys -----------------------------------------------------------------------------
@@ -351,113 +362,13 @@ def popcount128(x: np.ndarray) -> np.ndarray:
     return popcount64(x[:, 0]) + popcount64(x[:, 1])
 
 
-# ---- reduce: clusters and canonical ----------------------------------------------------------------
-
-def clusters(pairs: Iterable[Pair], kinds: Sequence[str] = KINDS) -> dict[str, str]:
-    """Union-find over the pairs of the linking kinds; cluster id = smallest key (order-free)."""
-    parent: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        root = x
-        while parent.get(root, root) != root:
-            root = parent[root]
-        while parent.get(x, x) != root:
-            parent[x], x = root, parent[x]
-        return root
-
-    for p in pairs:
-        if p.kind not in kinds:
-            continue
-        ra, rb = find(p.key_a), find(p.key_b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-        parent.setdefault(p.key_a, p.key_a)
-        parent.setdefault(p.key_b, p.key_b)
-    return {k: find(k) for k in sorted(parent)}
-
-
 def license_rank(code: str, preference: Sequence[str] = LICENSE_PREFERENCE) -> int:
     return preference.index(code) if code in preference else len(preference)
 
 
-def choose_canonical(records: Iterable[DedupRecord], options: DedupOptions = DedupOptions()) -> str:
-    """The kept sample of a cluster: an older version of an article whose newer version is in the
-    cluster never wins; then the most permissive license, the most pixels, the smallest key."""
-    recs = list(records)
-    newest: dict[str, int] = defaultdict(int)
-    for r in recs:
-        newest[r.article_id] = max(newest[r.article_id], r.version)
-    eligible = [r for r in recs if r.version == newest[r.article_id]]
-    best = min(eligible, key=lambda r: (license_rank(r.license_code, options.license_preference), -r.pixels, r.key))
-    return best.key
-
-
-# ---- the three phases in one process ---------------------------------------------------------------
-
-@dataclass
-class DedupResult:
-    cluster_of: dict[str, str] = field(default_factory=dict)      # key -> cluster id (clustered keys only)
-    canonical_of: dict[str, str] = field(default_factory=dict)    # cluster id -> canonical key
-    pairs: list[Pair] = field(default_factory=list)
-
-    def duplicate_of(self, key: str) -> str | None:
-        """The canonical key this sample duplicates; None for canonicals and singletons."""
-        cid = self.cluster_of.get(key)
-        canonical = self.canonical_of.get(cid) if cid else None
-        return canonical if canonical and canonical != key else None
-
-    def columns(self, key: str) -> dict[str, Any]:
-        """Manifest columns ``dedup_cluster`` and ``duplicate_of`` (see ``schemas.quality``)."""
-        return {"dedup_cluster": self.cluster_of.get(key), "duplicate_of": self.duplicate_of(key)}
-
-
-def _related(a: DedupRecord, b: DedupRecord, kind: str) -> bool:
-    """Pairs that are not duplicates, so that clusters never chain a figure to its own panels:
-
-    - a figure and its own panels (one ``group``);
-    - a whole figure and a panel (like is compared with like);
-    - panel captions (shared text makes sibling panels' captions alike by design);
-    - within one article (any of its versions), anything short of identical pixels: figures of
-      one study look alike by design, and near pairs between them chain different figures into
-      one cluster. Near-duplicates are for reuse across articles.
-    """
-    a_panel, b_panel = bool(a.group) and a.group != a.key, bool(b.group) and b.group != b.key
-    if (a.group and a.group == b.group) or a_panel != b_panel or (kind == "caption" and a_panel):
-        return True
-    return kind != "exact" and a.article_id == b.article_id
-
-
-def dedup_local(records: Iterable[DedupRecord], options: DedupOptions = DedupOptions()) -> DedupResult:
-    """map → group → reduce in one process (local runner); images through the vectorized bands."""
-    recs = {r.key: r for r in records}
-    ordered = [recs[k] for k in sorted(recs)]
-    pairs: set[Pair] = set()
-    if "image" in options.kinds:
-        pairs.update(image_pairs_numpy([r.key for r in ordered], [r.perceptual for r in ordered], options))
-    groups: dict[str, list[DedupRecord]] = defaultdict(list)
-    text_options = DedupOptions(**{**_asdict(options), "kinds": tuple(k for k in options.kinds if k != "image")})
-    for r in ordered:
-        for bk in bucket_keys(r, text_options):
-            groups[bk].append(r)
-    for bk in sorted(groups):
-        pairs.update(candidate_pairs(bk, groups[bk], options))
-    return finish(recs, pairs, options)
-
-
-def finish(records: Mapping[str, DedupRecord], pairs: Iterable[Pair], options: DedupOptions) -> DedupResult:
-    """Final reduce: keep the smallest distance per (pair, kind), cluster, pick canonicals."""
-    best: dict[tuple[str, str, str], Pair] = {}
-    for p in pairs:
-        k = (p.key_a, p.key_b, p.kind)
-        if k not in best or p.distance < best[k].distance:
-            best[k] = p
-    plist = sorted(p for p in best.values() if not _related(records[p.key_a], records[p.key_b], p.kind))
-    cluster_of = clusters(plist, options.kinds)
-    members: dict[str, list[DedupRecord]] = defaultdict(list)
-    for key, cid in cluster_of.items():
-        members[cid].append(records[key])
-    canonical = {cid: choose_canonical(rs, options) for cid, rs in sorted(members.items())}
-    return DedupResult(cluster_of, canonical, plist)
+def text_only(options: DedupOptions) -> DedupOptions:
+    """The options without the image kind: what the text buckets need beside the vectorized bands."""
+    return DedupOptions(**{**_asdict(options), "kinds": tuple(k for k in options.kinds if k != "image")})
 
 
 def _asdict(options: DedupOptions) -> dict[str, Any]:

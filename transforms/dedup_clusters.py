@@ -1,0 +1,278 @@
+"""From verified duplicate pairs to removals that never lose a distinct sample.
+
+A pair of near-duplicates says only that two samples look alike. Merging pairs transitively
+(union-find) lets a third sample bridge two distinct ones: a reprint's panel that resembles two
+look-alike panels of the original drags both into one cluster, and one of them is lost. So:
+
+1. **Evidence per pair.** All kinds found for one pair (exact, image, caption) are kept together;
+   pairs that can never mean reuse are left out (``related``: a figure and its own panels, a figure
+   and a panel, panel captions, near pairs inside one article).
+2. **One-to-one between articles.** Between two articles, a sample is paired with at most one
+   sample of the other (greedy by strength of evidence), so look-alike figures of one article each
+   keep their own counterpart. Identical pixels are exempt: equal images are equal.
+3. **Canonical-anchored stars.** Samples are visited in canonical order (newest version, freest
+   license, most pixels, smallest key); an unassigned one becomes a canonical, and only samples that
+   pair with it *directly* become its duplicates. Nothing is dropped through a chain.
+4. **Panels follow their figure.** When a whole figure duplicates another, its panels are paired
+   with that figure's panels by label (by box position where labels are missing) and checked by
+   their own hashes; such panels are never matched with panels of other figures.
+
+Every result depends only on the set of records, never on their order, so the in-process path and
+the Ray/Beam shuffles (which only find the pairs) give the same removals.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+from medcorpus.transforms.dedup import (DedupOptions, DedupRecord, Pair, bucket_keys, candidate_pairs, hamming,
+                                        image_pairs_numpy, license_rank, text_only)
+from medcorpus.transforms.panels import iou as box_iou
+
+KIND_ORDER = ("exact", "image", "caption", "panel")
+
+
+@dataclass(frozen=True)
+class Match:
+    """Why ``key`` was dropped: the canonical it duplicates and the evidence between the two."""
+
+    key: str
+    canonical: str
+    kinds: tuple[str, ...]           # exact | image | caption | panel (a panel that follows its figure)
+    hamming: int | None = None       # pHash‖dHash bits apart (of 128)
+    jaccard: float | None = None     # caption shingle Jaccard
+    via: str | None = None           # for a panel: the figure whose duplicate it follows
+
+    def columns(self) -> dict[str, Any]:
+        """The evidence columns of ``dropped`` (see ``schemas.quality.DROPPED``)."""
+        return {"duplicate_of": self.canonical, "dropped_by": ",".join(self.kinds), "match_hamming": self.hamming,
+                "match_jaccard": self.jaccard, "match_via": self.via}
+
+
+@dataclass
+class DedupResult:
+    cluster_of: dict[str, str] = field(default_factory=dict)      # key -> cluster id (clustered keys only)
+    canonical_of: dict[str, str] = field(default_factory=dict)    # cluster id -> canonical key
+    pairs: list[Pair] = field(default_factory=list)               # every verified pair that may mean reuse
+    matches: dict[str, Match] = field(default_factory=dict)       # dropped key -> its evidence
+
+    def duplicate_of(self, key: str) -> str | None:
+        """The canonical key this sample duplicates; None for canonicals and singletons."""
+        match = self.matches.get(key)
+        return match.canonical if match else None
+
+    def columns(self, key: str) -> dict[str, Any]:
+        """Manifest columns ``dedup_cluster`` and ``duplicate_of`` (see ``schemas.quality``)."""
+        return {"dedup_cluster": self.cluster_of.get(key), "duplicate_of": self.duplicate_of(key)}
+
+
+# ---- evidence ------------------------------------------------------------------------------------
+
+@dataclass
+class Evidence:
+    """All kinds of pairs found between two samples, and how strong they are together."""
+
+    key_a: str
+    key_b: str
+    distances: dict[str, float] = field(default_factory=dict)   # kind -> distance
+
+    def strength(self, options: DedupOptions) -> tuple[Any, ...]:
+        """Sort key, strongest first: identical pixels, then more kinds agreeing, then closeness."""
+        scaled = [self.distances["image"] / max(options.near_image_distance, 1)] if "image" in self.distances else []
+        if "caption" in self.distances:
+            scaled.append(self.distances["caption"] / max(1.0 - options.caption_jaccard, 1e-9))
+        return ("exact" not in self.distances, -len(self.distances), min(scaled, default=0.0), self.key_a, self.key_b)
+
+    def match(self, key: str, canonical: str, records: Mapping[str, DedupRecord]) -> Match:
+        jaccard = 1.0 - self.distances["caption"] if "caption" in self.distances else None
+        return Match(key, canonical, tuple(k for k in KIND_ORDER if k in self.distances),
+                     hamming(records[key].perceptual, records[canonical].perceptual),
+                     None if jaccard is None else round(jaccard, 6))
+
+
+def is_panel(record: DedupRecord) -> bool:
+    return bool(record.group) and record.group != record.key
+
+
+def related(a: DedupRecord, b: DedupRecord, kind: str) -> bool:
+    """Pairs that are not duplicates, whatever their hashes say:
+
+    - a figure and its own panels (one ``group``);
+    - a whole figure and a panel (like is compared with like);
+    - panel captions (shared text makes sibling panels' captions alike by design);
+    - within one article (any of its versions), anything short of identical pixels: figures of
+      one study look alike by design. Near-duplicates are for reuse across articles.
+    """
+    a_panel, b_panel = is_panel(a), is_panel(b)
+    if (a.group and a.group == b.group) or a_panel != b_panel or (kind == "caption" and a_panel):
+        return True
+    return kind != "exact" and a.article_id == b.article_id
+
+
+def gather(records: Mapping[str, DedupRecord], pairs: Iterable[Pair]) -> tuple[list[Pair], list[Evidence]]:
+    """The smallest distance per (pair, kind) without related pairs; and the same grouped per pair."""
+    best: dict[tuple[str, str, str], Pair] = {}
+    for p in pairs:
+        k = (p.key_a, p.key_b, p.kind)
+        if k not in best or p.distance < best[k].distance:
+            best[k] = p
+    kept = sorted(p for p in best.values() if not related(records[p.key_a], records[p.key_b], p.kind))
+    grouped: dict[tuple[str, str], Evidence] = {}
+    for p in kept:
+        grouped.setdefault((p.key_a, p.key_b), Evidence(p.key_a, p.key_b)).distances[p.kind] = p.distance
+    return kept, list(grouped.values())
+
+
+# ---- one-to-one between articles, then stars -------------------------------------------------------
+
+def one_to_one(evidence: Sequence[Evidence], records: Mapping[str, DedupRecord],
+               options: DedupOptions) -> list[Evidence]:
+    """Strongest pairs first; a sample takes at most one partner in each other article."""
+    partner: set[tuple[str, str]] = set()   # (key, the other article) already paired
+    kept = []
+    for ev in sorted(evidence, key=lambda e: e.strength(options)):
+        a, b = records[ev.key_a], records[ev.key_b]
+        taken = (a.key, b.article_id) in partner or (b.key, a.article_id) in partner
+        if "exact" in ev.distances or not taken:  # identical pixels exempt (exact pairs come first)
+            partner.update({(a.key, b.article_id), (b.key, a.article_id)})
+            kept.append(ev)
+    return kept
+
+
+def canonical_order(records: Iterable[DedupRecord], options: DedupOptions) -> list[DedupRecord]:
+    """Most preferred first: an older version whose newer version is present never leads; then the
+    most permissive license, the most pixels, the smallest key."""
+    recs = list(records)
+    newest: dict[str, int] = defaultdict(int)
+    for r in recs:
+        newest[r.article_id] = max(newest[r.article_id], r.version)
+    return sorted(recs, key=lambda r: (r.version != newest[r.article_id],
+                                       license_rank(r.license_code, options.license_preference), -r.pixels, r.key))
+
+
+def choose_canonical(records: Iterable[DedupRecord], options: DedupOptions = DedupOptions()) -> str:
+    return canonical_order(records, options)[0].key
+
+
+def stars(evidence: Sequence[Evidence], records: Mapping[str, DedupRecord],
+          options: DedupOptions) -> dict[str, Match]:
+    """Canonical-anchored clusters: a sample is dropped only as a duplicate of a canonical it pairs
+    with directly, and only of the one it matches best among the samples that can be its canonical
+    (ranked before it, not dropped themselves), so a false near pair never takes a sample from its
+    true counterpart. Returns dropped key -> match."""
+    neighbours: dict[str, dict[str, Evidence]] = defaultdict(dict)
+    for ev in sorted(evidence, key=lambda e: e.strength(options)):
+        neighbours[ev.key_a][ev.key_b] = ev
+        neighbours[ev.key_b][ev.key_a] = ev
+    order = canonical_order((records[k] for k in neighbours), options)
+    rank = {r.key: i for i, r in enumerate(order)}
+    matches: dict[str, Match] = {}
+    for center in order:
+        if center.key in matches:
+            continue
+        for other, ev in sorted(neighbours[center.key].items()):
+            if rank[other] < rank[center.key] or other in matches:
+                continue
+            # its strongest partner (insertion order) among those ranked before it and not dropped
+            best = next(k for k in neighbours[other] if rank[k] < rank[other] and k not in matches)
+            if best == center.key:
+                matches[other] = ev.match(other, center.key, records)
+    return matches
+
+
+# ---- panels follow their figure -------------------------------------------------------------------
+
+def _normalized_box(panel: DedupRecord, parent: DedupRecord) -> tuple[float, ...] | None:
+    if len(panel.box) != 4 or not parent.width or not parent.height:
+        return None
+    x1, y1, x2, y2 = panel.box
+    return (x1 / parent.width, y1 / parent.height, x2 / parent.width, y2 / parent.height)
+
+
+def pair_panels(dup: list[DedupRecord], canon: list[DedupRecord], dup_parent: DedupRecord,
+                canon_parent: DedupRecord, options: DedupOptions) -> list[tuple[DedupRecord, DedupRecord]]:
+    """Panels of a duplicate figure with those of its canonical figure: the same label (or, for
+    unlabelled panels, the best-overlapping box) at about the same place, and hashes within
+    ``panel_distance``. Labels that disagree never pair."""
+    candidates = []
+    for d in dup:
+        for c in canon:
+            same_label = bool(d.label) and d.label.lower() == c.label.lower()
+            if (d.label or c.label) and not same_label:
+                continue
+            boxes = _normalized_box(d, dup_parent), _normalized_box(c, canon_parent)
+            iou = box_iou(*boxes) if None not in boxes else 0.0  # type: ignore[arg-type]
+            if iou >= (options.panel_label_iou if same_label else options.panel_box_iou):
+                candidates.append((-iou, d.key, c.key, d, c))
+    taken: set[str] = set()
+    out = []
+    for _, _, _, d, c in sorted(candidates):
+        if d.key in taken or c.key in taken or hamming(d.perceptual, c.perceptual) > options.panel_distance:
+            continue
+        taken.update({d.key, c.key})
+        out.append((d, c))
+    return out
+
+
+def follow_figures(figure_matches: Mapping[str, Match], records: Mapping[str, DedupRecord],
+                   options: DedupOptions) -> tuple[dict[str, Match], set[str]]:
+    """Panel matches implied by figure matches, and every panel whose figure has a counterpart
+    (those are never searched independently)."""
+    panels_of: dict[str, list[DedupRecord]] = defaultdict(list)
+    for r in records.values():
+        if is_panel(r):
+            panels_of[r.group].append(r)
+    anchored: set[str] = set()
+    matches: dict[str, Match] = {}
+    for fig_key, fm in sorted(figure_matches.items()):
+        anchored.update(p.key for p in panels_of.get(fig_key, ()))
+        anchored.update(p.key for p in panels_of.get(fm.canonical, ()))
+        pairs = pair_panels(sorted(panels_of.get(fig_key, ()), key=lambda r: r.key),
+                            sorted(panels_of.get(fm.canonical, ()), key=lambda r: r.key),
+                            records[fig_key], records[fm.canonical], options)
+        for d, c in pairs:
+            kinds = ("exact", "panel") if d.exact == c.exact else ("panel",)
+            matches[d.key] = Match(d.key, c.key, kinds, hamming(d.perceptual, c.perceptual), None, fig_key)
+    return matches, anchored
+
+
+# ---- the whole reduce ------------------------------------------------------------------------------
+
+def finish(records: Mapping[str, DedupRecord], pairs: Iterable[Pair], options: DedupOptions) -> DedupResult:
+    """Final reduce over all verified pairs: figures first, their panels after them, then the
+    panels whose figure has no counterpart."""
+    kept, evidence = gather(records, pairs)
+    figure_ev = [e for e in evidence if not is_panel(records[e.key_a])]
+    figure_matches = stars(one_to_one(figure_ev, records, options), records, options)
+    matches, anchored = follow_figures(figure_matches, records, options)
+    free_panels = [e for e in evidence if is_panel(records[e.key_a])
+                   and e.key_a not in anchored and e.key_b not in anchored]
+    matches.update(stars(one_to_one(free_panels, records, options), records, options))
+    matches.update(figure_matches)
+    members: dict[str, set[str]] = defaultdict(set)
+    for m in matches.values():
+        members[m.canonical].update({m.key, m.canonical})
+    cluster_of, canonical_of = {}, {}
+    for canonical, keys in sorted(members.items()):
+        cid = min(keys)
+        canonical_of[cid] = canonical
+        cluster_of.update({k: cid for k in keys})
+    return DedupResult(dict(sorted(cluster_of.items())), canonical_of, kept, dict(sorted(matches.items())))
+
+
+def dedup_local(records: Iterable[DedupRecord], options: DedupOptions = DedupOptions()) -> DedupResult:
+    """map → group → reduce in one process (local runner); images through the vectorized bands."""
+    recs = {r.key: r for r in records}
+    ordered = [recs[k] for k in sorted(recs)]
+    pairs: set[Pair] = set()
+    if "image" in options.kinds:
+        pairs.update(image_pairs_numpy([r.key for r in ordered], [r.perceptual for r in ordered], options))
+    groups: dict[str, list[DedupRecord]] = defaultdict(list)
+    text_options = text_only(options)
+    for r in ordered:
+        for bk in bucket_keys(r, text_options):
+            groups[bk].append(r)
+    for bk in sorted(groups):
+        pairs.update(candidate_pairs(bk, groups[bk], options))
+    return finish(recs, pairs, options)

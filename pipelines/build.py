@@ -20,6 +20,7 @@ from medcorpus import __version__
 from medcorpus.manifests.storage import Output
 from medcorpus.pipelines import assemble
 from medcorpus.pipelines.config import BuildConfig
+from medcorpus.pipelines.outlock import OutputLock
 from medcorpus.pipelines.runners import Job, Runner
 from medcorpus.pipelines.sources.base import Selection, Source, select
 from medcorpus.pipelines.staging import Staging, unit_token
@@ -57,8 +58,26 @@ def _join(base: str, name: str) -> str:
 
 def build(config: BuildConfig, source: Source, runner: Runner, out: str, *, selection: Selection = Selection(),
           work_dir: str | None = None, source_spec: str = "", console: Console | None = None,
-          progress: bool = True) -> BuildSummary:
+          progress: bool = True, wait: bool = False, wait_timeout_s: float | None = None) -> BuildSummary:
+    """Build ``out`` holding its write lock (``pipelines/outlock.py``) from before the first write
+    to the end, so two builds never interleave. Raises ``OutputLocked`` when another build holds it
+    (after waiting for it with ``wait``, up to ``wait_timeout_s``)."""
     console = console or Console(stderr=True)
+    lock = OutputLock(out, wait=wait, timeout_s=wait_timeout_s, notify=console.print)
+    try:
+        lock.acquire()
+    except BaseException:
+        runner.close()
+        raise
+    try:
+        return _build(config, source, runner, out, selection=selection, work_dir=work_dir,
+                      source_spec=source_spec, console=console, progress=progress)
+    finally:
+        lock.release()
+
+
+def _build(config: BuildConfig, source: Source, runner: Runner, out: str, *, selection: Selection,
+           work_dir: str | None, source_spec: str, console: Console, progress: bool) -> BuildSummary:
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
     output = Output(out)

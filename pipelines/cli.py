@@ -100,6 +100,8 @@ def build(
         raise typer.Exit(1) from None
     for line in summary_lines(summary):
         err.print(line)
+    if summary.all_failed:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -10,7 +10,10 @@ Two transports reach the same bucket: ``s3`` (anonymous boto3, botocore ``UNSIGN
 (plain GETs and ListObjectsV2 XML over httpx). Both retry timeouts, connection errors, 5xx and
 503 SlowDown with exponential backoff and jitter; every fetched object is md5-verified and cached
 under ``cache_dir`` keyed by S3 key + md5 (metadata: key + ETag), written atomically, so an
-interrupted crawl resumes without refetching.
+interrupted crawl resumes without refetching. A fetch that still fails is a SkipError by class:
+``fetch_transient`` (retries exhausted) and ``forbidden`` (403/401, never retried within a run) may
+clear by themselves, so the build retries those units on its next runs; ``*_not_found`` (404),
+``md5_mismatch`` and ``fetch_failed`` (any other answer) are final for this source version.
 
 The object holds configuration only (clients, pools and locks are created lazily and dropped when
 pickled), so it ships to any worker.

@@ -11,7 +11,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -20,15 +20,19 @@ from medcorpus import __version__
 from medcorpus.manifests.storage import Output
 from medcorpus.pipelines import assemble
 from medcorpus.pipelines.config import BuildConfig
+from medcorpus.pipelines.outlock import OutputLock
 from medcorpus.pipelines.runners import Job, Runner
 from medcorpus.pipelines.sources.base import Selection, Source, select
-from medcorpus.pipelines.staging import Staging, unit_token
+from medcorpus.pipelines.staging import Staging, UnitResult, unit_token
+from medcorpus.schemas.records import DELIBERATE_SKIPS
 
 
 @dataclass
 class BuildSummary:
     units: int = 0
     units_reused: int = 0
+    units_failed: int = 0  # units that gave no article and recorded a failure (not a policy skip)
+    units_retry: int = 0  # units with transient fetch errors that the next build fetches again
     articles: int = 0
     figures: int = 0
     samples: int = 0
@@ -41,6 +45,11 @@ class BuildSummary:
     @property
     def errors(self) -> int:
         return sum(self.errors_by_reason.values())
+
+    @property
+    def all_failed(self) -> bool:
+        """Every unit failed: the build produced nothing, and says so with its exit code."""
+        return self.units > 0 and self.units_failed == self.units
 
 
 def default_work_dir(out: str) -> str:
@@ -57,8 +66,26 @@ def _join(base: str, name: str) -> str:
 
 def build(config: BuildConfig, source: Source, runner: Runner, out: str, *, selection: Selection = Selection(),
           work_dir: str | None = None, source_spec: str = "", console: Console | None = None,
-          progress: bool = True) -> BuildSummary:
+          progress: bool = True, wait: bool = False, wait_timeout_s: float | None = None) -> BuildSummary:
+    """Build ``out`` holding its write lock (``pipelines/outlock.py``) from before the first write
+    to the end, so two builds never interleave. Raises ``OutputLocked`` when another build holds it
+    (after waiting for it with ``wait``, up to ``wait_timeout_s``)."""
     console = console or Console(stderr=True)
+    lock = OutputLock(out, wait=wait, timeout_s=wait_timeout_s, notify=console.print)
+    try:
+        lock.acquire()
+    except BaseException:
+        runner.close()
+        raise
+    try:
+        return _build(config, source, runner, out, selection=selection, work_dir=work_dir,
+                      source_spec=source_spec, console=console, progress=progress)
+    finally:
+        lock.release()
+
+
+def _build(config: BuildConfig, source: Source, runner: Runner, out: str, *, selection: Selection,
+           work_dir: str | None, source_spec: str, console: Console, progress: bool) -> BuildSummary:
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
     output = Output(out)
@@ -103,7 +130,7 @@ def _run(config: BuildConfig, runner: Runner, job: Job, staging: Staging, units:
             for name, task in stage_tasks.items():
                 bar.advance(task, done.counters.get(f"in:{name}", 0))
             bar.advance(units_task)
-        asm = assemble.collect(((t, staging.read_meta(t)) for _, t in units), config)
+        asm = assemble.collect(_tally(((t, staging.read_meta(t)) for _, t in units), summary), config)
         if asm.dedup_records:
             assemble.apply_dedup(asm, runner.dedup(job, asm.dedup_records))
         assemble.plan(asm, config)
@@ -112,6 +139,15 @@ def _run(config: BuildConfig, runner: Runner, job: Job, staging: Staging, units:
             summary.samples += n
             bar.advance(shard_task)
     return asm
+
+
+def _tally(staged: Iterable[tuple[str, UnitResult]], summary: BuildSummary) -> Iterator[tuple[str, UnitResult]]:
+    """Pass the staged units through, counting failed units and units to retry on the way."""
+    for token, result in staged:
+        summary.units_retry += result.retry
+        if not result.articles and any(e.get("reason") not in DELIBERATE_SKIPS for e in result.errors):
+            summary.units_failed += 1
+        yield token, result
 
 
 def prepare_evalsets(config: BuildConfig, work: Path) -> tuple[str | None, str]:
@@ -177,5 +213,10 @@ def summary_lines(summary: BuildSummary) -> list[str]:
         lines.append("llm: " + ", ".join(f"{k} {v}" for k, v in sorted(llm.items())))
     if summary.stage_seconds:
         lines.append("stage seconds (summed over workers, all units): " + ", ".join(f"{k} {v:.2f}" for k, v in summary.stage_seconds.items()))
+    if summary.units_failed or summary.units_retry:
+        lines.append(f"failed units {summary.units_failed} of {summary.units}; "
+                     f"{summary.units_retry} retried by the next build (5xx, timeouts, 403)")
+    if summary.all_failed:
+        lines.append(f"build failed: all {summary.units} units failed (see the errors table)")
     return lines
 

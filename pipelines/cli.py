@@ -63,10 +63,15 @@ def build(
         None, "--license-group", help="pmc-cloud: oa_comm, oa_noncomm, other (default) and phe_timebound, whose "
                                       "reuse terms expired: only when named"),
     no_progress: bool = typer.Option(False, "--no-progress", help="no progress bars"),
+    wait: bool = typer.Option(False, "--wait", help="when another build holds OUT's lock, wait for it "
+                                                    "instead of failing"),
+    wait_timeout: Optional[float] = typer.Option(None, "--wait-timeout", min=0,
+                                                 help="with --wait: give up after this many seconds"),
 ) -> None:
     """Build shards and a manifest from a source."""
     from medcorpus.pipelines.build import build as run_build, default_work_dir, summary_lines
     from medcorpus.pipelines.config import load_config
+    from medcorpus.pipelines.outlock import LockLost, OutputLocked
     from medcorpus.pipelines.runners import make_runner, parse_beam_options
     from medcorpus.pipelines.sources import Selection, make_source
 
@@ -83,10 +88,20 @@ def build(
                           ray_address=ray_address, beam_options=parse_beam_options(beam_option or []))
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    summary = run_build(cfg, src, run, out, selection=Selection(limit=limit, ids=ids, since=since),
-                        work_dir=wd, source_spec=source, console=err, progress=not no_progress)
+    try:
+        summary = run_build(cfg, src, run, out, selection=Selection(limit=limit, ids=ids, since=since),
+                            work_dir=wd, source_spec=source, console=err, progress=not no_progress,
+                            wait=wait or wait_timeout is not None, wait_timeout_s=wait_timeout)
+    except OutputLocked as exc:
+        err.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except LockLost as exc:
+        err.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
     for line in summary_lines(summary):
         err.print(line)
+    if summary.all_failed:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -2,7 +2,11 @@
 
 Each unit's result is written as two files named by (unit fingerprint, config hash, code version):
 ``.data`` (member bytes) first, then ``.meta`` (rows) — a unit counts as done only when its
-``.meta`` exists, and both are written to a temporary name and renamed. This is an internal cache
+``.meta`` exists, and both are written to a temporary name and renamed. A result with an error that
+may clear by itself (``TRANSIENT_REASONS``: 5xx, timeouts, 403) is written as ``.retry`` instead:
+the build reads it like ``.meta`` (its manifest records the error), but the unit is not done, so the
+next build processes it again; after ``TRANSIENT_RUNS`` such runs it is written as ``.meta`` and
+counts as permanent until the source changes. This is an internal cache
 (pickle); the published formats are the shards and the Parquet manifest.
 
 The root is a local folder or an fsspec URL (``gs://bucket/work/staging``, ``s3://...``): distributed
@@ -15,6 +19,7 @@ import hashlib
 import os
 import pickle
 import posixpath
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +28,10 @@ from typing import Any
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from medcorpus.schemas.records import UnitRef
+from medcorpus.schemas.records import TRANSIENT_REASONS, UnitRef
+
+TRANSIENT_RUNS = 3  # builds that retry a unit failing transiently before its errors count as permanent
+_RUN_NOTE = re.compile(r" \[(?:failed on|run) \d+[^\]]*\]$")
 
 
 @dataclass
@@ -44,6 +52,8 @@ class UnitResult:
     errors: list[dict[str, Any]] = field(default_factory=list)
     dropped: list[dict[str, Any]] = field(default_factory=list)  # filtered or decontaminated samples
     counters: dict[str, int] = field(default_factory=dict)
+    attempts: int = 0  # consecutive runs that staged this unit with a transient error
+    retry: bool = False  # staged as ``.retry``: the next build processes the unit again
 
 
 def unit_token(unit: UnitRef, config_hash: str, code_version: str) -> str:
@@ -88,13 +98,51 @@ class Staging:
             return pickle.load(f)
 
     def write(self, token: str, result: UnitResult) -> None:
+        """Stage a unit's result: final (``.meta``), or to retry (``.retry``) while it has transient
+        errors and fewer than ``TRANSIENT_RUNS`` runs have failed so."""
+        self._count_attempt(token, result)
         members, result.members = result.members, {}
         self._write(self._path(token, "data"), members)
-        self._write(self._path(token, "meta"), result)
+        if result.retry:
+            self._write(self._path(token, "retry"), result)
+        else:
+            self._write(self._path(token, "meta"), result)
+            self._remove(self._path(token, "retry"))  # after .meta: once .meta exists a leftover is ignored
         result.members = members
 
+    def _count_attempt(self, token: str, result: UnitResult) -> None:
+        transient = [e for e in result.errors if e.get("reason") in TRANSIENT_REASONS]
+        if not transient:
+            result.attempts, result.retry = 0, False
+            return
+        result.attempts = self._previous_attempts(token) + 1
+        result.retry = result.attempts < TRANSIENT_RUNS
+        note = (f" [run {result.attempts} of {TRANSIENT_RUNS}; the next build retries it]" if result.retry else
+                f" [failed on {result.attempts} runs; permanent until the source changes]")
+        for e in transient:
+            e["detail"] = _RUN_NOTE.sub("", str(e.get("detail") or "")) + note
+
+    def _previous_attempts(self, token: str) -> int:
+        try:
+            return int(self._read(self._path(token, "retry")).attempts)
+        except FileNotFoundError:
+            return 0
+
+    def _remove(self, path: Any) -> None:
+        if self.fs is None:
+            path.unlink(missing_ok=True)
+            return
+        try:
+            self.fs.rm_file(path)
+        except FileNotFoundError:
+            pass
+
     def read_meta(self, token: str) -> UnitResult:
-        return self._read(self._path(token, "meta"))
+        """The unit's staged result, final or to retry."""
+        try:
+            return self._read(self._path(token, "meta"))
+        except FileNotFoundError:
+            return self._read(self._path(token, "retry"))
 
     def read_members(self, token: str) -> dict[str, dict[str, bytes]]:
         return self._read(self._path(token, "data"))

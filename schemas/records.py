@@ -4,6 +4,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+TRANSIENT_REASONS = frozenset({"fetch_transient", "forbidden"})
+"""Error reasons that may clear without the source changing (5xx, SlowDown, timeouts, connection
+errors; 403/401, which a bucket policy or a credential fixes). A unit with one is staged but not
+final: the next build fetches it again (pipelines/staging.py bounds how many times)."""
+
+DELIBERATE_SKIPS = frozenset({"retracted", "not_open_access", "license_excluded"})
+"""Reasons a source declines a unit by policy: the unit is not a failure."""
+
 
 class SkipError(Exception):
     """Raised by a transform when one input cannot become output; the runner records it and goes on.

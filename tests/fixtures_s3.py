@@ -384,8 +384,9 @@ def s3_output_bucket(moto_server: MotoEndpoint, monkeypatch: pytest.MonkeyPatch)
 @dataclass
 class Fault:
     """Answer the first ``times`` requests that ``match`` with ``kind``: ``slowdown`` (503 SlowDown),
-    ``500`` (InternalError), ``stall`` (sleep ``stall_s`` then drop the connection without a
-    response), ``reset`` (close at once) or ``delay`` (wait ``stall_s``, then forward normally)."""
+    ``500`` (InternalError), ``403`` (AccessDenied), ``stall`` (sleep ``stall_s`` then drop the
+    connection without a response), ``reset`` (close at once) or ``delay`` (wait ``stall_s``, then
+    forward normally)."""
 
     kind: str
     times: int
@@ -396,6 +397,8 @@ class Fault:
 
 _SLOWDOWN = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
              b"<Message>Please reduce your request rate.</Message></Error>")
+_ACCESS_DENIED = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
+                  b"<Message>Access Denied</Message></Error>")
 _INTERNAL = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code>'
              b"<Message>We encountered an internal error. Please try again.</Message></Error>")
 
@@ -447,7 +450,8 @@ class FaultProxy:
                             proxy._stop.wait(fault.stall_s)  # bounded; cut short on shutdown
                         self.close_connection = True
                         return
-                    status, payload = (503, _SLOWDOWN) if fault.kind == "slowdown" else (500, _INTERNAL)
+                    status, payload = {"slowdown": (503, _SLOWDOWN), "403": (403, _ACCESS_DENIED)}.get(
+                        fault.kind, (500, _INTERNAL))
                     proxy._record(self.command, self.path, status)
                     self.send_response(status)
                     self.send_header("Content-Type", "application/xml")

@@ -311,7 +311,7 @@ def test_retries_exhausted(tmp_path, pmc_bucket, fault_proxy, transport):
     fault_proxy.faults.append(Fault("slowdown", 100, lambda m, p: p.endswith(xml_key)))
     with pytest.raises(SkipError) as e:
         src.open(unit)
-    assert e.value.reason == "fetch_failed" and "3 attempts" in e.value.detail
+    assert e.value.reason == "fetch_transient" and "3 attempts" in e.value.detail
     assert len(fault_proxy.requests(contains=xml_key)) == 3
     # a media file that keeps failing is a per-file error and is not cached as permanent
     src.close()
@@ -321,9 +321,25 @@ def test_retries_exhausted(tmp_path, pmc_bucket, fault_proxy, transport):
     assert "fig1.jpg" in pkg.media_names and "fig1.jpg" not in pkg.media
     with pytest.raises(SkipError) as e:
         pkg.read_media("fig1.jpg")
-    assert e.value.reason == "fetch_failed"
+    assert e.value.reason == "fetch_transient"
     fault_proxy.faults.clear()
     assert pkg.read_media("fig1.jpg") == art.media["fig1.jpg"]  # recovers once the server does
+    src.close()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_forbidden_is_its_own_reason_and_not_retried_within_a_run(tmp_path, pmc_bucket, fault_proxy, transport):
+    art = pmc_bucket.article("noncomm")
+    meta_key = f"metadata/{art.pmcid}.1.json"
+    src = make(tmp_path, fault_proxy.url, transport, ids=frozenset({art.pmcid}))
+    unit = by_id(list(src.list_units()))[art.pmcid]
+    fault_proxy.faults.append(Fault("403", 100, lambda m, p: m == "GET" and p.endswith(meta_key)))
+    with pytest.raises(SkipError) as e:
+        src.open(unit)
+    assert e.value.reason == "forbidden" and "403" in e.value.detail
+    assert len(fault_proxy.requests("GET", contains=meta_key)) == 1  # retrying a 403 in a loop helps nothing
+    fault_proxy.faults.clear()
+    assert src.open(unit).xml == art.xml  # nothing of the 403 was cached
     src.close()
 
 

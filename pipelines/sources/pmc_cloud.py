@@ -10,7 +10,10 @@ Two transports reach the same bucket: ``s3`` (anonymous boto3, botocore ``UNSIGN
 (plain GETs and ListObjectsV2 XML over httpx). Both retry timeouts, connection errors, 5xx and
 503 SlowDown with exponential backoff and jitter; every fetched object is md5-verified and cached
 under ``cache_dir`` keyed by S3 key + md5 (metadata: key + ETag), written atomically, so an
-interrupted crawl resumes without refetching.
+interrupted crawl resumes without refetching. A fetch that still fails is a SkipError by class:
+``fetch_transient`` (retries exhausted) and ``forbidden`` (403/401, never retried within a run) may
+clear by themselves, so the build retries those units on its next runs; ``*_not_found`` (404),
+``md5_mismatch`` and ``fetch_failed`` (any other answer) are final for this source version.
 
 The object holds configuration only (clients, pools and locks are created lazily and dropped when
 pickled), so it ships to any worker.
@@ -118,8 +121,13 @@ def _as_utc(dt: datetime) -> datetime:
 
 
 class _NotFound(Exception):
-    """404 / NoSuchKey (and 403 AccessDenied, which S3 answers for a missing key when listing is
-    not allowed): permanent for this key."""
+    """404 / NoSuchKey: permanent for this key."""
+
+
+class _Forbidden(Exception):
+    """403 / 401 (AccessDenied, also S3's answer for a missing key where listing is not allowed):
+    not retried within a run, but a policy or credential change can clear it, so the next build
+    tries again (a bounded number of times, pipelines/staging.py)."""
 
 
 class _Transient(Exception):
@@ -168,8 +176,10 @@ class _S3Transport:
         if isinstance(exc, ClientError):
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
             code = exc.response.get("Error", {}).get("Code", "")
-            if code in ("NoSuchKey", "NotFound", "404", "AccessDenied", "403") or status in (403, 404):
+            if code in ("NoSuchKey", "NotFound", "404") or status == 404:
                 return _NotFound(f"{code or status}")
+            if code in ("AccessDenied", "403", "401", "Unauthorized") or status in (401, 403):
+                return _Forbidden(f"{status} {code}".strip())
             if status >= 500 or code in ("SlowDown", "InternalError", "ServiceUnavailable",
                                          "RequestTimeout", "503", "500"):
                 return _Transient(f"{status} {code}")
@@ -241,8 +251,10 @@ class _HttpsTransport:
                 resp.read()
         except (httpx.TimeoutException, httpx.TransportError) as exc:
             raise _Transient(repr(exc)) from exc
-        if resp.status_code in (403, 404):
-            raise _NotFound(str(resp.status_code))
+        if resp.status_code == 404:
+            raise _NotFound("404")
+        if resp.status_code in (401, 403):
+            raise _Forbidden(f"{resp.status_code} {_error_code(resp.content)}".strip())
         if resp.status_code >= 500 or resp.status_code == 429:
             raise _Transient(f"{resp.status_code} {_error_code(resp.content)}")
         if resp.status_code >= 300:
@@ -422,7 +434,7 @@ class PmcCloudSource:
         return min(self.retry_max_s, self.retry_base_s * (2 ** attempt)) * jitter
 
     def _call(self, what: str, fn: Callable[[], Any]) -> Any:
-        """Run ``fn`` with retries on transient errors; _NotFound/_Fatal pass through at once."""
+        """Run ``fn`` with retries on transient errors; _NotFound/_Forbidden/_Fatal pass through at once."""
         for attempt in range(self.max_retries + 1):
             try:
                 return fn()
@@ -471,7 +483,7 @@ class PmcCloudSource:
     def _fetch(self, key: str, md5: str | None, *, cache_tag: str | None = None) -> bytes:
         """Bytes of ``key``, verified against ``md5`` (when given), from the cache when there.
 
-        Raises _NotFound, _Transient (retries exhausted), _Fatal, or SkipError('md5_mismatch').
+        Raises _NotFound, _Forbidden, _Transient (retries exhausted), _Fatal, or SkipError('md5_mismatch').
         A wrong md5 is retried a couple of times (a corrupted transfer), not ``max_retries``."""
         tag = md5 or cache_tag
         try:
@@ -542,7 +554,7 @@ class PmcCloudSource:
         for key in (f"metadata/{pmcid}.{ver}.json", f"{pmcid}.{ver}/{pmcid}.{ver}.json"):
             try:
                 head = self._call(f"HEAD {key}", lambda: self.client.head(key))
-            except _NotFound:
+            except (_NotFound, _Forbidden):  # open() fetches it and reports why
                 continue
             return _Version(pmcid, ver, key, head.etag, head.last_modified)
         # The version exists but has no metadata: list it so open() reports why it is unusable.
@@ -564,7 +576,7 @@ class PmcCloudSource:
     def _wrap_latest(self, pmcid: str) -> _Version | None:
         try:
             return self._latest_for_id(pmcid)
-        except (_Transient, _Fatal) as exc:
+        except (_Forbidden, _Transient, _Fatal) as exc:
             raise RuntimeError(f"listing {pmcid} failed: {exc}") from exc
 
     def _unit(self, v: _Version) -> UnitRef:
@@ -597,8 +609,8 @@ class PmcCloudSource:
             raw = self._fetch(key, md5, cache_tag=None if md5 else _safe_tag(etag))
         except _NotFound as exc:
             raise SkipError("metadata_not_found", f"s3://{self.bucket}/{key}: {exc}") from exc
-        except (_Transient, _Fatal) as exc:
-            raise SkipError("fetch_failed", f"s3://{self.bucket}/{key}: {exc}") from exc
+        except (_Forbidden, _Transient, _Fatal) as exc:
+            raise _fetch_error(exc, f"s3://{self.bucket}/{key}") from exc
         try:
             doc = json.loads(raw)
             if not isinstance(doc, dict):
@@ -663,8 +675,8 @@ class PmcCloudSource:
                     fut.exception()  # wait: nothing of this article keeps running after open()
             if isinstance(exc, _NotFound):
                 raise SkipError("xml_not_found", f"{xml_url.url}: {exc}") from exc
-            if isinstance(exc, (_Transient, _Fatal)):
-                raise SkipError("fetch_failed", f"{xml_url.url}: {exc}") from exc
+            if isinstance(exc, (_Forbidden, _Transient, _Fatal)):
+                raise _fetch_error(exc, xml_url.url) from exc
             raise
         media: dict[str, bytes] = {}
         for n, fut in futures.items():
@@ -697,8 +709,8 @@ class PmcCloudSource:
             err = exc
         except _NotFound as exc:
             err = SkipError("image_not_found", f"{name}: listed in the metadata but {url.url} answers {exc}")
-        except (_Transient, _Fatal) as exc:  # not cached: a later read_media tries again
-            raise SkipError("fetch_failed", f"{name}: {url.url}: {exc}") from exc
+        except (_Forbidden, _Transient, _Fatal) as exc:  # not cached: a later read_media tries again
+            raise _fetch_error(exc, f"{name}: {url.url}") from exc
         with self._lock:
             self._failed[fkey] = err
         raise err
@@ -712,6 +724,14 @@ class PmcCloudSource:
         if url is None:
             raise SkipError("image_not_found", f"{name}: not among the media of {unit.unit_id}")
         return self._fetch_media(unit, name, url)
+
+
+def _fetch_error(exc: Exception, where: str) -> SkipError:
+    """The recorded reason of a failed fetch, by class: ``forbidden`` and ``fetch_transient`` may
+    clear by themselves (the next build retries the unit), ``fetch_failed`` (any other answer) not."""
+    reason = ("forbidden" if isinstance(exc, _Forbidden) else
+              "fetch_transient" if isinstance(exc, _Transient) else "fetch_failed")
+    return SkipError(reason, f"{where}: {exc}")
 
 
 def _safe_tag(fingerprint: str | None) -> str | None:

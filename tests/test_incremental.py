@@ -136,3 +136,58 @@ def test_incremental_refuses_what_it_cannot_keep(tmp_path: Path) -> None:
         _run(src, out, Selection(limit=1))
     assert _run(src, out).mode == "snapshot" and verify_output(str(out))[0] == []
     assert _run(src, out, Selection(limit=1)).units_kept == 1
+
+
+def _new_version_fixing_media(client: Any, bucket: str, pmcid: str, name: str) -> None:
+    """Publish version 2 of ``pmcid`` whose metadata carries the right md5 of media ``name`` (v1's
+    was wrong), as PMC does when it corrects an article: a new version prefix and metadata object."""
+    import hashlib
+    import json
+
+    doc = json.loads(client.get_object(Bucket=bucket, Key=f"metadata/{pmcid}.1.json")["Body"].read())
+    data = client.get_object(Bucket=bucket, Key=f"{pmcid}.1/{name}")["Body"].read()
+    doc["version"] = 2
+    doc["media_urls"] = [u.split("?md5=")[0] + f"?md5={hashlib.md5(data).hexdigest()}" if u.split("?")[0].endswith(f"/{name}")
+                         else u for u in doc["media_urls"]]
+    body = json.dumps(doc, indent=1).encode()
+    for key in (f"{pmcid}.2/{pmcid}.2.json", f"metadata/{pmcid}.2.json"):
+        client.put_object(Bucket=bucket, Key=key, Body=body, ACL="public-read", ContentType="application/json")
+
+
+def test_since_build_changes_only_the_changed_article(tmp_path: Path, moto_server: Any) -> None:
+    from fixtures_s3 import s3_client, seed_pmc_bucket
+
+    from medcorpus.pipelines.sources import make_source
+
+    seeded = seed_pmc_bucket(moto_server.url, bucket="pmc-incremental")
+    out, work = tmp_path / "out", tmp_path / "work"
+
+    def run(since: str | None = None):  # noqa: ANN202
+        src = make_source("pmc-cloud", cache_dir=str(tmp_path / "cache"), endpoint_url=seeded.endpoint_url,
+                          transport="https", bucket=seeded.bucket, since=since, retry_base_s=0.005, seed=0)
+        return build(_config(), src, LocalRunner(2), str(out), selection=Selection(since=since),
+                     work_dir=str(work), progress=False)
+
+    first = run()
+    assert first.mode == "snapshot"
+    before, errors_before = _samples(out), _table(out, "errors.parquet")
+    changed = seeded.cases["bad_md5_media"]
+    assert "md5_mismatch" in {e["reason"] for e in errors_before if e["article_id"] == changed}
+
+    since_ts = int(time.time()) + 1  # S3 times have one-second resolution
+    time.sleep(max(0.0, since_ts - time.time()) + 0.01)
+    _new_version_fixing_media(s3_client(seeded.endpoint_url), seeded.bucket, changed, "fig3.jpg")
+    second = run(since=datetime.fromtimestamp(since_ts, timezone.utc).isoformat())
+
+    assert (second.mode, second.units, second.units_kept) == ("incremental", 1, first.units - 1)
+    after = _samples(out)
+    assert {k: r for k, r in after.items() if r["pmcid"] != changed} == \
+        {k: r for k, r in before.items() if r["pmcid"] != changed}
+    old = [r for r in before.values() if r["pmcid"] == changed]
+    new = [r for r in after.values() if r["pmcid"] == changed]
+    assert {r["version"] for r in old} == {1} and {r["version"] for r in new} == {2}  # v2 replaced v1
+    assert sum(r["parent_key"] is None for r in new) == sum(r["parent_key"] is None for r in old) + 1  # fig3
+    others = {e["article_id"] for e in errors_before} - {changed}
+    assert _of_articles(_table(out, "errors.parquet"), others) == _of_articles(errors_before, others)
+    assert "md5_mismatch" not in {e["reason"] for e in _table(out, "errors.parquet")}
+    assert verify_output(str(out))[0] == []

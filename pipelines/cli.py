@@ -50,9 +50,9 @@ def build(
     beam_option: Optional[list[str]] = typer.Option(None, "--beam-option",
                                                     help="beam: pipeline option KEY=VALUE, repeatable "
                                                          "(runner=DataflowRunner, project=..., ...)"),
-    limit: Optional[int] = typer.Option(None, "--limit", help="process at most N articles"),
-    pmcids: Optional[str] = typer.Option(None, "--pmcids", help="comma-separated PMCIDs or a file of them"),
-    since: Optional[str] = typer.Option(None, "--since", help="pmc-cloud: only articles updated on/after DATE"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="process at most N articles (incremental: the rest of OUT is kept)"),
+    pmcids: Optional[str] = typer.Option(None, "--pmcids", help="comma-separated PMCIDs or a file of them (incremental: the rest of OUT is kept)"),
+    since: Optional[str] = typer.Option(None, "--since", help="pmc-cloud: only articles updated on/after DATE (incremental: the rest of OUT is kept)"),
     work_dir: Optional[str] = typer.Option(None, "--work-dir",
                                            help="staging folder or URL (default OUT/_work); on a multi-node "
                                                 "cluster storage every worker reaches (gs://, s3://, NFS)"),
@@ -83,8 +83,14 @@ def build(
                           ray_address=ray_address, beam_options=parse_beam_options(beam_option or []))
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    summary = run_build(cfg, src, run, out, selection=Selection(limit=limit, ids=ids, since=since),
-                        work_dir=wd, source_spec=source, console=err, progress=not no_progress)
+    from medcorpus.pipelines.incremental import IncrementalError
+
+    try:
+        summary = run_build(cfg, src, run, out, selection=Selection(limit=limit, ids=ids, since=since),
+                            work_dir=wd, source_spec=source, console=err, progress=not no_progress)
+    except IncrementalError as exc:  # nothing was written: say what to do instead of a traceback
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
     for line in summary_lines(summary):
         err.print(line)
 

@@ -62,23 +62,27 @@ def plan_units(mode: str, listed: list[tuple[UnitRef, str]], output: Output, sta
     if mode == SNAPSHOT:
         return UnitPlan(mode, listed)
     previous = read_units(output)
-    kept = [(ref, token) for ref, token in previous if not _superseded(ref, listed)]
+    replaced = _replaced_by(listed)
+    kept = [(ref, token) for ref, token in previous if not replaced(ref)]
     check_carried(kept, staging, token_of)
     units = sorted(listed + kept, key=lambda u: (u[0].unit_id, u[0].source))
     return UnitPlan(mode, units, kept=len(kept))
 
 
-def _superseded(ref: UnitRef, listed: list[tuple[UnitRef, str]]) -> bool:
-    """A listed unit replaces ``ref`` when it is the same unit, or a newer version of the same
+def _replaced_by(listed: list[tuple[UnitRef, str]]) -> Callable[[UnitRef], bool]:
+    """Whether a listed unit replaces a previous one: the same unit, or a newer version of the same
     article where versions are separate units (local folders ``PMC123.1``, ``PMC123.2``)."""
-    old = _article_version(ref)
-    for unit, _ in listed:
-        if unit.source == ref.source and unit.unit_id == ref.unit_id:
-            return True
-        new = _article_version(unit)
-        if old and new and unit.source == ref.source and new[0] == old[0] and new[1] > old[1]:
-            return True
-    return False
+    ids = {(u.source, u.unit_id) for u, _ in listed}
+    newest: dict[tuple[str, str], int] = {}
+    for u, _ in listed:
+        av = _article_version(u)
+        if av:
+            newest[(u.source, av[0])] = max(av[1], newest.get((u.source, av[0]), 0))
+
+    def replaced(ref: UnitRef) -> bool:
+        av = _article_version(ref)
+        return (ref.source, ref.unit_id) in ids or bool(av and newest.get((ref.source, av[0]), 0) > av[1])
+    return replaced
 
 
 def _article_version(unit: UnitRef) -> tuple[str, int] | None:

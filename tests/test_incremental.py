@@ -12,7 +12,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 from conftest import tree_bytes
-from testdata import REPO, copy_articles
+from testdata import ARTICLES, REPO, copy_articles
 
 from medcorpus.manifests.storage import Output
 from medcorpus.manifests.verify import verify_output
@@ -190,4 +190,19 @@ def test_since_build_changes_only_the_changed_article(tmp_path: Path, moto_serve
     others = {e["article_id"] for e in errors_before} - {changed}
     assert _of_articles(_table(out, "errors.parquet"), others) == _of_articles(errors_before, others)
     assert "md5_mismatch" not in {e["reason"] for e in _table(out, "errors.parquet")}
+    assert verify_output(str(out))[0] == []
+
+
+def test_a_new_version_folder_supersedes_the_old_one(tmp_path: Path) -> None:
+    src, out = copy_articles(tmp_path / "in", ["pone.0000010"]), tmp_path / "out"
+    shutil.copytree(ARTICLES / "pone.0038869", src / "PMC1000001.1")
+    _run(src, out)
+    kept = {k: r for k, r in _samples(out).items() if r["article_id"] == "10.1371/journal.pone.0000010"}
+    (src / "PMC1000001.1").rename(src / "PMC1000001.2")  # the mirror now holds version 2 only
+    summary = _run(src, out, Selection(ids=frozenset({"PMC1000001"})))
+    assert (summary.mode, summary.units, summary.units_kept) == ("incremental", 1, 1)
+    assert sorted(r["unit_id"] for r in _table(out, "units.parquet")) == ["PMC1000001.2", "pone.0000010"]
+    after = _samples(out)
+    assert {k: r for k, r in after.items() if k in kept} == kept and len(after) == len(kept) + 2
+    assert not [e for e in _table(out, "errors.parquet") if e["reason"] == "duplicate_key"]
     assert verify_output(str(out))[0] == []

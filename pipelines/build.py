@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from medcorpus import __version__
 from medcorpus.manifests.storage import Output
-from medcorpus.pipelines import assemble
+from medcorpus.pipelines import assemble, incremental
 from medcorpus.pipelines.config import BuildConfig
 from medcorpus.pipelines.outlock import OutputLock
 from medcorpus.pipelines.runners import Job, Runner
@@ -41,6 +41,8 @@ class BuildSummary:
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
     llm_counts: dict[str, int] = field(default_factory=dict)  # requests, tokens, cache hits (this run)
+    mode: str = incremental.SNAPSHOT  # snapshot | incremental (see pipelines/incremental.py)
+    units_kept: int = 0  # incremental: units of the previous build carried over
 
     @property
     def errors(self) -> int:
@@ -96,15 +98,17 @@ def _build(config: BuildConfig, source: Source, runner: Runner, out: str, *, sel
     job = Job(config, source, staging.url, out, evalsets, vocab)
     config_hash = config.config_hash() + evalsets_hash + vocab_hash  # staged units depend on these too
 
-    units = [(u, unit_token(u, config_hash, __version__)) for u in select(source.list_units(), selection)]
-    todo = [(u, t) for u, t in units if not staging.done(t)]
-    summary = BuildSummary(units=len(units), units_reused=len(units) - len(todo))
+    listed = [(u, unit_token(u, config_hash, __version__)) for u in select(source.list_units(), selection)]
+    todo = [(u, t) for u, t in listed if not staging.done(t)]
+    summary = BuildSummary(units=len(listed), units_reused=len(listed) - len(todo))
+    units = _plan_units(summary, source, selection, listed, output, staging, config_hash)
 
     try:
         asm = _run(config, runner, job, staging, units, todo, summary, console, progress)
     finally:
         runner.close()
     assemble.write_tables(asm, output)
+    incremental.write_units(output, units)
     assemble.remove_stale(asm, output)
     assemble.write_attribution(output)
 
@@ -114,6 +118,16 @@ def _build(config: BuildConfig, source: Source, runner: Runner, out: str, *, sel
     summary.seconds = time.perf_counter() - t0
     assemble.append_run(output, _run_row(summary, config, runner, source_spec, started, asm.errors))
     return summary
+
+
+def _plan_units(summary: BuildSummary, source: Source, selection: Selection, listed: list[tuple[Any, str]],
+                output: Output, staging: Staging, config_hash: str) -> list[tuple[Any, str]]:
+    """Every unit of this build: the listed ones, plus (incremental) the previous build's others."""
+    mode = incremental.build_mode(source, selection)
+    plan = incremental.plan_units(mode, listed, output, staging,
+                                  lambda u: unit_token(u, config_hash, __version__))
+    summary.mode, summary.units_kept = plan.mode, plan.kept
+    return plan.units
 
 
 def _run(config: BuildConfig, runner: Runner, job: Job, staging: Staging, units: list[tuple[Any, str]],
@@ -196,14 +210,16 @@ def _run_row(summary: BuildSummary, config: BuildConfig, runner: Runner, source_
         "units": summary.units, "units_reused": summary.units_reused, "articles": summary.articles,
         "figures": summary.figures, "samples": summary.samples, "errors": summary.errors,
         "shards": summary.shards, "seconds": summary.seconds,
-        "errors_by_reason": assemble.reasons_json(errors),
+        "errors_by_reason": assemble.reasons_json(errors), "mode": summary.mode, "units_kept": summary.units_kept,
     }
 
 
 def summary_lines(summary: BuildSummary) -> list[str]:
     rate = summary.figures / summary.seconds if summary.seconds else 0.0
+    kept = f", {summary.units_kept} kept from the previous build" if summary.mode == incremental.INCREMENTAL else ""
     lines = [
-        f"units {summary.units} ({summary.units_reused} reused from earlier runs)",
+        f"mode: {summary.mode}",
+        f"units {summary.units} ({summary.units_reused} reused from earlier runs){kept}",
         f"articles {summary.articles}  figures {summary.figures}  samples {summary.samples}  shards {summary.shards}",
         f"skipped {summary.errors}" + "".join(f"\n  {r}: {n}" for r, n in summary.errors_by_reason.items()),
         f"time {summary.seconds:.1f} s  ({rate:.1f} figures/s overall)",

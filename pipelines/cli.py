@@ -50,9 +50,9 @@ def build(
     beam_option: Optional[list[str]] = typer.Option(None, "--beam-option",
                                                     help="beam: pipeline option KEY=VALUE, repeatable "
                                                          "(runner=DataflowRunner, project=..., ...)"),
-    limit: Optional[int] = typer.Option(None, "--limit", help="process at most N articles"),
-    pmcids: Optional[str] = typer.Option(None, "--pmcids", help="comma-separated PMCIDs or a file of them"),
-    since: Optional[str] = typer.Option(None, "--since", help="pmc-cloud: only articles updated on/after DATE"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="process at most N articles (incremental: the rest of OUT is kept)"),
+    pmcids: Optional[str] = typer.Option(None, "--pmcids", help="comma-separated PMCIDs or a file of them (incremental: the rest of OUT is kept)"),
+    since: Optional[str] = typer.Option(None, "--since", help="pmc-cloud: only articles updated on/after DATE (incremental: the rest of OUT is kept)"),
     work_dir: Optional[str] = typer.Option(None, "--work-dir",
                                            help="staging folder or URL (default OUT/_work); on a multi-node "
                                                 "cluster storage every worker reaches (gs://, s3://, NFS)"),
@@ -88,11 +88,13 @@ def build(
                           ray_address=ray_address, beam_options=parse_beam_options(beam_option or []))
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
+    from medcorpus.pipelines.incremental import IncrementalError
+
     try:
         summary = run_build(cfg, src, run, out, selection=Selection(limit=limit, ids=ids, since=since),
                             work_dir=wd, source_spec=source, console=err, progress=not no_progress,
                             wait=wait or wait_timeout is not None, wait_timeout_s=wait_timeout)
-    except OutputLocked as exc:
+    except (OutputLocked, IncrementalError) as exc:  # nothing was written: say what to do, no traceback
         err.print(str(exc), markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except LockLost as exc:

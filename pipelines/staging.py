@@ -79,7 +79,14 @@ class Staging:
         return posixpath.join(str(self.root), token[:2], f"{token}.{kind}")
 
     def done(self, token: str) -> bool:
-        path = self._path(token, "meta")
+        """Final: the next build reuses it."""
+        return self._exists(self._path(token, "meta"))
+
+    def staged(self, token: str) -> bool:
+        """Readable (final, or to retry): a build can carry it over."""
+        return self.done(token) or self._exists(self._path(token, "retry"))
+
+    def _exists(self, path: Any) -> bool:
         return path.exists() if self.fs is None else self.fs.exists(path)
 
     def _write(self, path: Any, obj: Any) -> None:

@@ -147,6 +147,21 @@ RUNS = pa.schema(
         pa.field("shards", _i64),
         pa.field("seconds", _f64),
         pa.field("errors_by_reason", _str),  # JSON object
+        pa.field("mode", _str),  # snapshot (the whole source) | incremental (a restricted listing)
+        pa.field("units_kept", _i64),  # incremental: units of the previous build carried over unchanged
+    ]
+)
+
+# The units the published build holds (manifest/units.parquet): what an incremental run starts from.
+# ``token`` names the unit's staged result; ``meta`` is the source's unit metadata as JSON pairs.
+UNITS = pa.schema(
+    [
+        pa.field("source", _str, nullable=False),
+        pa.field("unit_id", _str, nullable=False),
+        pa.field("locator", _str),
+        pa.field("fingerprint", _str),
+        pa.field("meta", _str),
+        pa.field("token", _str, nullable=False),
     ]
 )
 

@@ -26,7 +26,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from medcorpus.transforms.dedup import caption_tokens, hash_image, popcount64
-from medcorpus.transforms.options import checked
+from medcorpus.transforms.options import Fraction, NonNegativeInt, PositiveInt, validated
 
 KINDS = ("pmcid_figure", "pmid", "image_hash", "caption")
 
@@ -51,14 +51,16 @@ class DecontamOptions:
     ``image_distance`` is the near-duplicate threshold of transforms.dedup.
     """
 
-    ngram: int = 8
-    containment: float = 0.5
-    min_words: int = 8
-    image_distance: int = 34
+    ngram: PositiveInt = 8
+    containment: Fraction = 0.5
+    min_words: NonNegativeInt = 8
+    image_distance: NonNegativeInt = 34
+    registry: str | None = None       # the user's eval sets (``medcorpus evalsets add`` writes one)
+    builtin_data: str | None = None   # the folder of the shared evaluation lists
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> DecontamOptions:
-        return cls(**checked(cls, values, "decontam options"))
+        return validated(cls, values, "decontam")
 
 
 @dataclass(frozen=True)

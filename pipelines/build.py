@@ -93,10 +93,9 @@ def _build(config: BuildConfig, source: Source, runner: Runner, out: str, *, sel
     output = Output(out)
     work = work_dir or default_work_dir(out)
     staging = Staging(_join(work, "staging"))
-    evalsets, evalsets_hash = prepare_evalsets(config, Path(work if "://" not in work else default_work_dir(out)))
-    vocab, vocab_hash = prepare_vocab(config)
-    job = Job(config, source, staging.url, out, evalsets, vocab)
-    config_hash = config.config_hash() + evalsets_hash + vocab_hash  # staged units depend on these too
+    prepared, prepared_hash = prepare_stages(config, work if "://" not in work else default_work_dir(out))
+    job = Job(config, source, staging.url, out, prepared)
+    config_hash = config.config_hash() + prepared_hash  # staged units depend on what was prepared too
 
     listed = [(u, unit_token(u, config_hash, __version__)) for u in select(source.list_units(), selection)]
     todo = [(u, t) for u, t in listed if not staging.done(t)]
@@ -164,41 +163,19 @@ def _tally(staged: Iterable[tuple[str, UnitResult]], summary: BuildSummary) -> I
         yield token, result
 
 
-def prepare_evalsets(config: BuildConfig, work: Path) -> tuple[str | None, str]:
-    """Write the build's eval-set registry (built-in lists + the user's registry) once, for workers.
+def prepare_stages(config: BuildConfig, work: str) -> tuple[dict[str, Any], str]:
+    """Each configured stage's driver-side preparation (an eval-set registry, a vocabulary), done
+    once before the workers start: the values for the workers, and the hash staged units depend on."""
+    from medcorpus.pipelines.stages import REGISTRY
 
-    Returns its path and a content hash (empty when decontamination is off)."""
-    if "quality" not in config.stages:
-        return None, ""
-    from medcorpus.manifests.evalsets import builtin_entries, read_registry, write_registry
-
-    sources = config.decontam
-    entries = []
-    if sources.get("builtin_data") and Path(sources["builtin_data"]).is_dir():
-        entries += builtin_entries(sources["builtin_data"])
-    if sources.get("registry"):
-        entries += read_registry(sources["registry"])
-    if not entries:
-        return None, ""
-    path = work / "evalsets.jsonl"
-    write_registry(path, entries)
-    return str(path), "-" + hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-
-
-def prepare_vocab(config: BuildConfig) -> tuple[str | None, str]:
-    """The concepts stage's vocabulary: the configured one, or one built (once, cached) from its sources."""
-    if "concepts" not in config.stages:
-        return None, ""
-    from medcorpus.pipelines.vocab import cached_vocab, vocab_id
-
-    c = config.concepts
-    if c.get("vocab"):
-        path = Path(c["vocab"])
-    elif c.get("ontologies") or c.get("umls_dir"):
-        path = cached_vocab(c.get("ontologies") or (), c.get("umls_dir"), ann=c.get("ann", True))
-    else:
-        raise ValueError("the concepts stage needs concepts.vocab, .ontologies or .umls_dir in the config")
-    return str(path), "-" + vocab_id(path)
+    Path(work).mkdir(parents=True, exist_ok=True)
+    prepared, hashes = {}, ""
+    for name in config.stages:
+        done = REGISTRY[name].prepare(config, work)
+        if done.value is not None:
+            prepared[name] = done.value
+        hashes += done.hash
+    return prepared, hashes
 
 
 def _run_row(summary: BuildSummary, config: BuildConfig, runner: Runner, source_spec: str,

@@ -6,7 +6,7 @@ import json
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
@@ -24,6 +24,20 @@ class OutputFormat(str, Enum):
     table = "table"
     csv = "csv"
     json = "json"
+
+
+def _config_or_exit(path: Optional[str], profile: Optional[str]) -> Any:
+    """The validated config; a bad one is one clear line (the key, the value, what is expected), exit 2."""
+    import yaml
+
+    from medcorpus.pipelines.config import load_config
+    from medcorpus.transforms.options import ConfigError
+
+    try:
+        return load_config(path, profile)
+    except (ConfigError, OSError, yaml.YAMLError) as exc:
+        err.print(f"config error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
 
 
 def _ids(value: Optional[str]) -> Optional[frozenset[str]]:
@@ -70,12 +84,11 @@ def build(
 ) -> None:
     """Build shards and a manifest from a source."""
     from medcorpus.pipelines.build import build as run_build, default_work_dir, summary_lines
-    from medcorpus.pipelines.config import load_config
     from medcorpus.pipelines.outlock import LockLost, OutputLocked
     from medcorpus.pipelines.runners import make_runner, parse_beam_options
     from medcorpus.pipelines.sources import Selection, make_source
 
-    cfg = load_config(config, profile)
+    cfg = _config_or_exit(config, profile)
     wd = work_dir or default_work_dir(out)
     ids = _ids(pmcids)
     # a remote work dir (gs://, s3://: staging shared with Ray/Beam workers) keeps the source cache local

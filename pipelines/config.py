@@ -11,13 +11,16 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from medcorpus.transforms.images import ImageOptions
 from medcorpus.transforms.licenses import DEFAULT_FAMILIES
-from medcorpus.transforms.options import checked
+from medcorpus.transforms.options import ConfigError, PositiveInt, suggest, unknown_keys, validated
+from medcorpus.transforms.subfigures import SubfigureConfig
+
+T = TypeVar("T")
 
 FAMILIES = ("comm", "noncomm", "other")
 RUN_KEYS = ("runner", "workers", "ray", "beam", "profile")  # where and how fast, not what: outside the hash
@@ -25,25 +28,12 @@ RUN_KEYS = ("runner", "workers", "ray", "beam", "profile")  # where and how fast
 DECONTAM_SOURCES = ("registry", "builtin_data")
 # concepts: where the vocabulary comes from (a built one, or sources to build it from) and how to link
 CONCEPT_SOURCES = ("vocab", "ontologies", "umls_dir")
-CONCEPT_KEYS = (*CONCEPT_SOURCES, "ann", "ner_model", "context")
 
 
 @dataclass(frozen=True)
 class ShardOptions:
-    max_samples: int = 10_000
-    max_bytes: int = 1_000_000_000
-
-
-@dataclass(frozen=True)
-class SubfigureConfig:
-    """The ``panels`` stage: compound figures split into panel samples (see transforms/subfigures.py)."""
-
-    ocr: str = "never"  # never | auto (only when panel and label counts disagree) | always
-    keep_whole_figure: bool = True  # the parent figure stays a sample beside its panels
-    split_unlabeled: bool = False  # split figures whose caption names no panels (reading order only)
-    max_panels: int = 40
-    min_confidence: float = 0.0  # pairs below it are not emitted (the figure stays whole)
-    detector: str | None = None  # path of an ONNX/TorchScript panel detector replacing layout analysis
+    max_samples: PositiveInt = 10_000
+    max_bytes: PositiveInt = 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -70,36 +60,29 @@ class BuildConfig:
         d = asdict(self)
         for key in RUN_KEYS:
             d.pop(key)
-        d["llm"] = self.llm_options().output_options() if "llm" in self.stages else None
+        if "llm" in self.stages:
+            from medcorpus.pipelines.llm.config import LLMOptions
+
+            d["llm"] = self.section("llm", LLMOptions).output_options()
+        else:
+            d["llm"] = None
         for section, keys in (("decontam", DECONTAM_SOURCES), ("concepts", CONCEPT_SOURCES)):
             for k in keys:  # what eval sets and vocabularies hold counts (see build.py), not where they lie
                 d[section].pop(k, None)
         return d
 
-    def filter_options(self) -> Any:
-        from medcorpus.transforms.quality import FilterOptions
-
-        return FilterOptions.from_dict(self.quality)
-
-    def image_type_options(self) -> Any:
-        from medcorpus.transforms.image_types import ImageTypeOptions
-
-        return ImageTypeOptions.from_dict(self.image_types)
+    def section(self, name: str, kind: type[T]) -> T:
+        """The validated options of one config section (the classes stages declare in ``sections``)."""
+        value = getattr(self, name)
+        if isinstance(value, kind):
+            return value
+        from_dict = getattr(kind, "from_dict", None)
+        return from_dict(value) if from_dict else validated(kind, value, name)
 
     def dedup_options(self) -> Any:
         from medcorpus.transforms.dedup import DedupOptions
 
-        return DedupOptions.from_dict(self.dedup)
-
-    def decontam_options(self) -> Any:
-        from medcorpus.manifests.evalsets import DecontamOptions
-
-        return DecontamOptions(**{k: v for k, v in self.decontam.items() if k not in DECONTAM_SOURCES})
-
-    def llm_options(self) -> Any:
-        from medcorpus.pipelines.llm.config import LLMOptions
-
-        return LLMOptions.from_dict(self.llm)
+        return self.section("dedup", DedupOptions)
 
     def config_hash(self) -> str:
         blob = json.dumps(self.output_options(), sort_keys=True, separators=(",", ":"))
@@ -113,42 +96,39 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _typed(cls: type, values: dict[str, Any]) -> Any:
-    return cls(**checked(cls, values, f"{cls.__name__} keys in config"))
+SECTIONS = ("image", "shards", "subfigures", "llm", "quality", "image_types", "dedup", "decontam", "concepts")
+SETTINGS = (*SECTIONS, "licenses", "families", *RUN_KEYS[:-1])
 
 
 def from_dict(raw: dict[str, Any], profile: str | None = None) -> BuildConfig:
+    """The typed config of ``defaults:`` merged with a profile; every value is checked here, before
+    any work (pipelines/validate.py)."""
+    from medcorpus.pipelines.validate import check_settings, check_stages
+
+    unknown_keys(raw, ("version", "stages", "defaults", "profiles"), "config")
     settings = dict(raw.get("defaults") or {})
+    stages = raw.get("stages")
     if profile:
         profiles = raw.get("profiles") or {}
         if profile not in profiles:
-            raise ValueError(f"profile {profile!r} not in config (have: {sorted(profiles)})")
-        settings = _merge(settings, profiles[profile])
-    image = _typed(ImageOptions, settings.pop("image", {}) or {})
-    shards = _typed(ShardOptions, settings.pop("shards", {}) or {})
-    subfigures = _typed(SubfigureConfig, settings.pop("subfigures", {}) or {})
-    llm = settings.pop("llm", {}) or {}
-    sections = {k: settings.pop(k, {}) or {} for k in ("quality", "image_types", "dedup", "decontam", "concepts")}
-    unknown = set(sections["concepts"]) - set(CONCEPT_KEYS)
-    if unknown:
-        raise ValueError(f"unknown concepts keys in config: {sorted(unknown)}")
-    licenses = settings.pop("licenses", None) or copy.deepcopy(DEFAULT_FAMILIES)
-    families = tuple(settings.pop("families", FAMILIES))
-    bad = set(families) - set(FAMILIES)
-    if bad:
-        raise ValueError(f"unknown shard families {sorted(bad)}; use {FAMILIES}")
-    stages = tuple(raw.get("stages") or BuildConfig.stages)
-    cfg = _typed(BuildConfig, {**settings, "image": image, "shards": shards, "subfigures": subfigures, "llm": llm, **sections, "licenses": licenses,
-                               "families": families, "stages": stages, "profile": profile})
-    if cfg.subfigures.ocr not in ("never", "auto", "always"):
-        raise ValueError("subfigures.ocr must be never, auto or always")
-    if cfg.image.reencode not in ("auto", "always", "never"):
-        raise ValueError("image.reencode must be auto, always or never")
-    if cfg.image.resample not in ("area", "lanczos"):
-        raise ValueError("image.resample must be area or lanczos")
-    if "llm" in cfg.stages:
-        cfg.llm_options()  # unknown keys and bad values fail here, before any work
-    cfg.filter_options(), cfg.image_type_options(), cfg.dedup_options(), cfg.decontam_options()
+            raise ConfigError(f"--profile {profile}: not in the config{suggest(profile, profiles)} (have: {sorted(profiles)})")
+        over = dict(profiles[profile] or {})
+        stages = over.pop("stages", stages)  # a profile may turn on the stages it needs
+        settings = _merge(settings, over)
+    stages = check_stages(stages if stages is not None else BuildConfig.stages)
+    check_settings(settings)
+    cfg = BuildConfig(
+        stages=stages, image=validated(ImageOptions, settings.get("image"), "image"),
+        shards=validated(ShardOptions, settings.get("shards"), "shards"),
+        subfigures=validated(SubfigureConfig, settings.get("subfigures"), "subfigures"),
+        **{k: dict(settings.get(k) or {}) for k in ("llm", "quality", "image_types", "dedup", "decontam", "concepts")},
+        licenses=settings.get("licenses") or copy.deepcopy(DEFAULT_FAMILIES),
+        families=tuple(settings.get("families", FAMILIES)), runner=settings.get("runner", "local"),
+        workers=settings.get("workers", 0), ray=dict(settings.get("ray") or {}), beam=dict(settings.get("beam") or {}),
+        profile=profile)
+    from medcorpus.pipelines.validate import check_sections
+
+    check_sections(cfg)
     return cfg
 
 

@@ -8,8 +8,8 @@ A thin adapter over the same functions the local runner calls (``runners.init_wo
   ``num_gpus`` / custom ``resources`` per step from the ``ray:`` settings. Execution is streaming
   with Ray Data's backpressure; results are consumed as they finish (progress per unit).
 * ``write_shards``: shard plans → the same, calling ``shard_one``.
-* an ``llm`` stage, when configured, runs as a step of its own after the others (``ray.llm``
-  resources, e.g. GPUs), over the staged units.
+* a stage that declares a ``step`` of its own (the ``llm`` stage) runs after the others over the
+  staged units, on actors with that step's resources (``ray.llm``: e.g. GPUs).
 * ``dedup``: records → bucket keys → ``groupby(bucket)`` → verified pairs (a shuffle across nodes).
 
 Results travel through the staging directory (atomic writes), never through the object store, so
@@ -29,8 +29,8 @@ import pickle
 from typing import Any, Iterator, Sequence
 
 from medcorpus.manifests.shards import ShardPlan
-from medcorpus.pipelines.runners import (Job, UnitDone, _subset, init_worker, llm_one, pre_token, shard_one,
-                                         split_llm, stage_one)
+from medcorpus.pipelines.runners import (Job, UnitDone, _subset, init_worker, pre_token, shard_one, split_step,
+                                         stage_one, step_one)
 from medcorpus.pipelines.staging import Staging
 from medcorpus.schemas.records import UnitRef
 
@@ -40,8 +40,8 @@ DEFAULTS: dict[str, Any] = {
     # resources of one worker (actor) of each step: num_cpus, num_gpus, memory, resources, accelerator_type
     "units": {"num_cpus": 1, "num_gpus": 0},  # stage_units: the whole stage graph per unit
     "shards": {"num_cpus": 1, "num_gpus": 0},  # write_shards
-    # the llm stage, when configured, runs as its own step after the other stages, on actors with
-    # these resources (e.g. {"num_gpus": 1}); concurrency = workers
+    # a stage with a step of its own (the llm stage) runs after the others on actors with its
+    # step's resources (e.g. llm: {"num_gpus": 1}); concurrency = workers
     "llm": {"num_cpus": 1, "num_gpus": 0},
     "init": {},  # extra ray.init keyword arguments for a cluster started here (object_store_memory, ...)
     "runtime_env": None,  # ray.init runtime_env (e.g. {"working_dir": "."} for a remote cluster)
@@ -70,9 +70,9 @@ class _StageUnits(_Step):
         return json.dumps([done.unit_id, done.token, done.counters, done.samples, done.errors])
 
 
-class _Generate(_Step):
+class _StageStep(_Step):
     def one(self, item: str) -> str:
-        done = llm_one(item)
+        done = step_one(item)
         return json.dumps([done.unit_id, done.token, done.counters, done.samples, done.errors])
 
 
@@ -140,7 +140,7 @@ class RayRunner:
         if not items:
             return
         ray = self._connect()
-        res = self.settings[step]
+        res = self.settings.get(step) or self.settings["units"]
         ds = ray.data.from_items([{"item": pickle.dumps(i, protocol=5)} for i in items],
                                  override_num_blocks=len(items))
         # Ray Data restarts a dead actor and retries its task (max_restarts / max_task_retries = -1)
@@ -154,18 +154,19 @@ class RayRunner:
 
     # -- the Runner protocol -------------------------------------------------------------------
     def stage_units(self, job: Job, units: Sequence[tuple[UnitRef, str]]) -> Iterator[UnitDone]:
-        """All stages per unit; with an llm stage, every other stage first, then the llm stage as a
-        step of its own (``ray.llm`` resources: GPU actors that load the model once, batch per unit)."""
-        split = split_llm(job)
+        """All stages per unit; with a stage that declares a step of its own, every other stage
+        first, then that stage over the staged units (its step's resources, e.g. ``ray.llm``: GPU
+        actors that load the model once, batch per unit)."""
+        split = split_step(job)
         if split is None:
             yield from self._done(self._run(job, "units", _StageUnits, list(units)))
             return
-        pre_job, llm_job = split
+        pre_job, step_job, step = split
         staging = Staging(job.staging_root)
         pending = [(u, pre_token(t)) for u, t in units if not staging.done(pre_token(t))]
         for _ in self._run(pre_job, "units", _StageUnits, pending):
             pass
-        yield from self._done(self._run(llm_job, "llm", _Generate, [t for _, t in units]))
+        yield from self._done(self._run(step_job, step, _StageStep, [t for _, t in units]))
 
     @staticmethod
     def _done(raws: Iterator[str]) -> Iterator[UnitDone]:

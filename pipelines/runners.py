@@ -11,15 +11,16 @@ from __future__ import annotations
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterator, Protocol, Sequence
 
 from medcorpus.manifests.shards import ShardPlan
 from medcorpus.manifests.storage import Output
 from medcorpus.pipelines.assemble import write_shard
 from medcorpus.pipelines.config import BuildConfig
-from medcorpus.pipelines.graph import Context, llm_on_staged, process_unit
+from medcorpus.pipelines.graph import Pipeline, process_unit
 from medcorpus.pipelines.sources.base import Source
+from medcorpus.pipelines.stages import WorkerEnv
 from medcorpus.pipelines.staging import Staging
 from medcorpus.schemas.records import UnitRef
 
@@ -41,9 +42,8 @@ class Job:
     source: Source
     staging_root: str
     output_url: str
-    evalsets: str | None = None  # eval-set registry prepared by the driver (decontamination)
-    vocab: str | None = None  # concept vocabulary prepared by the driver
-    stages: tuple[str, ...] | None = None  # run only these of the configured stages (see split_llm)
+    prepared: dict[str, Any] = field(default_factory=dict)  # stage name -> what the driver prepared for it
+    stages: tuple[str, ...] | None = None  # run only these of the configured stages (see split_step)
 
 
 class Runner(Protocol):
@@ -65,36 +65,40 @@ _WORKER: dict[str, Any] = {}
 
 def init_worker(job: Job) -> None:
     _WORKER["job"] = job
-    _WORKER["ctx"] = Context(job.config, job.source, work_dir=os.path.dirname(job.staging_root),
-                             evalsets=job.evalsets, vocab=job.vocab, stages=job.stages)
+    env = WorkerEnv(job.source, work_dir=os.path.dirname(job.staging_root), prepared=job.prepared)
+    _WORKER["pipeline"] = Pipeline(job.config, env, job.stages)
     _WORKER["staging"] = Staging(job.staging_root)
     _WORKER["output"] = Output(job.output_url)
 
 
 def stage_one(unit: UnitRef, token: str) -> UnitDone:
-    result = process_unit(unit, _WORKER["ctx"])
+    result = process_unit(unit, _WORKER["pipeline"])
     _WORKER["staging"].write(token, result)
     return UnitDone(unit.unit_id, token, result.counters, len(result.samples), len(result.errors))
 
 
-def split_llm(job: Job) -> tuple[Job, Job] | None:
-    """Jobs for the two steps of a build whose llm stage gets workers of its own (GPUs, batching):
-    every other stage per unit, then the llm stage over the staged units. None without an llm stage."""
+def split_step(job: Job) -> tuple[Job, Job, str] | None:
+    """Jobs for the two parts of a build whose last stage declares a ``step`` of its own (workers and
+    resources of its own: GPUs, batching): every other stage per unit, then that stage over the
+    staged units; and the step's name. None when no stage declares one."""
+    from medcorpus.pipelines.stages import REGISTRY
+
     stages = job.config.stages
-    if "llm" not in stages:
+    step = REGISTRY[stages[-1]].step if stages else None
+    if step is None:
         return None
-    return (replace(job, stages=tuple(s for s in stages if s != "llm")), replace(job, stages=("llm",)))
+    return replace(job, stages=stages[:-1]), replace(job, stages=stages[-1:]), step
 
 
 def pre_token(token: str) -> str:
-    """Where a unit's result waits, staged without its llm stage, for the llm step."""
+    """Where a unit's result waits, staged without its step stage, for that step."""
     return token + "-pre"
 
 
-def llm_one(token: str) -> UnitDone:
+def step_one(token: str) -> UnitDone:
     staging: Staging = _WORKER["staging"]
-    result = llm_on_staged(staging.read_meta(pre_token(token)), staging.read_members(pre_token(token)),
-                           _WORKER["ctx"])
+    stage = _WORKER["pipeline"].stages[0]
+    result = stage.process_staged(staging.read_meta(pre_token(token)), staging.read_members(pre_token(token)))
     staging.write(token, result)
     return UnitDone(result.unit_id, token, result.counters, len(result.samples), len(result.errors))
 

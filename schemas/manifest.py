@@ -16,7 +16,7 @@ from medcorpus.schemas.llm import LLM_FIELDS
 from medcorpus.schemas.quality import DROPPED, SAMPLE_FIELDS as QUALITY_FIELDS
 
 SCHEMA_VERSION = 6  # 2: panels; 3: llm; 4: quality, image type, dedup, decontam, dropped; 5: concepts;
-# 6: dropped.match_* (the evidence of each duplicate)
+# 6: dropped.match_* (the evidence of each duplicate), runs.mode and .units_kept, the units table
 
 _str, _i32, _i64, _f64, _bool = pa.string(), pa.int32(), pa.int64(), pa.float64(), pa.bool_()
 
@@ -43,6 +43,29 @@ PROVENANCE_FIELDS = [
     pa.field("config_hash", _str),
 ]
 
+PANEL_FIELDS = [
+    # compound figures: a panel sample names its parent figure's key, its box in the parent's
+    # image (pixels, as stored in the shard), its caption label and the pairing's confidence
+    pa.field("parent_key", _str),
+    pa.field("panel_index", _i32),
+    pa.field("panel_box", pa.list_(_i32)),
+    pa.field("panel_label", _str),
+    pa.field("panel_confidence", _f64),
+    pa.field("n_panels", _i32),  # on a whole figure: how many panel samples it gave
+    pa.field("split_status", _str),  # split | single_panel | kept whole: the reason
+]
+"""Columns of the panels stage."""
+
+CONCEPT_FIELDS = [
+    # UMLS concepts of the caption and of the citing paragraphs (view `concepts` flattens them)
+    pa.field("concepts", CONCEPT_TYPE),
+    pa.field("context_concepts", CONCEPT_TYPE),
+    pa.field("anatomy", pa.list_(_str)),  # hints derived from the concepts
+    pa.field("modality", pa.list_(_str)),
+    pa.field("concept_vocab", _str),  # content id of the vocabulary linked with
+]
+"""Columns of the concepts stage."""
+
 SAMPLES = pa.schema(
     [
         pa.field("key", _str, nullable=False),
@@ -68,21 +91,8 @@ SAMPLES = pa.schema(
         pa.field("parent_figure_id", _str),
         pa.field("graphic_href", _str),
         pa.field("graphic_file", _str),
-        # compound figures: a panel sample names its parent figure's key, its box in the parent's
-        # image (pixels, as stored in the shard), its caption label and the pairing's confidence
-        pa.field("parent_key", _str),
-        pa.field("panel_index", _i32),
-        pa.field("panel_box", pa.list_(_i32)),
-        pa.field("panel_label", _str),
-        pa.field("panel_confidence", _f64),
-        pa.field("n_panels", _i32),  # on a whole figure: how many panel samples it gave
-        pa.field("split_status", _str),  # split | single_panel | kept whole: the reason
-        # UMLS concepts of the caption and of the citing paragraphs (view `concepts` flattens them)
-        pa.field("concepts", CONCEPT_TYPE),
-        pa.field("context_concepts", CONCEPT_TYPE),
-        pa.field("anatomy", pa.list_(_str)),  # hints derived from the concepts
-        pa.field("modality", pa.list_(_str)),
-        pa.field("concept_vocab", _str),  # content id of the vocabulary linked with
+        *PANEL_FIELDS,
+        *CONCEPT_FIELDS,
         *QUALITY_FIELDS,  # filter scores, image_type (+ confidence), hashes, dedup cluster, decontam hits
         *LLM_FIELDS,  # null unless the llm stage runs: caption_original, generated (with provenance) ...
         *ARTICLE_FIELDS,

@@ -110,7 +110,8 @@ class ErrorRecord:
 
 @dataclass
 class Sample:
-    """An image-text pair ready for a shard. ``extra`` holds fields later stages add."""
+    """An image-text pair ready for a shard. ``extra`` holds the manifest columns stages add;
+    typed fields carry what one stage hands to a later one."""
 
     key: str
     article: Article
@@ -127,8 +128,10 @@ class Sample:
     source_url: str | None = None
     source_md5: str | None = None
     caption: str | None = None  # the sample's own text when it differs from the figure's (panels)
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # manifest columns stages add (see their ``columns``)
     decoded: Any = field(default=None, repr=False)  # the RGB image, in memory between stages only
+    anatomy: list[str] = field(default_factory=list)  # concept hints (concepts stage) for later stages
+    modality: list[str] = field(default_factory=list)
 
     @property
     def text(self) -> str:

@@ -238,7 +238,7 @@ def test_compound_figures_become_linked_panel_samples(sample_build: Path) -> Non
 def test_panels_without_their_whole_figure(tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from medcorpus.pipelines.config import SubfigureConfig
+    from medcorpus.transforms.subfigures import SubfigureConfig
 
     src = copy_articles(tmp_path / "in", ["pone.0056489"])
     cfg = load_config(REPO / "dataflow.yaml")

@@ -107,12 +107,13 @@ def test_engine_is_not_in_the_config_hash_and_vllm_keys_are_checked_early() -> N
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="checks a worker without vllm")
 def test_worker_without_vllm_fails_building_the_llm_stage(tmp_path: Path, tiny_vlm: Path) -> None:
-    from medcorpus.pipelines.graph import llm_stage
+    from medcorpus.pipelines.stages import REGISTRY, WorkerEnv
 
     cfg = replace(_with_llm(tiny_vlm), llm=_llm_backend(kind="vllm", model_path=str(tiny_vlm)))
     assert cfg.config_hash()  # the driver reads the config without vllm
+    stage = REGISTRY["llm"](cfg, WorkerEnv(None, work_dir=str(tmp_path)))  # type: ignore[arg-type]
     with pytest.raises(ImportError, match="backend kind vllm needs the 'vllm' package"):
-        llm_stage(cfg, str(tmp_path))
+        stage.setup()
 
 
 def test_llm_stage_as_its_own_ray_step_matches_local(tmp_path: Path, tiny_vlm: Path,

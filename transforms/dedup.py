@@ -28,13 +28,17 @@ import io
 import re
 from dataclasses import dataclass, fields
 from functools import lru_cache
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Annotated, Any, Iterable, Mapping, Sequence
 
 import numpy as np
 from PIL import Image, ImageOps
+from pydantic import Field
 from scipy.fft import dctn
 
-from medcorpus.transforms.options import checked
+from medcorpus.transforms.options import (ConfigError, Fraction, NonNegativeInt, PositiveInt,
+                                          validated)
+
+Bits = Annotated[int, Field(ge=0, le=128)]
 
 HASH_SIDE = 32
 KINDS = ("exact", "image", "caption")
@@ -49,30 +53,31 @@ class DedupOptions:
     """dataflow.yaml ``dedup:``. Defaults measured by bench/dedup_eval.py on real figures."""
 
     kinds: tuple[str, ...] = KINDS          # kinds of pairs that link samples into one cluster
-    near_image_distance: int = 34           # pHash+dHash Hamming distance (of 128) at or below = near-dup
-    bands: int = 128                        # image LSH bands ...
-    band_bits: int = 20                     # ... of this many bit positions each
+    near_image_distance: Bits = 34          # pHash+dHash Hamming distance (of 128) at or below = near-dup
+    bands: PositiveInt = 128                # image LSH bands ...
+    band_bits: Annotated[int, Field(ge=1, le=64)] = 20  # ... of this many bit positions each
     band_seed: int = 20240601               # fixes the bit positions: keys must agree across workers/runs
-    caption_shingle: int = 3                # words per shingle
-    caption_jaccard: float = 0.8            # shingle Jaccard at or above = near-duplicate captions
-    caption_min_words: int = 10             # shorter captions ("Figure 1.") never link samples
-    caption_num_perm: int = 128
-    caption_bands: int = 16                 # MinHash bands (rows = num_perm // bands)
+    caption_shingle: PositiveInt = 3        # words per shingle
+    caption_jaccard: Fraction = 0.8         # shingle Jaccard at or above = near-duplicate captions
+    caption_min_words: NonNegativeInt = 10  # shorter captions ("Figure 1.") never link samples
+    caption_num_perm: PositiveInt = 128
+    caption_bands: PositiveInt = 16         # MinHash bands (rows = num_perm // bands)
     license_preference: tuple[str, ...] = LICENSE_PREFERENCE
     # panels of a duplicate figure pair with its counterpart's panels (dedup_clusters.pair_panels):
-    panel_label_iou: float = 0.5            # same label: boxes (relative to the figure) overlap at least this
-    panel_box_iou: float = 0.7              # unlabelled panels: the best box overlap at least this
-    panel_distance: int = 44                # and the two panels' hashes at most this far apart
+    panel_label_iou: Fraction = 0.5         # same label: boxes (relative to the figure) overlap at least this
+    panel_box_iou: Fraction = 0.7           # unlabelled panels: the best box overlap at least this
+    panel_distance: Bits = 44               # and the two panels' hashes at most this far apart
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> DedupOptions:
-        values = checked(cls, values, "dedup options")
-        for key in ("kinds", "license_preference"):
-            if key in values:
-                values[key] = tuple(values[key])
-        bad = set(values.get("kinds", ())) - set(KINDS)
+        options = validated(cls, values, "dedup")
+        bad = sorted(set(options.kinds) - set(KINDS))
         if bad:
-            raise ValueError(f"unknown dedup kinds {sorted(bad)}; known: {list(KINDS)}")
+            raise ConfigError(f"dedup.kinds: unknown kinds {bad}; known: {list(KINDS)}")
+        if options.caption_num_perm % options.caption_bands:
+            raise ConfigError(f"dedup.caption_bands: {options.caption_bands} must divide caption_num_perm "
+                              f"({options.caption_num_perm})")
+        return options
         return cls(**values)
 
 

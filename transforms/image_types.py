@@ -16,7 +16,7 @@ from typing import Any, Mapping, Protocol
 import numpy as np
 from PIL import Image
 
-from medcorpus.transforms.options import checked
+from medcorpus.transforms.options import Fraction, validated
 
 LABELS = ("radiology", "histopathology", "microscopy", "fundus", "endoscopy", "clinical_photo", "chart",
           "diagram", "gel_blot", "other")
@@ -56,15 +56,15 @@ _PATTERNS = {label: tuple(re.compile(p, re.I) for p in pats) for label, pats in 
 class ImageTypeOptions:
     """dataflow.yaml ``image_types:``. ``model_path`` switches the zero-shot CLIP hook on."""
 
-    text_weight: float = 0.6        # caption evidence vs image statistics in the heuristic blend
-    min_confidence: float = 0.25    # below this the label is ``other``
+    text_weight: Fraction = 0.6     # caption evidence vs image statistics in the heuristic blend
+    min_confidence: Fraction = 0.25  # below this the label is ``other``
     model_path: str | None = None   # local transformers CLIP checkpoint (never downloaded)
-    model_weight: float = 0.5       # share of the CLIP probabilities in the final blend
+    model_weight: Fraction = 0.5    # share of the CLIP probabilities in the final blend
     device: str = "cpu"
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> ImageTypeOptions:
-        return cls(**checked(cls, values, "image_types options"))
+        return validated(cls, values, "image_types")
 
 
 @dataclass

@@ -12,11 +12,13 @@ import io
 import math
 import warnings
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from medcorpus.schemas.records import SkipError
+from medcorpus.transforms.options import Percent, PositiveInt
 
 _PRIVATE_INFO = ("exif", "comment", "xmp", "photoshop", "XML:com.adobe.xmp")
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "TIFF": "tif", "WEBP": "webp", "BMP": "bmp"}
@@ -24,14 +26,14 @@ EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "TIFF": "tif", "WEBP": 
 
 @dataclass(frozen=True)
 class ImageOptions:
-    max_side: int | None = 1024
-    jpeg_quality: int = 90
-    reencode: str = "auto"  # auto: keep clean RGB JPEGs that fit; always; never (original bytes)
-    max_pixels: int = 100_000_000
-    max_bytes: int = 256 * 1024 * 1024
+    max_side: PositiveInt | None = 1024
+    jpeg_quality: Percent = 90
+    reencode: Literal["auto", "always", "never"] = "auto"  # auto: keep clean RGB JPEGs that fit; never: original bytes
+    max_pixels: PositiveInt = 100_000_000
+    max_bytes: PositiveInt = 256 * 1024 * 1024
     # downscaling filter: area (box average over each output pixel's footprint, as img2dataset's
     # cv2.INTER_AREA; ~3x faster) or lanczos (a little sharper)
-    resample: str = "area"
+    resample: Literal["area", "lanczos"] = "area"
 
 
 _RESAMPLE = {"area": Image.Resampling.BOX, "lanczos": Image.Resampling.LANCZOS}

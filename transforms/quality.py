@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import io
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Mapping
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from medcorpus.transforms.options import ConfigError, Fraction, NonNegative, NonNegativeInt, Positive, validated
 
 MEASURE_SIDE = 128
 FILTERS = ("article_type", "caption_length", "caption_language", "image_decodable", "min_side",
@@ -33,33 +35,26 @@ class FilterOptions:
     """Thresholds of every filter (dataflow.yaml ``quality:``); a filter not in ``enabled`` never drops."""
 
     enabled: tuple[str, ...] = FILTERS
-    min_side: int = 64                 # px of the original image; smaller is an icon or formula
-    max_aspect: float = 8.0            # long side / short side
-    min_std: float = 4.0               # grayscale standard deviation (0-255) below = near-blank
-    min_entropy: float = 1.0           # bits of the 64-bin grayscale histogram below = near-blank
-    min_caption_chars: int = 10
-    max_caption_chars: int = 10_000
-    min_caption_words: int = 2
+    min_side: NonNegativeInt = 64      # px of the original image; smaller is an icon or formula
+    max_aspect: Positive = 8.0         # long side / short side
+    min_std: NonNegative = 4.0         # grayscale standard deviation (0-255) below = near-blank
+    min_entropy: NonNegative = 1.0     # bits of the 64-bin grayscale histogram below = near-blank
+    min_caption_chars: NonNegativeInt = 10
+    max_caption_chars: NonNegativeInt = 10_000
+    min_caption_words: NonNegativeInt = 2
     languages: tuple[str, ...] = ("en",)  # ISO 639-1 codes kept; empty = any language
-    min_language_prob: float = 0.5     # langid probability of a kept language needed to keep ...
-    language_min_chars: int = 40       # ... judged only on captions at least this long
+    min_language_prob: Fraction = 0.5  # langid probability of a kept language needed to keep ...
+    language_min_chars: NonNegativeInt = 40  # ... judged only on captions at least this long
     exclude_article_types: tuple[str, ...] = DEFAULT_EXCLUDED_TYPES
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> FilterOptions:
-        """Build from a config mapping; unknown keys are an error (a typo must not pass silently)."""
-        values = dict(values or {})
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown quality filter options: {sorted(unknown)}")
-        bad = set(values.get("enabled", ())) - set(FILTERS)
+        """Build from a config mapping (``quality:``), validated: unknown keys and filters are errors."""
+        options = validated(cls, values, "quality")
+        bad = sorted(set(options.enabled) - set(FILTERS))
         if bad:
-            raise ValueError(f"unknown filters {sorted(bad)}; known: {list(FILTERS)}")
-        for key in ("enabled", "languages", "exclude_article_types"):
-            if key in values:
-                values[key] = tuple(values[key])
-        return cls(**values)
+            raise ConfigError(f"quality.enabled: unknown filters {bad}; known: {list(FILTERS)}")
+        return options
 
 
 @dataclass

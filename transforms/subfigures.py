@@ -18,6 +18,7 @@ from typing import Callable, Literal
 
 from PIL import Image
 
+from .options import Fraction, PositiveInt
 from .panel_labels import LabelHit, candidate_regions, detect_labels, ocr_available
 from .panels import Box, Layout, LayoutOptions, analyze_layout, reading_order
 from .subcaptions import SubcaptionSplit, split_caption
@@ -39,6 +40,19 @@ CONF_OCR_BASE = 0.6  # + 0.4 * OCR confidence when the label was read on the pan
 CONF_READING_ORDER = 0.5
 CONF_READING_ORDER_OCR_DISAGREES = 0.2
 CONF_POSITION = 0.6
+
+
+@dataclass(frozen=True)
+class SubfigureConfig:
+    """dataflow.yaml ``subfigures:``: the panels stage's settings (``SubfigureOptions`` adds the
+    loaded detector)."""
+
+    ocr: Literal["never", "auto", "always"] = "never"  # auto: only when panel and label counts disagree
+    keep_whole_figure: bool = True  # the parent figure stays a sample beside its panels
+    split_unlabeled: bool = False  # split figures whose caption names no panels (reading order only)
+    max_panels: PositiveInt = 40
+    min_confidence: Fraction = 0.0  # pairs below it are not emitted (the figure stays whole)
+    detector: str | None = None  # path of an ONNX/TorchScript panel detector replacing layout analysis
 
 
 @dataclass(frozen=True)

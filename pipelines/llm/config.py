@@ -14,7 +14,7 @@ from typing import Any
 from medcorpus.pipelines.llm.types import GenParams
 from medcorpus.transforms.caption_clean import CleanOptions
 from medcorpus.transforms.faithfulness import FaithfulnessOptions
-from medcorpus.transforms.options import checked
+from medcorpus.transforms.options import unknown_keys, validated
 
 __all__ = ["TaskSwitches", "BackendOptions", "RayOptions", "LLMOptions"]
 
@@ -103,10 +103,6 @@ class RayOptions:
             raise ValueError(f"ray.use_vllm must be one of {', '.join(USE_VLLM)}, not {self.use_vllm!r}")
 
 
-def _typed(cls: type, values: dict[str, Any] | None) -> Any:
-    return cls(**checked(cls, values, f"{cls.__name__} keys in llm config"))
-
-
 @dataclass(frozen=True)
 class LLMOptions:
     tasks: TaskSwitches = TaskSwitches()
@@ -130,13 +126,14 @@ class LLMOptions:
     def from_dict(cls, raw: dict[str, Any] | None) -> "LLMOptions":
         raw = dict(raw or {})
         out = {
-            "tasks": _typed(TaskSwitches, raw.pop("tasks", None)),
-            "backend": _typed(BackendOptions, raw.pop("backend", None)),
-            "vision_backend": _typed(BackendOptions, raw.pop("vision_backend")) if raw.get("vision_backend") else None,
-            "generation": _typed(GenParams, raw.pop("generation", None)),
-            "clean": _typed(CleanOptions, raw.pop("clean", None)),
+            "tasks": validated(TaskSwitches, raw.pop("tasks", None), "llm.tasks"),
+            "backend": validated(BackendOptions, raw.pop("backend", None), "llm.backend"),
+            "vision_backend": (validated(BackendOptions, raw.pop("vision_backend"), "llm.vision_backend")
+                               if raw.get("vision_backend") else None),
+            "generation": validated(GenParams, raw.pop("generation", None), "llm.generation"),
+            "clean": validated(CleanOptions, raw.pop("clean", None), "llm.clean"),
             "faithfulness": FaithfulnessOptions.from_dict(raw.pop("faithfulness", None)),
-            "ray": _typed(RayOptions, raw.pop("ray", None)),
+            "ray": validated(RayOptions, raw.pop("ray", None), "llm.ray"),
         }
         raw.pop("vision_backend", None)
         cache = raw.pop("cache", None)
@@ -145,8 +142,8 @@ class LLMOptions:
         for key in ("repair_retries", "cache_path", "max_context_chars"):
             if key in raw:
                 out[key] = raw.pop(key)
-        if raw:
-            raise ValueError(f"unknown llm config keys: {sorted(raw)}")
+        unknown_keys(raw, ("tasks", "backend", "vision_backend", "generation", "clean", "faithfulness", "ray", "cache",
+                           "repair_retries", "cache_path", "max_context_chars"), "llm")
         return cls(**out)
 
     def vision(self) -> BackendOptions:

@@ -1,0 +1,36 @@
+"""image: a figure task → its sample (resolve the href, decode, normalize, encode)."""
+from __future__ import annotations
+
+from typing import Iterator
+
+from medcorpus.pipelines.items import FigureTask
+from medcorpus.pipelines.stages.base import Stage
+from medcorpus.schemas.records import Sample, SkipError
+from medcorpus.transforms.images import ImageOptions, encode_image
+from medcorpus.transforms.resolve import resolve_graphic
+
+
+class Image(Stage):
+    name = "image"
+    requires = ("parse",)
+    sections = {"image": ImageOptions}
+
+    def setup(self) -> None:
+        from medcorpus.pipelines.stages import REGISTRY
+
+        # later stages that read pixels get the decoded image with the sample (never decoded twice)
+        self.keep_decoded = any(getattr(REGISTRY.get(s), "needs_pixels", False) for s in self.config.stages)
+
+    def process(self, item: FigureTask) -> Iterator[Sample]:
+        fig = item.figure
+        graphic = fig.primary_graphic()
+        if graphic is None:
+            raise SkipError("no_graphic", "the <fig> has no <graphic> with an href")
+        name = resolve_graphic(graphic.href, item.package.media_names)
+        enc = encode_image(item.package.read_media(name), self.config.image, keep_decoded=self.keep_decoded)
+        yield Sample(
+            key=fig.key, article=item.article, figure=fig, image=enc.data, image_format=enc.extension,
+            width=enc.width, height=enc.height, orig_width=enc.orig_width, orig_height=enc.orig_height,
+            image_sha256=enc.sha256, graphic_href=graphic.href, graphic_file=name,
+            source_url=item.package.source_url, source_md5=item.package.source_md5, decoded=enc.decoded,
+        )

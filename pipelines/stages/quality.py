@@ -1,0 +1,95 @@
+"""quality: score and tag every sample, hash it, and drop what fails a filter or appears in an
+evaluation set (each drop a ``dropped`` row with its reason). Deduplication, which needs every
+sample at once, runs after the stages on these hashes (pipelines/assemble.py)."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Iterator
+
+from medcorpus.manifests.evalsets import DecontamOptions
+from medcorpus.pipelines.items import DroppedRow
+from medcorpus.pipelines.stages.base import Prepared, Stage
+from medcorpus.schemas.quality import SAMPLE_FIELDS
+from medcorpus.schemas.records import Sample
+from medcorpus.transforms.dedup import DedupOptions
+from medcorpus.transforms.image_types import ImageTypeOptions
+from medcorpus.transforms.quality import FilterOptions
+
+
+class Quality(Stage):
+    name = "quality"
+    requires = ("image",)
+    sections = {"quality": FilterOptions, "image_types": ImageTypeOptions, "decontam": DecontamOptions,
+                "dedup": DedupOptions}
+    columns = tuple(SAMPLE_FIELDS)
+    needs_pixels = True
+
+    @classmethod
+    def prepare(cls, config: Any, work_dir: str) -> Prepared:
+        """The build's eval-set registry (built-in lists + the user's), written once for the workers."""
+        from medcorpus.manifests.evalsets import builtin_entries, read_registry, write_registry
+
+        sources: DecontamOptions = cls.options(config)["decontam"]
+        entries = []
+        if sources.builtin_data and Path(sources.builtin_data).is_dir():
+            entries += builtin_entries(sources.builtin_data)
+        if sources.registry:
+            entries += read_registry(sources.registry)
+        if not entries:
+            return Prepared()
+        path = Path(work_dir) / "evalsets.jsonl"
+        write_registry(path, entries)
+        return Prepared(str(path), "-" + hashlib.sha256(path.read_bytes()).hexdigest()[:12])
+
+    def setup(self) -> None:
+        from medcorpus.manifests.evalsets import build_index, read_registry
+        from medcorpus.transforms.image_types import load_zero_shot
+
+        opts = self.options(self.config)
+        self.filters: FilterOptions = opts["quality"]
+        self.types: ImageTypeOptions = opts["image_types"]
+        self.zero_shot = load_zero_shot(self.types.model_path, self.types.device) if self.types.model_path else None
+        registry = self.env.prepared.get(self.name)
+        self.evalsets = build_index(read_registry(registry), opts["decontam"]) if registry else None
+
+    def process(self, item: Sample) -> Iterator[Sample | DroppedRow]:
+        from medcorpus.schemas.quality import decontam_columns
+        from medcorpus.transforms.dedup import hash_image
+        from medcorpus.transforms.image_types import tag_image
+        from medcorpus.transforms.quality import assess
+
+        image = item.decoded
+        decision = assess(image, item.text, item.article.article_type, self.filters)
+        modality = " ".join(item.modality)  # concept hints feed the image-type tags
+        tags = tag_image(image, f"{item.text} {modality}".strip(), self.types, self.zero_shot)
+        hashes = hash_image(image) if image is not None else None
+        hits = self._decontaminate(item, hashes.perceptual if hashes else None)
+        item.extra.update({**decision.columns(), **tags.columns(), **decontam_columns(hits)})
+        if hashes is not None:
+            item.extra.update(image_exact_hash=hashes.exact, image_phash=f"{hashes.perceptual:032x}")
+        yield self._verdict(item, decision, hits)
+
+    def _decontaminate(self, item: Sample, perceptual: int | None) -> list[Any]:
+        from medcorpus.manifests.evalsets import decontaminate
+
+        if self.evalsets is None:
+            return []
+        return decontaminate({"pmcid": item.article.pmcid, "pmid": item.article.pmid,
+                              "figure_id": item.figure.figure_id, "graphic_file": item.graphic_file,
+                              "graphic_href": item.graphic_href, "caption": item.text,
+                              "perceptual": perceptual}, self.evalsets)
+
+    @staticmethod
+    def _verdict(item: Sample, decision: Any, hits: list[Any]) -> Sample | DroppedRow:
+        from medcorpus.schemas.quality import dropped_row
+
+        ids = {"article_id": item.article.article_id, "figure_id": item.figure.figure_id}
+        if not decision.keep:
+            return DroppedRow(dropped_row(item.key, "quality", decision.dropped_by, decision.reason,
+                                          scores=decision.scores, **ids))
+        if hits:
+            evalsets = sorted({h.evalset for h in hits})
+            return DroppedRow(dropped_row(item.key, "decontam", ",".join(evalsets),
+                                          "; ".join(f"{h.evalset}:{h.kind}:{h.detail}" for h in hits), **ids))
+        return item

@@ -1,18 +1,9 @@
-"""WebDataset tar shards: deterministic bytes, byte offsets for every member, atomic placement.
-
-Members are written by webdataset's own ``TarWriter`` with a fixed mtime, owner and mode, so the
-same samples give the same tar bytes on every runner. Offsets are read back from the finished tar
-(tarfile's ``offset_data``), so the manifest records where each member's data really starts.
-"""
+"""Shard plans: which samples go to which shard of a license family (the writers are in
+``manifests/writers.py``)."""
 from __future__ import annotations
 
-import tarfile
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
-
-import webdataset as wds
-
-MTIME = 0  # reproducible tars: a member's time says nothing about the sample
+from typing import Any, Mapping, Sequence
 
 
 @dataclass(frozen=True)
@@ -52,17 +43,3 @@ def plan_shards(family: str, sizes: Sequence[tuple[str, int]], max_samples: int,
     if current:
         close()
     return plans
-
-
-def write_tar(path: str, samples: Iterable[tuple[str, dict[str, bytes]]]) -> None:
-    with open(path, "wb") as stream:
-        writer = wds.TarWriter(stream, encoder=False, mtime=MTIME, user="medcorpus", group="medcorpus")
-        for key, members in samples:
-            writer.write({"__key__": key, **members})
-        writer.close()
-
-
-def member_offsets(path: str) -> dict[str, tuple[int, int]]:
-    """Member name → (data offset, size), from the tar's own headers."""
-    with tarfile.open(path, "r:") as tar:
-        return {m.name: (m.offset_data, m.size) for m in tar.getmembers() if m.isfile()}

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from medcorpus.manifests.parquet import read_table, write_rows
-from medcorpus.manifests.shards import ShardPlan, member_offsets, plan_shards, write_tar
+from medcorpus.manifests.shards import ShardPlan, plan_shards
+from medcorpus.manifests.writers import ShardWriter, TarShardWriter
 from medcorpus.manifests.storage import Output
 from medcorpus.pipelines.config import BuildConfig
 from medcorpus.pipelines.graph import sidecar_json
@@ -99,20 +100,17 @@ def plan(asm: Assembly, config: BuildConfig) -> None:
                                      config.shards.max_bytes, asm.updates))
 
 
-def write_shard(plan: ShardPlan, tokens: dict[str, str], staging: Staging, output: Output) -> int:
-    """Write one tar and then its manifest part; return the number of samples written."""
-    rows_by_key: dict[str, dict[str, Any]] = {}
-    members_by_key: dict[str, dict[str, bytes]] = {}
-    for token in dict.fromkeys(tokens[k] for k in plan.keys):
-        meta = staging.read_meta(token)
-        members = staging.read_members(token)
-        for s in meta.samples:
-            if s.key in tokens and tokens[s.key] == token:
-                rows_by_key[s.key] = {**s.row, **plan.updates.get(s.key, {})}
-                members_by_key[s.key] = {**members[s.key], "json": sidecar_json(rows_by_key[s.key])}
+def write_shard(plan: ShardPlan, tokens: dict[str, str], staging: Staging, output: Output,
+                writer: ShardWriter | None = None) -> int:
+    """Write one shard (a tar, unless another writer is given) and then its manifest part; return
+    the number of samples written."""
+    writer = writer or TarShardWriter()
+    rows_by_key, members_by_key = _staged_samples(plan, tokens, staging)
     tmp = output.temp_path(plan.name)
-    write_tar(tmp, ((k, members_by_key[k]) for k in plan.keys))
-    offsets = member_offsets(tmp)
+    writer.open(tmp)
+    for key in plan.keys:
+        writer.write(key, members_by_key[key])
+    offsets = writer.close()
     rows = []
     for key in plan.keys:
         row = dict(rows_by_key[key])
@@ -125,6 +123,21 @@ def write_shard(plan: ShardPlan, tokens: dict[str, str], staging: Staging, outpu
     output.put_file(tmp, plan.name)
     write_rows(output, plan.manifest_part, rows, schema.SAMPLES, ("key",))
     return len(rows)
+
+
+def _staged_samples(plan: ShardPlan, tokens: dict[str, str],
+                    staging: Staging) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, bytes]]]:
+    """The plan's rows (with the columns decided after staging) and members (with the JSON sidecar)."""
+    rows_by_key: dict[str, dict[str, Any]] = {}
+    members_by_key: dict[str, dict[str, bytes]] = {}
+    for token in dict.fromkeys(tokens[k] for k in plan.keys):
+        meta = staging.read_meta(token)
+        members = staging.read_members(token)
+        for s in meta.samples:
+            if s.key in tokens and tokens[s.key] == token:
+                rows_by_key[s.key] = {**s.row, **plan.updates.get(s.key, {})}
+                members_by_key[s.key] = {**members[s.key], "json": sidecar_json(rows_by_key[s.key])}
+    return rows_by_key, members_by_key
 
 
 def write_tables(asm: Assembly, output: Output) -> None:

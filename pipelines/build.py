@@ -20,6 +20,7 @@ from medcorpus import __version__
 from medcorpus.manifests.storage import Output
 from medcorpus.pipelines import assemble, incremental
 from medcorpus.pipelines.config import BuildConfig
+from medcorpus.pipelines.dedup import dedup
 from medcorpus.pipelines.outlock import OutputLock
 from medcorpus.pipelines.runners import Job, Runner
 from medcorpus.pipelines.sources.base import Selection, Source, select
@@ -145,7 +146,7 @@ def _run(config: BuildConfig, runner: Runner, job: Job, staging: Staging, units:
             bar.advance(units_task)
         asm = assemble.collect(_tally(((t, staging.read_meta(t)) for _, t in units), summary), config)
         if asm.dedup_records:
-            assemble.apply_dedup(asm, runner.dedup(job, asm.dedup_records))
+            assemble.apply_dedup(asm, dedup(runner, job, asm.dedup_records))
         assemble.plan(asm, config)
         shard_task = bar.add_task("shards", total=len(asm.plans))
         for n in runner.write_shards(job, asm.plans, asm.token_of_key):

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import pickle
 import uuid
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import apache_beam as beam  # this module is imported only when the beam runner is chosen
 
@@ -127,39 +127,34 @@ class BeamRunner:
         for plan in plans:
             yield len(plan.keys)
 
-    def dedup(self, job: Job, records: list[Any]) -> Any:
-        """Near-duplicate clusters by a Beam shuffle: records → (bucket key, record) → GroupByKey →
-        verified pairs per bucket, written to the staging folder; the pairs (few) are read back and
-        clustered here."""
-        import json
+    def shuffle(self, job: Job, items: Sequence[Any], keys: Callable[[Any], Iterable[str]],
+                reduce: Callable[[str, list[Any]], Iterable[Any]], name: str = "shuffle") -> list[Any]:
+        """items → (key, item) for each of ``keys(item)`` → GroupByKey → ``reduce(key, group)``; the
+        outputs are written to the staging folder and read back (they must be few)."""
+        import base64
 
         import fsspec
 
-        from medcorpus.transforms.dedup import Pair, bucket_keys, candidate_pairs
-        from medcorpus.transforms.dedup_clusters import finish
-
-        options = job.config.dedup_options()
-        if not records:
-            return finish({}, [], options)
-        prefix = f"{job.staging_root.rstrip('/')}/dedup/{uuid.uuid4().hex}/pairs"
-        opts = pipeline_options(self.options, self.workers, "dedup")
+        if not items:
+            return []
+        prefix = f"{job.staging_root.rstrip('/')}/{name}/{uuid.uuid4().hex}/out"
+        opts = pipeline_options(self.options, self.workers, name)
         p = beam.Pipeline(runner=self._local_runner(), options=opts) if self.is_local else beam.Pipeline(options=opts)
         (p
-         | "dedup/records" >> beam.Create([pickle.dumps(r, protocol=5) for r in records], reshuffle=False)
-         | "dedup/buckets" >> beam.FlatMap(lambda blob: [(b, blob) for b in bucket_keys(pickle.loads(blob), options)])
-         | "dedup/shuffle" >> beam.GroupByKey()
-         | "dedup/pairs" >> beam.FlatMap(lambda kv: candidate_pairs(kv[0], [pickle.loads(b) for b in kv[1]], options))
-         | "dedup/json" >> beam.Map(lambda q: json.dumps([q.key_a, q.key_b, q.kind, q.distance]))
-         | "dedup/write" >> beam.io.WriteToText(prefix, file_name_suffix=".jsonl"))
-        result = p.run()
-        result.wait_until_finish()
+         | f"{name}/items" >> beam.Create([pickle.dumps(i, protocol=5) for i in items], reshuffle=False)
+         | f"{name}/keys" >> beam.FlatMap(lambda blob: [(k, blob) for k in keys(pickle.loads(blob))])
+         | f"{name}/group" >> beam.GroupByKey()
+         | f"{name}/reduce" >> beam.FlatMap(lambda kv: reduce(kv[0], [pickle.loads(b) for b in kv[1]]))
+         | f"{name}/encode" >> beam.Map(lambda out: base64.b64encode(pickle.dumps(out, protocol=5)).decode())
+         | f"{name}/write" >> beam.io.WriteToText(prefix, file_name_suffix=".b64"))
+        p.run().wait_until_finish()
         fs, path = fsspec.core.url_to_fs(prefix)
-        pairs = []
-        for name in sorted(fs.glob(path + "*.jsonl")):
-            with fs.open(name, "rt") as f:
-                pairs.extend(Pair(*json.loads(line)) for line in f if line.strip())
+        outputs = []
+        for file in sorted(fs.glob(path + "*.b64")):
+            with fs.open(file, "rt") as f:
+                outputs.extend(pickle.loads(base64.b64decode(line)) for line in f if line.strip())
         fs.rm(path.rsplit("/", 1)[0], recursive=True)
-        return finish({r.key: r for r in records}, pairs, options)
+        return outputs
 
     @staticmethod
     def _local_runner() -> Any:

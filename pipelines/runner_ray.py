@@ -10,7 +10,8 @@ A thin adapter over the same functions the local runner calls (``runners.init_wo
 * ``write_shards``: shard plans → the same, calling ``shard_one``.
 * a stage that declares a ``step`` of its own (the ``llm`` stage) runs after the others over the
   staged units, on actors with that step's resources (``ray.llm``: e.g. GPUs).
-* ``dedup``: records → bucket keys → ``groupby(bucket)`` → verified pairs (a shuffle across nodes).
+* ``shuffle``: items → keys → ``groupby(key)`` → reduce per group (a shuffle across nodes): what
+  deduplication's steps run on (pipelines/dedup.py).
 
 Results travel through the staging directory (atomic writes), never through the object store, so
 only small rows (unit id, counters) come back. A retried task (a killed worker, a lost node) rewrites
@@ -26,7 +27,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from medcorpus.manifests.shards import ShardPlan
 from medcorpus.pipelines.runners import (Job, UnitDone, _subset, init_worker, pre_token, shard_one, split_step,
@@ -178,32 +179,26 @@ class RayRunner:
         for raw in self._run(job, "shards", _WriteShards, [(p, _subset(tokens, p)) for p in plans]):
             yield json.loads(raw)
 
-    def dedup(self, job: Job, records: list[Any]) -> Any:
-        """Near-duplicate clusters by a Ray Data shuffle: records → their bucket keys (LSH bands,
-        exact hash, caption bands) → ``groupby(bucket)`` → verified pairs per bucket; the pairs
-        (few) come back and are clustered here."""
+    def shuffle(self, job: Job, items: Sequence[Any], keys: Callable[[Any], Iterable[str]],
+                reduce: Callable[[str, list[Any]], Iterable[Any]], name: str = "shuffle") -> list[Any]:
+        """items → one row per ``keys(item)`` → ``groupby(key)`` (a hash shuffle across nodes) →
+        ``reduce(key, group)``; the outputs come back (they must be few)."""
         import numpy as np
 
-        from medcorpus.transforms.dedup import Pair, bucket_keys, candidate_pairs
-        from medcorpus.transforms.dedup_clusters import finish
-
-        options = job.config.dedup_options()
-        if not records:
-            return finish({}, [], options)
+        if not items:
+            return []
         ray = self._connect()
 
         def keyed(row: dict[str, Any]) -> list[dict[str, Any]]:
-            return [{"bucket": b, "rec": row["rec"]} for b in bucket_keys(pickle.loads(row["rec"]), options)]
+            return [{"key": k, "item": row["item"]} for k in keys(pickle.loads(row["item"]))]
 
-        def pairs_of(group: dict[str, Any]) -> dict[str, Any]:
-            recs = [pickle.loads(r) for r in group["rec"]]
-            found = candidate_pairs(str(group["bucket"][0]), recs, options)
-            return {"pair": np.array([json.dumps([p.key_a, p.key_b, p.kind, p.distance]) for p in found], dtype=object)}
+        def reduced(group: dict[str, Any]) -> dict[str, Any]:
+            outs = reduce(str(group["key"][0]), [pickle.loads(b) for b in group["item"]])
+            return {"out": np.array([pickle.dumps(o, protocol=5) for o in outs], dtype=object)}
 
-        ds = ray.data.from_items([{"rec": pickle.dumps(r, protocol=5)} for r in records])
-        grouped = ds.flat_map(keyed).groupby("bucket").map_groups(pairs_of, batch_format="numpy")
-        pairs = [Pair(*json.loads(row["pair"])) for row in grouped.iter_rows()]
-        return finish({r.key: r for r in records}, pairs, options)
+        ds = ray.data.from_items([{"item": pickle.dumps(i, protocol=5)} for i in items])
+        grouped = ds.flat_map(keyed).groupby("key").map_groups(reduced, batch_format="numpy")
+        return [pickle.loads(row["out"]) for row in grouped.iter_rows()]
 
     def close(self) -> None:
         if self._started:

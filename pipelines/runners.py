@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 from medcorpus.manifests.shards import ShardPlan
 from medcorpus.manifests.storage import Output
@@ -54,8 +55,10 @@ class Runner(Protocol):
 
     def write_shards(self, job: Job, plans: Sequence[ShardPlan], tokens: dict[str, str]) -> Iterator[int]: ...
 
-    def dedup(self, job: Job, records: list[Any]) -> Any:
-        """Near-duplicate removals (transforms/dedup.py map → shuffle → transforms/dedup_clusters.finish); a DedupResult."""
+    def shuffle(self, job: Job, items: Sequence[Any], keys: Callable[[Any], Iterable[str]],
+                reduce: Callable[[str, list[Any]], Iterable[Any]], name: str = "shuffle") -> list[Any]:
+        """Group items by each of their keys and reduce every group: the one all-to-all step a
+        runner provides (deduplication is built on it, pipelines/dedup.py). Outputs in any order."""
 
     def close(self) -> None: ...
 
@@ -157,8 +160,13 @@ class LocalRunner:
     def write_shards(self, job: Job, plans: Sequence[ShardPlan], tokens: dict[str, str]) -> Iterator[int]:
         return self._map(job, shard_one, [(plan, _subset(tokens, plan)) for plan in plans])
 
-    def dedup(self, job: Job, records: list[Any]) -> Any:
-        from medcorpus.transforms.dedup_clusters import dedup_local
+    def shuffle(self, job: Job, items: Sequence[Any], keys: Callable[[Any], Iterable[str]],
+                reduce: Callable[[str, list[Any]], Iterable[Any]], name: str = "shuffle") -> list[Any]:
+        groups: dict[str, list[Any]] = defaultdict(list)
+        for item in items:
+            for key in keys(item):
+                groups[key].append(item)
+        return [out for key in sorted(groups) for out in reduce(key, groups[key])]
 
         return dedup_local(records, job.config.dedup_options())
 

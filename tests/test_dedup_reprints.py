@@ -18,9 +18,11 @@ from medcorpus.manifests.verify import verify_output
 from medcorpus.pipelines import assemble
 from medcorpus.pipelines.build import build
 from medcorpus.pipelines.config import load_config
+from medcorpus.pipelines.dedup import dedup
 from medcorpus.pipelines.runners import Job, LocalRunner, make_runner
 from medcorpus.pipelines.sources.local import LocalSource
 from medcorpus.pipelines.staging import Staging
+from medcorpus.transforms.dedup_clusters import dedup_local
 
 ORIGINALS = ["elife-46793-v1", "elife-52882-v2", "elife-43154-v2"]
 REPRINT = next(s for s in SCENARIOS if s.name == "reprint_0.8_q60")
@@ -83,11 +85,12 @@ def test_distributed_dedup_gives_the_same_removals(reprint_build: Path, runner_n
     staging = Staging(reprint_build / "_work" / "staging")
     tokens = sorted(p.stem for p in (reprint_build / "_work" / "staging").rglob("*.meta"))
     asm = assemble.collect(((t, staging.read_meta(t)) for t in tokens), cfg)
-    expected = LocalRunner(1).dedup(Job(cfg, None, str(tmp_path), str(tmp_path)), asm.dedup_records)  # type: ignore[arg-type]
+    expected = dedup(LocalRunner(1), Job(cfg, None, str(tmp_path), str(tmp_path)), asm.dedup_records)  # type: ignore[arg-type]
+    assert expected.matches == dedup_local(asm.dedup_records, cfg.dedup_options()).matches  # numpy bands agree
     runner = make_runner(runner_name, 2, config=cfg)
     try:
-        got = runner.dedup(Job(cfg, None, str(tmp_path / "staging"), str(tmp_path / "out")),  # type: ignore[arg-type]
-                           list(reversed(asm.dedup_records)))
+        got = dedup(runner, Job(cfg, None, str(tmp_path / "staging"), str(tmp_path / "out")),  # type: ignore[arg-type]
+                    list(reversed(asm.dedup_records)))
     finally:
         if runner_name == "beam":
             runner.close()

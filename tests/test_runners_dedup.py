@@ -11,6 +11,7 @@ from PIL import Image
 from testdata import ARTICLES, REPO
 
 from medcorpus.pipelines.config import load_config
+from medcorpus.pipelines.dedup import dedup
 from medcorpus.pipelines.runners import Job, make_runner
 from medcorpus.transforms.dedup import make_record
 from medcorpus.transforms.dedup_clusters import dedup_local
@@ -32,7 +33,7 @@ def _records() -> list:
     return recs
 
 
-@pytest.mark.parametrize("runner_name", ["ray", "beam"])
+@pytest.mark.parametrize("runner_name", ["local", "ray", "beam"])
 def test_distributed_dedup_equals_local(runner_name: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     if runner_name == "ray":
         request.getfixturevalue("ray_cluster")
@@ -43,7 +44,7 @@ def test_distributed_dedup_equals_local(runner_name: str, tmp_path: Path, reques
     runner = make_runner(runner_name, 2, config=cfg)
     job = Job(cfg, None, str(tmp_path / "staging"), str(tmp_path / "out"))  # type: ignore[arg-type]
     try:
-        got = runner.dedup(job, list(reversed(records)))  # input order must not matter
+        got = dedup(runner, job, list(reversed(records)))  # input order must not matter
     finally:
         if runner_name == "beam":
             runner.close()

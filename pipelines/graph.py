@@ -33,7 +33,7 @@ from medcorpus.pipelines.items import ArticleRow, DroppedRow, FigureRow, FigureT
 from medcorpus.pipelines.sources.base import ArticlePackage
 from medcorpus.pipelines.stages import REGISTRY, Stage, WorkerEnv
 from medcorpus.pipelines.staging import StagedSample, UnitResult
-from medcorpus.schemas.records import Article, ErrorRecord, Sample, SkipError, UnitRef
+from medcorpus.schemas.records import Article, ErrorRecord, Figure, Sample, SkipError, UnitRef
 
 
 class Pipeline:
@@ -66,7 +66,7 @@ def describe(item: Any) -> tuple[str, str | None, str | None]:
         href = g.href if (g := item.figure.primary_graphic()) else ""
         return f"{item.package.unit.source}:{item.package.unit.unit_id}#{href}", item.article.article_id, item.figure.figure_id
     if isinstance(item, Sample):
-        return item.key, item.article.article_id, item.figure.figure_id
+        return item.key, item.document_id, item.figure_id
     return repr(item)[:200], None, None
 
 
@@ -96,19 +96,28 @@ def _guarded(stage: Stage, call: Any, item: Any) -> tuple[list[Any], ErrorRecord
 
 
 def sample_row(sample: Sample, config_hash: str) -> dict[str, Any]:
-    a, f = sample.article, sample.figure
+    """The sample's manifest row (without the shard columns): common columns, then the article and
+    figure columns of journal-article samples (null for other sources)."""
     return {
         "key": sample.key, "image_sha256": sample.image_sha256, "image_format": sample.image_format,
         "width": sample.width, "height": sample.height,
         "orig_width": sample.orig_width, "orig_height": sample.orig_height,
-        "caption": sample.text, "caption_title": f.caption_title, "mentions": list(f.mentions),
-        "figure_id": f.figure_id, "figure_label": f.label, "parent_figure_id": f.parent_figure_id,
+        "caption": sample.text, "mentions": list(sample.context), **figure_columns(sample.figure),
         "graphic_href": sample.graphic_href, "graphic_file": sample.graphic_file,
-        **article_columns(a),
-        "source": a.source, "source_url": sample.source_url, "source_md5": sample.source_md5,
+        **(article_columns(sample.article) if sample.article else {**dict.fromkeys(article_columns(Article("")), None),
+           "article_id": sample.document_id, "license_code": sample.license_code,
+           "license_family": sample.license_family}),
+        "source": sample.source, "source_url": sample.source_url, "source_md5": sample.source_md5,
         "medcorpus_version": __version__, "config_hash": config_hash,
         **sample.extra,
     }
+
+
+def figure_columns(f: Figure | None) -> dict[str, Any]:
+    if f is None:
+        return dict.fromkeys(("caption_title", "figure_id", "figure_label", "parent_figure_id"))
+    return {"caption_title": f.caption_title, "figure_id": f.figure_id, "figure_label": f.label,
+            "parent_figure_id": f.parent_figure_id}
 
 
 def article_columns(a: Article) -> dict[str, Any]:
@@ -125,7 +134,7 @@ def stage_sample(sample: Sample, config_hash: str) -> tuple[StagedSample, dict[s
     row = sample_row(sample, config_hash)
     members = {sample.image_format: sample.image, "txt": sample.text.encode("utf-8")}
     size = sum(len(v) for v in members.values()) + len(sidecar_json(row))
-    return StagedSample(sample.key, sample.article.license_family, row, size), members
+    return StagedSample(sample.key, sample.license_family, row, size), members
 
 
 def sidecar_json(row: dict[str, Any]) -> bytes:
@@ -177,12 +186,12 @@ def _stage_samples(samples: list[Sample], result: UnitResult, articles: dict[str
     for sample in samples:
         staged, members = stage_sample(sample, config_hash)
         if staged.key in result.members:
-            result.errors.append(ErrorRecord(staged.key, "stage", "duplicate_key", "two figures share one key",
-                                             sample.article.article_id, sample.figure.figure_id).to_dict())
+            result.errors.append(ErrorRecord(staged.key, "stage", "duplicate_key", "two samples share one key",
+                                             sample.document_id, sample.figure_id).to_dict())
             continue
         result.samples.append(staged)
         result.members[staged.key] = members
-        per_article[sample.article.article_id] += 1
+        per_article[sample.document_id] += 1
     for article in articles.values():
         result.articles.append({
             **article_columns(article), "keywords": article.keywords, "n_figures": article.n_figures,

@@ -110,12 +110,15 @@ class ErrorRecord:
 
 @dataclass
 class Sample:
-    """An image-text pair ready for a shard. ``extra`` holds the manifest columns stages add;
-    typed fields carry what one stage hands to a later one."""
+    """An image-text pair ready for a shard, from any source.
+
+    The common fields come first: every source fills them. What only one kind of source knows rides
+    in its own records (``article`` and ``figure`` for journal articles; nullable columns in the
+    manifest). ``extra`` holds the manifest columns stages add; the typed fields after it carry what
+    one stage hands to a later one.
+    """
 
     key: str
-    article: Article
-    figure: Figure
     image: bytes
     image_format: str
     width: int
@@ -123,16 +126,23 @@ class Sample:
     orig_width: int
     orig_height: int
     image_sha256: str
-    graphic_href: str
-    graphic_file: str
+    text: str  # the caption (a panel's: the caption's shared text and its own subcaption)
+    document_id: str  # what it comes from (an article, a series): samples of one document never dedup as near pairs
+    license_code: str = "unknown"
+    license_family: str = "other"
+    source: str = ""
     source_url: str | None = None
     source_md5: str | None = None
-    caption: str | None = None  # the sample's own text when it differs from the figure's (panels)
+    context: list[str] = field(default_factory=list)  # texts that cite or describe it (citing paragraphs)
+    article: Article | None = None  # journal-article samples
+    figure: Figure | None = None
+    graphic_href: str | None = None
+    graphic_file: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # manifest columns stages add (see their ``columns``)
     decoded: Any = field(default=None, repr=False)  # the RGB image, in memory between stages only
     anatomy: list[str] = field(default_factory=list)  # concept hints (concepts stage) for later stages
     modality: list[str] = field(default_factory=list)
 
     @property
-    def text(self) -> str:
-        return self.figure.caption if self.caption is None else self.caption
+    def figure_id(self) -> str | None:
+        return self.figure.figure_id if self.figure else None

@@ -63,7 +63,7 @@ class Concepts(Stage):
         caption = self.linker.link(item.text)
         context = []
         if self.opts.context:
-            for paragraph in item.figure.mentions:
+            for paragraph in item.context:
                 if paragraph not in self.paragraphs:
                     self.paragraphs[paragraph] = self.linker.link(paragraph)
                 context.extend(self.paragraphs[paragraph])

@@ -28,9 +28,12 @@ class Image(Stage):
             raise SkipError("no_graphic", "the <fig> has no <graphic> with an href")
         name = resolve_graphic(graphic.href, item.package.media_names)
         enc = encode_image(item.package.read_media(name), self.config.image, keep_decoded=self.keep_decoded)
+        article = item.article
         yield Sample(
-            key=fig.key, article=item.article, figure=fig, image=enc.data, image_format=enc.extension,
-            width=enc.width, height=enc.height, orig_width=enc.orig_width, orig_height=enc.orig_height,
-            image_sha256=enc.sha256, graphic_href=graphic.href, graphic_file=name,
-            source_url=item.package.source_url, source_md5=item.package.source_md5, decoded=enc.decoded,
+            key=fig.key, image=enc.data, image_format=enc.extension, width=enc.width, height=enc.height,
+            orig_width=enc.orig_width, orig_height=enc.orig_height, image_sha256=enc.sha256, text=fig.caption,
+            document_id=article.article_id, license_code=article.license_code,
+            license_family=article.license_family, source=article.source, source_url=item.package.source_url,
+            source_md5=item.package.source_md5, context=list(fig.mentions), article=article, figure=fig,
+            graphic_href=graphic.href, graphic_file=name, decoded=enc.decoded,
         )

@@ -48,10 +48,10 @@ class LLM(Stage):
                 for text, out in zip(texts, outputs)]
 
     def process_batch(self, items: list[Sample]) -> list[Sample]:
-        results = self.generate([s.text for s in items], [s.figure.mentions for s in items], [s.image for s in items])
+        results = self.generate([s.text for s in items], [s.context for s in items], [s.image for s in items])
         for sample, (columns, caption) in zip(items, results):
             sample.extra.update(columns)
-            sample.caption = caption
+            sample.text = caption
         return items
 
     def process_staged(self, result: UnitResult, members: dict[str, dict[str, bytes]]) -> UnitResult:

@@ -3,6 +3,7 @@ plus the caption's shared text), paired by OCR'd labels, reading order and posit
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from typing import Iterator
 
 from medcorpus.pipelines.stages.base import Stage
@@ -33,7 +34,7 @@ class Panels(Stage):
 
     def process(self, item: Sample) -> Iterator[Sample]:
         assert item.decoded is not None
-        result = split_figure(item.decoded, item.figure.caption, self.split_options)
+        result = split_figure(item.decoded, item.text, self.split_options)
         sub = self.config.subfigures
         pairs = [p for p in result.panels if p.confidence >= sub.min_confidence]
         if len(pairs) < len(result.panels):
@@ -49,12 +50,9 @@ class Panels(Stage):
         assert parent.decoded is not None
         crop = crop_panel(parent.decoded, pair.box)
         data = encode_rgb(crop, self.config.image)
-        return Sample(
-            key=panel_key(parent.key, pair, index), article=parent.article, figure=parent.figure,
-            image=data, image_format="jpg", width=crop.width, height=crop.height, orig_width=parent.orig_width,
-            orig_height=parent.orig_height, image_sha256=hashlib.sha256(data).hexdigest(),
-            graphic_href=parent.graphic_href, graphic_file=parent.graphic_file, source_url=parent.source_url,
-            source_md5=parent.source_md5, caption=pair.subcaption, decoded=crop,
+        return replace(
+            parent, key=panel_key(parent.key, pair, index), image=data, image_format="jpg", width=crop.width,
+            height=crop.height, image_sha256=hashlib.sha256(data).hexdigest(), text=pair.subcaption, decoded=crop,
             extra={"parent_key": parent.key, "panel_index": index, "panel_box": list(pair.box),
                    "panel_label": pair.label, "panel_confidence": round(pair.confidence, 6), "split_status": "split"},
         )

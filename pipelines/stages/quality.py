@@ -60,7 +60,7 @@ class Quality(Stage):
         from medcorpus.transforms.quality import assess
 
         image = item.decoded
-        decision = assess(image, item.text, item.article.article_type, self.filters)
+        decision = assess(image, item.text, item.article.article_type if item.article else None, self.filters)
         modality = " ".join(item.modality)  # concept hints feed the image-type tags
         tags = tag_image(image, f"{item.text} {modality}".strip(), self.types, self.zero_shot)
         hashes = hash_image(image) if image is not None else None
@@ -75,8 +75,9 @@ class Quality(Stage):
 
         if self.evalsets is None:
             return []
-        return decontaminate({"pmcid": item.article.pmcid, "pmid": item.article.pmid,
-                              "figure_id": item.figure.figure_id, "graphic_file": item.graphic_file,
+        article = item.article
+        return decontaminate({"pmcid": article.pmcid if article else None, "pmid": article.pmid if article else None,
+                              "figure_id": item.figure_id, "graphic_file": item.graphic_file,
                               "graphic_href": item.graphic_href, "caption": item.text,
                               "perceptual": perceptual}, self.evalsets)
 
@@ -84,7 +85,7 @@ class Quality(Stage):
     def _verdict(item: Sample, decision: Any, hits: list[Any]) -> Sample | DroppedRow:
         from medcorpus.schemas.quality import dropped_row
 
-        ids = {"article_id": item.article.article_id, "figure_id": item.figure.figure_id}
+        ids = {"article_id": item.document_id, "figure_id": item.figure_id}
         if not decision.keep:
             return DroppedRow(dropped_row(item.key, "quality", decision.dropped_by, decision.reason,
                                           scores=decision.scores, **ids))

@@ -83,8 +83,7 @@ def build(
                                                  help="with --wait: give up after this many seconds"),
 ) -> None:
     """Build shards and a manifest from a source."""
-    from medcorpus.pipelines.build import build as run_build, default_work_dir, summary_lines
-    from medcorpus.pipelines.outlock import LockLost, OutputLocked
+    from medcorpus.pipelines.build import default_work_dir
     from medcorpus.pipelines.runners import make_runner, parse_beam_options
     from medcorpus.pipelines.sources import Selection, make_source
 
@@ -101,12 +100,20 @@ def build(
                           ray_address=ray_address, beam_options=parse_beam_options(beam_option or []))
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
+    _run_build(cfg, src, run, out, selection=Selection(limit=limit, ids=ids, since=since), work_dir=wd,
+               source_spec=source, progress=not no_progress, wait=wait or wait_timeout is not None,
+               wait_timeout_s=wait_timeout)
+
+
+def _run_build(*args: Any, **kwargs: Any) -> None:
+    """Run a build and print its summary; a lock or incremental refusal is one line (exit 2), a
+    build whose units all failed exits 1."""
+    from medcorpus.pipelines.build import build as run_build, summary_lines
     from medcorpus.pipelines.incremental import IncrementalError
+    from medcorpus.pipelines.outlock import LockLost, OutputLocked
 
     try:
-        summary = run_build(cfg, src, run, out, selection=Selection(limit=limit, ids=ids, since=since),
-                            work_dir=wd, source_spec=source, console=err, progress=not no_progress,
-                            wait=wait or wait_timeout is not None, wait_timeout_s=wait_timeout)
+        summary = run_build(*args, console=err, **kwargs)
     except (OutputLocked, IncrementalError) as exc:  # nothing was written: say what to do, no traceback
         err.print(str(exc), markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None

@@ -136,3 +136,14 @@ def test_copy_distances_under_threshold_others_far() -> None:
     assert all(hamming(hashes["a_orig"], v) <= t for v in hashes.values())
     for p in OTHERS:
         assert hamming(hashes["a_orig"], hash_image(p.read_bytes()).perceptual) > t
+
+
+def test_exact_copies_all_go_to_the_canonical_whichever_key_leads() -> None:
+    # the exact bucket links copies to the smallest key; the canonical (CC0 here) is another one
+    h = hash_image(FIG.read_bytes())
+    recs = [make_record(k, h, "", art, 1, lic, 100) for k, art, lic in
+            (("a", "A", "CC BY-NC"), ("b", "B", "CC BY"), ("c", "C", "CC0"), ("d", "D", "CC BY-NC"))]
+    for kinds in (("exact",), ("exact", "image")):
+        res = dedup_local(recs, DedupOptions(kinds=kinds))
+        assert {k: res.duplicate_of(k) for k in "abcd"} == {"a": "c", "b": "c", "c": None, "d": "c"}
+        assert all(m.kinds[0] == "exact" for m in res.matches.values())

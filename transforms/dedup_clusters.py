@@ -110,7 +110,8 @@ def related(a: DedupRecord, b: DedupRecord, kind: str) -> bool:
     return kind != "exact" and a.article_id == b.article_id
 
 
-def gather(records: Mapping[str, DedupRecord], pairs: Iterable[Pair]) -> tuple[list[Pair], list[Evidence]]:
+def gather(records: Mapping[str, DedupRecord], pairs: Iterable[Pair],
+           rank: Mapping[str, int]) -> tuple[list[Pair], list[Evidence]]:
     """The smallest distance per (pair, kind) without related pairs; and the same grouped per pair."""
     best: dict[tuple[str, str, str], Pair] = {}
     for p in pairs:
@@ -119,9 +120,26 @@ def gather(records: Mapping[str, DedupRecord], pairs: Iterable[Pair]) -> tuple[l
             best[k] = p
     kept = sorted(p for p in best.values() if not related(records[p.key_a], records[p.key_b], p.kind))
     grouped: dict[tuple[str, str], Evidence] = {}
-    for p in kept:
+    for p in [*(p for p in kept if p.kind != "exact"), *_exact_stars(kept, records, rank)]:
         grouped.setdefault((p.key_a, p.key_b), Evidence(p.key_a, p.key_b)).distances[p.kind] = p.distance
     return kept, list(grouped.values())
+
+
+def _exact_stars(pairs: Sequence[Pair], records: Mapping[str, DedupRecord], rank: Mapping[str, int]) -> list[Pair]:
+    """Identical pixels are one image: the exact buckets link each copy to the smallest key only;
+    instead, link every copy to the copy that leads the canonical order, so each pairs with it
+    directly."""
+    groups: dict[tuple[str, bool], set[str]] = defaultdict(set)
+    for p in pairs:
+        if p.kind == "exact":
+            for key in (p.key_a, p.key_b):
+                groups[(records[key].exact, is_panel(records[key]))].add(key)
+    out = []
+    for keys in groups.values():
+        lead, *rest = sorted(keys, key=rank.__getitem__)
+        out.extend(Pair(*sorted((lead, k)), "exact", 0.0) for k in rest
+                   if not related(records[lead], records[k], "exact"))
+    return out
 
 
 # ---- one-to-one between articles, then stars -------------------------------------------------------
@@ -141,8 +159,8 @@ def one_to_one(evidence: Sequence[Evidence], records: Mapping[str, DedupRecord],
 
 
 def canonical_order(records: Iterable[DedupRecord], options: DedupOptions) -> list[DedupRecord]:
-    """Most preferred first: an older version whose newer version is present never leads; then the
-    most permissive license, the most pixels, the smallest key."""
+    """Most preferred first: an older version of an article whose newer version is in the corpus
+    never leads; then the most permissive license, the most pixels, the smallest key."""
     recs = list(records)
     newest: dict[str, int] = defaultdict(int)
     for r in recs:
@@ -155,7 +173,7 @@ def choose_canonical(records: Iterable[DedupRecord], options: DedupOptions = Ded
     return canonical_order(records, options)[0].key
 
 
-def stars(evidence: Sequence[Evidence], records: Mapping[str, DedupRecord],
+def stars(evidence: Sequence[Evidence], records: Mapping[str, DedupRecord], rank: Mapping[str, int],
           options: DedupOptions) -> dict[str, Match]:
     """Canonical-anchored clusters: a sample is dropped only as a duplicate of a canonical it pairs
     with directly, and only of the one it matches best among the samples that can be its canonical
@@ -165,10 +183,8 @@ def stars(evidence: Sequence[Evidence], records: Mapping[str, DedupRecord],
     for ev in sorted(evidence, key=lambda e: e.strength(options)):
         neighbours[ev.key_a][ev.key_b] = ev
         neighbours[ev.key_b][ev.key_a] = ev
-    order = canonical_order((records[k] for k in neighbours), options)
-    rank = {r.key: i for i, r in enumerate(order)}
     matches: dict[str, Match] = {}
-    for center in order:
+    for center in sorted((records[k] for k in neighbours), key=lambda r: rank[r.key]):
         if center.key in matches:
             continue
         for other, ev in sorted(neighbours[center.key].items()):
@@ -242,13 +258,14 @@ def follow_figures(figure_matches: Mapping[str, Match], records: Mapping[str, De
 def finish(records: Mapping[str, DedupRecord], pairs: Iterable[Pair], options: DedupOptions) -> DedupResult:
     """Final reduce over all verified pairs: figures first, their panels after them, then the
     panels whose figure has no counterpart."""
-    kept, evidence = gather(records, pairs)
+    rank = {r.key: i for i, r in enumerate(canonical_order(records.values(), options))}
+    kept, evidence = gather(records, pairs, rank)
     figure_ev = [e for e in evidence if not is_panel(records[e.key_a])]
-    figure_matches = stars(one_to_one(figure_ev, records, options), records, options)
+    figure_matches = stars(one_to_one(figure_ev, records, options), records, rank, options)
     matches, anchored = follow_figures(figure_matches, records, options)
     free_panels = [e for e in evidence if is_panel(records[e.key_a])
                    and e.key_a not in anchored and e.key_b not in anchored]
-    matches.update(stars(one_to_one(free_panels, records, options), records, options))
+    matches.update(stars(one_to_one(free_panels, records, options), records, rank, options))
     matches.update(figure_matches)
     members: dict[str, set[str]] = defaultdict(set)
     for m in matches.values():

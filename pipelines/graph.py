@@ -46,9 +46,6 @@ class Pipeline:
         for stage in self.stages:
             stage.setup()
 
-    def stage(self, name: str) -> Stage:
-        return next(s for s in self.stages if s.name == name)
-
     def summary(self) -> dict[str, int]:
         totals: Counter[str] = Counter()
         for stage in self.stages:

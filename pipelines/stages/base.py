@@ -12,6 +12,7 @@ Declarations the rest of the system reads:
 * ``sections`` — the config sections it reads and the options dataclass that validates each
   (validated when the config loads, before any work);
 * ``columns`` — the manifest columns it adds (Arrow fields of ``schemas.manifest.SAMPLES``);
+* ``needs_pixels`` — it reads the decoded image, which the image stage then keeps with the sample;
 * ``step`` — a stage that runs as a step of its own over staged units (its own workers and
   resources, e.g. GPUs: ``ray.<step>`` on Ray) implements ``process_staged``;
 * ``prepare`` — driver-side work done once per build before the workers start (an eval-set
@@ -54,6 +55,7 @@ class Stage:
     columns: ClassVar[tuple["pa.Field", ...]] = ()
     batched: ClassVar[bool] = False
     step: ClassVar[str | None] = None
+    needs_pixels: ClassVar[bool] = False  # reads the decoded image (the image stage keeps it for it)
 
     def __init__(self, config: "BuildConfig", env: WorkerEnv) -> None:
         self.config = config

@@ -19,7 +19,7 @@ class Image(Stage):
         from medcorpus.pipelines.stages import REGISTRY
 
         # later stages that read pixels get the decoded image with the sample (never decoded twice)
-        self.keep_decoded = any(getattr(REGISTRY.get(s), "needs_pixels", False) for s in self.config.stages)
+        self.keep_decoded = any(REGISTRY[s].needs_pixels for s in self.config.stages)
 
     def process(self, item: FigureTask) -> Iterator[Sample]:
         fig = item.figure

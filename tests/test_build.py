@@ -247,3 +247,15 @@ def test_panels_without_their_whole_figure(tmp_path: Path) -> None:
     _, rows = query(str(tmp_path / "out"), "SELECT parent_key IS NULL, split_status, count(*) FROM samples GROUP BY ALL ORDER BY ALL")
     # figures that were split leave only their panels; figures kept whole stay
     assert (False, "split", 6) in rows and all(not (whole and status == "split") for whole, status, _ in rows)
+
+
+def test_quality_without_panels_reads_the_decoded_images(tmp_path: Path) -> None:
+    """The image stage keeps the decoded image for every stage that reads pixels, not only panels."""
+    from dataclasses import replace
+
+    src = copy_articles(tmp_path / "in", ["elife-43154-v2"])
+    cfg = replace(load_config(REPO / "dataflow.yaml"), stages=("fetch", "parse", "image", "quality"))
+    summary = build(cfg, LocalSource(str(src)), LocalRunner(1), str(tmp_path / "out"), progress=False)
+    _, dropped = query(str(tmp_path / "out"), "SELECT dropped_by FROM dropped WHERE dropped_by = 'image_decodable'")
+    _, hashed = query(str(tmp_path / "out"), "SELECT count(*) FROM samples WHERE image_phash IS NOT NULL")
+    assert summary.samples == 3 and dropped == [] and hashed == [(3,)]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import pickle
 import uuid
+from dataclasses import replace
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import apache_beam as beam  # this module is imported only when the beam runner is chosen
@@ -103,8 +104,16 @@ class BeamRunner:
         (p
          | f"{step}/list" >> beam.Create(blobs, reshuffle=False)
          | f"{step}/spread" >> beam.Reshuffle()
-         | f"{step}/run" >> beam.ParDo(STEPS[step](job)))
+         | f"{step}/run" >> beam.ParDo(STEPS[step](self._worker_job(job))))
         return p
+
+    def _worker_job(self, job: Job) -> Job:
+        """Local workers share this machine's cores; a remote runner's machines size themselves."""
+        if not self.is_local:
+            return job
+        from medcorpus.pipelines.threads import share
+
+        return replace(job, threads=share(self.workers or _cores()))
 
     def _run(self, job: Job, step: str, items: list[Any]) -> None:
         if items:

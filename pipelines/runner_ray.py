@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+from dataclasses import replace
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from medcorpus.manifests.shards import ShardPlan
@@ -145,6 +146,7 @@ class RayRunner:
         ds = ray.data.from_items([{"item": pickle.dumps(i, protocol=5)} for i in items],
                                  override_num_blocks=len(items))
         # Ray Data restarts a dead actor and retries its task (max_restarts / max_task_retries = -1)
+        job = replace(job, threads=max(1, int(res.get("num_cpus") or 1)))  # an actor's threads: its CPUs
         ds = ds.map_batches(fn, fn_constructor_args=(job,), batch_size=1, batch_format="pyarrow",
                             compute=ray.data.ActorPoolStrategy(size=max(1, min(self.workers, len(items)))),
                             num_cpus=res.get("num_cpus", 1), num_gpus=res.get("num_gpus") or None,

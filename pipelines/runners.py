@@ -22,6 +22,7 @@ from medcorpus.pipelines.config import BuildConfig
 from medcorpus.pipelines.graph import Pipeline, process_unit
 from medcorpus.pipelines.sources.base import Source
 from medcorpus.pipelines.stages import WorkerEnv
+from medcorpus.pipelines.threads import limit_threads, share
 from medcorpus.pipelines.staging import Staging
 from medcorpus.schemas.records import UnitRef
 
@@ -45,6 +46,7 @@ class Job:
     output_url: str
     prepared: dict[str, Any] = field(default_factory=dict)  # stage name -> what the driver prepared for it
     stages: tuple[str, ...] | None = None  # run only these of the configured stages (see split_step)
+    threads: int = 0  # threads per worker for threaded libraries (pipelines/threads.py); 0 = leave them
 
 
 class Runner(Protocol):
@@ -67,6 +69,7 @@ _WORKER: dict[str, Any] = {}
 
 
 def init_worker(job: Job) -> None:
+    limit_threads(job.threads)
     _WORKER["job"] = job
     env = WorkerEnv(job.source, work_dir=os.path.dirname(job.staging_root), prepared=job.prepared)
     _WORKER["pipeline"] = Pipeline(job.config, env, job.stages)
@@ -139,7 +142,7 @@ class LocalRunner:
             ctx = multiprocessing.get_context("forkserver")
             ctx.set_forkserver_preload(self._PRELOAD)
             self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_local_worker,
-                                             initargs=(job, dict(os.environ)))
+                                             initargs=(replace(job, threads=share(self.workers)), dict(os.environ)))
             self._job = job
         return self._pool
 

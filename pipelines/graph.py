@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
 from medcorpus import __version__
+from medcorpus.files import cache_root
 from medcorpus.pipelines.config import BuildConfig
 from medcorpus.pipelines.sources.base import ArticlePackage, Source
 from medcorpus.pipelines.staging import StagedSample, UnitResult
@@ -111,7 +112,7 @@ def llm_stage(config: BuildConfig, work_dir: str | None) -> Any:
     options = config.llm_options()
     if options.cache_path is None:
         # SQLite needs a local file: a remote work dir (s3://, gs://) keeps its cache on this machine
-        local = work_dir if work_dir and "://" not in work_dir else str(Path.home() / ".cache" / "medcorpus")
+        local = work_dir if work_dir and "://" not in work_dir else str(cache_root())
         options = replace(options, cache_path=str(Path(local) / "llm_cache.sqlite"))
     return LLMStage(options)
 

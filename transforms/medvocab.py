@@ -21,6 +21,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from medcorpus.files import atomic_write, cache_root
+
 __all__ = ["Lexicon", "ConceptMatch", "tokenize", "norm_word", "load_lexicon", "default_vocab_dir",
            "ABBREVIATIONS"]
 
@@ -382,12 +384,11 @@ def _fingerprint(vocab_dir: Path) -> str:
 def load_lexicon(vocab_dir: str | None = None, cache_dir: str | None = None) -> Lexicon:
     """The lexicon of ``vocab_dir`` (default: the shared open vocabularies), pickled once per content.
 
-    Parsing the vocabularies takes seconds; the pickle in ``cache_dir`` (default
-    ``$XDG_CACHE_HOME/medcorpus``) makes later loads, in every worker, a fraction of that.
+    Parsing the vocabularies takes seconds; the pickle in ``cache_dir`` (default: ``cache_root()``,
+    ``$MEDCORPUS_CACHE``) makes later loads, in every worker, a fraction of that.
     """
     vdir = Path(vocab_dir) if vocab_dir else default_vocab_dir()
-    cdir = Path(cache_dir or os.environ.get("MEDCORPUS_CACHE_DIR")
-                or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "medcorpus")
+    cdir = Path(cache_dir) if cache_dir else cache_root()
     pkl = cdir / f"lexicon-{_fingerprint(vdir)}.pkl"
     if pkl.exists():
         try:
@@ -397,11 +398,7 @@ def load_lexicon(vocab_dir: str | None = None, cache_dir: str | None = None) -> 
             pass
     lex = build_lexicon(vdir)
     try:
-        cdir.mkdir(parents=True, exist_ok=True)
-        tmp = pkl.with_suffix(f".tmp{os.getpid()}")
-        with open(tmp, "wb") as fh:
-            pickle.dump(lex, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, pkl)
+        atomic_write(pkl, lambda fh: pickle.dump(lex, fh, protocol=pickle.HIGHEST_PROTOCOL))
     except OSError:
         pass
     return lex

@@ -23,11 +23,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import posixpath
 import random
 import re
-import tempfile
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -39,6 +37,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import parse_qs, quote, urlsplit
 
+from medcorpus.files import atomic_write
 from medcorpus.pipelines.sources.base import ArticlePackage, meta_tuple, normalize_pmcid
 from medcorpus.schemas.records import SkipError, UnitRef
 from medcorpus.transforms.licenses import normalize_code
@@ -465,21 +464,6 @@ class PmcCloudSource:
             return None
         return data
 
-    @staticmethod
-    def _atomic_write(path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
-
     def _fetch(self, key: str, md5: str | None, *, cache_tag: str | None = None) -> bytes:
         """Bytes of ``key``, verified against ``md5`` (when given), from the cache when there.
 
@@ -500,7 +484,7 @@ class PmcCloudSource:
             got = hashlib.md5(data).hexdigest()
             if md5 is None or got == md5:
                 if path is not None:
-                    self._atomic_write(path, data)
+                    atomic_write(path, data)
                 return data
         raise SkipError("md5_mismatch", f"s3://{self.bucket}/{key}: expected md5 {md5}, got {got}")
 

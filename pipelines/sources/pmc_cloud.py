@@ -8,7 +8,7 @@ retracted the article is skipped, never replaced by an older version.
 
 Two transports reach the same bucket: ``s3`` (anonymous boto3, botocore ``UNSIGNED``) and ``https``
 (plain GETs and ListObjectsV2 XML over httpx). Both retry timeouts, connection errors, 5xx and
-503 SlowDown with exponential backoff and jitter; every fetched object is md5-verified and cached
+503 SlowDown under the one retry policy (``medcorpus.retry``, on tenacity); every fetched object is md5-verified and cached
 under ``cache_dir`` keyed by S3 key + md5 (metadata: key + ETag), written atomically, so an
 interrupted crawl resumes without refetching. A fetch that still fails is a SkipError by class:
 ``fetch_transient`` (retries exhausted) and ``forbidden`` (403/401, never retried within a run) may
@@ -24,7 +24,6 @@ import hashlib
 import json
 import logging
 import posixpath
-import random
 import re
 import threading
 import time
@@ -38,6 +37,7 @@ from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import parse_qs, quote, urlsplit
 
 from medcorpus.files import atomic_write
+from medcorpus.retry import Backoff, retrying
 from medcorpus.pipelines.sources.base import ArticlePackage, meta_tuple, normalize_pmcid
 from medcorpus.schemas.records import SkipError, UnitRef
 from medcorpus.transforms.licenses import normalize_code
@@ -342,8 +342,8 @@ class PmcCloudSource:
         page_size: int = 1000,
         media_suffixes: tuple[str, ...] | None = None,
     ) -> None:
-        """``retry_base_s``/``retry_max_s``: backoff ``min(max, base*2**attempt)`` scaled by a
-        jitter in [0.5, 1.5) drawn from ``random.Random(seed)``. ``media_suffixes``: prefetch in
+        """``retry_base_s``/``retry_max_s``/``seed``: the backoff of ``medcorpus.retry.Backoff``
+        (``min(max, base*2**attempt)`` scaled by a seeded jitter in [0.5, 1.5)). ``media_suffixes``: prefetch in
         ``open`` only media whose names end so (e.g. image extensions); ``None`` prefetches all,
         the rest stay readable through ``read_media``."""
         if transport not in ("s3", "https"):
@@ -378,13 +378,13 @@ class PmcCloudSource:
         self._lock = threading.Lock()
         self._client: _S3Transport | _HttpsTransport | None = None
         self._pool: ThreadPoolExecutor | None = None
-        self._rng = random.Random(self.seed)
+        self._wait = Backoff(self.retry_base_s, self.retry_max_s, self.seed)
         self._sleep: Callable[[float], None] = time.sleep  # tests swap it to record the backoff
         self._failed: dict[tuple[str, str], SkipError] = {}  # (unit_id@version, name) → failure
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        for k in ("_lock", "_client", "_pool", "_rng", "_sleep", "_failed"):
+        for k in ("_lock", "_client", "_pool", "_wait", "_sleep", "_failed"):
             state.pop(k, None)
         return state
 
@@ -428,22 +428,19 @@ class PmcCloudSource:
     # -- retry loop -----------------------------------------------------------------------------
 
     def _backoff(self, attempt: int) -> float:
-        with self._lock:
-            jitter = 0.5 + self._rng.random()
-        return min(self.retry_max_s, self.retry_base_s * (2 ** attempt)) * jitter
+        return self._wait.delay(attempt)
 
     def _call(self, what: str, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` with retries on transient errors; _NotFound/_Forbidden/_Fatal pass through at once."""
-        for attempt in range(self.max_retries + 1):
-            try:
-                return fn()
-            except _Transient as exc:
-                if attempt >= self.max_retries:
-                    raise _Transient(f"{what}: gave up after {attempt + 1} attempts: {exc}") from exc
-                delay = self._backoff(attempt)
-                log.debug("%s: %s; retry %d in %.2fs", what, exc, attempt + 1, delay)
-                self._sleep(delay)
-        raise AssertionError("unreachable")
+        def note(state: Any) -> None:
+            log.debug("%s: %s; retry %d in %.2fs", what, state.outcome.exception(), state.attempt_number,
+                      state.upcoming_sleep)
+
+        loop = retrying(_Transient, self.max_retries, self._wait, sleep=lambda s: self._sleep(s), before_sleep=note)
+        try:
+            return loop(fn)
+        except _Transient as exc:
+            raise _Transient(f"{what}: gave up after {self.max_retries + 1} attempts: {exc}") from exc
 
     # -- cache ----------------------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ import numpy as np
 from PIL import Image, ImageOps
 from scipy.fft import dctn
 
+from medcorpus.transforms.images import to_rgb
 from medcorpus.transforms.options import checked
 
 HASH_SIDE = 32
@@ -92,15 +93,7 @@ class ImageHashes:
 
 def _decode(image: bytes | Image.Image) -> Image.Image:
     img = image if isinstance(image, Image.Image) else Image.open(io.BytesIO(image))
-    img = ImageOps.exif_transpose(img)
-    if img.mode in ("P", "LA", "PA", "RGBA", "RGBa", "La"):
-        rgba = img.convert("RGBA")
-        img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        top = float(arr.max()) if arr.size else 0.0
-        img = Image.fromarray(np.clip(arr * (255.0 / top if top > 255 else 1.0), 0, 255).astype(np.uint8), "L")
-    return img.convert("RGB")
+    return to_rgb(ImageOps.exif_transpose(img))
 
 
 def exact_pixel_hash(img: Image.Image) -> str:

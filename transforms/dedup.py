@@ -20,6 +20,21 @@ Distributed form (no all-pairs comparison, no collect to one process for the gro
 ``dedup_clusters.dedup_local`` runs the same phases in one process; ``image_pairs_numpy`` is the
 vectorized equivalent of the image bands for one core (same bands, same verification, same pairs).
 Every result is independent of input order.
+
+Why pHash/dHash are our own and not the ``imagehash`` package's: figures are reprinted with added
+margins and frames, so both hashes are taken of the border-trimmed image (``trim_border``), which
+``imagehash`` does not do. Measured with 128 real figures × 6 transformed copies (bench/dedup_eval.py,
+threshold 34, same bands; 2026-11):
+
+    hashes                                 recall   pad     crop    false pairs (copy / original)
+    ours (trimmed 32×32 thumbnail)         0.951    0.992   0.711   29 / 97,536    3 / 8,128
+    imagehash phash+dhash (hash_size 8)    0.842    0.289   0.766   28 / 97,536    3 / 8,128
+    imagehash on our trimmed image         0.957    0.992   0.750   23 / 97,536    2 / 8,128
+
+The last is within noise on that set, but on the reprint benchmark (bench/dedup_reprint_eval.py
+--set tune, whose thresholds these hashes were tuned with) it joins 33/34 figures instead of 34/34,
+pairs 1–2 duplicates with the wrong counterpart and loses one original in every scenario, where
+ours has none; changing it would also change every stored ``image_phash`` and eval-set registry.
 """
 from __future__ import annotations
 
@@ -154,7 +169,10 @@ def dhash64(thumb: np.ndarray) -> int:
 
 def hash_image(image: bytes | Image.Image) -> ImageHashes:
     """Exact and perceptual hashes of one image (bytes or PIL)."""
-    img = _decode(image)
+    return _hashes(_decode(image))
+
+
+def _hashes(img: Image.Image) -> ImageHashes:
     thumb = hash_thumbnail(img)
     return ImageHashes(exact_pixel_hash(img), phash64(thumb), dhash64(thumb))
 
@@ -235,8 +253,7 @@ def make_record(key: str, image: bytes | Image.Image | ImageHashes, caption: str
         hashes, px = image, pixels or 0
     else:
         img = _decode(image)
-        thumb = hash_thumbnail(img)
-        hashes = ImageHashes(exact_pixel_hash(img), phash64(thumb), dhash64(thumb))
+        hashes = _hashes(img)
         px = pixels if pixels is not None else img.width * img.height
         panel.setdefault("width", img.width)
         panel.setdefault("height", img.height)

@@ -256,13 +256,6 @@ def ontology_of(term: OntologyTerm) -> str:
     return term.id.split(":", 1)[0] if ":" in term.id else term.id
 
 
-def ontology_records(path: Path, scopes: frozenset[str] = DEFAULT_SCOPES) -> Iterator[ConceptRecord]:
-    """One record per (term, CUI) of one ontology file; ``sources`` names the term's ontology."""
-    for t, cuis, tuis in ontology_terms(path):
-        for cui in cuis:
-            yield _record(t, cui, tuis, ontology_of(t), scopes)
-
-
 def disambiguate_xrefs(items: list[tuple[OntologyTerm, list[str], list[str], str]]) -> set[tuple[int, str]]:
     """A term cross-referencing several CUIs keeps only those that other terms label the same way.
 
@@ -281,13 +274,6 @@ def disambiguate_xrefs(items: list[tuple[OntologyTerm, list[str], list[str], str
             if agree:
                 unmatched.update((id(t), c) for c in cuis if c not in agree)
     return unmatched
-
-
-def source_name(path: Path) -> str:
-    name = path.name
-    for suffix in (".gz", ".json", ".obo", ".tsv"):
-        name = name.removesuffix(suffix)
-    return name
 
 
 def open_vocab_concepts(paths: Iterable[Path], scopes: frozenset[str] = DEFAULT_SCOPES) -> dict[str, ConceptRecord]:

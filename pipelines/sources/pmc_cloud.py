@@ -7,7 +7,7 @@ at its **latest** version (highest version number, compared numerically); when t
 retracted the article is skipped, never replaced by an older version.
 
 Two transports reach the same bucket: ``s3`` (anonymous boto3, botocore ``UNSIGNED``) and ``https``
-(plain GETs and ListObjectsV2 XML over httpx). Both retry timeouts, connection errors, 5xx and
+(plain GETs and ListObjectsV2 over httpx, the XML parsed by botocore's S3 model). Both retry timeouts, connection errors, 5xx and
 503 SlowDown under the one retry policy (``medcorpus.retry``, on tenacity); every fetched object is md5-verified and cached
 under ``cache_dir`` keyed by S3 key + md5 (metadata: key + ETag), written atomically, so an
 interrupted crawl resumes without refetching. A fetch that still fails is a SkipError by class:
@@ -27,9 +27,9 @@ import posixpath
 import re
 import threading
 import time
-import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import date, datetime, timezone
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -50,7 +50,6 @@ DEFAULT_BUCKET = "pmc-oa-opendata"
 _META_KEY = re.compile(r"^metadata/(PMC\d+)\.(\d+)\.json$")
 _VERSION_PREFIX = re.compile(r"^(PMC\d+)\.(\d+)/$")
 _MD5 = re.compile(r"^[0-9a-f]{32}$")
-_S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -214,11 +213,7 @@ class _S3Transport:
             resp = self.client.list_objects_v2(**kw)
         except Exception as exc:
             raise self._classify(exc) from exc
-        keys = [(o["Key"], _strip_etag(o.get("ETag")), _as_utc(o["LastModified"]) if o.get("LastModified") else None)
-                for o in resp.get("Contents", [])]
-        prefixes = [p["Prefix"] for p in resp.get("CommonPrefixes", [])]
-        token = resp.get("NextContinuationToken") if resp.get("IsTruncated") else None
-        return _Listing(keys, prefixes, token)
+        return _listing(resp)
 
     def close(self) -> None:
         self.client.close()
@@ -280,25 +275,42 @@ class _HttpsTransport:
         if token:
             params["continuation-token"] = token
         resp = self._request("GET", self.base + "/", params=params)
-        try:
-            root = ET.fromstring(resp.content)
-        except ET.ParseError as exc:
-            raise _Transient(f"unparsable listing: {exc}") from exc
-        ns = _S3_NS if root.tag.startswith(_S3_NS) else ""
-        keys = []
-        for c in root.findall(f"{ns}Contents"):
-            lm = c.findtext(f"{ns}LastModified")
-            keys.append((c.findtext(f"{ns}Key") or "", _strip_etag(c.findtext(f"{ns}ETag")),
-                         _as_utc(datetime.fromisoformat(lm.replace("Z", "+00:00"))) if lm else None))
-        prefixes = [p.findtext(f"{ns}Prefix") or "" for p in root.findall(f"{ns}CommonPrefixes")]
-        truncated = (root.findtext(f"{ns}IsTruncated") or "false").lower() == "true"
-        token = root.findtext(f"{ns}NextContinuationToken") if truncated else None
-        if truncated and not token:
-            raise _Fatal("truncated listing without NextContinuationToken")
-        return _Listing(keys, prefixes, token)
+        return _listing(_parse_list_xml(resp.content, dict(resp.headers)))
 
     def close(self) -> None:
         self.client.close()
+
+
+def _listing(resp: dict[str, Any]) -> _Listing:
+    """A ListObjectsV2 answer as botocore gives it (both transports): keys, prefixes, next token."""
+    keys = [(o["Key"], _strip_etag(o.get("ETag")), _as_utc(o["LastModified"]) if o.get("LastModified") else None)
+            for o in resp.get("Contents", [])]
+    prefixes = [p["Prefix"] for p in resp.get("CommonPrefixes", [])]
+    token = resp.get("NextContinuationToken") if resp.get("IsTruncated") else None
+    if resp.get("IsTruncated") and not token:
+        raise _Fatal("truncated listing without NextContinuationToken")
+    return _Listing(keys, prefixes, token)
+
+
+@lru_cache(maxsize=1)
+def _list_parser() -> tuple[Any, Any]:
+    from botocore.parsers import RestXMLParser
+    from botocore.session import get_session
+
+    return RestXMLParser(), get_session().get_service_model("s3").operation_model("ListObjectsV2").output_shape
+
+
+def _parse_list_xml(body: bytes, headers: dict[str, str]) -> dict[str, Any]:
+    """The https transport's listing body, parsed by botocore's own S3 model (no SDK call, no signing)."""
+    from botocore.parsers import ResponseParserError
+
+    if not body.strip():  # botocore reads nothing as an empty listing; a cut-off answer is not one
+        raise _Transient("unparsable listing: empty body")
+    parser, shape = _list_parser()
+    try:
+        return parser.parse({"body": body, "headers": headers, "status_code": 200}, shape)
+    except ResponseParserError as exc:
+        raise _Transient(f"unparsable listing: {exc}") from exc
 
 
 def _error_code(body: bytes) -> str:

@@ -109,8 +109,13 @@ SCOPE_OF_PRED = {"hasExactSynonym": "EXACT", "hasRelatedSynonym": "RELATED", "ha
                  "hasNarrowSynonym": "NARROW"}
 
 
-def parse_obograph_json(path: Path) -> Iterator[OntologyTerm]:
-    """Classes of an OBO-graph JSON file (nodes with ``meta.xrefs``/``synonyms``; ``is_a`` edges)."""
+def parse_obograph_json(path: Path, untyped: bool = True) -> Iterator[OntologyTerm]:
+    """Classes of an OBO-graph JSON file (nodes with ``meta.xrefs``/``synonyms``; ``is_a`` edges).
+
+    ``untyped``: nodes without a ``type`` count as classes. The linker keeps them (they carry CUIs);
+    the faithfulness lexicon does not: in the Disease Ontology they are imported stubs of other
+    ontologies (Uberon's ``anatomy``) that would enter the lexicon as diseases.
+    """
     with open_text(path) as fh:
         doc = json.load(fh)
     for graph in doc.get("graphs", []):
@@ -119,7 +124,7 @@ def parse_obograph_json(path: Path) -> Iterator[OntologyTerm]:
             if e.get("pred") in ("is_a", "http://www.w3.org/2000/01/rdf-schema#subClassOf"):
                 parents.setdefault(curie(e["sub"]), []).append(curie(e["obj"]))
         for node in graph.get("nodes", []):
-            if node.get("type", "CLASS") != "CLASS" or "lbl" not in node:
+            if node.get("type", "CLASS" if untyped else None) != "CLASS" or "lbl" not in node:
                 continue
             meta = node.get("meta", {})
             tid = curie(node["id"])

@@ -1,4 +1,4 @@
-"""Near-duplicate image detection on real figures, and near-dup search at 1 M hashes (issue 6).
+"""Near-duplicate image detection on real figures, and near-dup search at 1 M hashes.
 
 Part 1 (real): every real figure image under ../shared/data (pmc/articles, compound/ images,
 MedICaT sample figures) is an original; each gets one transformed copy per transformation

@@ -1,4 +1,4 @@
-"""GPU benchmark of the VLM re-captioning stage (issue 7, part 6): captions/s and generated tokens/s.
+"""GPU benchmark of the VLM re-captioning stage: captions/s and generated tokens/s.
 
 A ~2 B-parameter LLaVA (CLIP-L/14-336 vision tower + 22-layer 2048-wide Llama decoder) is built
 from a config with random weights (no download), served by the stage's backends exactly as the

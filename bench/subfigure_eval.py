@@ -1,4 +1,4 @@
-"""Evaluate compound-figure splitting (issue 4) and print one table.
+"""Evaluate compound-figure splitting and print one table.
 
 Parts: caption splitting on the 196 gold prostate captions; panel detection on synthetic compound
 figures and on the 5 reviewed EXSCLAIM figures (precision/recall/F1 at IoU 0.5); panel counts on

@@ -25,6 +25,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from medcorpus.files import atomic_write
 from medcorpus.transforms.dedup import caption_tokens, hash_image, popcount64
 from medcorpus.transforms.options import Fraction, NonNegativeInt, PositiveInt, validated
 
@@ -102,13 +103,8 @@ def read_registry(path: str | Path) -> list[EvalEntry]:
 def write_registry(path: str | Path, entries: Iterable[EvalEntry]) -> int:
     """Sorted, de-duplicated JSON lines (a deterministic file); returns the entry count."""
     unique = sorted(set(entries), key=lambda e: (e.evalset, e.kind, e.value, e.detail))
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_suffix(p.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for e in unique:
-            f.write(json.dumps(asdict(e), ensure_ascii=False, sort_keys=True) + "\n")
-    tmp.replace(p)
+    text = "".join(json.dumps(asdict(e), ensure_ascii=False, sort_keys=True) + "\n" for e in unique)
+    atomic_write(path, text.encode("utf-8"))
     return len(unique)
 
 

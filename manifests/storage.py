@@ -1,20 +1,21 @@
 """Where a build's outputs go: a local directory or any fsspec URL (``s3://bucket/prefix``).
 
-Every file appears atomically: local files are written under a temporary name and renamed;
-object stores make an object visible only when its upload completes.
+Every file appears atomically (``medcorpus.files``): local files are written under a temporary name
+and renamed; object stores make an object visible only when its upload completes.
 """
 from __future__ import annotations
 
 import os
 import posixpath
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+from medcorpus.files import atomic_path, atomic_write
 
 
 class Output:
@@ -29,32 +30,27 @@ class Output:
     def path(self, rel: str) -> str:
         return posixpath.join(self.root, rel)
 
-    def put_file(self, local_path: str, rel: str) -> None:
-        """Move a finished local file into place; the file at ``rel`` is never half-written."""
-        os.chmod(local_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; published files follow the umask
+    @contextmanager
+    def staged_file(self, rel: str) -> Iterator[str]:
+        """A local file name to write ``rel`` into; published whole when the block ends cleanly.
+
+        Local: a unique hidden sibling renamed into place (no fsync: shards are large and a killed
+        build only needs the rename to be atomic). Remote: a local temporary file uploaded at the end.
+        """
         if self.is_local:
-            dest = self.path(rel)
-            os.makedirs(os.path.dirname(dest), exist_ok=True)
-            os.replace(local_path, dest)
-        else:
-            self.fs.put_file(local_path, self.path(rel))
-            os.unlink(local_path)
+            with atomic_path(self.path(rel), fsync=False) as tmp:
+                yield tmp
+            return
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(rel)}.", suffix=os.path.splitext(rel)[1])
+        os.close(fd)
+        try:
+            yield tmp
+            self.fs.put_file(tmp, self.path(rel))
+        finally:
+            os.unlink(tmp)
 
     def write_bytes(self, rel: str, data: bytes) -> None:
-        tmp = self.temp_path(rel)
-        with open(tmp, "wb") as f:
-            f.write(data)
-        self.put_file(tmp, rel)
-
-    def temp_path(self, rel: str) -> str:
-        """A temporary local file name next to ``rel`` (same filesystem, so the rename is atomic)."""
-        directory = None
-        if self.is_local:
-            directory = self.path(os.path.dirname(rel))
-            os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(rel)}.", suffix=".tmp", dir=directory)
-        os.close(fd)
-        return tmp
+        atomic_write(self.path(rel), data, fs=self.fs)
 
     def exists(self, rel: str) -> bool:
         return self.fs.exists(self.path(rel))

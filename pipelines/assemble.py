@@ -12,16 +12,14 @@ manifest part is written: a manifest never points at a missing shard.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from medcorpus.manifests.parquet import read_table, write_rows
 from medcorpus.manifests.shards import ShardPlan, plan_shards
-from medcorpus.manifests.writers import ShardWriter, TarShardWriter
 from medcorpus.manifests.storage import Output
+from medcorpus.manifests.writers import ShardWriter, TarShardWriter
 from medcorpus.pipelines.config import BuildConfig
 from medcorpus.pipelines.graph import sidecar_json
 from medcorpus.pipelines.staging import Staging, UnitResult
@@ -106,11 +104,11 @@ def write_shard(plan: ShardPlan, tokens: dict[str, str], staging: Staging, outpu
     the number of samples written."""
     writer = writer or TarShardWriter()
     rows_by_key, members_by_key = _staged_samples(plan, tokens, staging)
-    tmp = output.temp_path(plan.name)
-    writer.open(tmp)
-    for key in plan.keys:
-        writer.write(key, members_by_key[key])
-    offsets = writer.close()
+    with output.staged_file(plan.name) as tmp:  # the shard is in place before its manifest part
+        writer.open(tmp)
+        for key in plan.keys:
+            writer.write(key, members_by_key[key])
+        offsets = writer.close()
     rows = []
     for key in plan.keys:
         row = dict(rows_by_key[key])
@@ -120,7 +118,6 @@ def write_shard(plan: ShardPlan, tokens: dict[str, str], staging: Staging, outpu
         row["txt_offset"], row["txt_size"] = offsets[f"{key}.txt"]
         row["json_offset"], row["json_size"] = offsets[f"{key}.json"]
         rows.append(row)
-    output.put_file(tmp, plan.name)
     write_rows(output, plan.manifest_part, rows, schema.SAMPLES, ("key",))
     return len(rows)
 
@@ -159,7 +156,8 @@ def write_decontam_report(asm: Assembly, output: Output) -> None:
             for part in (row["reason"] or "").split("; "):
                 evalset, kind, detail = (part.split(":", 2) + ["", ""])[:3]
                 hits.setdefault(row["key"], []).append(Hit(evalset, kind, detail))
-    _write_local_file(output, "manifest/decontam_report.csv", lambda path: write_report_csv(path, report(hits)))
+    with output.staged_file("manifest/decontam_report.csv") as tmp:
+        write_report_csv(tmp, report(hits))
 
 
 def write_attribution(output: Output) -> int:
@@ -169,18 +167,8 @@ def write_attribution(output: Output) -> int:
     rows = []
     for part in output.list("manifest/samples"):
         rows.extend(read_table(output, part).select(attribution.INPUT_COLUMNS).to_pylist())
-    count = [0]
-    _write_local_file(output, "attribution.csv", lambda path: count.__setitem__(0, attribution.write_attribution(rows, path)))
-    return count[0]
-
-
-def _write_local_file(output: Output, rel: str, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(suffix=os.path.splitext(rel)[1])
-    os.close(fd)
-    write(tmp)
-    with open(tmp, "rb") as f:
-        output.write_bytes(rel, f.read())
-    os.unlink(tmp)
+    with output.staged_file("attribution.csv") as tmp:
+        return attribution.write_attribution(rows, tmp)
 
 
 def remove_stale(asm: Assembly, output: Output) -> int:

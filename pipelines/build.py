@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from medcorpus import __version__
+from medcorpus.files import cache_root
 from medcorpus.manifests.storage import Output
 from medcorpus.pipelines import assemble, incremental
 from medcorpus.pipelines.config import BuildConfig
@@ -59,7 +60,7 @@ def default_work_dir(out: str) -> str:
     output = Output(out)
     if output.is_local:
         return str(Path(output.root) / "_work")
-    return str(Path.home() / ".cache" / "medcorpus" / hashlib.sha1(out.encode()).hexdigest()[:16])
+    return str(cache_root() / hashlib.sha1(out.encode()).hexdigest()[:16])
 
 
 def _join(base: str, name: str) -> str:

@@ -83,6 +83,7 @@ def build(
                                                  help="with --wait: give up after this many seconds"),
 ) -> None:
     """Build shards and a manifest from a source."""
+    from medcorpus.files import cache_root
     from medcorpus.pipelines.build import default_work_dir
     from medcorpus.pipelines.runners import make_runner, parse_beam_options
     from medcorpus.pipelines.sources import Selection, make_source
@@ -91,7 +92,7 @@ def build(
     wd = work_dir or default_work_dir(out)
     ids = _ids(pmcids)
     # a remote work dir (gs://, s3://: staging shared with Ray/Beam workers) keeps the source cache local
-    cache = str(Path(wd) / "source") if "://" not in wd else str(Path.home() / ".cache" / "medcorpus" / "source")
+    cache = str(Path(wd) / "source") if "://" not in wd else str(cache_root() / "source")
     src = make_source(source, cache_dir=cache, bucket=bucket, endpoint_url=endpoint,
                       transport=transport, license_groups=tuple(license_group) if license_group else None,
                       since=since, ids=ids)

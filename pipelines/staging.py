@@ -16,11 +16,9 @@ object store a file becomes visible only when its upload completes, which gives 
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
 import posixpath
 import re
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from typing import Any
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from medcorpus.files import atomic_write
 from medcorpus.schemas.records import TRANSIENT_REASONS, UnitRef
 
 TRANSIENT_RUNS = 3  # builds that retry a unit failing transiently before its errors count as permanent
@@ -90,15 +89,7 @@ class Staging:
         return path.exists() if self.fs is None else self.fs.exists(path)
 
     def _write(self, path: Any, obj: Any) -> None:
-        if self.fs is not None:  # visible only once the upload completes
-            with self.fs.open(path, "wb") as f:
-                pickle.dump(obj, f, protocol=5)
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-        with open(tmp, "wb") as f:
-            pickle.dump(obj, f, protocol=5)
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: pickle.dump(obj, f, protocol=5), fs=self.fs)
 
     def _read(self, path: Any) -> Any:
         with (open(path, "rb") if self.fs is None else self.fs.open(path, "rb")) as f:

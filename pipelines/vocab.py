@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
-VOCAB_CACHE = Path(os.environ.get("MEDCORPUS_CACHE", Path.home() / ".cache" / "medcorpus")) / "vocab"
+from medcorpus.files import cache_root
 
 
 def _sha256(path: Path) -> str:
@@ -85,8 +85,10 @@ def source_files(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def cached_vocab(ontologies: Iterable[str | Path] = (), umls_dir: str | Path | None = None, ann: bool = True,
-                 cache: Path = VOCAB_CACHE) -> Path:
-    """The vocabulary built from these sources: from the cache, or built into it (atomically)."""
+                 cache: Path | None = None) -> Path:
+    """The vocabulary built from these sources: from the cache (default ``cache_root()/vocab``), or
+    built into it (a whole directory renamed into place, so a reader never sees half of one)."""
+    cache = Path(cache) if cache else cache_root() / "vocab"
     from medcorpus import __version__
 
     files = source_files(ontologies) if not umls_dir else sorted(Path(umls_dir).glob("MR*.RRF*"))

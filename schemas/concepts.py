@@ -28,7 +28,6 @@ CONCEPT_FIELDS: list[pa.Field] = [
 CONCEPT_STRUCT = pa.struct(CONCEPT_FIELDS)
 CONCEPT_TYPE = pa.list_(CONCEPT_STRUCT)
 CONCEPT_FLAT_SCHEMA = pa.schema([pa.field("sample_id", pa.string(), nullable=False), *CONCEPT_FIELDS])
-HINTS_TYPE = pa.struct([pa.field("anatomy", pa.list_(pa.string())), pa.field("modality", pa.list_(pa.string()))])
 
 _KEYS = [f.name for f in CONCEPT_FIELDS]
 

@@ -1,6 +1,7 @@
-"""Arrow fields of the manifest columns the LLM stage adds (issue 7).
+"""Arrow fields of the manifest columns the LLM stage adds.
 
-The lead appends ``LLM_FIELDS`` to the samples schema when the stage is on. ``generated`` keeps
+``schemas.manifest`` puts ``LLM_FIELDS`` in every samples schema, null unless the llm stage runs,
+so one schema (and one schema version) serves corpora built with and without it. ``generated`` keeps
 every output of every task, accepted or not, with its provenance, so a corpus can be re-filtered
 with another threshold and every generated caption traced to backend, model, prompt and params.
 """

@@ -175,14 +175,6 @@ UNITS = pa.schema(
     ]
 )
 
-TABLES = {"samples": SAMPLES, "articles": ARTICLES, "figures": FIGURES, "errors": ERRORS, "runs": RUNS,
-          "dropped": DROPPED}
-
-# Columns of a sample row that exist only once the sample sits in a shard.
-SHARD_COLUMNS = ("shard", "image_member", "image_offset", "image_size", "txt_offset", "txt_size",
-                 "json_offset", "json_size")
-
-
 def with_version(schema: pa.Schema) -> pa.Schema:
     return schema.with_metadata({b"medcorpus.schema_version": str(SCHEMA_VERSION).encode()})
 

@@ -157,3 +157,21 @@ def test_truncated_or_garbage_bytes(data: bytes) -> None:
     with pytest.raises(SkipError) as exc:
         encode_image(data, ImageOptions())
     assert exc.value.reason == "image_undecodable"
+
+
+def test_one_mode_conversion_for_encoder_quality_and_dedup():
+    """Quality measures and dedup hashes see the encoder's pixels, for every mode (LAB included)."""
+    from medcorpus.transforms.dedup import _decode
+    from medcorpus.transforms.images import to_8bit, to_rgb
+    from medcorpus.transforms.quality import measure_image, open_small
+
+    rng = np.random.default_rng(1)
+    base = Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8), "RGB")
+    alpha = Image.fromarray(rng.integers(0, 256, (30, 40), dtype=np.uint8), "L")
+    rgba = base.copy()
+    rgba.putalpha(alpha)
+    for img in (base, rgba, base.convert("P"), base.convert("CMYK"), base.convert("LAB"), base.convert("1")):
+        rgb = np.asarray(to_rgb(img))
+        assert np.array_equal(np.asarray(_decode(img)), rgb)
+        assert np.array_equal(np.asarray(open_small(img, side=64)[0]), np.asarray(to_8bit(img).convert("L")))
+        assert measure_image(img) is not None

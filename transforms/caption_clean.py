@@ -1,4 +1,4 @@
-"""Caption cleaning without an LLM (issue 7, task 1).
+"""Caption cleaning without an LLM.
 
 Captions reach the corpus with artefacts a model should not learn to produce: a leading figure
 label ("Figure 3.", "Fig. 2:"), citation markers ("[12]", "[3–5]", "(Smith et al., 2010)") and

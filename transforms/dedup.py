@@ -20,6 +20,21 @@ Distributed form (no all-pairs comparison, no collect to one process for the gro
 ``dedup_clusters.dedup_local`` runs the same phases in one process; ``image_pairs_numpy`` is the
 vectorized equivalent of the image bands for one core (same bands, same verification, same pairs).
 Every result is independent of input order.
+
+Why pHash/dHash are our own and not the ``imagehash`` package's: figures are reprinted with added
+margins and frames, so both hashes are taken of the border-trimmed image (``trim_border``), which
+``imagehash`` does not do. Measured with 128 real figures × 6 transformed copies (bench/dedup_eval.py,
+threshold 34, same bands; 2026-11):
+
+    hashes                                 recall   pad     crop    false pairs (copy / original)
+    ours (trimmed 32×32 thumbnail)         0.951    0.992   0.711   29 / 97,536    3 / 8,128
+    imagehash phash+dhash (hash_size 8)    0.842    0.289   0.766   28 / 97,536    3 / 8,128
+    imagehash on our trimmed image         0.957    0.992   0.750   23 / 97,536    2 / 8,128
+
+The last is within noise on that set, but on the reprint benchmark (bench/dedup_reprint_eval.py
+--set tune, whose thresholds these hashes were tuned with) it joins 33/34 figures instead of 34/34,
+pairs 1–2 duplicates with the wrong counterpart and loses one original in every scenario, where
+ours has none; changing it would also change every stored ``image_phash`` and eval-set registry.
 """
 from __future__ import annotations
 
@@ -35,6 +50,7 @@ from PIL import Image, ImageOps
 from pydantic import Field
 from scipy.fft import dctn
 
+from medcorpus.transforms.images import to_rgb
 from medcorpus.transforms.options import (ConfigError, Fraction, NonNegativeInt, PositiveInt,
                                           validated)
 
@@ -97,15 +113,7 @@ class ImageHashes:
 
 def _decode(image: bytes | Image.Image) -> Image.Image:
     img = image if isinstance(image, Image.Image) else Image.open(io.BytesIO(image))
-    img = ImageOps.exif_transpose(img)
-    if img.mode in ("P", "LA", "PA", "RGBA", "RGBa", "La"):
-        rgba = img.convert("RGBA")
-        img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        top = float(arr.max()) if arr.size else 0.0
-        img = Image.fromarray(np.clip(arr * (255.0 / top if top > 255 else 1.0), 0, 255).astype(np.uint8), "L")
-    return img.convert("RGB")
+    return to_rgb(ImageOps.exif_transpose(img))
 
 
 def exact_pixel_hash(img: Image.Image) -> str:
@@ -166,7 +174,10 @@ def dhash64(thumb: np.ndarray) -> int:
 
 def hash_image(image: bytes | Image.Image) -> ImageHashes:
     """Exact and perceptual hashes of one image (bytes or PIL)."""
-    img = _decode(image)
+    return _hashes(_decode(image))
+
+
+def _hashes(img: Image.Image) -> ImageHashes:
     thumb = hash_thumbnail(img)
     return ImageHashes(exact_pixel_hash(img), phash64(thumb), dhash64(thumb))
 
@@ -247,8 +258,7 @@ def make_record(key: str, image: bytes | Image.Image | ImageHashes, caption: str
         hashes, px = image, pixels or 0
     else:
         img = _decode(image)
-        thumb = hash_thumbnail(img)
-        hashes = ImageHashes(exact_pixel_hash(img), phash64(thumb), dhash64(thumb))
+        hashes = _hashes(img)
         px = pixels if pixels is not None else img.width * img.height
         panel.setdefault("width", img.width)
         panel.setdefault("height", img.height)

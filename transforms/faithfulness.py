@@ -1,4 +1,4 @@
-"""The faithfulness gate (issue 7, part 4): is every claim of a generated text supported by its sources?
+"""The faithfulness gate: is every claim of a generated text supported by its sources?
 
 Generated captions, summaries and extractions are kept only where the medical concepts, laterality,
 numbers and measurements they state appear in the sources (caption, in-text paragraphs). Support is

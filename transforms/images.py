@@ -71,28 +71,40 @@ def _open(data: bytes, options: ImageOptions) -> Image.Image:
     return img
 
 
-def _to_8bit(img: Image.Image) -> Image.Image:
-    """8-bit gray stays gray (resizing one band is 3x cheaper; the caller converts after), 16-bit and
-    float gray become 8-bit gray, everything else RGB with transparency composited on white."""
+WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+
+
+def to_8bit(img: Image.Image) -> Image.Image:
+    """Any decoded mode as 8-bit ``L`` or ``RGB``: the one mode conversion of every stage.
+
+    Gray stays gray (resizing one band is 3x cheaper; callers convert after). 16-bit, 32-bit and
+    float gray are scaled by their maximum when it exceeds 255 (microscopy TIFFs use a fraction of
+    the 16-bit range; clipping would saturate them, a fixed >>8 would blacken them). Transparency
+    (alpha modes, palettes with a transparent index) is composited on white, as figures are printed
+    on white paper. Everything else (palette, CMYK, YCbCr, LAB, 1-bit) goes through Pillow's RGB.
+    The image encoder, the quality measures and the dedup hashes all see the same pixels this way.
+    """
     mode = img.mode
     if mode in ("RGB", "L"):
         return img
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+    if mode in WIDE_MODES:
         arr = np.asarray(img, dtype=np.float64)
         top = float(arr.max()) if arr.size else 0.0
         scale = 255.0 / top if top > 255 else 1.0
         return Image.fromarray(np.clip(arr * scale, 0, 255).astype(np.uint8), "L")
     if mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")
-    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+    if img.mode in ALPHA_MODES:
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return img.convert("RGB")
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
-    img = _to_8bit(img)
+def to_rgb(img: Image.Image) -> Image.Image:
+    """``to_8bit``, then gray to RGB: 8-bit RGB of any decoded mode."""
+    img = to_8bit(img)
     return img if img.mode == "RGB" else img.convert("RGB")
 
 
@@ -127,7 +139,7 @@ def encode_image(data: bytes, options: ImageOptions = ImageOptions(), keep_decod
     try:
         if _keep_original(img, options):
             img.load()  # a truncated file must fail here, not in a training job
-            decoded = _to_rgb(img) if keep_decoded else None
+            decoded = to_rgb(img) if keep_decoded else None
             return EncodedImage(data, EXTENSIONS.get(fmt, "bin"), orig_w, orig_h, orig_w, orig_h, fmt,
                                 hashlib.sha256(data).hexdigest(), decoded)
         if fmt == "JPEG" and options.max_side and max(img.size) > 2 * options.max_side:
@@ -139,11 +151,11 @@ def encode_image(data: bytes, options: ImageOptions = ImageOptions(), keep_decod
         img.load()
         icc = img.info.get("icc_profile")
         ImageOps.exif_transpose(img, in_place=True)  # in place: no copy of an upright image
-        img = _to_8bit(img)
+        img = to_8bit(img)
         if not _fits(img, options):
             img.thumbnail((options.max_side, options.max_side), _RESAMPLE[options.resample],
                           reducing_gap=3.0 if options.resample == "lanczos" else None)
-        img = _to_rgb(img)
+        img = to_rgb(img)
         encoded = encode_rgb(img, options, icc)
     except SkipError:
         raise

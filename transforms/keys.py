@@ -1,8 +1,8 @@
 """Stable sample keys.
 
 WebDataset splits a member name at its first dot, so keys carry only ``[A-Za-z0-9_-]``. A key is
-derived from the article id, version, figure id and (for panels) the panel index, never from a
-run's order, so the same figure has the same key in every rebuild and on every runner.
+derived from the article id, version and figure id (panels add their label, see
+``subfigures.panel_key``), never from a run's order, so the same figure has the same key in every rebuild and on every runner.
 """
 from __future__ import annotations
 
@@ -18,6 +18,3 @@ def slug(text: str) -> str:
 def figure_key(article_id: str, version: int, figure_id: str) -> str:
     return f"{slug(article_id)}_v{int(version)}_{slug(figure_id)}"
 
-
-def panel_key(parent_key: str, panel_index: int) -> str:
-    return f"{parent_key}_p{int(panel_index)}"

@@ -1,4 +1,4 @@
-"""Prompt templates and output validation of the LLM/VLM tasks (issue 7, task 1).
+"""Prompt templates and output validation of the LLM/VLM tasks.
 
 Each task is a fixed template whose hash goes into the request-cache key and the provenance of
 every generated field: changing a word of a prompt changes the hash, so old answers are neither

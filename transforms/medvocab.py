@@ -6,12 +6,14 @@ The lexicon maps every label and synonym of HPO, Disease Ontology, MONDO, Uberon
 Ontology to concept keys (ontology ids plus the UMLS CUIs they cross-reference, so two ontologies
 naming one CUI agree), mines word-level synonyms from label/synonym pairs that differ in one word
 ("Gingival bleeding" / "Gingival hemorrhage"), and adds common clinical abbreviations.
+
+The files are read with ``vocab_ontology``'s parsers, the concept linker's, so both see the same
+terms, synonyms and CUIs; this module only chooses what the lexicon keeps (names and EXACT
+synonyms, no HPO qualifier subtrees) and pickles the result under ``cache_root()``.
 """
 from __future__ import annotations
 
-import gzip
 import hashlib
-import json
 import os
 import pickle
 import re
@@ -21,11 +23,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from medcorpus.files import atomic_write, cache_root
+from medcorpus.transforms.vocab_ontology import (OntologyTerm, parse_obo, parse_obograph_json, parse_sssom,
+                                                 umls_cuis)
+
 __all__ = ["Lexicon", "ConceptMatch", "tokenize", "norm_word", "load_lexicon", "default_vocab_dir",
            "ABBREVIATIONS"]
 
 _TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9'’\-]*[A-Za-z0-9]|[A-Za-z]|\d+(?:[.,]\d+)?")
-_CUI = re.compile(r"C\d{7}")
 
 # Clinical and imaging abbreviations too common to be defined in a caption; expansion in lower case.
 ABBREVIATIONS: dict[str, tuple[str, ...]] = {
@@ -165,89 +170,43 @@ def _canonical_index(lex: Lexicon) -> dict[tuple[str, ...], tuple[set[str], str]
     return idx
 
 
-# --- readers of the open vocabularies ---------------------------------------------------------------
-
-def _open(path: Path):
-    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
-
+# --- readers of the open vocabularies: vocab_ontology's parsers (one loader), lexicon entries out ------
 
 # HPO subtrees that are qualifiers, not findings: clinical modifier, frequency, inheritance, course.
 _EXCLUDED_ROOTS = {"HP:0012823", "HP:0040279", "HP:0000005", "HP:0031797", "HP:0032443"}
 
 
+def _entry(term: OntologyTerm) -> tuple[str, list[str], set[str]]:
+    """(id, [name, exact synonyms...], UMLS CUIs): what the lexicon takes of a term."""
+    names = [term.name] + [text for text, scope in term.synonyms if scope == "EXACT"]
+    return term.id, names, set(umls_cuis(term.xrefs))
+
+
 def read_obo(path: Path) -> Iterator[tuple[str, list[str], set[str]]]:
-    """(id, [name, synonyms...], CUIs) per non-obsolete [Term] outside the excluded qualifier subtrees."""
-    terms, parents = [], {}
-    for tid, names, cuis, isa in _read_obo_terms(path):
-        terms.append((tid, names, cuis))
-        parents[tid] = isa
+    """Lexicon entries of the non-obsolete [Term]s outside the excluded qualifier subtrees."""
+    terms = [t for t in parse_obo(path) if t.id and t.name and not t.obsolete]
+    parents = {t.id: t.parents for t in terms}
 
     def excluded(tid: str, depth: int = 0) -> bool:
         if tid in _EXCLUDED_ROOTS:
             return True
         return depth < 40 and any(excluded(p, depth + 1) for p in parents.get(tid, ()))
 
-    for tid, names, cuis in terms:
-        if not excluded(tid):
-            yield tid, names, cuis
-
-
-def _read_obo_terms(path: Path) -> Iterator[tuple[str, list[str], set[str], list[str]]]:
-    tid, names, cuis, obsolete, in_term, isa = None, [], set(), False, False, []
-    with _open(path) as fh:
-        for line in fh:
-            line = line.rstrip("\n")
-            if line.startswith("["):
-                if in_term and tid and names and not obsolete:
-                    yield tid, names, cuis, isa
-                in_term = line == "[Term]"
-                tid, names, cuis, obsolete, isa = None, [], set(), False, []
-            elif not in_term:
-                continue
-            elif line.startswith("id: "):
-                tid = line[4:].strip()
-            elif line.startswith("name: "):
-                names.insert(0, line[6:].strip())
-            elif line.startswith("synonym: "):
-                m = re.match(r'synonym: "(.*)" (EXACT|RELATED|NARROW|BROAD)', line)
-                if m and m.group(2) == "EXACT":
-                    names.append(m.group(1))
-            elif line.startswith("xref: ") and "UMLS" in line:
-                cuis.update(_CUI.findall(line))
-            elif line.startswith("is_a: "):
-                isa.append(line[6:].split("!")[0].strip())
-            elif line.startswith("is_obsolete: true"):
-                obsolete = True
-    if in_term and tid and names and not obsolete:
-        yield tid, names, cuis, isa
+    for t in terms:
+        if not excluded(t.id):
+            yield _entry(t)
 
 
 def read_obographs(path: Path) -> Iterator[tuple[str, list[str], set[str]]]:
-    with _open(path) as fh:
-        data = json.load(fh)
-    for graph in data.get("graphs", []):
-        for node in graph.get("nodes", []):
-            meta = node.get("meta") or {}
-            if node.get("type") != "CLASS" or not node.get("lbl") or meta.get("deprecated"):
-                continue
-            names = [node["lbl"]] + [s["val"] for s in meta.get("synonyms", []) if s.get("pred") == "hasExactSynonym"]
-            cuis = {c for x in meta.get("xrefs", []) for c in _CUI.findall(x.get("val", "")) if "UMLS" in x.get("val", "")}
-            yield node["id"].rsplit("/", 1)[-1], names, cuis
+    for t in parse_obograph_json(path, untyped=False):
+        if t.name and not t.obsolete:
+            yield _entry(t)
 
 
 def read_sssom_labels(path: Path) -> Iterator[tuple[str, list[str], set[str]]]:
-    with _open(path) as fh:
-        header = None
-        for line in fh:
-            if line.startswith("#"):
-                continue
-            cols = line.rstrip("\n").split("\t")
-            if header is None:
-                header = cols
-                continue
-            row = dict(zip(header, cols))
-            if row.get("subject_label"):
-                yield row["subject_id"], [row["subject_label"]], set(_CUI.findall(row.get("object_id", "")))
+    for t in parse_sssom(path):
+        if t.name:
+            yield _entry(t)
 
 
 # (relative path, reader, kind)
@@ -382,12 +341,11 @@ def _fingerprint(vocab_dir: Path) -> str:
 def load_lexicon(vocab_dir: str | None = None, cache_dir: str | None = None) -> Lexicon:
     """The lexicon of ``vocab_dir`` (default: the shared open vocabularies), pickled once per content.
 
-    Parsing the vocabularies takes seconds; the pickle in ``cache_dir`` (default
-    ``$XDG_CACHE_HOME/medcorpus``) makes later loads, in every worker, a fraction of that.
+    Parsing the vocabularies takes seconds; the pickle in ``cache_dir`` (default: ``cache_root()``,
+    ``$MEDCORPUS_CACHE``) makes later loads, in every worker, a fraction of that.
     """
     vdir = Path(vocab_dir) if vocab_dir else default_vocab_dir()
-    cdir = Path(cache_dir or os.environ.get("MEDCORPUS_CACHE_DIR")
-                or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "medcorpus")
+    cdir = Path(cache_dir) if cache_dir else cache_root()
     pkl = cdir / f"lexicon-{_fingerprint(vdir)}.pkl"
     if pkl.exists():
         try:
@@ -397,11 +355,7 @@ def load_lexicon(vocab_dir: str | None = None, cache_dir: str | None = None) -> 
             pass
     lex = build_lexicon(vdir)
     try:
-        cdir.mkdir(parents=True, exist_ok=True)
-        tmp = pkl.with_suffix(f".tmp{os.getpid()}")
-        with open(tmp, "wb") as fh:
-            pickle.dump(lex, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, pkl)
+        atomic_write(pkl, lambda fh: pickle.dump(lex, fh, protocol=pickle.HIGHEST_PROTOCOL))
     except OSError:
         pass
     return lex

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from medcorpus.transforms.images import to_8bit
 from medcorpus.transforms.options import ConfigError, Fraction, NonNegative, NonNegativeInt, Positive, validated
 from medcorpus.transforms.quality_filters import FILTERS as FILTER_REGISTRY, Evidence, caption_counts
 
@@ -88,19 +89,9 @@ def open_small(image: bytes | Image.Image, side: int = MEASURE_SIDE) -> tuple[Im
     width, height = img.size
     if img.format == "JPEG":
         img.draft("L", (side, side))
-    small = img.convert("RGBA") if img.mode in ("P", "LA", "PA", "RGBA") else img
-    if small.mode == "RGBA":  # transparent areas count as white paper, as in encode_image
-        bg = Image.new("RGBA", small.size, (255, 255, 255, 255))
-        small = Image.alpha_composite(bg, small)
-    small = small.convert("L") if small.mode not in ("I;16", "I;16B", "I;16L", "I", "F") else _wide_to_l(small)
+    small = to_8bit(img).convert("L")  # the encoder's conversion: transparency measured as white paper
     small.thumbnail((side, side), Image.Resampling.BILINEAR)
     return small, width, height
-
-
-def _wide_to_l(img: Image.Image) -> Image.Image:
-    arr = np.asarray(img, dtype=np.float64)
-    top = float(arr.max()) if arr.size else 0.0
-    return Image.fromarray(np.clip(arr * (255.0 / top if top > 255 else 1.0), 0, 255).astype(np.uint8), "L")
 
 
 def image_stats(small: Image.Image, width: int, height: int) -> ImageStats:

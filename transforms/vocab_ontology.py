@@ -109,8 +109,13 @@ SCOPE_OF_PRED = {"hasExactSynonym": "EXACT", "hasRelatedSynonym": "RELATED", "ha
                  "hasNarrowSynonym": "NARROW"}
 
 
-def parse_obograph_json(path: Path) -> Iterator[OntologyTerm]:
-    """Classes of an OBO-graph JSON file (nodes with ``meta.xrefs``/``synonyms``; ``is_a`` edges)."""
+def parse_obograph_json(path: Path, untyped: bool = True) -> Iterator[OntologyTerm]:
+    """Classes of an OBO-graph JSON file (nodes with ``meta.xrefs``/``synonyms``; ``is_a`` edges).
+
+    ``untyped``: nodes without a ``type`` count as classes. The linker keeps them (they carry CUIs);
+    the faithfulness lexicon does not: in the Disease Ontology they are imported stubs of other
+    ontologies (Uberon's ``anatomy``) that would enter the lexicon as diseases.
+    """
     with open_text(path) as fh:
         doc = json.load(fh)
     for graph in doc.get("graphs", []):
@@ -119,7 +124,7 @@ def parse_obograph_json(path: Path) -> Iterator[OntologyTerm]:
             if e.get("pred") in ("is_a", "http://www.w3.org/2000/01/rdf-schema#subClassOf"):
                 parents.setdefault(curie(e["sub"]), []).append(curie(e["obj"]))
         for node in graph.get("nodes", []):
-            if node.get("type", "CLASS") != "CLASS" or "lbl" not in node:
+            if node.get("type", "CLASS" if untyped else None) != "CLASS" or "lbl" not in node:
                 continue
             meta = node.get("meta", {})
             tid = curie(node["id"])
@@ -256,13 +261,6 @@ def ontology_of(term: OntologyTerm) -> str:
     return term.id.split(":", 1)[0] if ":" in term.id else term.id
 
 
-def ontology_records(path: Path, scopes: frozenset[str] = DEFAULT_SCOPES) -> Iterator[ConceptRecord]:
-    """One record per (term, CUI) of one ontology file; ``sources`` names the term's ontology."""
-    for t, cuis, tuis in ontology_terms(path):
-        for cui in cuis:
-            yield _record(t, cui, tuis, ontology_of(t), scopes)
-
-
 def disambiguate_xrefs(items: list[tuple[OntologyTerm, list[str], list[str], str]]) -> set[tuple[int, str]]:
     """A term cross-referencing several CUIs keeps only those that other terms label the same way.
 
@@ -281,13 +279,6 @@ def disambiguate_xrefs(items: list[tuple[OntologyTerm, list[str], list[str], str
             if agree:
                 unmatched.update((id(t), c) for c in cuis if c not in agree)
     return unmatched
-
-
-def source_name(path: Path) -> str:
-    name = path.name
-    for suffix in (".gz", ".json", ".obo", ".tsv"):
-        name = name.removesuffix(suffix)
-    return name
 
 
 def open_vocab_concepts(paths: Iterable[Path], scopes: frozenset[str] = DEFAULT_SCOPES) -> dict[str, ConceptRecord]:

@@ -15,8 +15,6 @@ from typing import IO, Iterable, Iterator
 
 from medcorpus.transforms.vocab_records import ConceptRecord
 
-MRCONSO_COLS = ("CUI", "LAT", "TS", "LUI", "STT", "SUI", "ISPREF", "AUI", "SAUI", "SCUI", "SDUI", "SAB", "TTY",
-                "CODE", "STR", "SRL", "SUPPRESS", "CVF")
 SUPPRESSED = frozenset({"O", "E", "Y"})  # obsolete, editor-suppressed, source-suppressible (UMLS docs)
 
 

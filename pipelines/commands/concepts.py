@@ -1,4 +1,4 @@
-"""CLI: ``medcorpus vocab build`` and ``medcorpus link`` (UMLS concept mapping, issue 5).
+"""CLI: ``medcorpus vocab build`` and ``medcorpus link`` (UMLS concept mapping).
 
 The main CLI calls ``register(app)``. The plain functions (``build_vocab``, ``link_stream``) do the work so
 tests, runners and other tools need no CLI.

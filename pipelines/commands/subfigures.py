@@ -1,4 +1,4 @@
-"""CLI: ``medcorpus subcaptions`` and ``medcorpus panels`` (compound-figure splitting, issue 4).
+"""CLI: ``medcorpus subcaptions`` and ``medcorpus panels`` (compound-figure splitting).
 
 The main CLI calls ``register(app)``. The plain functions (``subcaption_record``,
 ``subcaptions_stream``, ``panels_record``) do the work so tests and other tools need no CLI.

@@ -1,1 +1,1 @@
-"""LLM/VLM backends, request cache, serving and the captioning stage (issue 7)."""
+"""LLM/VLM backends, request cache, serving and the captioning stage."""

@@ -2,15 +2,15 @@
 
 Why these pieces: a corpus run sends hundreds of thousands of requests, so concurrency is bounded
 (a semaphore), the request rate is limited (a token bucket, so a hosted API's quota is not burnt
-in bursts), and transient failures — 429, 5xx, timeouts, dropped connections — are retried with
-exponential backoff and jitter, honouring ``Retry-After``. A request that still fails comes back as
-a ``Completion`` with ``error`` set instead of failing the whole batch.
+in bursts), and transient failures — 429, 5xx, timeouts, dropped connections — are retried under
+the one retry policy (``medcorpus.retry``: exponential backoff, jitter, ``Retry-After`` honoured).
+A request that still fails comes back as a ``Completion`` with ``error`` set instead of failing
+the whole batch.
 """
 from __future__ import annotations
 
 import asyncio
 import os
-import random
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from medcorpus.pipelines.llm.types import ChatRequest, Completion, RunStats
+from medcorpus.retry import Backoff, retrying
 
 __all__ = ["OpenAIClientOptions", "OpenAIClient", "TokenBucket"]
 
@@ -60,6 +61,18 @@ class TokenBucket:
                 await asyncio.sleep((1 - self.tokens) / self.rate)
 
 
+class _Retryable(Exception):
+    """A failure another attempt may cure; ``retry_after`` is the server's hint, in seconds."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class _Failed(Exception):
+    """An answer no retry changes (a 4xx other than the RETRY_STATUS ones)."""
+
+
 def _retry_after(resp: httpx.Response) -> float | None:
     value = resp.headers.get("retry-after")
     try:
@@ -77,6 +90,7 @@ class OpenAIClient:
         self.model = options.model
         self.stats = stats or RunStats()
         self._transport = transport
+        self._wait = Backoff(options.backoff_base_s, options.backoff_max_s)
 
     def _headers(self) -> dict[str, str]:
         key = os.environ.get(self.options.api_key_env) if self.options.api_key_env else None
@@ -94,37 +108,33 @@ class OpenAIClient:
                                        "json_schema": {"name": "output", "schema": req.json_schema}}
         return body
 
-    def _backoff(self, attempt: int, hint: float | None) -> float:
-        delay = min(self.options.backoff_max_s, self.options.backoff_base_s * 2 ** attempt)
-        delay = random.uniform(0, delay)  # full jitter: many workers do not retry in lockstep
-        return max(delay, min(hint, self.options.backoff_max_s)) if hint is not None else delay
+    async def _attempt(self, client: httpx.AsyncClient, sem: asyncio.Semaphore, bucket: TokenBucket | None,
+                       body: dict[str, Any]) -> Completion:
+        """One request: the completion, or _Retryable (429, 5xx, timeouts) / _Failed (other answers)."""
+        if bucket is not None:
+            await bucket.acquire()
+        async with sem:
+            try:
+                self.stats.add(requests=1)
+                resp = await client.post("chat/completions", json=body)
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                raise _Retryable(f"{type(exc).__name__}: {exc}") from None
+            if resp.status_code == 200:
+                return self._parse(resp.json())
+            last = f"HTTP {resp.status_code}: {resp.text[:200]}"
+            if resp.status_code not in RETRY_STATUS:
+                raise _Failed(last)
+            raise _Retryable(last, _retry_after(resp))
 
     async def _one(self, client: httpx.AsyncClient, sem: asyncio.Semaphore, bucket: TokenBucket | None,
                    req: ChatRequest) -> Completion:
-        body, last = self._body(req), "no attempt"
-        for attempt in range(self.options.max_retries + 1):
-            if attempt:
-                self.stats.add(retries=1)
-            if bucket is not None:
-                await bucket.acquire()
-            hint = None
-            async with sem:
-                try:
-                    self.stats.add(requests=1)
-                    resp = await client.post("chat/completions", json=body)
-                except (httpx.TimeoutException, httpx.TransportError) as exc:
-                    last = f"{type(exc).__name__}: {exc}"
-                else:
-                    if resp.status_code == 200:
-                        return self._parse(resp.json())
-                    last = f"HTTP {resp.status_code}: {resp.text[:200]}"
-                    if resp.status_code not in RETRY_STATUS:
-                        break
-                    hint = _retry_after(resp)
-            if attempt < self.options.max_retries:
-                await asyncio.sleep(self._backoff(attempt, hint))
-        self.stats.add(errors=1)
-        return Completion(text="", finish_reason="error", error=last)
+        loop = retrying(_Retryable, self.options.max_retries, self._wait, asynchronous=True,
+                        before_sleep=lambda _state: self.stats.add(retries=1))
+        try:
+            return await loop(self._attempt, client, sem, bucket, self._body(req))
+        except (_Retryable, _Failed) as exc:
+            self.stats.add(errors=1)
+            return Completion(text="", finish_reason="error", error=str(exc))
 
     def _parse(self, data: dict[str, Any]) -> Completion:
         choice = (data.get("choices") or [{}])[0]

@@ -8,12 +8,12 @@ directory (a gzip stream cannot seek); per-article packages are read into memory
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import tarfile
 from pathlib import Path
 from typing import IO, Iterator
 
+from medcorpus.files import atomic_write
 from medcorpus.pipelines.sources.base import ArticlePackage, meta_tuple
 from medcorpus.pipelines.sources.local import is_within
 from medcorpus.schemas.records import SkipError, UnitRef
@@ -83,9 +83,7 @@ class BulkSource:
                         meta["error"] = f"{exc.reason}|{exc.detail}"
                         units.append(UnitRef(self.name, stem, "", "error", meta_tuple(meta)))
                         continue
-                    tmp = dest.with_suffix(".tmp")
-                    tmp.write_bytes(data)
-                    os.replace(tmp, dest)
+                    atomic_write(dest, data)
                 if dest.exists():
                     fp = hashlib.md5(dest.read_bytes()).hexdigest()
                     units.append(UnitRef(self.name, stem, str(dest), fp, meta_tuple(meta)))

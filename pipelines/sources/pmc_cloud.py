@@ -7,8 +7,8 @@ at its **latest** version (highest version number, compared numerically); when t
 retracted the article is skipped, never replaced by an older version.
 
 Two transports reach the same bucket: ``s3`` (anonymous boto3, botocore ``UNSIGNED``) and ``https``
-(plain GETs and ListObjectsV2 XML over httpx). Both retry timeouts, connection errors, 5xx and
-503 SlowDown with exponential backoff and jitter; every fetched object is md5-verified and cached
+(plain GETs and ListObjectsV2 over httpx, the XML parsed by botocore's S3 model). Both retry timeouts, connection errors, 5xx and
+503 SlowDown under the one retry policy (``medcorpus.retry``, on tenacity); every fetched object is md5-verified and cached
 under ``cache_dir`` keyed by S3 key + md5 (metadata: key + ETag), written atomically, so an
 interrupted crawl resumes without refetching. A fetch that still fails is a SkipError by class:
 ``fetch_transient`` (retries exhausted) and ``forbidden`` (403/401, never retried within a run) may
@@ -23,22 +23,21 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import posixpath
-import random
 import re
-import tempfile
 import threading
 import time
-import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import date, datetime, timezone
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import parse_qs, quote, urlsplit
 
+from medcorpus.files import atomic_write
+from medcorpus.retry import Backoff, retrying
 from medcorpus.pipelines.sources.base import ArticlePackage, meta_tuple, normalize_pmcid
 from medcorpus.schemas.records import SkipError, UnitRef
 from medcorpus.transforms.licenses import normalize_code
@@ -51,7 +50,6 @@ DEFAULT_BUCKET = "pmc-oa-opendata"
 _META_KEY = re.compile(r"^metadata/(PMC\d+)\.(\d+)\.json$")
 _VERSION_PREFIX = re.compile(r"^(PMC\d+)\.(\d+)/$")
 _MD5 = re.compile(r"^[0-9a-f]{32}$")
-_S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -215,11 +213,7 @@ class _S3Transport:
             resp = self.client.list_objects_v2(**kw)
         except Exception as exc:
             raise self._classify(exc) from exc
-        keys = [(o["Key"], _strip_etag(o.get("ETag")), _as_utc(o["LastModified"]) if o.get("LastModified") else None)
-                for o in resp.get("Contents", [])]
-        prefixes = [p["Prefix"] for p in resp.get("CommonPrefixes", [])]
-        token = resp.get("NextContinuationToken") if resp.get("IsTruncated") else None
-        return _Listing(keys, prefixes, token)
+        return _listing(resp)
 
     def close(self) -> None:
         self.client.close()
@@ -281,25 +275,42 @@ class _HttpsTransport:
         if token:
             params["continuation-token"] = token
         resp = self._request("GET", self.base + "/", params=params)
-        try:
-            root = ET.fromstring(resp.content)
-        except ET.ParseError as exc:
-            raise _Transient(f"unparsable listing: {exc}") from exc
-        ns = _S3_NS if root.tag.startswith(_S3_NS) else ""
-        keys = []
-        for c in root.findall(f"{ns}Contents"):
-            lm = c.findtext(f"{ns}LastModified")
-            keys.append((c.findtext(f"{ns}Key") or "", _strip_etag(c.findtext(f"{ns}ETag")),
-                         _as_utc(datetime.fromisoformat(lm.replace("Z", "+00:00"))) if lm else None))
-        prefixes = [p.findtext(f"{ns}Prefix") or "" for p in root.findall(f"{ns}CommonPrefixes")]
-        truncated = (root.findtext(f"{ns}IsTruncated") or "false").lower() == "true"
-        token = root.findtext(f"{ns}NextContinuationToken") if truncated else None
-        if truncated and not token:
-            raise _Fatal("truncated listing without NextContinuationToken")
-        return _Listing(keys, prefixes, token)
+        return _listing(_parse_list_xml(resp.content, dict(resp.headers)))
 
     def close(self) -> None:
         self.client.close()
+
+
+def _listing(resp: dict[str, Any]) -> _Listing:
+    """A ListObjectsV2 answer as botocore gives it (both transports): keys, prefixes, next token."""
+    keys = [(o["Key"], _strip_etag(o.get("ETag")), _as_utc(o["LastModified"]) if o.get("LastModified") else None)
+            for o in resp.get("Contents", [])]
+    prefixes = [p["Prefix"] for p in resp.get("CommonPrefixes", [])]
+    token = resp.get("NextContinuationToken") if resp.get("IsTruncated") else None
+    if resp.get("IsTruncated") and not token:
+        raise _Fatal("truncated listing without NextContinuationToken")
+    return _Listing(keys, prefixes, token)
+
+
+@lru_cache(maxsize=1)
+def _list_parser() -> tuple[Any, Any]:
+    from botocore.parsers import RestXMLParser
+    from botocore.session import get_session
+
+    return RestXMLParser(), get_session().get_service_model("s3").operation_model("ListObjectsV2").output_shape
+
+
+def _parse_list_xml(body: bytes, headers: dict[str, str]) -> dict[str, Any]:
+    """The https transport's listing body, parsed by botocore's own S3 model (no SDK call, no signing)."""
+    from botocore.parsers import ResponseParserError
+
+    if not body.strip():  # botocore reads nothing as an empty listing; a cut-off answer is not one
+        raise _Transient("unparsable listing: empty body")
+    parser, shape = _list_parser()
+    try:
+        return parser.parse({"body": body, "headers": headers, "status_code": 200}, shape)
+    except ResponseParserError as exc:
+        raise _Transient(f"unparsable listing: {exc}") from exc
 
 
 def _error_code(body: bytes) -> str:
@@ -343,8 +354,8 @@ class PmcCloudSource:
         page_size: int = 1000,
         media_suffixes: tuple[str, ...] | None = None,
     ) -> None:
-        """``retry_base_s``/``retry_max_s``: backoff ``min(max, base*2**attempt)`` scaled by a
-        jitter in [0.5, 1.5) drawn from ``random.Random(seed)``. ``media_suffixes``: prefetch in
+        """``retry_base_s``/``retry_max_s``/``seed``: the backoff of ``medcorpus.retry.Backoff``
+        (``min(max, base*2**attempt)`` scaled by a seeded jitter in [0.5, 1.5)). ``media_suffixes``: prefetch in
         ``open`` only media whose names end so (e.g. image extensions); ``None`` prefetches all,
         the rest stay readable through ``read_media``."""
         if transport not in ("s3", "https"):
@@ -379,13 +390,13 @@ class PmcCloudSource:
         self._lock = threading.Lock()
         self._client: _S3Transport | _HttpsTransport | None = None
         self._pool: ThreadPoolExecutor | None = None
-        self._rng = random.Random(self.seed)
+        self._wait = Backoff(self.retry_base_s, self.retry_max_s, self.seed)
         self._sleep: Callable[[float], None] = time.sleep  # tests swap it to record the backoff
         self._failed: dict[tuple[str, str], SkipError] = {}  # (unit_id@version, name) → failure
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        for k in ("_lock", "_client", "_pool", "_rng", "_sleep", "_failed"):
+        for k in ("_lock", "_client", "_pool", "_wait", "_sleep", "_failed"):
             state.pop(k, None)
         return state
 
@@ -429,22 +440,19 @@ class PmcCloudSource:
     # -- retry loop -----------------------------------------------------------------------------
 
     def _backoff(self, attempt: int) -> float:
-        with self._lock:
-            jitter = 0.5 + self._rng.random()
-        return min(self.retry_max_s, self.retry_base_s * (2 ** attempt)) * jitter
+        return self._wait.delay(attempt)
 
     def _call(self, what: str, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` with retries on transient errors; _NotFound/_Forbidden/_Fatal pass through at once."""
-        for attempt in range(self.max_retries + 1):
-            try:
-                return fn()
-            except _Transient as exc:
-                if attempt >= self.max_retries:
-                    raise _Transient(f"{what}: gave up after {attempt + 1} attempts: {exc}") from exc
-                delay = self._backoff(attempt)
-                log.debug("%s: %s; retry %d in %.2fs", what, exc, attempt + 1, delay)
-                self._sleep(delay)
-        raise AssertionError("unreachable")
+        def note(state: Any) -> None:
+            log.debug("%s: %s; retry %d in %.2fs", what, state.outcome.exception(), state.attempt_number,
+                      state.upcoming_sleep)
+
+        loop = retrying(_Transient, self.max_retries, self._wait, sleep=lambda s: self._sleep(s), before_sleep=note)
+        try:
+            return loop(fn)
+        except _Transient as exc:
+            raise _Transient(f"{what}: gave up after {self.max_retries + 1} attempts: {exc}") from exc
 
     # -- cache ----------------------------------------------------------------------------------
 
@@ -464,21 +472,6 @@ class PmcCloudSource:
             path.unlink(missing_ok=True)
             return None
         return data
-
-    @staticmethod
-    def _atomic_write(path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
 
     def _fetch(self, key: str, md5: str | None, *, cache_tag: str | None = None) -> bytes:
         """Bytes of ``key``, verified against ``md5`` (when given), from the cache when there.
@@ -500,7 +493,7 @@ class PmcCloudSource:
             got = hashlib.md5(data).hexdigest()
             if md5 is None or got == md5:
                 if path is not None:
-                    self._atomic_write(path, data)
+                    atomic_write(path, data)
                 return data
         raise SkipError("md5_mismatch", f"s3://{self.bucket}/{key}: expected md5 {md5}, got {got}")
 

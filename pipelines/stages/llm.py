@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from medcorpus.files import cache_root
 from medcorpus.pipelines.llm.config import LLMOptions
 from medcorpus.pipelines.stages.base import Stage
 from medcorpus.pipelines.staging import UnitResult
@@ -34,7 +35,7 @@ class LLM(Stage):
         if options.cache_path is None:
             # SQLite needs a local file: a remote work dir (s3://, gs://) keeps its cache on this machine
             work = self.env.work_dir
-            local = work if work and "://" not in work else str(Path.home() / ".cache" / "medcorpus")
+            local = work if work and "://" not in work else str(cache_root())
             options = replace(options, cache_path=str(Path(local) / "llm_cache.sqlite"))
         self.stage = LLMStage(options)
 

@@ -1,0 +1,92 @@
+"""The two file helpers every layer shares: atomic writes and the cache root.
+
+A killed build resumes from what it staged, so no reader may ever see a half-written file:
+``atomic_write`` writes under a unique temporary name in the target's own folder (same
+filesystem, so the final ``os.replace`` is atomic), fsyncs it, and removes it on any failure.
+On an object store (any fsspec URL but ``file://``) an object becomes visible only once its
+upload completes, which gives the same guarantee without a rename.
+
+``cache_root`` is the one place that decides where per-machine caches live (built vocabularies,
+lexicon pickles, remote builds' work dirs, the LLM request cache), so ``MEDCORPUS_CACHE`` moves
+all of them at once.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Callable, Iterator
+
+__all__ = ["atomic_write", "atomic_path", "cache_root", "temp_name"]
+
+
+def cache_root() -> Path:
+    """``$MEDCORPUS_CACHE``, else ``$XDG_CACHE_HOME/medcorpus``, else ``~/.cache/medcorpus``."""
+    env = os.environ.get("MEDCORPUS_CACHE")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "medcorpus"
+
+
+def temp_name(path: str | os.PathLike[str]) -> str:
+    """A hidden sibling name unique per process and call (listings skip names starting with '.').
+
+    It ends in the target's extension, for writers that choose a format by suffix.
+    """
+    head, tail = os.path.split(os.fspath(path))
+    unique = f"{os.getpid()}-{secrets.token_hex(4)}"
+    return os.path.join(head, f".{tail}.{unique}.tmp{os.path.splitext(tail)[1]}")
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike[str], *, fsync: bool = True) -> Iterator[str]:
+    """A temporary local path next to ``path``; moved onto ``path`` when the block ends cleanly.
+
+    For writers that want a file name (tar writers, Parquet, CSV). On failure the temporary file
+    is removed and ``path`` keeps its previous content (or stays absent).
+    """
+    target = os.fspath(path)
+    os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+    tmp = temp_name(target)
+    try:
+        yield tmp
+        if fsync:
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes | Callable[[IO[bytes]], object], *,
+                 fs: object | None = None, fsync: bool = True) -> None:
+    """Write ``data`` (bytes, or a function writing to a binary file) so ``path`` appears whole.
+
+    ``fs`` is an fsspec filesystem for a non-local ``path``: the upload is the atomic step there.
+    """
+    write = (lambda f: f.write(data)) if isinstance(data, (bytes, bytearray, memoryview)) else data
+    if fs is not None and not _is_local(fs):
+        with fs.open(os.fspath(path), "wb") as f:  # type: ignore[attr-defined]
+            write(f)
+        return
+    with atomic_path(path, fsync=False) as tmp:
+        with open(tmp, "wb") as f:
+            write(f)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+
+
+def _is_local(fs: object) -> bool:
+    from fsspec.implementations.local import LocalFileSystem
+
+    return isinstance(fs, LocalFileSystem)

@@ -628,32 +628,7 @@ class PmcCloudSource:
 
     def open(self, unit: UnitRef) -> ArticlePackage:
         doc = self._metadata(unit)
-        meta = unit.meta_dict()
-        pmcid = str(doc.get("pmcid") or "")
-        if pmcid and normalize_pmcid(pmcid) != unit.unit_id:
-            raise SkipError("metadata_mismatch", f"metadata of {unit.unit_id} names {pmcid}")
-        version = int(meta.get("version") or doc.get("version") or 1)  # the listed key decides
-        where = f"{unit.unit_id}.{version}"
-        if doc.get("version") is not None and str(doc.get("version")) != str(version):
-            log.warning("%s: metadata says version %s", where, doc.get("version"))
-        if doc.get("is_retracted"):
-            raise SkipError("retracted", f"{where} (the latest version) is retracted")
-        if doc.get("is_pmc_openaccess") is False or str(doc.get("is_pmc_openaccess")).lower() == "false":
-            raise SkipError("not_open_access", f"{where}: is_pmc_openaccess is false")
-        code = doc.get("license_code")
-        group = license_group(code)
-        if self.license_groups is not None and group not in self.license_groups:
-            raise SkipError("license_excluded",
-                            f"{where}: license {code!r} is in group {group}, not in {list(self.license_groups)}")
-        if not doc.get("xml_url"):
-            raise SkipError("xml_not_found", f"{where}: metadata has no xml_url")
-        try:
-            xml_url = parse_s3_url(str(doc["xml_url"]))
-        except ValueError as exc:
-            raise SkipError("metadata_malformed", f"{where}: {exc}") from exc
-        if xml_url.bucket != self.bucket:  # a mirror keeps NLM's keys (and URLs): read the mirror
-            xml_url = S3Url(self.bucket, xml_url.key, xml_url.md5)
-
+        version, code, xml_url = self._admit(unit, doc)
         media_urls = self._media_urls(unit, doc)
         prefetch = [n for n in media_urls
                     if self.media_suffixes is None or n.lower().endswith(self.media_suffixes)]
@@ -679,17 +654,38 @@ class PmcCloudSource:
                 pass  # recorded in self._failed (permanent) or retried later by read_media
             except Exception:  # a bug must not sink the article; read_media will tell
                 log.exception("%s: prefetching %s failed", unit.unit_id, n)
-        return ArticlePackage(
-            unit=unit,
-            xml=xml,
-            media_names=sorted(media_urls),
-            source=self,
-            version=version,
-            license_code=code,
-            source_url=xml_url.url,
-            source_md5=xml_url.md5,
-            media=media,
-        )
+        return ArticlePackage(unit=unit, xml=xml, media_names=sorted(media_urls), source=self, version=version,
+                              license_code=code, source_url=xml_url.url, source_md5=xml_url.md5, media=media)
+
+    def _admit(self, unit: UnitRef, doc: dict[str, Any]) -> tuple[int, Any, S3Url]:
+        """The version, license code and XML location of a unit whose metadata lets it in; a
+        SkipError (retracted, not open access, license excluded, malformed) otherwise."""
+        meta = unit.meta_dict()
+        pmcid = str(doc.get("pmcid") or "")
+        if pmcid and normalize_pmcid(pmcid) != unit.unit_id:
+            raise SkipError("metadata_mismatch", f"metadata of {unit.unit_id} names {pmcid}")
+        version = int(meta.get("version") or doc.get("version") or 1)  # the listed key decides
+        where = f"{unit.unit_id}.{version}"
+        if doc.get("version") is not None and str(doc.get("version")) != str(version):
+            log.warning("%s: metadata says version %s", where, doc.get("version"))
+        if doc.get("is_retracted"):
+            raise SkipError("retracted", f"{where} (the latest version) is retracted")
+        if doc.get("is_pmc_openaccess") is False or str(doc.get("is_pmc_openaccess")).lower() == "false":
+            raise SkipError("not_open_access", f"{where}: is_pmc_openaccess is false")
+        code = doc.get("license_code")
+        group = license_group(code)
+        if self.license_groups is not None and group not in self.license_groups:
+            raise SkipError("license_excluded",
+                            f"{where}: license {code!r} is in group {group}, not in {list(self.license_groups)}")
+        if not doc.get("xml_url"):
+            raise SkipError("xml_not_found", f"{where}: metadata has no xml_url")
+        try:
+            xml_url = parse_s3_url(str(doc["xml_url"]))
+        except ValueError as exc:
+            raise SkipError("metadata_malformed", f"{where}: {exc}") from exc
+        if xml_url.bucket != self.bucket:  # a mirror keeps NLM's keys (and URLs): read the mirror
+            xml_url = S3Url(self.bucket, xml_url.key, xml_url.md5)
+        return version, code, xml_url
 
     def _fetch_media(self, unit: UnitRef, name: str, url: S3Url) -> bytes:
         fkey = (f"{unit.unit_id}@{unit.fingerprint}", name)

@@ -104,3 +104,10 @@ def test_the_cli_refuses_a_bad_config_before_any_work(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "shards.max_bytes: '1GB' is not valid" in proc.stderr and "Traceback" not in proc.stderr
     assert not out.exists()  # nothing was written
+
+
+def test_unknown_filters_and_dedup_kinds_are_named() -> None:
+    with pytest.raises(ConfigError, match="quality.enabled: unknown name 'min_sides'; did you mean 'min_side'"):
+        from_dict(_with("quality.enabled", ["min_sides"]))
+    with pytest.raises(ConfigError, match="dedup.kinds: unknown name 'images'; did you mean 'image'"):
+        from_dict(_with("dedup.kinds", ["exact", "images"]))

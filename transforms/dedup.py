@@ -51,7 +51,7 @@ from pydantic import Field
 from scipy.fft import dctn
 
 from medcorpus.transforms.images import to_rgb
-from medcorpus.transforms.options import (ConfigError, Fraction, NonNegativeInt, PositiveInt,
+from medcorpus.transforms.options import (ConfigError, Fraction, NonNegativeInt, PositiveInt, known_names,
                                           validated)
 
 Bits = Annotated[int, Field(ge=0, le=128)]
@@ -87,9 +87,7 @@ class DedupOptions:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> DedupOptions:
         options = validated(cls, values, "dedup")
-        bad = sorted(set(options.kinds) - set(KINDS))
-        if bad:
-            raise ConfigError(f"dedup.kinds: unknown kinds {bad}; known: {list(KINDS)}")
+        known_names(options.kinds, KINDS, "dedup.kinds")
         if options.caption_num_perm % options.caption_bands:
             raise ConfigError(f"dedup.caption_bands: {options.caption_bands} must divide caption_num_perm "
                               f"({options.caption_num_perm})")

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Iterable, Mapping, TypeVar
 
 from pydantic import Field, TypeAdapter, ValidationError
 
-__all__ = ["ConfigError", "Fraction", "NonNegative", "NonNegativeInt", "Percent", "Positive", "PositiveInt", "suggest",
+__all__ = ["ConfigError", "Fraction", "NonNegative", "NonNegativeInt", "Percent", "Positive", "PositiveInt", "known_names", "suggest",
            "unknown_keys", "validated"]
 
 T = TypeVar("T")
@@ -47,6 +47,14 @@ def unknown_keys(values: Mapping[str, Any], known: Iterable[str], path: str) -> 
     for key in sorted(values):
         if key not in known:
             raise ConfigError(f"{path}.{key}: unknown key{suggest(key, known)} (known: {', '.join(known)})")
+
+
+def known_names(names: Iterable[str], known: Iterable[str], path: str) -> None:
+    """Refuse names (filters, dedup kinds ...) that are not among ``known``, with a suggestion."""
+    known = list(known)
+    for name in names:
+        if name not in known:
+            raise ConfigError(f"{path}: unknown name {name!r}{suggest(name, known)} (known: {', '.join(known)})")
 
 
 @lru_cache(maxsize=None)

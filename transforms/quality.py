@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from medcorpus.transforms.images import to_8bit
-from medcorpus.transforms.options import ConfigError, Fraction, NonNegative, NonNegativeInt, Positive, validated
+from medcorpus.transforms.options import Fraction, NonNegative, NonNegativeInt, Positive, known_names, validated
 from medcorpus.transforms.quality_filters import FILTERS as FILTER_REGISTRY, Evidence, caption_counts
 
 MEASURE_SIDE = 128
@@ -50,9 +50,7 @@ class FilterOptions:
     def from_dict(cls, values: Mapping[str, Any] | None) -> FilterOptions:
         """Build from a config mapping (``quality:``), validated: unknown keys and filters are errors."""
         options = validated(cls, values, "quality")
-        bad = sorted(set(options.enabled) - set(FILTERS))
-        if bad:
-            raise ConfigError(f"quality.enabled: unknown filters {bad}; known: {list(FILTERS)}")
+        known_names(options.enabled, FILTERS, "quality.enabled")
         return options
 
 

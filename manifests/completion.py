@@ -45,8 +45,11 @@ class IncompleteOutput(Exception):
 
 def open_output(out: str) -> Output:
     """The output at ``out``, refusing (``NotAnOutput``) a path without a manifest; checked before
-    ``Output`` is made because that creates a missing local folder."""
+    ``Output`` is made because that creates a missing local folder. fsspec shares one filesystem
+    object per URL in a process, so its listing cache is dropped first: a check must see the store
+    as it is now, not as an earlier listing in this process saw it."""
     fs, root = fsspec.core.url_to_fs(out)
+    fs.invalidate_cache()
     if not fs.isdir(posixpath.join(root, "manifest")):
         raise NotAnOutput(f"{out} is not a medcorpus build output (it has no manifest/ folder)")
     return Output(out)

@@ -1,20 +1,27 @@
 """DuckDB over a build's manifest: views ``samples``, ``articles``, ``figures``, ``errors``, ``runs``, ``dropped``,
 and ``concepts`` (one row per linked concept of a sample).
 
-Remote outputs (``s3://...``) are queried from a local copy of their (small) manifest folder.
+The connection is read-only and confined: the tables reach DuckDB as Arrow datasets that Python
+opens (a local folder, or any fsspec URL such as ``s3://``), and DuckDB itself gets no file system
+at all (``enable_external_access = false``, configuration locked), so SQL cannot write files
+(``COPY ... TO``), read files outside the output (``read_text``), load extensions or turn the
+settings back. A caller may open extra paths for reading explicitly (``allow_paths``).
 """
 from __future__ import annotations
 
-import hashlib
-import tempfile
 from pathlib import Path
+from typing import Iterable, Sequence
 
 import duckdb
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
+from medcorpus.manifests.completion import require_complete
 from medcorpus.manifests.storage import Output
 
 VIEWS = {
-    "samples": "manifest/samples/*.parquet",
+    "samples": "manifest/samples",
     "articles": "manifest/articles.parquet",
     "figures": "manifest/figures.parquet",
     "errors": "manifest/errors.parquet",
@@ -23,34 +30,55 @@ VIEWS = {
 }
 
 
-def _local_root(out: str) -> Path:
-    output = Output(out)
-    if output.is_local:
-        return Path(output.root)
-    cache = Path(tempfile.gettempdir()) / "medcorpus-manifests" / hashlib.sha1(out.encode()).hexdigest()[:16]
-    for rel in output.list("manifest"):
-        dest = cache / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_bytes(output.read_bytes(rel))
-    return cache
+def _parts(output: Output, rel: str) -> list[str]:
+    """The Parquet files of one view: a folder's parts, or a single table file."""
+    if rel.endswith(".parquet"):
+        return [output.path(rel)] if output.exists(rel) else []
+    return [output.path(r) for r in output.list(rel) if r.endswith(".parquet")]
 
 
-def connect(out: str) -> duckdb.DuckDBPyConnection:
-    root = _local_root(out)
-    if not (root / "manifest").is_dir():
-        raise FileNotFoundError(f"{out} has no manifest/ folder: is it a medcorpus build output?")
-    con = duckdb.connect()
-    for view, pattern in VIEWS.items():
-        if list(root.glob(pattern)):
-            path = str(root / pattern).replace("'", "''")
-            con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet('{path}', union_by_name=true)")
-    if "samples" in _views(con):
+def _dataset(output: Output, paths: Sequence[str]) -> ds.Dataset:
+    """One Arrow dataset over the files, with the union of their columns (parts written by
+    different schema versions read together; a column a part lacks is null there)."""
+    schemas = []
+    for path in paths:
+        with output.fs.open(path, "rb") as f:
+            schemas.append(pq.read_schema(f))
+    schema = pa.unify_schemas(schemas, promote_options="permissive")
+    return ds.dataset(list(paths), schema=schema, format="parquet",
+                      filesystem=None if output.is_local else output.fs)
+
+
+def _confine(con: duckdb.DuckDBPyConnection, allow_paths: Iterable[str]) -> None:
+    """No file system for SQL except the paths the caller allowed, and no way to change that back."""
+    files, folders = [], []
+    for p in allow_paths:
+        path = Path(p).expanduser().resolve()
+        (folders if path.is_dir() else files).append(str(path) + ("/" if path.is_dir() else ""))
+    if folders:
+        con.execute("SET allowed_directories = ?", [folders])
+    if files:
+        con.execute("SET allowed_paths = ?", [files])
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+
+
+def connect(out: str, *, allow_incomplete: bool = False, allow_paths: Iterable[str] = ()) -> duckdb.DuckDBPyConnection:
+    """A confined DuckDB connection with the manifest's views. Raises ``NotAnOutput`` for a folder
+    without a manifest and ``IncompleteOutput`` for one without a completion record (unless
+    ``allow_incomplete``): a half-written output would answer with wrong counts."""
+    output = require_complete(out, allow_incomplete)
+    con = duckdb.connect(config={"python_enable_replacements": False})
+    views = []
+    for view, rel in VIEWS.items():
+        paths = _parts(output, rel)
+        if paths:
+            con.register(view, _dataset(output, paths))
+            views.append(view)
+    if "samples" in views:
         con.execute(CONCEPTS_VIEW)
+    _confine(con, allow_paths)
     return con
-
-
-def _views(con: duckdb.DuckDBPyConnection) -> set[str]:
-    return {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
 
 
 # one row per linked concept: "all samples with C0024109 in group DISO" is a plain WHERE
@@ -62,8 +90,10 @@ SELECT key, 'context' AS field, UNNEST(context_concepts, recursive := true) FROM
 """
 
 
-def query(out: str, sql: str) -> tuple[list[str], list[tuple]]:
-    con = connect(out)
+def query(out: str, sql: str, *, allow_incomplete: bool = False,
+          allow_paths: Iterable[str] = ()) -> tuple[list[str], list[tuple]]:
+    """Run one SQL statement over the manifest: its column names and rows."""
+    con = connect(out, allow_incomplete=allow_incomplete, allow_paths=allow_paths)
     try:
         cur = con.execute(sql)
         columns = [d[0] for d in cur.description] if cur.description else []

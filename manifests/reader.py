@@ -7,9 +7,12 @@ from medcorpus.manifests.query import connect
 from medcorpus.manifests.storage import Output
 
 
-def iter_samples(out: str, where: str = "true") -> Iterator[dict]:
-    """Yield {key, image, caption, shard} for the samples matching a SQL predicate, shard by shard."""
-    con = connect(out)
+def iter_samples(out: str, where: str = "true", *, allow_incomplete: bool = False) -> Iterator[dict]:
+    """Yield {key, image, caption, shard} for the samples matching a SQL predicate, shard by shard.
+
+    Refuses (``IncompleteOutput``) an output whose build did not finish unless ``allow_incomplete``:
+    a training job would otherwise silently stream a partial or inconsistent corpus."""
+    con = connect(out, allow_incomplete=allow_incomplete)
     rows = con.execute(
         f"SELECT key, shard, image_offset, image_size, txt_offset, txt_size FROM samples WHERE {where} "
         "ORDER BY shard, image_offset"

@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from medcorpus import __version__
 from medcorpus.files import cache_root
+from medcorpus.manifests import completion
 from medcorpus.manifests.storage import Output
 from medcorpus.pipelines import assemble, incremental
 from medcorpus.pipelines.config import BuildConfig
@@ -104,6 +105,7 @@ def _build(config: BuildConfig, source: Source, runner: Runner, out: str, *, sel
     summary = BuildSummary(units=len(listed), units_reused=len(listed) - len(todo))
     units = _plan_units(summary, source, selection, listed, output, staging, config_hash)
 
+    completion.remove_record(output)  # before the first write: a killed build never looks complete
     try:
         asm = _run(config, runner, job, staging, units, todo, summary, console, progress)
     finally:
@@ -117,7 +119,9 @@ def _build(config: BuildConfig, source: Source, runner: Runner, out: str, *, sel
     summary.errors_by_reason = assemble.errors_by_reason(asm.errors)
     summary.stage_seconds = {k[3:]: v / 1e6 for k, v in asm.counters.items() if k.startswith("us:")}
     summary.seconds = time.perf_counter() - t0
-    assemble.append_run(output, _run_row(summary, config, runner, source_spec, started, asm.errors))
+    run = _run_row(summary, config, runner, source_spec, started, asm.errors)
+    assemble.append_run(output, run)
+    completion.write_record(output, run["run_id"], run["finished_at"], summary.samples)  # the last write
     return summary
 
 

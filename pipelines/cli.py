@@ -130,13 +130,29 @@ def _run_build(*args: Any, **kwargs: Any) -> None:
 @app.command()
 def query(
     out: str = typer.Argument(..., help="a build's output directory or URL"),
-    sql: str = typer.Argument(..., help="SQL over views samples, articles, figures, errors, runs"),
+    sql: str = typer.Argument(..., help="SQL over views samples, articles, figures, errors, runs, dropped, concepts"),
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table, csv or json"),
+    allow_incomplete: bool = typer.Option(False, "--allow-incomplete",
+                                          help="query an output whose build did not finish (no completion record)"),
+    allow_path: Optional[list[str]] = typer.Option(None, "--allow-path",
+                                                   help="let SQL read this file or folder too (repeatable); "
+                                                        "otherwise SQL reaches no file at all"),
 ) -> None:
-    """Run SQL (DuckDB) over a build's manifest."""
+    """Run SQL (DuckDB) over a build's manifest, read-only: SQL cannot write files or read outside it."""
+    import duckdb
+
+    from medcorpus.manifests.completion import IncompleteOutput, NotAnOutput
     from medcorpus.manifests.query import query as run_query
 
-    columns, rows = run_query(out, sql)
+    try:
+        columns, rows = run_query(out, sql, allow_incomplete=allow_incomplete, allow_paths=allow_path or ())
+    except (IncompleteOutput, NotAnOutput, duckdb.Error) as exc:
+        err.print(f"query: {exc}".splitlines()[0], markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    _print_rows(columns, rows, fmt)
+
+
+def _print_rows(columns: list[str], rows: list[tuple], fmt: OutputFormat) -> None:
     if fmt is OutputFormat.csv:
         writer = csv.writer(sys.stdout)
         writer.writerow(columns)
@@ -153,13 +169,23 @@ def query(
 
 @app.command()
 def verify(out: str = typer.Argument(..., help="a build's output directory or URL")) -> None:
-    """Check every manifest row against its shard: member bytes exist and hash to image_sha256."""
+    """Check the whole output: completion record, shards and manifest parts in pairs, no duplicate
+    keys, no tar member outside the manifest, every member's bytes and hash. Exit 1 on any problem."""
+    from medcorpus.manifests.completion import RERUN_HINT, NotAnOutput
     from medcorpus.manifests.verify import verify_output
 
-    problems, checked = verify_output(out)
+    try:
+        problems, checked = verify_output(out)
+    except NotAnOutput as exc:
+        err.print(f"verify: {exc}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
     for p in problems[:50]:
-        err.print(f"[red]{p}")
+        err.print(p, style="red", markup=False, highlight=False, soft_wrap=True)
+    if len(problems) > 50:
+        err.print(f"... and {len(problems) - 50} more")
     err.print(f"checked {checked} samples, {len(problems)} problems")
+    if problems:
+        err.print(f"the output is incomplete or inconsistent: {RERUN_HINT}", markup=False, soft_wrap=True)
     raise typer.Exit(1 if problems else 0)
 
 

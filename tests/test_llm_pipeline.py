@@ -96,7 +96,7 @@ def test_engine_is_not_in_the_config_hash_and_vllm_keys_are_checked_early() -> N
            "kind vllm needs model_path": _llm_backend(kind="vllm"),
            "kind local needs model_path": _llm_backend(kind="local"),
            "vllm needs device auto, cuda or cpu": _llm_backend(kind="vllm", model_path="m", device="cuda:1"),
-           "engine_kwargs must be a mapping": _llm_backend(kind="vllm", model_path="m", engine_kwargs=[1]),
+           "llm.backend.engine_kwargs: .* is not valid": _llm_backend(kind="vllm", model_path="m", engine_kwargs=[1]),
            "use_vllm must be one of": {"ray": {"use_vllm": "sometimes"}},
            "always runs local backends on vLLM": {**_llm_backend(kind="local", model_path="m", device="cuda:0"),
                                                   "ray": {"use_vllm": "always"}}}

@@ -100,6 +100,10 @@ SAMPLES = pa.schema(
     ]
 )
 
+SHARD_COLUMNS = ("shard", "image_member", "image_offset", "image_size", "txt_offset", "txt_size",
+                 "json_offset", "json_size")
+"""Columns of a sample row that exist only once the sample sits in a shard."""
+
 ARTICLES = pa.schema(
     [
         *ARTICLE_FIELDS,

@@ -40,6 +40,5 @@ def test_a_sample_without_an_article_reaches_a_manifest_row(tmp_path) -> None:  
     row = rows[0]
     assert row["article_id"] == "series-1" and row["license_family"] == "comm" and row["source"] == "dicom"
     assert row["figure_id"] is None and row["pmcid"] is None and row["image_phash"]
-    shard_cols = {"shard": "x", "image_member": "x", "image_offset": 0, "image_size": 0, "txt_offset": 0,
-                  "txt_size": 0, "json_offset": 0, "json_size": 0}
+    shard_cols = {c: "x" if c in ("shard", "image_member") else 0 for c in schema.SHARD_COLUMNS}
     assert table_bytes(schema.to_table([{**r, **shard_cols} for r in rows], schema.SAMPLES))  # fits the schema

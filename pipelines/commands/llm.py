@@ -60,11 +60,21 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(8, "--batch-size"),
         max_wait_ms: float = typer.Option(10.0, "--max-wait-ms", help="micro-batching window"),
         name: Optional[str] = typer.Option(None, "--name", help="model id served (default: folder name)"),
+        max_tokens_cap: int = typer.Option(1024, "--max-tokens-cap", min=1,
+                                           help="a request's max_tokens above this is clamped to it"),
+        max_prompt_chars: int = typer.Option(32_000, "--max-prompt-chars", min=1,
+                                             help="longer prompt text (all messages) is a 400"),
+        max_concurrent: int = typer.Option(16, "--max-concurrent", min=1,
+                                           help="requests in flight; more get 429 with Retry-After"),
     ) -> None:
-        """Serve a local model as an OpenAI-compatible /v1/chat/completions endpoint."""
+        """Serve a local model as an OpenAI-compatible /v1/chat/completions endpoint.
+
+        Stops within seconds on SIGTERM or SIGINT (exit code 0), cancelling running generations."""
         from medcorpus.pipelines.llm.local_backend import LocalBackend, LocalBackendOptions
-        from medcorpus.pipelines.llm.server import serve
+        from medcorpus.pipelines.llm.server import ServerLimits, serve
 
         backend = LocalBackend(LocalBackendOptions(str(model), device, dtype, batch_size, model_name=name))
         typer.echo(f"serving {backend.model} on http://{host}:{port}/v1", err=True)
-        serve(backend, host=host, port=port, batch_size=batch_size, max_wait_ms=max_wait_ms)
+        limits = ServerLimits(max_tokens_cap=max_tokens_cap, max_prompt_chars=max_prompt_chars,
+                              max_concurrent=max_concurrent)
+        serve(backend, host=host, port=port, batch_size=batch_size, max_wait_ms=max_wait_ms, limits=limits)

@@ -91,19 +91,20 @@ def shard_of(part: str) -> str | None:
 
 def check_pairs(shards: list[str], parts: list[str]) -> list[str]:
     """Every shard has its manifest part and every part its shard."""
+    return (_unpaired(shards, part_of, parts, "a shard name (shards/FAMILY/NNNNNN.tar)",
+                      "shard without its manifest part")
+            + _unpaired(parts, shard_of, shards, "a manifest part name (manifest/samples/FAMILY-NNNNNN.parquet)",
+                        "manifest part without its shard"))
+
+
+def _unpaired(names: list[str], partner_of: Any, partners: list[str], pattern: str, missing: str) -> list[str]:
     problems = []
-    for shard in shards:
-        part = part_of(shard)
-        if part is None:
-            problems.append(f"{shard}: not a shard name (shards/FAMILY/NNNNNN.tar)")
-        elif part not in parts:
-            problems.append(f"{shard}: shard without its manifest part {part}")
-    for part in parts:
-        shard = shard_of(part)
-        if shard is None:
-            problems.append(f"{part}: not a manifest part name (manifest/samples/FAMILY-NNNNNN.parquet)")
-        elif shard not in shards:
-            problems.append(f"{part}: manifest part without its shard {shard}")
+    for name in names:
+        partner = partner_of(name)
+        if partner is None:
+            problems.append(f"{name}: not {pattern}")
+        elif partner not in partners:
+            problems.append(f"{name}: {missing} {partner}")
     return problems
 
 

@@ -96,7 +96,9 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-SECTIONS = ("image", "shards", "subfigures", "llm", "quality", "image_types", "dedup", "decontam", "concepts")
+TYPED_SECTIONS = ("image", "shards", "subfigures")  # held as options dataclasses
+DICT_SECTIONS = ("llm", "quality", "image_types", "dedup", "decontam", "concepts")  # held as given (hashed so)
+SECTIONS = (*TYPED_SECTIONS, *DICT_SECTIONS)
 SETTINGS = (*SECTIONS, "licenses", "families", *RUN_KEYS[:-1])
 
 
@@ -121,7 +123,7 @@ def from_dict(raw: dict[str, Any], profile: str | None = None) -> BuildConfig:
         stages=stages, image=validated(ImageOptions, settings.get("image"), "image"),
         shards=validated(ShardOptions, settings.get("shards"), "shards"),
         subfigures=validated(SubfigureConfig, settings.get("subfigures"), "subfigures"),
-        **{k: dict(settings.get(k) or {}) for k in ("llm", "quality", "image_types", "dedup", "decontam", "concepts")},
+        **{k: dict(settings.get(k) or {}) for k in DICT_SECTIONS},
         licenses=settings.get("licenses") or copy.deepcopy(DEFAULT_FAMILIES),
         families=tuple(settings.get("families", FAMILIES)), runner=settings.get("runner", "local"),
         workers=settings.get("workers", 0), ray=dict(settings.get("ray") or {}), beam=dict(settings.get("beam") or {}),

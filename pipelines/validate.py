@@ -36,11 +36,10 @@ def check_stages(stages: Any) -> tuple[str, ...]:
 
 def check_settings(settings: Mapping[str, Any]) -> None:
     """Top-level keys of ``defaults:`` (or a profile), the runner, workers, families and licenses."""
-    from medcorpus.pipelines.config import FAMILIES, SETTINGS
+    from medcorpus.pipelines.config import FAMILIES, SECTIONS, SETTINGS
 
     unknown_keys(settings, SETTINGS, "defaults")
-    for key in ("image", "shards", "subfigures", "llm", "quality", "image_types", "dedup", "decontam", "concepts",
-                "ray", "beam", "licenses"):
+    for key in (*SECTIONS, "ray", "beam", "licenses"):
         value = settings.get(key)
         if value is not None and not isinstance(value, dict):
             raise ConfigError(f"{key}: {value!r} is not valid: expected a mapping of keys")

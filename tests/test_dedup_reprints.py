@@ -18,11 +18,11 @@ from medcorpus.manifests.verify import verify_output
 from medcorpus.pipelines import assemble
 from medcorpus.pipelines.build import build
 from medcorpus.pipelines.config import load_config
-from medcorpus.pipelines.dedup import dedup
+from medcorpus.pipelines.dedup import dedup, shuffled_pairs
 from medcorpus.pipelines.runners import Job, LocalRunner, make_runner
 from medcorpus.pipelines.sources.local import LocalSource
 from medcorpus.pipelines.staging import Staging
-from medcorpus.transforms.dedup_clusters import dedup_local
+from medcorpus.transforms.dedup_clusters import dedup_local, finish
 
 ORIGINALS = ["elife-46793-v1", "elife-52882-v2", "elife-43154-v2"]
 REPRINT = next(s for s in SCENARIOS if s.name == "reprint_0.8_q60")
@@ -85,8 +85,11 @@ def test_distributed_dedup_gives_the_same_removals(reprint_build: Path, runner_n
     staging = Staging(reprint_build / "_work" / "staging")
     tokens = sorted(p.stem for p in (reprint_build / "_work" / "staging").rglob("*.meta"))
     asm = assemble.collect(((t, staging.read_meta(t)) for t in tokens), cfg)
-    expected = dedup(LocalRunner(1), Job(cfg, None, str(tmp_path), str(tmp_path)), asm.dedup_records)  # type: ignore[arg-type]
-    assert expected.matches == dedup_local(asm.dedup_records, cfg.dedup_options()).matches  # numpy bands agree
+    options = cfg.dedup_options()
+    expected = finish({r.key: r for r in asm.dedup_records},  # the in-process shuffle
+                      shuffled_pairs(LocalRunner(1), Job(cfg, None, str(tmp_path), str(tmp_path)),  # type: ignore[arg-type]
+                                     asm.dedup_records, options), options)
+    assert expected.matches == dedup_local(asm.dedup_records, options).matches  # numpy bands agree
     runner = make_runner(runner_name, 2, config=cfg)
     try:
         got = dedup(runner, Job(cfg, None, str(tmp_path / "staging"), str(tmp_path / "out")),  # type: ignore[arg-type]

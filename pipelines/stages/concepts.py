@@ -11,6 +11,8 @@ from medcorpus.schemas.manifest import CONCEPT_FIELDS
 from medcorpus.schemas.records import Sample
 from medcorpus.transforms.options import ConfigError
 
+NO_VOCAB = "concepts: the concepts stage needs concepts.vocab, .ontologies or .umls_dir"
+
 
 @dataclass(frozen=True)
 class ConceptsConfig:
@@ -41,7 +43,7 @@ class Concepts(Stage):
         elif c.ontologies or c.umls_dir:
             path = cached_vocab(c.ontologies, c.umls_dir, ann=c.ann)
         else:
-            raise ConfigError("concepts: the concepts stage needs concepts.vocab, .ontologies or .umls_dir")
+            raise ConfigError(NO_VOCAB)
         return Prepared(str(path), "-" + vocab_id(path))
 
     def setup(self) -> None:
@@ -51,7 +53,7 @@ class Concepts(Stage):
         self.opts: ConceptsConfig = self.options(self.config)["concepts"]
         vocab = self.env.prepared.get(self.name)
         if not vocab:
-            raise ConfigError("concepts: the concepts stage needs concepts.vocab, .ontologies or .umls_dir")
+            raise ConfigError(NO_VOCAB)
         self.linker = shared_linker(vocab, self.opts.ner_model)
         self.vocab_id = vocab_id(vocab)
         self.paragraphs: dict[str, list[Any]] = {}  # a paragraph citing several figures is linked once per unit

@@ -96,7 +96,8 @@ def _build(config: BuildConfig, source: Source, runner: Runner, out: str, *, sel
     output = Output(out)
     work = work_dir or default_work_dir(out)
     staging = Staging(_join(work, "staging"))
-    prepared, prepared_hash = prepare_stages(config, work if "://" not in work else default_work_dir(out))
+    prepared, prepared_hash = prepare_stages(config, work if "://" not in work else default_work_dir(out),
+                                             getattr(source, "parser", "jats"))
     job = Job(config, source, staging.url, out, prepared)
     config_hash = config.config_hash() + prepared_hash  # staged units depend on what was prepared too
 
@@ -169,15 +170,15 @@ def _tally(staged: Iterable[tuple[str, UnitResult]], summary: BuildSummary) -> I
         yield token, result
 
 
-def prepare_stages(config: BuildConfig, work: str) -> tuple[dict[str, Any], str]:
+def prepare_stages(config: BuildConfig, work: str, parser: str = "jats") -> tuple[dict[str, Any], str]:
     """Each configured stage's driver-side preparation (an eval-set registry, a vocabulary), done
     once before the workers start: the values for the workers, and the hash staged units depend on."""
-    from medcorpus.pipelines.stages import REGISTRY
+    from medcorpus.pipelines.stages import stage_class
 
     Path(work).mkdir(parents=True, exist_ok=True)
     prepared, hashes = {}, ""
     for name in config.stages:
-        done = REGISTRY[name].prepare(config, work)
+        done = stage_class(name, parser).prepare(config, work)
         if done.value is not None:
             prepared[name] = done.value
         hashes += done.hash

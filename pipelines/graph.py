@@ -7,7 +7,7 @@ the next stage; what leaves the last stage is a ``Sample``. A stage that raises 
 anything else) for an item produces an error record for that item, and the run goes on.
 
     fetch    UnitRef        -> ArticlePackage              (source I/O)
-    parse    ArticlePackage -> ArticleRow, FigureRow, FigureTask   (the source's parser: JATS)
+    parse    ArticlePackage -> ArticleRow, FigureRow, FigureTask   (the source's own parser: JATS here)
     image    FigureTask     -> Sample                      (resolve href, decode, normalize, encode)
     panels   Sample         -> Sample, panel Samples       (compound figures split, subcaptions paired)
     concepts Sample         -> Sample                      (UMLS concepts of caption and citing paragraphs, hints)
@@ -31,7 +31,7 @@ from medcorpus import __version__
 from medcorpus.pipelines.config import BuildConfig
 from medcorpus.pipelines.items import ArticleRow, DroppedRow, FigureRow, FigureTask
 from medcorpus.pipelines.sources.base import ArticlePackage
-from medcorpus.pipelines.stages import REGISTRY, Stage, WorkerEnv
+from medcorpus.pipelines.stages import Stage, WorkerEnv, stage_class
 from medcorpus.pipelines.staging import StagedSample, UnitResult
 from medcorpus.schemas.records import Article, ErrorRecord, Figure, Sample, SkipError, UnitRef
 
@@ -42,7 +42,8 @@ class Pipeline:
     def __init__(self, config: BuildConfig, env: WorkerEnv, stages: tuple[str, ...] | None = None) -> None:
         self.config = config
         self.config_hash = config.config_hash()  # of the whole config, whichever stages run here
-        self.stages: list[Stage] = [REGISTRY[name](config, env) for name in (stages or config.stages)]
+        parser = getattr(env.source, "parser", "jats")
+        self.stages: list[Stage] = [stage_class(name, parser)(config, env) for name in (stages or config.stages)]
         for stage in self.stages:
             stage.setup()
 

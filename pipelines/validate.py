@@ -74,10 +74,10 @@ def check_sections(config: "BuildConfig") -> None:
     """Every section a configured stage reads, validated by the class the stage declares; sections
     of stages not configured are still checked for unknown keys and types (except ``llm``, whose
     backends are only resolved when the stage runs)."""
-    from medcorpus.pipelines.stages import REGISTRY
+    from medcorpus.pipelines.stages import all_stage_classes
 
-    for name, stage in REGISTRY.items():
-        if name == "llm" and name not in config.stages:
+    for stage in all_stage_classes():
+        if stage.name == "llm" and "llm" not in config.stages:
             continue
         for section, kind in stage.sections.items():
             config.section(section, kind)

@@ -36,12 +36,14 @@ class ArticlePackage:
 
 class Source(Protocol):
     name: str
+    parser: str  # the key of its parse stage in ``pipelines.stages.PARSERS``
 
     def list_units(self) -> Iterator[UnitRef]:
         """Units in a deterministic order (sorted by unit id)."""
 
-    def open(self, unit: UnitRef) -> ArticlePackage:
-        """Fetch the unit's XML (and metadata); raise SkipError with a reason when it cannot."""
+    def open(self, unit: UnitRef) -> Any:
+        """Fetch the unit (an ``ArticlePackage`` for journal articles; whatever its parse stage
+        reads for other sources); raise SkipError with a reason when it cannot."""
 
     def read_media(self, unit: UnitRef, name: str) -> bytes:
         """Bytes of one media file of the unit; raise SkipError('image_not_found') when absent."""

@@ -38,6 +38,7 @@ def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo, cap: int) -> byt
 
 class BulkSource:
     name = "bulk"
+    parser = "jats"  # journal articles: the JATS parse stage
 
     def __init__(self, path: str, *, cache_dir: str, max_member_bytes: int = 512 * 1024 * 1024) -> None:
         self.path = Path(path).expanduser().resolve()

@@ -46,6 +46,7 @@ def find_article_xml(folder: Path, files: list[str]) -> str:
 
 class LocalSource:
     name = "local"
+    parser = "jats"  # journal articles: the JATS parse stage
 
     def __init__(self, path: str) -> None:
         self.root = Path(path).expanduser().resolve()

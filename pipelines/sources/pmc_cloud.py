@@ -334,6 +334,7 @@ class PmcCloudSource:
     """Articles of the PMC Cloud Service bucket, one unit per article at its latest version."""
 
     name = "pmc-cloud"
+    parser = "jats"  # journal articles: the JATS parse stage
 
     def __init__(
         self,

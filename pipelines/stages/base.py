@@ -56,6 +56,7 @@ class Stage:
     batched: ClassVar[bool] = False
     step: ClassVar[str | None] = None
     needs_pixels: ClassVar[bool] = False  # reads the decoded image (the image stage keeps it for it)
+    parser: ClassVar[str | None] = None  # a parse stage: the key sources name it by (``Source.parser``)
 
     def __init__(self, config: "BuildConfig", env: WorkerEnv) -> None:
         self.config = config

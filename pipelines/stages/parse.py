@@ -14,6 +14,7 @@ from medcorpus.transforms.licenses import license_family
 
 class ParseJats(Stage):
     name = "parse"
+    parser = "jats"
     requires = ("fetch",)
 
     def process(self, item: ArticlePackage) -> Iterator[Any]:

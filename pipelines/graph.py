@@ -8,7 +8,7 @@ anything else) for an item produces an error record for that item, and the run g
 
     fetch    UnitRef        -> ArticlePackage              (source I/O)
     parse    ArticlePackage -> ArticleRow, FigureRow, FigureTask   (the source's own parser: JATS here)
-    image    FigureTask     -> Sample                      (resolve href, decode, normalize, encode)
+    image    FigureTask | ImageTask -> Sample              (resolve href, decode, normalize, encode)
     panels   Sample         -> Sample, panel Samples       (compound figures split, subcaptions paired)
     concepts Sample         -> Sample                      (UMLS concepts of caption and citing paragraphs, hints)
     quality  Sample         -> Sample | DroppedRow         (filters, image-type tags, hashes, eval-set decontamination)
@@ -29,7 +29,7 @@ from typing import Any
 
 from medcorpus import __version__
 from medcorpus.pipelines.config import BuildConfig
-from medcorpus.pipelines.items import ArticleRow, DroppedRow, FigureRow, FigureTask
+from medcorpus.pipelines.items import ArticleRow, DroppedRow, FigureRow, FigureTask, ImageTask
 from medcorpus.pipelines.sources.base import ArticlePackage
 from medcorpus.pipelines.stages import Stage, WorkerEnv, stage_class
 from medcorpus.pipelines.staging import StagedSample, UnitResult
@@ -65,6 +65,8 @@ def describe(item: Any) -> tuple[str, str | None, str | None]:
         return f"{item.package.unit.source}:{item.package.unit.unit_id}#{href}", item.article.article_id, item.figure.figure_id
     if isinstance(item, Sample):
         return item.key, item.document_id, item.figure_id
+    if isinstance(item, ImageTask):
+        return item.key, item.document_id, None
     return repr(item)[:200], None, None
 
 

@@ -15,8 +15,9 @@ from medcorpus.schemas.concepts import CONCEPT_TYPE
 from medcorpus.schemas.llm import LLM_FIELDS
 from medcorpus.schemas.quality import DROPPED, SAMPLE_FIELDS as QUALITY_FIELDS
 
-SCHEMA_VERSION = 6  # 2: panels; 3: llm; 4: quality, image type, dedup, decontam, dropped; 5: concepts;
-# 6: dropped.match_* (the evidence of each duplicate), runs.mode and .units_kept, the units table
+SCHEMA_VERSION = 7  # 2: panels; 3: llm; 4: quality, image type, dedup, decontam, dropped; 5: concepts;
+# 6: dropped.match_* (the evidence of each duplicate), runs.mode and .units_kept, the units table;
+# 7: imaging columns (DICOM, reports, labelled datasets)
 
 _str, _i32, _i64, _f64, _bool = pa.string(), pa.int32(), pa.int64(), pa.float64(), pa.bool_()
 
@@ -66,6 +67,30 @@ CONCEPT_FIELDS = [
 ]
 """Columns of the concepts stage."""
 
+REPORT_TYPE = pa.struct([pa.field(name, _str) for name in ("indication", "comparison", "findings", "impression")])
+
+IMAGING_FIELDS = [
+    # samples of imaging sources (DICOM series, image+report collections, labelled datasets); null
+    # for journal figures. Identifiers are pseudonyms (keyed hashes), never the source's own values.
+    pa.field("image_modality", _str),  # DICOM Modality code (CT, MR, CR, DX, US ...) or the dataset's
+    pa.field("body_part", _str),
+    pa.field("view_position", _str),  # PA, AP, LATERAL ... (projection files or the DICOM header)
+    pa.field("pixel_spacing", pa.list_(_f64)),  # mm, (row, column)
+    pa.field("frame_index", _i32),  # frame of a multi-frame instance, or slice of a volume series
+    pa.field("window", _str),  # the VOI window used to render it: "lung", "C=40 W=400", "voi_lut" ...
+    pa.field("patient_pseudo_id", _str),
+    pa.field("study_pseudo_id", _str),
+    pa.field("series_pseudo_id", _str),
+    pa.field("patient_identity_removed", _bool),
+    pa.field("deid_method", pa.list_(_str)),  # DICOM CID 7050 codes (113100 Basic Profile, options)
+    pa.field("dataset_name", _str),
+    pa.field("dataset_version", _str),
+    pa.field("dataset_split", _str),  # train | validation | test, as the dataset declares
+    pa.field("labels", pa.list_(_str)),
+    pa.field("report", REPORT_TYPE),  # report sections of image+report collections
+]
+"""Columns of the imaging sources, filled by their parse stages."""
+
 SAMPLES = pa.schema(
     [
         pa.field("key", _str, nullable=False),
@@ -95,6 +120,7 @@ SAMPLES = pa.schema(
         *CONCEPT_FIELDS,
         *QUALITY_FIELDS,  # filter scores, image_type (+ confidence), hashes, dedup cluster, decontam hits
         *LLM_FIELDS,  # null unless the llm stage runs: caption_original, generated (with provenance) ...
+        *IMAGING_FIELDS,
         *ARTICLE_FIELDS,
         *PROVENANCE_FIELDS,
     ]

@@ -128,6 +128,21 @@ def encode_rgb(img: Image.Image, options: ImageOptions, icc: bytes | None = None
     return out.getvalue()
 
 
+def encode_pixels(img: Image.Image, options: ImageOptions = ImageOptions(), keep_decoded: bool = False) -> EncodedImage:
+    """Encode an image a source rendered itself (a DICOM frame after its LUTs): no file to keep, so
+    it is bounded, made RGB and encoded like any other."""
+    orig_w, orig_h = img.size
+    img = to_8bit(img)
+    if not _fits(img, options):
+        img = img.copy()
+        img.thumbnail((options.max_side, options.max_side), _RESAMPLE[options.resample],
+                      reducing_gap=3.0 if options.resample == "lanczos" else None)
+    img = to_rgb(img)
+    encoded = encode_rgb(img, options)
+    return EncodedImage(encoded, "jpg", img.width, img.height, orig_w, orig_h, "rendered",
+                        hashlib.sha256(encoded).hexdigest(), img if keep_decoded else None)
+
+
 def encode_image(data: bytes, options: ImageOptions = ImageOptions(), keep_decoded: bool = False) -> EncodedImage:
     """Decode, orient, convert to RGB, bound the size and encode; raise SkipError on bad input.
 

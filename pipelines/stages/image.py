@@ -1,12 +1,12 @@
-"""image: a figure task → its sample (resolve the href, decode, normalize, encode)."""
+"""image: a figure task or a source's image task → its sample (resolve the href, decode, normalize, encode)."""
 from __future__ import annotations
 
 from typing import Iterator
 
-from medcorpus.pipelines.items import FigureTask
+from medcorpus.pipelines.items import FigureTask, ImageTask
 from medcorpus.pipelines.stages.base import Stage
 from medcorpus.schemas.records import Sample, SkipError
-from medcorpus.transforms.images import ImageOptions, encode_image
+from medcorpus.transforms.images import ImageOptions, encode_image, encode_pixels
 from medcorpus.transforms.resolve import resolve_graphic
 
 
@@ -21,7 +21,10 @@ class Image(Stage):
         # later stages that read pixels get the decoded image with the sample (never decoded twice)
         self.keep_decoded = any(REGISTRY[s].needs_pixels for s in self.config.stages)
 
-    def process(self, item: FigureTask) -> Iterator[Sample]:
+    def process(self, item: FigureTask | ImageTask) -> Iterator[Sample]:
+        if isinstance(item, ImageTask):
+            yield self._image_sample(item)
+            return
         fig = item.figure
         graphic = fig.primary_graphic()
         if graphic is None:
@@ -36,4 +39,19 @@ class Image(Stage):
             license_family=article.license_family, source=article.source, source_url=item.package.source_url,
             source_md5=item.package.source_md5, context=list(fig.mentions), article=article, figure=fig,
             graphic_href=graphic.href, graphic_file=name, decoded=enc.decoded,
+        )
+
+    def _image_sample(self, item: ImageTask) -> Sample:
+        if item.pixels is not None:
+            enc = encode_pixels(item.pixels, self.config.image, keep_decoded=self.keep_decoded)
+        elif item.data is not None:
+            enc = encode_image(item.data, self.config.image, keep_decoded=self.keep_decoded)
+        else:
+            raise SkipError("no_image", "the source gave neither pixels nor an image file")
+        return Sample(
+            key=item.key, image=enc.data, image_format=enc.extension, width=enc.width, height=enc.height,
+            orig_width=enc.orig_width, orig_height=enc.orig_height, image_sha256=enc.sha256, text=item.text,
+            document_id=item.document_id, license_code=item.license_code, license_family=item.license_family,
+            source=item.source, source_url=item.source_url, source_md5=item.source_md5, context=list(item.context),
+            extra=dict(item.extra), decoded=enc.decoded,
         )

@@ -52,7 +52,7 @@ def _ids(value: Optional[str]) -> Optional[frozenset[str]]:
 
 @app.command()
 def build(
-    source: str = typer.Option(..., "--source", help="local:PATH | bulk:PATH | pmc-cloud"),
+    source: str = typer.Option(..., "--source", help="local:PATH | bulk:PATH | pmc-cloud | dicom:PATH"),
     out: str = typer.Option(..., "--out", help="output directory or fsspec URL (s3://bucket/prefix)"),
     config: Optional[Path] = typer.Option(None, "--config", help="dataflow.yaml (defaults apply without one)"),
     profile: Optional[str] = typer.Option(None, "--profile", help="a profile of the config"),
@@ -93,7 +93,10 @@ def build(
     ids = _ids(pmcids)
     # a remote work dir (gs://, s3://: staging shared with Ray/Beam workers) keeps the source cache local
     cache = str(Path(wd) / "source") if "://" not in wd else str(cache_root() / "source")
-    src = make_source(source, cache_dir=cache, bucket=bucket, endpoint_url=endpoint,
+    from medcorpus.pipelines.sources.dicom import default_secret_file
+
+    src = make_source(source, cache_dir=cache, secret_file=cfg.dicom.get("secret_file") or default_secret_file(out),
+                      bucket=bucket, endpoint_url=endpoint,
                       transport=transport, license_groups=tuple(license_group) if license_group else None,
                       since=since, ids=ids)
     try:

@@ -44,7 +44,7 @@ class PixelOptions:
 @dataclass(frozen=True)
 class Rendered:
     image: Image.Image
-    window: str  # what mapped values to gray: a preset name, "voi_lut", "header <c>/<w>", "range", "color"
+    window: str  # what mapped values to gray: a preset name, "voi_lut", "C=<c> W=<w>", "range", "color"
 
 
 def window_8bit(values: np.ndarray, center: float, width: float, function: str = "LINEAR") -> np.ndarray:
@@ -86,7 +86,7 @@ def voi_gray(stored: np.ndarray, ds: Dataset, options: PixelOptions = PixelOptio
         center, width = _first(ds.WindowCenter), _first(ds.WindowWidth)
         function = str(ds.get("VOILUTFunction") or "LINEAR").upper()
         if width > 0:
-            return window_8bit(values, center, width, function), f"header {center:g}/{width:g}"
+            return window_8bit(values, center, width, function), f"C={center:g} W={width:g}"
     return _to_8bit(values, float(values.min()), float(values.max())), "range"
 
 

@@ -68,6 +68,8 @@ def describe(item: Any) -> tuple[str, str | None, str | None]:
         return item.key, item.document_id, item.figure_id
     if isinstance(item, ImageTask):
         return item.key, item.document_id, None
+    if isinstance(getattr(item, "error_input", None), str):  # an item that says how errors may name it
+        return item.error_input, None, None
     return repr(item)[:200], None, None
 
 

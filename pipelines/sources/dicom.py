@@ -46,6 +46,11 @@ class DicomSeries:
     license_family: str = "other"
     source_name: str = "dicom"
 
+    @property
+    def error_input(self) -> str:
+        """How an error names the series (its pseudonym: never a path or a UID)."""
+        return f"dicom:{self.unit_id}"
+
 
 def load_secret(path: str) -> bytes:
     """The corpus secret at ``path``, created (32 random bytes, mode 0600) when it does not exist."""

@@ -44,7 +44,8 @@ class ParseDicom(Stage):
     def process(self, item: DicomSeries) -> Iterator[Any]:
         datasets: list[tuple[str, Dataset]] = []
         for blob in item.instances:
-            ref = f"dicom:{item.unit_id}/{hashlib.sha256(blob).hexdigest()[:16]}"
+            digest = hashlib.sha256(blob).hexdigest()[:20]  # names an instance without a SOP Instance UID
+            ref = f"dicom:{item.unit_id}/{digest}"
             try:
                 ds = _read(blob)
             except SkipError as exc:
@@ -54,22 +55,33 @@ class ParseDicom(Stage):
             if "PixelData" not in ds:  # structured reports, plans, waveforms: no image to make
                 yield ErrorRecord(ref, self.name, "dicom_no_pixels", f"a {ds.get('Modality') or 'DICOM'} object without pixel data")
                 continue
-            datasets.append((ref, ds))
+            datasets.append((digest, ds))
+        chosen: list[tuple[str, Dataset, int | None]] = [(d, ds, None) for d, ds in datasets]
         if is_volume([d for _, d in datasets]):
             ordered = order_slices([d for _, d in datasets])
-            chosen = pick(len(ordered), self.options.slices)
-            self.counts["deid:not_selected:slices"] += len(ordered) - len(chosen)  # by the slice policy
-            for index in chosen:
-                yield from self._instance(item, ordered[index], slice_index=index)
-            return
-        for _, ds in datasets:
-            yield from self._instance(item, ds, slice_index=None)
+            picked = pick(len(ordered), self.options.slices)
+            self.counts["deid:not_selected:slices"] += len(ordered) - len(picked)  # by the slice policy
+            digests = {id(ds): d for d, ds in datasets}
+            chosen = [(digests[id(ordered[i])], ordered[i], i) for i in picked]
+        for digest, ds, slice_index in chosen:
+            ids = self._ids(item, ds, digest)
+            try:
+                yield from self._instance(item, ds, ids, slice_index)
+            except SkipError as exc:  # this instance only: the rest of the series goes on
+                self.counts["deid:dropped:" + exc.reason] += 1
+                yield ErrorRecord(f"dicom/{ids['series']}/{ids['instance']}", self.name, exc.reason, exc.detail,
+                                  f"dicom/{ids['study']}")
 
-    def _instance(self, series: DicomSeries, ds: Dataset, slice_index: int | None) -> Iterator[Any]:
+    def _ids(self, series: DicomSeries, ds: Dataset, digest: str) -> dict[str, str]:
+        """Pseudonyms of the patient, study, series and instance, from the original header."""
         ids = {kind: pseudonym(self.secret, kind, value) for kind, value in (
             ("patient", patient_key(ds)), ("study", str(ds.get("StudyInstanceUID") or series.unit_id)),
-            ("series", str(ds.get("SeriesInstanceUID") or series.unit_id)),
-            ("instance", str(ds.get("SOPInstanceUID") or id(ds))))}
+            ("series", str(ds.get("SeriesInstanceUID") or series.unit_id)))}
+        uid = ds.get("SOPInstanceUID")
+        ids["instance"] = pseudonym(self.secret, "instance", str(uid)) if uid else digest
+        return ids
+
+    def _instance(self, series: DicomSeries, ds: Dataset, ids: dict[str, str], slice_index: int | None) -> Iterator[Any]:
         base = f"dicom/{ids['series']}/{ids['instance']}"
         self.counts["deid:instances"] += 1
         if declared_burned_in(ds):
@@ -81,12 +93,7 @@ class ParseDicom(Stage):
         self.counts["deid:not_selected:frames"] += n - len(frames)
         for frame in frames:
             key = f"{base}/{frame if slice_index is None else slice_index:04d}"
-            try:
-                rendered = render_frame(decode_frame(ds, frame), ds, self.options.pixels())
-            except SkipError as exc:
-                self.counts["deid:dropped:" + exc.reason] += 1
-                yield ErrorRecord(key, self.name, exc.reason, exc.detail, f"dicom/{ids['study']}")
-                return
+            rendered = render_frame(decode_frame(ds, frame), ds, self.options.pixels())
             if needs_ocr(ds, self.options.ocr):
                 chars = text_characters(rendered.image)
                 if chars >= self.options.ocr_min_chars:
@@ -116,18 +123,17 @@ def _read(blob: bytes) -> Dataset:
     from pydicom.errors import InvalidDicomError
 
     try:
-        return pydicom.dcmread(io.BytesIO(blob))
-    except InvalidDicomError:
         try:
+            ds = pydicom.dcmread(io.BytesIO(blob))
+        except InvalidDicomError:  # a bare dataset without the DICM preamble and meta header
             ds = pydicom.dcmread(io.BytesIO(blob), force=True)
-        except Exception as exc:  # noqa: BLE001 - any damage is one error record
-            raise SkipError("dicom_unreadable", f"not a DICOM file ({type(exc).__name__})") from None
-        if "PixelData" in ds and not getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None):
-            ds.file_meta = ds.file_meta if getattr(ds, "file_meta", None) is not None else pydicom.dataset.FileMetaDataset()
-            ds.file_meta.TransferSyntaxUID = _guess_syntax(ds)
-        return ds
-    except Exception as exc:  # noqa: BLE001
-        raise SkipError("dicom_unreadable", f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}") from None
+    except Exception as exc:  # noqa: BLE001 - any damage is one error record (no message: it may quote values)
+        raise SkipError("dicom_unreadable", f"pydicom cannot read it ({type(exc).__name__})") from None
+    if "PixelData" in ds and not getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None):
+        if getattr(ds, "file_meta", None) is None:
+            ds.file_meta = pydicom.dataset.FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = _guess_syntax(ds)
+    return ds
 
 
 def _guess_syntax(ds: Dataset) -> str:

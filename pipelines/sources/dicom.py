@@ -42,9 +42,9 @@ class DicomSeries:
 
     unit_id: str
     instances: list[bytes]
-    license_code: str = "unknown"
-    license_family: str = "other"
+    license_code: str = "unknown"  # as the source states it; the parse stage maps it to a family
     source_name: str = "dicom"
+    dataset_name: str | None = None  # the collection (IDC's collection_id)
 
     @property
     def error_input(self) -> str:

@@ -25,6 +25,7 @@ from medcorpus.transforms.dicom_caption import caption, imaging_columns
 from medcorpus.transforms.dicom_deid import deidentify, method_codes, patient_key, pseudonym
 from medcorpus.transforms.dicom_options import DicomOptions, is_volume, order_slices, pick
 from medcorpus.transforms.dicom_pixels import decode_frame, frame_count, render_frame
+from medcorpus.transforms.licenses import license_family, normalize_code
 
 
 class ParseDicom(Stage):
@@ -88,6 +89,7 @@ class ParseDicom(Stage):
             yield self._dropped(base, ids, "burned_in_annotation", "BurnedInAnnotation is YES: the pixels carry text")
             return
         self._count(deidentify(ds, self.secret, self.options.deid()))
+        code = normalize_code(series.license_code) or series.license_code
         n = frame_count(ds)
         frames = pick(n, self.options.frames) if n > 1 else [0]
         self.counts["deid:not_selected:frames"] += n - len(frames)
@@ -101,8 +103,8 @@ class ParseDicom(Stage):
                     continue
             yield ImageTask(
                 key=key, text=caption(ds, rendered.window), document_id=f"dicom/{ids['study']}", pixels=rendered.image,
-                license_code=series.license_code, license_family=series.license_family, source=series.source_name,
-                extra={**imaging_columns(ds), "frame_index": frame if slice_index is None else slice_index,
+                license_code=code, license_family=license_family(code, self.config.licenses), source=series.source_name,
+                extra={**imaging_columns(ds), "dataset_name": series.dataset_name, "frame_index": frame if slice_index is None else slice_index,
                        "window": rendered.window, "patient_pseudo_id": ids["patient"], "study_pseudo_id": ids["study"],
                        "series_pseudo_id": ids["series"], "patient_identity_removed": True,
                        "deid_method": method_codes(self.options.deid())})

@@ -74,3 +74,14 @@ def test_where_is_sql_over_the_index_and_reads_nothing_else(tmp_path: Path) -> N
     secret_csv.write_text("a\n1\n")
     with pytest.raises(ValueError, match="--where"):
         select_series(f"SeriesInstanceUID IN (SELECT a FROM read_csv('{secret_csv}'))", default_index())
+
+
+def test_a_bad_where_stops_the_cli_before_any_work(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from medcorpus.pipelines.cli import app
+
+    result = CliRunner().invoke(app, ["build", "--source", "idc", "--where", "Modalty = 'CT'", "--out", str(tmp_path / "out")],
+                                env={"MEDCORPUS_CACHE": str(tmp_path / "cache")})
+    assert result.exit_code == 2 and "--where" in result.output and "Modalty" in result.output
+    assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]  # nothing written

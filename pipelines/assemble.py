@@ -144,6 +144,7 @@ def write_tables(asm: Assembly, output: Output) -> None:
                ("input", "stage", "reason", "figure_id", "detail"))
     write_rows(output, "manifest/dropped.parquet", asm.dropped, schema.DROPPED, ("key", "stage"))
     write_decontam_report(asm, output)
+    write_deid_report(asm, output)
 
 
 def write_decontam_report(asm: Assembly, output: Output) -> None:
@@ -158,6 +159,21 @@ def write_decontam_report(asm: Assembly, output: Output) -> None:
                 hits.setdefault(row["key"], []).append(Hit(evalset, kind, detail))
     with output.staged_file("manifest/decontam_report.csv") as tmp:
         write_report_csv(tmp, report(hits))
+
+
+def write_deid_report(asm: Assembly, output: Output) -> None:
+    """``manifest/deid_report.json`` of a build with DICOM: instances seen, dropped by reason, frames
+    and slices the policies left out, attributes removed, emptied and replaced (by keyword), summed over every unit of the output."""
+    prefix = "parse:deid:"
+    counts = {k[len(prefix):]: v for k, v in asm.counters.items() if k.startswith(prefix) and v}
+    if not counts:
+        return
+    report: dict[str, Any] = {"instances": counts.pop("instances", 0)}
+    for group in ("dropped", "not_selected", "removed", "emptied", "replaced"):
+        items = {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith(group + ":")}
+        report[group] = dict(sorted(items.items()))
+        report[f"{group}_total"] = sum(items.values())
+    output.write_bytes("manifest/deid_report.json", json.dumps(report, indent=1, sort_keys=True).encode("utf-8"))
 
 
 def write_attribution(output: Output) -> int:

@@ -1,4 +1,4 @@
-"""Source specs: ``local:PATH``, ``bulk:PATH``, ``pmc-cloud``."""
+"""Source specs: ``local:PATH``, ``bulk:PATH``, ``pmc-cloud``, ``dicom:PATH``, ``idc``."""
 from __future__ import annotations
 
 from typing import Any
@@ -13,6 +13,8 @@ DEFAULT_LICENSE_GROUPS = ("oa_comm", "oa_noncomm", "other")
 
 def make_source(spec: str, *, cache_dir: str, **options: Any) -> Source:
     kind, _, arg = spec.partition(":")
+    secret_file = options.pop("secret_file", None)  # DICOM sources: the pseudonym key
+    where, idc_index = options.pop("where", None), options.pop("idc_index", None)  # idc: the series to take
     if kind == "local":
         from medcorpus.pipelines.sources.local import LocalSource
 
@@ -27,4 +29,15 @@ def make_source(spec: str, *, cache_dir: str, **options: Any) -> Source:
         options = {k: v for k, v in options.items() if v is not None}
         options.setdefault("license_groups", DEFAULT_LICENSE_GROUPS)
         return PmcCloudSource(cache_dir=cache_dir, **options)
-    raise ValueError(f"unknown source {spec!r}: use local:PATH, bulk:PATH or pmc-cloud")
+    if kind in ("dicom", "idc"):
+        from medcorpus.pipelines.sources.dicom import DicomSource, load_secret
+
+        if not secret_file:
+            raise ValueError(f"a {kind} source needs a secret file for its pseudonyms (dicom.secret_file)")
+        if kind == "dicom":
+            return DicomSource(arg, load_secret(secret_file))
+        from medcorpus.pipelines.sources.idc import IdcSource
+
+        return IdcSource(where or "", load_secret(secret_file), index_path=idc_index,
+                         endpoint_url=options.get("endpoint_url"), transport=options.get("transport") or "s3")
+    raise ValueError(f"unknown source {spec!r}: use local:PATH, bulk:PATH, pmc-cloud, dicom:PATH or idc")

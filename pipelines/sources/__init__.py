@@ -1,4 +1,4 @@
-"""Source specs: ``local:PATH``, ``bulk:PATH``, ``pmc-cloud``."""
+"""Source specs: ``local:PATH``, ``bulk:PATH``, ``pmc-cloud``, ``reports:PATH``, ``dataset:PATH``."""
 from __future__ import annotations
 
 from typing import Any
@@ -27,4 +27,8 @@ def make_source(spec: str, *, cache_dir: str, **options: Any) -> Source:
         options = {k: v for k, v in options.items() if v is not None}
         options.setdefault("license_groups", DEFAULT_LICENSE_GROUPS)
         return PmcCloudSource(cache_dir=cache_dir, **options)
-    raise ValueError(f"unknown source {spec!r}: use local:PATH, bulk:PATH or pmc-cloud")
+    if kind == "reports":
+        from medcorpus.pipelines.sources.reports import ReportsSource
+
+        return ReportsSource(arg)
+    raise ValueError(f"unknown source {spec!r}: use local:PATH, bulk:PATH, pmc-cloud, reports:PATH or dataset:PATH")

@@ -24,7 +24,7 @@ _NAME = _NAME_WORD + r"(?:[ \t]+" + _NAME_WORD + r"){0,2}"
 _LOWER_NAME = r"(?!(?:the|and|or|to|of|in|on|at|for|with|by|was|is|who)\b|" + _PLACEHOLDER + r")[a-z][a-z'\-]+"
 _TITLE = r"\b(?i:dr|doctor|mr|mrs|ms|miss|prof|professor)\b\.?"
 _CUE = (r"\b(?i:(?:dictated|signed|reviewed|read|discussed|communicated|reported|notified|paged|called|"
-        r"d/w|seen|examined|referred|attending|radiologist|resident|physician|nurse|technologist|tech)"
+        r"d/w|seen|examined|referred|attending|radiologist|resident|physician|nurse|technologist|tech|patient|pt)"
         r"(?:\s+(?:by|with|to|from|on))?)\s*:?")
 _CREDENTIAL = r"(?:,?\s+(?:M\.?D\.?|Ph\.?D\.?|MBBS|FRCR)|,\s*(?:D\.?O\.?|R\.?N\.?|N\.?P\.?|P\.?A\.?-?C?|RT\(R\)))(?![\w])"
 _ID_LABEL = (r"\b(?:mrn|mr\s*#|medical\s+record\s*(?:number|no\.?|#)?|acc(?:ession)?\s*(?:number|no\.?|#)?|"

@@ -98,3 +98,44 @@ def _write_csv(path: Path, fields: list[str] | None, rows: list[dict[str, str]])
 def copy_tree(src: Path, dest: Path) -> Path:
     shutil.copytree(src, dest)
     return dest
+
+
+DATASET_DESCRIPTOR = """name: cxr-demo
+version: "1.0"
+modality: Chest X-ray
+body_part: CHEST
+license: CC BY 4.0
+labels:
+  pneumonia: pneumonia with lobar consolidation
+  normal_chest: no acute cardiopulmonary findings
+"""
+
+
+def image_folder_dataset(dest: Path, descriptor: str | None = DATASET_DESCRIPTOR) -> Path:
+    """``split/label/*.png`` of real figures; one training image is a resized copy of a test image
+    (a planted leak for decontamination)."""
+    layout = {("train", "pneumonia"): [0, 1], ("train", "normal_chest"): [2, 3], ("test", "pneumonia"): [4],
+              ("test", "normal_chest"): [5], ("val", "pneumonia"): [6]}
+    for (split, label), figures in layout.items():
+        for n in figures:
+            _figure(n, dest / split / label / f"patient{1000 + n}_img.png")
+    with Image.open(dest / "test" / "pneumonia" / "patient1004_img.png") as img:
+        img.resize((img.width * 3 // 4, img.height * 3 // 4)).save(dest / "train" / "pneumonia" / "patient2004_copy.jpg")
+    if descriptor:
+        (dest / "dataset.yaml").write_text(descriptor)
+    return dest
+
+
+def csv_dataset(dest: Path, license: str = "research use only") -> Path:
+    """A CSV (path, label, split) over real figures in one flat folder, with a JSON descriptor."""
+    rows = []
+    for n, (label, split) in enumerate([("fracture", "train"), ("fracture", "train"), ("no_fracture", "train"),
+                                        ("fracture", "test"), ("no_fracture", "validation")]):
+        _figure(n + 2, dest / "imgs" / f"{n:03d}.jpg")
+        rows.append({"path": f"imgs/{n:03d}.jpg", "label": label, "split": split})
+    rows.append({"path": "imgs/missing.jpg", "label": "fracture", "split": "train"})
+    _write_csv(dest / "labels.csv", ["path", "label", "split"], rows)
+    (dest / "dataset.json").write_text(
+        '{"name": "bone-demo", "modality": "Radiograph", "body_part": "WRIST", "license": "%s", "csv": "labels.csv"}'
+        % license)
+    return dest

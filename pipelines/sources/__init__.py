@@ -31,4 +31,8 @@ def make_source(spec: str, *, cache_dir: str, **options: Any) -> Source:
         from medcorpus.pipelines.sources.reports import ReportsSource
 
         return ReportsSource(arg)
+    if kind == "dataset":
+        from medcorpus.pipelines.sources.dataset import DatasetSource
+
+        return DatasetSource(arg)
     raise ValueError(f"unknown source {spec!r}: use local:PATH, bulk:PATH, pmc-cloud, reports:PATH or dataset:PATH")

@@ -1,0 +1,70 @@
+"""``dataset:PATH`` end to end through ``medcorpus build`` with the default stages: ImageFolder and
+CSV layouts of real figures (see imaging_fixtures), labels, splits, template captions, the license
+mapping, and a training image that copies a test image dropped by decontamination."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from imaging_fixtures import csv_dataset, image_folder_dataset
+from medcorpus.pipelines.sources.dataset import DatasetSource
+from medcorpus.transforms.label_captions import label_captions, readable
+from medcorpus.transforms.options import ConfigError
+from test_reports_source import SECRET, assert_no_phi, build, samples, table
+
+
+@pytest.fixture(autouse=True)
+def secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEDCORPUS_PSEUDONYM_SECRET", SECRET)
+
+
+def test_image_folder_dataset(tmp_path: Path) -> None:
+    root = image_folder_dataset(tmp_path / "cxr")
+    out = tmp_path / "out"
+    build(f"dataset:{root}", out)
+    rows = samples(out)
+    assert sorted((r["dataset_split"], r["labels"][0]) for r in rows) == [
+        ("test", "normal_chest"), ("test", "pneumonia"), ("train", "normal_chest"), ("train", "normal_chest"),
+        ("train", "pneumonia"), ("train", "pneumonia"), ("validation", "pneumonia")]
+    for r in rows:
+        assert r["dataset_name"] == "cxr-demo" and r["dataset_version"] == "1.0" and r["image_modality"] == "Chest X-ray"
+        assert r["license_code"] == "CC BY" and r["license_family"] == "comm" and r["split_status"] == "not_a_figure"
+        label = readable(r["labels"][0]).lower()
+        assert label in r["caption"].lower() and len(r["mentions"]) == 2
+        assert all(label in m.lower() for m in r["mentions"]) and r["caption"] not in r["mentions"]
+    assert len({r["caption"] for r in rows}) > 2  # templates vary by key
+    dropped = table(out, "dropped")
+    assert [(d["stage"], d["dropped_by"]) for d in dropped] == [("decontam", "dataset:cxr-demo:test")]
+    assert dropped[0]["key"].startswith("cxr-demo-train-pneumonia_")
+    assert_no_phi(out, ["patient100", "patient2004", "_img.png", "_copy"])
+
+
+def test_csv_dataset_with_a_license_that_forbids_redistribution(tmp_path: Path) -> None:
+    root = csv_dataset(tmp_path / "bone")
+    out = tmp_path / "out"
+    build(f"dataset:{root}", out)
+    rows = samples(out)
+    assert sorted((r["dataset_split"], r["labels"][0]) for r in rows) == [
+        ("test", "fracture"), ("train", "fracture"), ("train", "fracture"), ("train", "no_fracture"),
+        ("validation", "no_fracture")]
+    assert {(r["license_code"], r["license_family"]) for r in rows} == {("unknown", "other")}
+    assert not (out / "shards" / "comm").exists() and not (out / "shards" / "noncomm").exists()
+    assert [e["reason"] for e in table(out, "errors")] == ["no_image"]  # the missing file
+
+
+def test_descriptor_errors_name_the_key(tmp_path: Path) -> None:
+    root = image_folder_dataset(tmp_path / "bad", descriptor="name: x\ncaptions_per_sample: three\n")
+    with pytest.raises(ConfigError, match="captions_per_sample"):
+        DatasetSource(str(root))
+    (root / "dataset.yaml").write_text("nmae: x\n")
+    with pytest.raises(ConfigError, match="did you mean 'name'"):
+        DatasetSource(str(root))
+
+
+def test_captions_are_deterministic_and_name_the_label() -> None:
+    one = label_captions("key-1", "pleural_effusion", None, "CT", "CHEST", 3)
+    assert one == label_captions("key-1", "pleural_effusion", None, "CT", "CHEST", 3) and len(set(one)) == 3
+    assert all("pleural effusion" in c.lower() for c in one)
+    described = label_captions("key-2", "PNA", "lobar pneumonia", None, None, 2)
+    assert all("PNA" in c and "lobar pneumonia" in c for c in described)

@@ -52,7 +52,7 @@ def _ids(value: Optional[str]) -> Optional[frozenset[str]]:
 
 @app.command()
 def build(
-    source: str = typer.Option(..., "--source", help="local:PATH | bulk:PATH | pmc-cloud"),
+    source: str = typer.Option(..., "--source", help="local:PATH | bulk:PATH | pmc-cloud | reports:PATH | dataset:PATH"),
     out: str = typer.Option(..., "--out", help="output directory or fsspec URL (s3://bucket/prefix)"),
     config: Optional[Path] = typer.Option(None, "--config", help="dataflow.yaml (defaults apply without one)"),
     profile: Optional[str] = typer.Option(None, "--profile", help="a profile of the config"),
@@ -87,15 +87,20 @@ def build(
     from medcorpus.pipelines.build import default_work_dir
     from medcorpus.pipelines.runners import make_runner, parse_beam_options
     from medcorpus.pipelines.sources import Selection, make_source
+    from medcorpus.transforms.options import ConfigError
 
     cfg = _config_or_exit(config, profile)
     wd = work_dir or default_work_dir(out)
     ids = _ids(pmcids)
     # a remote work dir (gs://, s3://: staging shared with Ray/Beam workers) keeps the source cache local
     cache = str(Path(wd) / "source") if "://" not in wd else str(cache_root() / "source")
-    src = make_source(source, cache_dir=cache, bucket=bucket, endpoint_url=endpoint,
-                      transport=transport, license_groups=tuple(license_group) if license_group else None,
-                      since=since, ids=ids)
+    try:
+        src = make_source(source, cache_dir=cache, bucket=bucket, endpoint_url=endpoint,
+                          transport=transport, license_groups=tuple(license_group) if license_group else None,
+                          since=since, ids=ids)
+    except ConfigError as exc:  # a dataset's descriptor: one line naming the key, before any work
+        err.print(f"source error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
     try:
         run = make_runner(runner or cfg.runner, workers if workers is not None else cfg.workers, config=cfg,
                           ray_address=ray_address, beam_options=parse_beam_options(beam_option or []))

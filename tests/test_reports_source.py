@@ -125,3 +125,19 @@ def test_sections_and_scrubbing_of_the_raw_negbio_reports() -> None:
     parsed = parse_sections(mimic_style)
     assert scrub(parsed.indication) == "___ M with cough."
     assert scrub(parsed.findings) == "Discussed with Dr. [NAME] on [DATE], pager [PHONE]."
+
+
+def test_dicom_images_of_a_report_collection() -> None:
+    """Rendered by the DICOM renderer when it is installed; without it, one clear error."""
+    from medcorpus.pipelines.stages.parse_reports import render_dicom
+    from medcorpus.schemas.records import SkipError
+
+    data = (DATA / "dicom" / "pydicom_test_files" / "CT_small.dcm").read_bytes()
+    try:
+        import medcorpus.transforms.dicom_pixels  # noqa: F401
+    except ImportError:
+        with pytest.raises(SkipError, match="dicom_not_supported"):
+            render_dicom(data)
+        return
+    image, header = render_dicom(data)
+    assert image.size == (128, 128) and header["image_modality"] == "CT" and len(header["pixel_spacing"]) == 2

@@ -9,6 +9,7 @@ nor impression gives no samples: its images have nothing to be paired with, and 
 the DICOM header."""
 from __future__ import annotations
 
+import io
 from typing import Any, Iterator
 
 from medcorpus.pipelines.items import ArticleRow, ImageTask
@@ -71,6 +72,24 @@ class ParseReports(Stage):
 
 
 def render_dicom(data: bytes) -> tuple[Any, dict[str, Any]]:
-    """A DICOM image's first frame as display pixels, and what its header says (view position,
-    modality, body part, pixel spacing); nothing of the header that identifies anyone is read."""
-    raise SkipError("dicom_not_supported", "DICOM images of report collections need the DICOM renderer")
+    """A DICOM image's first frame as display pixels (the DICOM renderer's LUT pipeline), and what
+    its header says of the image (view position, modality, body part, pixel spacing, window);
+    nothing of the header that identifies anyone is read."""
+    try:
+        from medcorpus.transforms.dicom_pixels import decode_frame, render_frame
+    except ImportError:
+        raise SkipError("dicom_not_supported", "DICOM images need the DICOM renderer (transforms/dicom_pixels.py)") from None
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data))
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds on damaged files
+        raise SkipError("dicom_header", f"{type(exc).__name__}: not a readable DICOM file") from None
+    rendered = render_frame(decode_frame(ds, 0), ds)
+    spacing = ds.get("PixelSpacing")
+    return rendered.image, {
+        "view_position": str(ds.get("ViewPosition") or "").strip().upper() or None,
+        "image_modality": str(ds.get("Modality") or "") or None,
+        "body_part": str(ds.get("BodyPartExamined") or "") or None,
+        "pixel_spacing": [float(v) for v in spacing] if spacing else None, "window": rendered.window,
+    }

@@ -68,3 +68,35 @@ def test_captions_are_deterministic_and_name_the_label() -> None:
     assert all("pleural effusion" in c.lower() for c in one)
     described = label_captions("key-2", "PNA", "lobar pneumonia", None, None, 2)
     assert all("PNA" in c and "lobar pneumonia" in c for c in described)
+
+
+def test_a_pmc_figure_that_is_a_dataset_test_image_is_caught(tmp_path: Path) -> None:
+    """The dataset's test split registered for builds of other sources (``evalsets add-dataset``):
+    a real PMC figure that is a test image of the dataset matches it, the article's other figures
+    do not. (The quality stage drops such a match, as test_image_folder_dataset shows in a build.)"""
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from medcorpus.manifests.evalsets import build_index, decontaminate, read_registry
+    from medcorpus.pipelines.cli import app
+    from medcorpus.transforms.dedup import hash_image
+    from testdata import ARTICLES
+
+    article = ARTICLES / "pone.0000010"
+    root = csv_dataset(tmp_path / "bone")
+    with Image.open(article / "pone.0000010.g002.png") as img:
+        img.convert("RGB").save(root / "imgs" / "003.jpg")  # the dataset's test image (fracture, test)
+    registry = tmp_path / "evalsets.jsonl"
+    result = CliRunner().invoke(app, ["evalsets", "add-dataset", str(root), "--registry", str(registry)])
+    assert result.exit_code == 0 and "dataset:bone-demo:test" in result.output, result.output
+    index = build_index([e for e in read_registry(registry) if e.evalset.startswith("dataset:")])
+    assert {e.evalset for e in read_registry(registry) if e.evalset.startswith("dataset:")} == {
+        "dataset:bone-demo:test", "dataset:bone-demo:validation"}
+
+    def hits(name: str) -> set[str]:
+        with Image.open(article / name) as img:
+            figure = img.convert("RGB").resize((img.width * 2 // 3, img.height * 2 // 3))  # as the image stage stores it
+        return {h.evalset for h in decontaminate({"perceptual": hash_image(figure).perceptual}, index)}
+
+    assert hits("pone.0000010.g002.png") == {"dataset:bone-demo:test"}
+    assert hits("pone.0000010.g001.png") == hits("pone.0000010.g003.png") == set()

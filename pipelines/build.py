@@ -164,7 +164,7 @@ def _tally(staged: Iterable[tuple[str, UnitResult]], summary: BuildSummary) -> I
     """Pass the staged units through, counting failed units and units to retry on the way."""
     for token, result in staged:
         summary.units_retry += result.retry
-        if not result.articles and any(e.get("reason") not in DELIBERATE_SKIPS for e in result.errors):
+        if not result.articles and not result.samples and any(e.get("reason") not in DELIBERATE_SKIPS for e in result.errors):
             summary.units_failed += 1
         yield token, result
 

@@ -52,7 +52,8 @@ def _ids(value: Optional[str]) -> Optional[frozenset[str]]:
 
 @app.command()
 def build(
-    source: str = typer.Option(..., "--source", help="local:PATH | bulk:PATH | pmc-cloud | reports:PATH | dataset:PATH"),
+    source: str = typer.Option(..., "--source", help="local:PATH | bulk:PATH | pmc-cloud | dicom:PATH | idc | "
+                                                  "reports:PATH | dataset:PATH"),
     out: str = typer.Option(..., "--out", help="output directory or fsspec URL (s3://bucket/prefix)"),
     config: Optional[Path] = typer.Option(None, "--config", help="dataflow.yaml (defaults apply without one)"),
     profile: Optional[str] = typer.Option(None, "--profile", help="a profile of the config"),
@@ -70,8 +71,12 @@ def build(
     work_dir: Optional[str] = typer.Option(None, "--work-dir",
                                            help="staging folder or URL (default OUT/_work); on a multi-node "
                                                 "cluster storage every worker reaches (gs://, s3://, NFS)"),
-    endpoint: Optional[str] = typer.Option(None, "--endpoint", help="pmc-cloud: S3/HTTPS endpoint override"),
-    transport: str = typer.Option("s3", "--transport", help="pmc-cloud: s3 (anonymous) or https"),
+    endpoint: Optional[str] = typer.Option(None, "--endpoint", help="pmc-cloud, idc: S3/HTTPS endpoint override"),
+    transport: str = typer.Option("s3", "--transport", help="pmc-cloud, idc: s3 (anonymous) or https"),
+    where: Optional[str] = typer.Option(None, "--where", help="idc: SQL over IDC's index selecting series, e.g. "
+                                                               "\"Modality = 'CT' AND collection_id = 'lidc_idri'\""),
+    idc_index: Optional[str] = typer.Option(None, "--idc-index", help="idc: an idc_index Parquet file (default: "
+                                                                      "the one idc-index-data installs)"),
     bucket: str = typer.Option("pmc-oa-opendata", "--bucket", help="pmc-cloud: bucket name"),
     license_group: Optional[list[str]] = typer.Option(
         None, "--license-group", help="pmc-cloud: oa_comm, oa_noncomm, other (default) and phe_timebound, whose "
@@ -94,13 +99,20 @@ def build(
     ids = _ids(pmcids)
     # a remote work dir (gs://, s3://: staging shared with Ray/Beam workers) keeps the source cache local
     cache = str(Path(wd) / "source") if "://" not in wd else str(cache_root() / "source")
+    from medcorpus.pipelines.sources.dicom import default_secret_file
+
     try:
-        src = make_source(source, cache_dir=cache, bucket=bucket, endpoint_url=endpoint,
+        src = make_source(source, cache_dir=cache, secret_file=cfg.dicom.get("secret_file") or default_secret_file(out),
+                          bucket=bucket, endpoint_url=endpoint,
                           transport=transport, license_groups=tuple(license_group) if license_group else None,
-                          since=since, ids=ids)
+                          since=since, ids=ids, where=where, idc_index=idc_index)
+        if source == "idc":  # the SQL is checked against the index now, before any work
+            src.build_index()
     except ConfigError as exc:  # a dataset's descriptor: one line naming the key, before any work
         err.print(f"source error: {exc}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
     try:
         run = make_runner(runner or cfg.runner, workers if workers is not None else cfg.workers, config=cfg,
                           ray_address=ray_address, beam_options=parse_beam_options(beam_option or []))

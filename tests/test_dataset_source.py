@@ -11,12 +11,7 @@ from imaging_fixtures import csv_dataset, image_folder_dataset
 from medcorpus.pipelines.sources.dataset import DatasetSource
 from medcorpus.transforms.label_captions import label_captions, readable
 from medcorpus.transforms.options import ConfigError
-from test_reports_source import SECRET, assert_no_phi, build, samples, table
-
-
-@pytest.fixture(autouse=True)
-def secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MEDCORPUS_PSEUDONYM_SECRET", SECRET)
+from test_reports_source import assert_no_phi, build, samples, table
 
 
 def test_image_folder_dataset(tmp_path: Path) -> None:
@@ -100,3 +95,13 @@ def test_a_pmc_figure_that_is_a_dataset_test_image_is_caught(tmp_path: Path) -> 
 
     assert hits("pone.0000010.g002.png") == {"dataset:bone-demo:test"}
     assert hits("pone.0000010.g001.png") == hits("pone.0000010.g003.png") == set()
+
+
+def test_template_captions_are_no_evidence_of_duplicates() -> None:
+    """Images of one label share caption templates by design: dedup compares their pixels only."""
+    from medcorpus.pipelines.assemble import dedup_record
+
+    row = {"key": "k", "image_phash": "f" * 32, "image_exact_hash": "e", "article_id": "k",
+           "caption": "Chest X-ray of the chest showing pneumonia with lobar consolidation."}
+    assert dedup_record({**row, "source": "dataset"}).caption_tokens == ()
+    assert dedup_record({**row, "source": "local"}).caption_tokens

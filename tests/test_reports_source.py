@@ -18,9 +18,6 @@ from medcorpus.transforms.deid_text import scrub
 from medcorpus.transforms.report_sections import parse_sections
 from testdata import DATA, REPO
 
-SECRET = "test-corpus-secret"
-
-
 def build(source: str, out: Path) -> None:
     result = CliRunner().invoke(app, ["build", "--config", str(REPO / "dataflow.yaml"), "--source", source,
                                       "--out", str(out), "--workers", "1", "--no-progress"])
@@ -45,13 +42,10 @@ def assert_no_phi(out: Path, identifiers: list[str]) -> None:
 
 @pytest.fixture(scope="module")
 def iu_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MEDCORPUS_PSEUDONYM_SECRET", SECRET)
     root = iu_collection(tmp_path_factory.mktemp("iu"))
     out = tmp_path_factory.mktemp("iu_out")
     build(f"reports:{root}", out)
-    yield out
-    mp.undo()
+    return out
 
 
 def test_iu_studies_become_one_sample_per_image(iu_build: Path) -> None:
@@ -88,8 +82,7 @@ def test_iu_output_holds_no_planted_identifier(iu_build: Path) -> None:
     assert_no_phi(iu_build, [*PLANTED.values(), "Whitfield", "indiana_", ".dcm.png", "images_normalized"])
 
 
-def test_mimic_layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MEDCORPUS_PSEUDONYM_SECRET", SECRET)
+def test_mimic_layout(tmp_path: Path) -> None:
     root = mimic_collection(tmp_path / "mimic")
     out = tmp_path / "out"
     build(f"reports:{root}", out)
@@ -105,14 +98,13 @@ def test_mimic_layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert_no_phi(out, [*PLANTED.values(), "Whitfield", *MIMIC_IDS.values(), "10000032", "50414267", "a1b2c3"])
 
 
-def test_pseudonyms_depend_on_the_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pseudonyms_depend_on_the_secret(tmp_path: Path) -> None:
     root = iu_collection(tmp_path / "iu")
 
-    def unit_ids(secret: str) -> list[str]:
-        monkeypatch.setenv("MEDCORPUS_PSEUDONYM_SECRET", secret)
-        return [u.unit_id for u in ReportsSource(str(root)).list_units()]
+    def unit_ids(secret: bytes) -> list[str]:
+        return [u.unit_id for u in ReportsSource(str(root), secret).list_units()]
 
-    one, again, two = unit_ids("one"), unit_ids("one"), unit_ids("two")
+    one, again, two = unit_ids(b"one"), unit_ids(b"one"), unit_ids(b"two")
     assert len(one) == 7 and one == again and not set(one) & set(two)
 
 

@@ -86,7 +86,7 @@ def register(app: typer.Typer) -> None:
         registers them on its own."""
         from medcorpus.pipelines.sources.dataset import DatasetSource
 
-        entries = DatasetSource(str(path)).evalset_entries()
+        entries = DatasetSource(str(path)).evalset_entries()  # ids of the images need no secret
         if not entries:
             raise typer.BadParameter(f"{path} has no test or validation images")
         reg = _registry(registry, data)

@@ -20,7 +20,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any, Iterator
 
-from medcorpus.pipelines.sources.imaging import corpus_secret, read_descriptor, secret_tag
+from medcorpus.pipelines.sources.imaging import read_descriptor, secret_tag
 from medcorpus.schemas.records import SkipError, UnitRef
 from medcorpus.transforms.dataset_info import EVAL_SPLITS, SPLITS, DatasetInfo, split_name
 from medcorpus.transforms.keys import slug
@@ -62,12 +62,13 @@ class DatasetSource:
     name = "dataset"
     parser = "dataset"
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, secret: bytes = b"") -> None:
+        """``secret`` keys the sample keys; listing the evaluation images alone needs none."""
         self.root = Path(path).expanduser().resolve()
         if not self.root.is_dir():
             raise FileNotFoundError(f"dataset source: {self.root} is not a directory")
         self.info = read_descriptor(self.root, self.root.name)
-        self.secret = corpus_secret()
+        self.secret = secret
         self._chunks: dict[str, list[Entry]] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -120,13 +121,14 @@ class DatasetSource:
         from medcorpus.transforms.dedup import hash_image
 
         out = []
-        for entry in self.entries():
+        for n, entry in enumerate(self.entries()):
             if entry.split in EVAL_SPLITS.values() and (data := self._read(entry)) is not None:
                 try:
                     value = f"{hash_image(data).perceptual:032x}"
                 except Exception:  # noqa: BLE001 - an undecodable image is recorded when its unit runs
                     continue
-                out.append(EvalEntry(f"dataset:{self.info.name}:{entry.split}", "image_hash", value, self.key(entry)))
+                detail = f"{self.info.name}/{entry.split}/{entry.label}/#{n}"  # dataset-relative, not the file name
+                out.append(EvalEntry(f"dataset:{self.info.name}:{entry.split}", "image_hash", value, detail))
         return out
 
 

@@ -1,5 +1,6 @@
-"""What the imaging sources (``reports:``, ``dataset:``) share: the corpus secret their pseudonyms
-are keyed with, the collection descriptor, and a file index by name.
+"""What the imaging sources (``reports:``, ``dataset:``) share: a tag of the corpus secret their
+pseudonyms are keyed with (``sources/dicom.py`` loads it), the collection descriptor, and a file
+index by name.
 
 Nothing a source lists may identify a patient: unit ids, locators, fingerprints and keys are
 pseudonyms or dataset-relative names, because they reach ``units.parquet``, ``errors`` and keys.
@@ -8,33 +9,19 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from pathlib import Path
 
 import yaml
 
-from medcorpus.files import atomic_write, cache_root
 from medcorpus.transforms.dataset_info import DatasetInfo
 from medcorpus.transforms.options import ConfigError
 from medcorpus.transforms.pseudonyms import pseudonym
 
-SECRET_ENV = "MEDCORPUS_PSEUDONYM_SECRET"
 DESCRIPTORS = ("dataset.yaml", "dataset.yml", "dataset.json")
-
-
-def corpus_secret() -> bytes:
-    """The key of every pseudonym: ``$MEDCORPUS_PSEUDONYM_SECRET``, else a random secret made
-    once per machine in the cache root (mode 0600). A corpus built on several machines, or rebuilt
-    elsewhere, must set the variable so its pseudonyms agree. Never written under an output."""
-    env = os.environ.get(SECRET_ENV)
-    if env:
-        return env.encode("utf-8")
-    path = cache_root() / "pseudonym_secret"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, secrets.token_hex(32).encode())
-        path.chmod(0o600)
-    return path.read_bytes().strip()
+TEMPLATE_CAPTION_SOURCES = frozenset({"dataset"})
+"""Sources whose captions medcorpus writes from templates (``transforms/label_captions.py``): English
+by construction, too terse for language identification, and alike by design, so neither the
+language filter nor caption near-duplicates judge them (their images still do)."""
 
 
 def secret_tag(secret: bytes) -> str:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from medcorpus.pipelines.sources.imaging import corpus_secret, file_index, read_descriptor, secret_tag
+from medcorpus.pipelines.sources.imaging import file_index, read_descriptor, secret_tag
 from medcorpus.schemas.records import SkipError, UnitRef
 from medcorpus.transforms.dataset_info import DatasetInfo
 from medcorpus.transforms.keys import slug
@@ -75,13 +75,13 @@ class ReportsSource:
     name = "reports"
     parser = "reports"
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, secret: bytes) -> None:
         self.root = Path(path).expanduser().resolve()
         if not self.root.is_dir():
             raise FileNotFoundError(f"reports source: {self.root} is not a directory")
         self.layout = detect_layout(self.root)
         self.info = read_descriptor(self.root, "iu-xray" if self.layout == "iu" else "mimic-cxr")
-        self.secret = corpus_secret()
+        self.secret = secret
         self._records: dict[str, _Record] | None = None
 
     def __getstate__(self) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from medcorpus.pipelines.stages.image import Image
 from medcorpus.pipelines.stages.llm import LLM
 from medcorpus.pipelines.stages.panels import Panels
 from medcorpus.pipelines.stages.parse import ParseJats
+from medcorpus.pipelines.stages.parse_dicom import ParseDicom
 from medcorpus.pipelines.stages.parse_dataset import ParseDataset
 from medcorpus.pipelines.stages.parse_reports import ParseReports
 from medcorpus.pipelines.stages.quality import Quality
@@ -33,6 +34,7 @@ PARSERS: dict[str, type[Stage]] = {cls.parser: cls for cls in (
     ParseJats,
     ParseReports,
     ParseDataset,
+    ParseDicom,
 )}
 
 

@@ -10,15 +10,13 @@ from typing import Any, Iterator
 
 from medcorpus.manifests.evalsets import DecontamOptions
 from medcorpus.pipelines.items import DroppedRow
+from medcorpus.pipelines.sources.imaging import TEMPLATE_CAPTION_SOURCES
 from medcorpus.pipelines.stages.base import Prepared, Stage
 from medcorpus.schemas.quality import SAMPLE_FIELDS
 from medcorpus.schemas.records import Sample
 from medcorpus.transforms.dedup import DedupOptions
 from medcorpus.transforms.image_types import ImageTypeOptions
 from medcorpus.transforms.quality import FilterOptions
-
-TEMPLATE_CAPTION_SOURCES = frozenset({"dataset"})
-"""Sources whose captions come from templates (``transforms/label_captions.py``)."""
 
 
 class Quality(Stage):
@@ -55,8 +53,6 @@ class Quality(Stage):
 
         opts = self.options(self.config)
         self.filters: FilterOptions = opts["quality"]
-        # captions medcorpus writes itself from templates (labelled datasets) are English by
-        # construction, and too terse for language identification to judge
         self.template_filters = replace(self.filters, enabled=tuple(f for f in self.filters.enabled
                                                                     if f != "caption_language"))
         self.types: ImageTypeOptions = opts["image_types"]

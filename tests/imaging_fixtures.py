@@ -28,6 +28,8 @@ PLANTED = {
 }
 PLANTED_TEXT = (f" Discussed with Dr. {PLANTED['name']} on {PLANTED['date']}. MRN: {PLANTED['mrn']}. "
                 f"Call {PLANTED['phone']} or {PLANTED['email']}. Accession number {PLANTED['accession']}.")
+DICOM_PHI = DATA / "dicom" / "deid_data" / "dicom-cookies" / "image1.dcm"  # fake PHI: PatientName, PatientID ...
+DICOM_PHI_VALUES = ["nameless waterfall", "cookie-47", "dry breeze", "lively moon", "fragrant pond", "STANFORD", "20131210"]
 MIMIC_IDS = {"patient": "p10000032", "study": "s50414267", "patient2": "p10000764", "study2": "s57375967"}
 
 
@@ -70,14 +72,10 @@ def mimic_collection(dest: Path) -> Path:
     negbio = (NEGBIO / "00000086.txt").read_text(encoding="utf-8")
     first.write_text(negbio.replace("impression: stable chest.", "impression: stable chest." + PLANTED_TEXT), encoding="utf-8")
     with (IU / "indiana_reports.csv").open(encoding="utf-8", newline="") as f:
-        row = next(r for r in csv.DictReader(f) if r["uid"] == "4")
+        rows = {r["uid"]: r for r in csv.DictReader(f) if r["uid"] in ("4", "9")}
     second = dest / "files" / "p10" / ids["patient2"] / f"{ids['study2']}.txt"
     second.parent.mkdir(parents=True, exist_ok=True)
-    second.write_text(
-        "                                 FINAL REPORT\n EXAMINATION:  CHEST (PA AND LAT)\n\n"
-        f" INDICATION:  {row['indication']}\n\n TECHNIQUE:  Chest PA and lateral\n\n COMPARISON:  {row['comparison']}\n\n"
-        f" FINDINGS: \n\n {row['findings']}\n\n IMPRESSION: \n\n {row['impression']}\n\n"
-        f" Dictated by: {PLANTED['name']}, MD\n", encoding="utf-8")
+    second.write_text(_mimic_report(rows["4"]), encoding="utf-8")
     meta = []
     for n, (report, dicom_ids) in enumerate(((first, ["a1b2c3-d1", "a1b2c3-d2"]), (second, ["e5f6-d3"]))):
         for k, dicom_id in enumerate(dicom_ids):
@@ -85,7 +83,19 @@ def mimic_collection(dest: Path) -> Path:
             meta.append({"dicom_id": dicom_id, "subject_id": report.parent.name[1:], "study_id": report.stem[1:],
                          "ViewPosition": ["PA", "LATERAL"][k]})
     _write_csv(dest / "mimic-cxr-2.0.0-metadata.csv", ["dicom_id", "subject_id", "study_id", "ViewPosition"], meta)
+    third = dest / "files" / "p10" / ids["patient2"] / "s59000001.txt"  # a DICOM study: header with fake PHI
+    third.write_text(_mimic_report(rows["9"]), encoding="utf-8")
+    third.with_suffix("").mkdir()
+    shutil.copy(DICOM_PHI, third.with_suffix("") / "0c9d-d5.dcm")
     return dest
+
+
+def _mimic_report(row: dict[str, str]) -> str:
+    """An Open-i report written the way MIMIC-CXR reports are laid out, signed with a planted name."""
+    return ("                                 FINAL REPORT\n EXAMINATION:  CHEST (PA AND LAT)\n\n"
+            f" INDICATION:  {row['indication']}\n\n TECHNIQUE:  Chest PA and lateral\n\n COMPARISON:  {row['comparison']}\n\n"
+            f" FINDINGS: \n\n {row['findings']}\n\n IMPRESSION: \n\n {row['impression']}\n\n"
+            f" Dictated by: {PLANTED['name']}, MD\n")
 
 
 def _write_csv(path: Path, fields: list[str] | None, rows: list[dict[str, str]]) -> None:

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from imaging_fixtures import MIMIC_IDS, PLANTED, iu_collection, mimic_collection
+from imaging_fixtures import DICOM_PHI_VALUES, MIMIC_IDS, PLANTED, iu_collection, mimic_collection
 from medcorpus.pipelines.cli import app
 from medcorpus.pipelines.sources.reports import ReportsSource
 from medcorpus.transforms.deid_text import scrub
@@ -87,15 +87,19 @@ def test_mimic_layout(tmp_path: Path) -> None:
     out = tmp_path / "out"
     build(f"reports:{root}", out)
     rows = samples(out)
-    assert len(rows) == 3 and len({r["patient_pseudo_id"] for r in rows}) == 2
+    assert len(rows) == 4 and len({r["patient_pseudo_id"] for r in rows}) == 2 and len({r["study_pseudo_id"] for r in rows}) == 3
+    dicom = next(r for r in rows if r["window"])  # the DICOM study, rendered (YBR to RGB)
+    assert dicom["window"] == "color" and (dicom["orig_width"], dicom["orig_height"]) == (2048, 1536)
+    rows.remove(dicom)
     assert sorted(r["view_position"] for r in rows) == ["LATERAL", "PA", "PA"]
     negbio = [r for r in rows if r["report"]["findings"].startswith("pa and lat cxr")]
     assert len(negbio) == 2 and negbio[0]["report"]["impression"].startswith("stable chest.")
-    rebuilt = next(r for r in rows if r not in negbio)["report"]
+    rebuilt = next(r for r in rows if r not in negbio and r["view_position"])["report"]
     assert rebuilt["indication"] == "XXXX-year-old XXXX with XXXX." and rebuilt["comparison"] == "None available"
     assert "Chest PA and lateral" not in str(rebuilt) and "Dictated" not in str(rebuilt)  # technique, sign-off
     assert all(r["license_family"] == "other" for r in rows)  # no descriptor: unknown license
-    assert_no_phi(out, [*PLANTED.values(), "Whitfield", *MIMIC_IDS.values(), "10000032", "50414267", "a1b2c3"])
+    assert_no_phi(out, [*PLANTED.values(), "Whitfield", *MIMIC_IDS.values(), "10000032", "50414267", "a1b2c3",
+                        *DICOM_PHI_VALUES])
 
 
 def test_pseudonyms_depend_on_the_secret(tmp_path: Path) -> None:
@@ -120,16 +124,11 @@ def test_sections_and_scrubbing_of_the_raw_negbio_reports() -> None:
 
 
 def test_dicom_images_of_a_report_collection() -> None:
-    """Rendered by the DICOM renderer when it is installed; without it, one clear error."""
+    """Rendered by the DICOM renderer, image facts from the header; declared burned-in text refused."""
     from medcorpus.pipelines.stages.parse_reports import render_dicom
     from medcorpus.schemas.records import SkipError
 
-    data = (DATA / "dicom" / "pydicom_test_files" / "CT_small.dcm").read_bytes()
-    try:
-        import medcorpus.transforms.dicom_pixels  # noqa: F401
-    except ImportError:
-        with pytest.raises(SkipError, match="dicom_not_supported"):
-            render_dicom(data)
-        return
-    image, header = render_dicom(data)
+    image, header = render_dicom((DATA / "dicom" / "pydicom_test_files" / "CT_small.dcm").read_bytes())
     assert image.size == (128, 128) and header["image_modality"] == "CT" and len(header["pixel_spacing"]) == 2
+    with pytest.raises(SkipError, match="burned_in_annotation"):
+        render_dicom((DATA / "dicom" / "deid_data" / "ultrasounds" / "GREYSCALE_IMAGE.dcm").read_bytes())

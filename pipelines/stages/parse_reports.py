@@ -65,26 +65,28 @@ class ParseReports(Stage):
             return task  # the image stage records it: the file is not in the collection
         if image.suffix == ".dcm":
             task.pixels, header = render_dicom(image.data)
-            extra.update({k: v for k, v in header.items() if v is not None and extra.get(k) is None})
+            view = extra["view_position"] or header.pop("view_position")  # the metadata file's first
+            extra.update({**{k: v for k, v in header.items() if v is not None}, "view_position": view})
         else:
             task.data = image.data
         return task
 
 
 def render_dicom(data: bytes) -> tuple[Any, dict[str, Any]]:
-    """A DICOM image's first frame as display pixels (the DICOM renderer's LUT pipeline), and what
-    its header says of the image (view position, modality, body part, pixel spacing, window);
-    nothing of the header that identifies anyone is read."""
-    try:
-        from medcorpus.transforms.dicom_pixels import decode_frame, render_frame
-    except ImportError:
-        raise SkipError("dicom_not_supported", "DICOM images need the DICOM renderer (transforms/dicom_pixels.py)") from None
+    """A DICOM image's first frame as display pixels (``transforms/dicom_pixels.py``), and what its
+    header says of the image (view position, modality, body part, pixel spacing, window); nothing
+    of the header that identifies anyone is read. An image that declares burned-in text is refused."""
     import pydicom
+
+    from medcorpus.transforms.burned_in import declared_burned_in
+    from medcorpus.transforms.dicom_pixels import decode_frame, render_frame
 
     try:
         ds = pydicom.dcmread(io.BytesIO(data))
     except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds on damaged files
         raise SkipError("dicom_header", f"{type(exc).__name__}: not a readable DICOM file") from None
+    if declared_burned_in(ds):
+        raise SkipError("burned_in_annotation", "the image says it carries burned-in text (BurnedInAnnotation YES)")
     rendered = render_frame(decode_frame(ds, 0), ds)
     spacing = ds.get("PixelSpacing")
     return rendered.image, {

@@ -60,7 +60,7 @@ def test_iu_studies_become_one_sample_per_image(iu_build: Path) -> None:
         assert r["view_position"] in ("FRONTAL", "LATERAL") and r["split_status"] == "not_a_figure"
         assert r["dataset_name"] == "iu-xray" and r["license_code"] == "CC BY-NC-ND" and r["license_family"] == "noncomm"
         assert r["patient_identity_removed"] and r["labels"] and r["concepts"]  # concepts linked on report text
-        assert re.fullmatch(r"iu-xray-[0-9a-f]{24}-[01]", r["key"]) and r["source_url"] is None
+        assert re.fullmatch(r"iu-xray-[0-9a-f]{20}-[01]", r["key"]) and r["source_url"] is None
     assert {tuple(sorted(r["view_position"] for r in v)) for v in by_study.values()} == {("FRONTAL", "LATERAL")}
     uid4 = next(v for v in by_study.values() if "bullous emphysema" in v[0]["caption"].lower())
     assert "Pulmonary Fibrosis" in uid4[0]["labels"] and uid4[0]["report"]["comparison"] == "None available"

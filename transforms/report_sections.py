@@ -25,8 +25,8 @@ _NAMES: dict[str, str] = {
         r"notification|addendum|final\s+report|wet\s+read|provisional\s+findings\s+impression|"
         r"dictat(?:ed|ing)(?:\s+by)?|signed(?:\s+by)?|electronically\s+signed(?:\s+by)?|attending|radiologist",
 }
-# a header: at the start of a line, or after a sentence's end; its name, spaces, then a colon, or
-# a line holding only the name in capitals (``FINAL REPORT``, ``IMPRESSION``)
+# a header candidate: a name after whitespace, then a colon (or dash), or the end of its line;
+# ``_is_header`` decides from what precedes it
 _HEADER = re.compile(
     r"(?:^|(?<=\s))[ \t]*(?P<name>" + "|".join(f"(?P<g{i}>{names})" for i, names in enumerate(_NAMES.values()))
     + r")[ \t]*(?:\([^)\n]{0,40}\))?[ \t]*(?::|-{1,2}(?=\s)|(?=[ \t]*\n)|$)",

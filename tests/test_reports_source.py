@@ -64,6 +64,8 @@ def test_iu_studies_become_one_sample_per_image(iu_build: Path) -> None:
     assert {tuple(sorted(r["view_position"] for r in v)) for v in by_study.values()} == {("FRONTAL", "LATERAL")}
     uid4 = next(v for v in by_study.values() if "bullous emphysema" in v[0]["caption"].lower())
     assert "Pulmonary Fibrosis" in uid4[0]["labels"] and uid4[0]["report"]["comparison"] == "None available"
+    negated = {c["name"].lower() for c in uid4[0]["concepts"] if c["negated"]}  # "no pneumothorax or ... effusion"
+    assert {"pneumothorax", "pleural effusion"} <= negated
 
 
 def test_iu_empty_reports_missing_images_and_test_split_are_recorded(iu_build: Path) -> None:

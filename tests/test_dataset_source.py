@@ -45,7 +45,7 @@ def test_csv_dataset_with_a_license_that_forbids_redistribution(tmp_path: Path) 
         ("validation", "no_fracture")]
     assert {(r["license_code"], r["license_family"]) for r in rows} == {("unknown", "other")}
     assert not (out / "shards" / "comm").exists() and not (out / "shards" / "noncomm").exists()
-    assert [e["reason"] for e in table(out, "errors")] == ["no_image"]  # the missing file
+    assert [(e["stage"], e["reason"]) for e in table(out, "errors")] == [("parse", "image_not_found")]  # missing.jpg
 
 
 def test_descriptor_errors_name_the_key(tmp_path: Path) -> None:

@@ -70,7 +70,8 @@ def test_iu_studies_become_one_sample_per_image(iu_build: Path) -> None:
 
 def test_iu_empty_reports_missing_images_and_test_split_are_recorded(iu_build: Path) -> None:
     errors = table(iu_build, "errors")
-    assert sorted(e["reason"] for e in errors) == ["no_image", "no_image", "report_empty"]  # uid 6 (2 images), 16
+    assert sorted((e["stage"], e["reason"]) for e in errors) == [  # uid 6 (its 2 images), uid 16
+        ("parse", "image_not_found"), ("parse", "image_not_found"), ("parse", "report_empty")]
     dropped = table(iu_build, "dropped")
     assert {d["stage"] for d in dropped} == {"decontam"} and {d["dropped_by"] for d in dropped} == {"iu-xray-test"}
     assert len(dropped) == 2 and "CXR3030" in dropped[0]["reason"]  # the R2Gen test study: both images

@@ -9,6 +9,7 @@ from typing import Any, Iterator
 from medcorpus.pipelines.items import ImageTask
 from medcorpus.pipelines.sources.dataset import DatasetChunk
 from medcorpus.pipelines.stages.base import Stage
+from medcorpus.schemas.records import ErrorRecord
 from medcorpus.transforms.label_captions import label_captions
 
 
@@ -21,6 +22,10 @@ class ParseDataset(Stage):
         info = item.info
         license_code, family = info.license_code(), info.family(self.config.licenses)
         for image in item.images:
+            if image.data is None:
+                yield ErrorRecord(image.key, self.name, "image_not_found", "the dataset lists an image it does not hold",
+                                  image.key)
+                continue
             captions = label_captions(image.key, image.label, info.labels.get(image.label), info.modality,
                                       info.body_part, info.captions_per_sample)
             yield ImageTask(

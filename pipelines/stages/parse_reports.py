@@ -5,8 +5,8 @@ The report is split into sections (``transforms/report_sections.py``; an Open-i 
 columns already are its sections) and every section is scrubbed of identifiers
 (``transforms/deid_text.py``) before anything is kept. A study whose report has neither findings
 nor impression gives no samples: its images have nothing to be paired with, and one error
-(``report_empty``) records it. View positions come from the projections or metadata file, else
-the DICOM header."""
+(``report_empty``) records it; an image that is missing or cannot be rendered is an error of its
+own. View positions come from the projections or metadata file, else the DICOM header."""
 from __future__ import annotations
 
 import io
@@ -15,7 +15,7 @@ from typing import Any, Iterator
 from medcorpus.pipelines.items import ArticleRow, ImageTask
 from medcorpus.pipelines.sources.reports import Study, StudyImage
 from medcorpus.pipelines.stages.base import Stage
-from medcorpus.schemas.records import Article, SkipError
+from medcorpus.schemas.records import Article, ErrorRecord, SkipError
 from medcorpus.transforms.deid_text import scrub
 from medcorpus.transforms.keys import slug
 from medcorpus.transforms.pseudonyms import pseudonym
@@ -49,26 +49,31 @@ class ParseReports(Stage):
             "study_pseudo_id": pseudonym(secret, "study", f"{info.name}:{item.study}"),
             "patient_pseudo_id": pseudonym(secret, "patient", f"{info.name}:{item.patient}") if item.patient else None,
             "patient_identity_removed": True, "labels": item.labels or None,
-            "body_part": info.body_part or "CHEST", "image_modality": info.modality,
+            "body_part": info.body_part or "CHEST", "image_modality": info.modality,  # both layouts: chest X-rays
         }
         context = [f"Indication: {sections.indication}"] if sections.indication else []
         for image in item.images:
             yield self._task(image, document, caption, context, license_code, family, common)
 
     def _task(self, image: StudyImage, document: str, caption: str, context: list[str], license_code: str,
-              family: str, common: dict[str, Any]) -> ImageTask:
-        extra = {**common, "view_position": image.view}
-        task = ImageTask(key=slug(f"{document}_{image.index}"), text=caption, document_id=document,
-                         license_code=license_code, license_family=family, source=self.env.source.name,
-                         context=list(context), extra=extra)
+              family: str, common: dict[str, Any]) -> ImageTask | ErrorRecord:
+        """The image's task, or the error of this image alone (the study's other images go on)."""
+        key = slug(f"{document}_{image.index}")
         if image.data is None:
-            return task  # the image stage records it: the file is not in the collection
-        if image.suffix == ".dcm":
-            task.pixels, header = render_dicom(image.data)
-            view = extra["view_position"] or header.pop("view_position")  # the metadata file's first
-            extra.update({**{k: v for k, v in header.items() if v is not None}, "view_position": view})
-        else:
+            return ErrorRecord(key, self.name, "image_not_found", "the study lists an image the collection does not hold",
+                               document)
+        extra = {**common, "view_position": image.view}
+        task = ImageTask(key=key, text=caption, document_id=document, license_code=license_code, license_family=family,
+                         source=self.env.source.name, context=list(context), extra=extra)
+        if image.suffix != ".dcm":
             task.data = image.data
+            return task
+        try:
+            task.pixels, header = render_dicom(image.data)
+        except SkipError as exc:
+            return ErrorRecord(key, self.name, exc.reason, exc.detail, document)
+        view = extra["view_position"] or header.pop("view_position")  # the metadata file's first
+        extra.update({**{k: v for k, v in header.items() if v is not None}, "view_position": view})
         return task
 
 

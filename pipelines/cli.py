@@ -108,7 +108,7 @@ def build(
                           since=since, ids=ids, where=where, idc_index=idc_index)
         if source == "idc":  # the SQL is checked against the index now, before any work
             src.build_index()
-    except ConfigError as exc:  # a dataset's descriptor: one line naming the key, before any work
+    except (ConfigError, FileNotFoundError) as exc:  # a descriptor's key, a missing folder: one line, no work
         err.print(f"source error: {exc}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except ValueError as exc:

@@ -105,3 +105,16 @@ def test_template_captions_are_no_evidence_of_duplicates() -> None:
            "caption": "Chest X-ray of the chest showing pneumonia with lobar consolidation."}
     assert dedup_record({**row, "source": "dataset"}).caption_tokens == ()
     assert dedup_record({**row, "source": "local"}).caption_tokens
+
+
+def test_bad_sources_are_one_line_before_any_work(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from medcorpus.pipelines.cli import app
+
+    root = image_folder_dataset(tmp_path / "cxr", descriptor="name: x\nlicence: CC BY\n")
+    for source, message in ((f"dataset:{root}", "dataset.yaml.licence: unknown key; did you mean 'license'?"),
+                            (f"reports:{root}", "holds neither an Open-i reports CSV")):
+        result = CliRunner().invoke(app, ["build", "--source", source, "--out", str(tmp_path / "out")])
+        assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+        assert not (tmp_path / "out" / "manifest").exists()

@@ -68,11 +68,13 @@ def collect(results: Iterable[tuple[str, UnitResult]], config: BuildConfig) -> A
 
 
 def dedup_record(row: dict[str, Any]) -> Any:
+    from medcorpus.pipelines.sources.imaging import TEMPLATE_CAPTION_SOURCES
     from medcorpus.transforms.dedup import ImageHashes, make_record
 
     perceptual = int(row["image_phash"], 16)
     hashes = ImageHashes(row["image_exact_hash"], perceptual >> 64, perceptual & ((1 << 64) - 1))
-    return make_record(row["key"], hashes, row.get("caption") or "", row["article_id"], row.get("version") or 1,
+    caption = "" if row.get("source") in TEMPLATE_CAPTION_SOURCES else row.get("caption") or ""
+    return make_record(row["key"], hashes, caption, row["article_id"], row.get("version") or 1,
                        row.get("license_code") or "unknown", (row.get("orig_width") or 0) * (row.get("orig_height") or 0),
                        group=row.get("parent_key") or row["key"], label=row.get("panel_label"),
                        box=row.get("panel_box"), width=row.get("width") or 0, height=row.get("height") or 0)

@@ -96,8 +96,7 @@ def _build(config: BuildConfig, source: Source, runner: Runner, out: str, *, sel
     output = Output(out)
     work = work_dir or default_work_dir(out)
     staging = Staging(_join(work, "staging"))
-    prepared, prepared_hash = prepare_stages(config, work if "://" not in work else default_work_dir(out),
-                                             getattr(source, "parser", "jats"))
+    prepared, prepared_hash = prepare_stages(config, work if "://" not in work else default_work_dir(out), source)
     job = Job(config, source, staging.url, out, prepared)
     config_hash = config.config_hash() + prepared_hash  # staged units depend on what was prepared too
 
@@ -170,7 +169,7 @@ def _tally(staged: Iterable[tuple[str, UnitResult]], summary: BuildSummary) -> I
         yield token, result
 
 
-def prepare_stages(config: BuildConfig, work: str, parser: str = "jats") -> tuple[dict[str, Any], str]:
+def prepare_stages(config: BuildConfig, work: str, source: Source | None = None) -> tuple[dict[str, Any], str]:
     """Each configured stage's driver-side preparation (an eval-set registry, a vocabulary), done
     once before the workers start: the values for the workers, and the hash staged units depend on."""
     from medcorpus.pipelines.stages import stage_class
@@ -178,7 +177,7 @@ def prepare_stages(config: BuildConfig, work: str, parser: str = "jats") -> tupl
     Path(work).mkdir(parents=True, exist_ok=True)
     prepared, hashes = {}, ""
     for name in config.stages:
-        done = stage_class(name, parser).prepare(config, work)
+        done = stage_class(name, getattr(source, "parser", "jats")).prepare(config, work, source)
         if done.value is not None:
             prepared[name] = done.value
         hashes += done.hash

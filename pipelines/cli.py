@@ -52,7 +52,8 @@ def _ids(value: Optional[str]) -> Optional[frozenset[str]]:
 
 @app.command()
 def build(
-    source: str = typer.Option(..., "--source", help="local:PATH | bulk:PATH | pmc-cloud | dicom:PATH | idc"),
+    source: str = typer.Option(..., "--source", help="local:PATH | bulk:PATH | pmc-cloud | dicom:PATH | idc | "
+                                                  "reports:PATH | dataset:PATH"),
     out: str = typer.Option(..., "--out", help="output directory or fsspec URL (s3://bucket/prefix)"),
     config: Optional[Path] = typer.Option(None, "--config", help="dataflow.yaml (defaults apply without one)"),
     profile: Optional[str] = typer.Option(None, "--profile", help="a profile of the config"),
@@ -91,6 +92,7 @@ def build(
     from medcorpus.pipelines.build import default_work_dir
     from medcorpus.pipelines.runners import make_runner, parse_beam_options
     from medcorpus.pipelines.sources import Selection, make_source
+    from medcorpus.transforms.options import ConfigError
 
     cfg = _config_or_exit(config, profile)
     wd = work_dir or default_work_dir(out)
@@ -106,6 +108,9 @@ def build(
                           since=since, ids=ids, where=where, idc_index=idc_index)
         if source == "idc":  # the SQL is checked against the index now, before any work
             src.build_index()
+    except (ConfigError, FileNotFoundError) as exc:  # a descriptor's key, a missing folder: one line, no work
+        err.print(f"source error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     try:

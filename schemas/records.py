@@ -9,9 +9,9 @@ TRANSIENT_REASONS = frozenset({"fetch_transient", "forbidden"})
 errors; 403/401, which a bucket policy or a credential fixes). A unit with one is staged but not
 final: the next build fetches it again (pipelines/staging.py bounds how many times)."""
 
-DELIBERATE_SKIPS = frozenset({"retracted", "not_open_access", "license_excluded", "dicom_no_pixels"})
+DELIBERATE_SKIPS = frozenset({"retracted", "not_open_access", "license_excluded", "dicom_no_pixels", "report_empty"})
 """Reasons a source declines a unit by policy (or a unit holds nothing to make a sample of, such as
-a DICOM structured report): the unit is not a failure."""
+a DICOM structured report, or a report with no findings or impression): the unit is not a failure."""
 
 
 class SkipError(Exception):

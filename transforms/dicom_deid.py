@@ -33,6 +33,7 @@ from pydicom.dataelem import DataElement
 from pydicom.tag import BaseTag
 
 from medcorpus.transforms.options import PositiveInt
+from medcorpus.transforms.pseudonyms import pseudonym
 
 BASIC_PROFILE = "113100"
 MODIFIED_DATES = "113107"
@@ -55,11 +56,6 @@ class DeidStats:
     removed: Counter[str] = field(default_factory=Counter)
     emptied: Counter[str] = field(default_factory=Counter)
     replaced: Counter[str] = field(default_factory=Counter)  # UIDs hashed, dates shifted
-
-
-def pseudonym(secret: bytes, kind: str, value: str, length: int = 20) -> str:
-    """A keyed, irreversible pseudonym of ``value`` (HMAC-SHA256 under the corpus secret)."""
-    return hmac.new(secret, f"{kind}\x1f{value}".encode(), hashlib.sha256).hexdigest()[:length]
 
 
 def pseudo_uid(secret: bytes, uid: str) -> str:

@@ -16,7 +16,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from medcorpus.manifests.parquet import read_table, write_rows
+from medcorpus.files import file_sha256
+from medcorpus.manifests.parquet import SHARD_SHA256, read_table, write_rows
 from medcorpus.manifests.shards import ShardPlan, plan_shards
 from medcorpus.manifests.storage import Output
 from medcorpus.manifests.writers import ShardWriter, TarShardWriter
@@ -109,6 +110,7 @@ def write_shard(plan: ShardPlan, tokens: dict[str, str], staging: Staging, outpu
         for key in plan.keys:
             writer.write(key, members_by_key[key])
         offsets = writer.close()
+        digest = file_sha256(tmp)
     rows = []
     for key in plan.keys:
         row = dict(rows_by_key[key])
@@ -118,7 +120,7 @@ def write_shard(plan: ShardPlan, tokens: dict[str, str], staging: Staging, outpu
         row["txt_offset"], row["txt_size"] = offsets[f"{key}.txt"]
         row["json_offset"], row["json_size"] = offsets[f"{key}.json"]
         rows.append(row)
-    write_rows(output, plan.manifest_part, rows, schema.SAMPLES, ("key",))
+    write_rows(output, plan.manifest_part, rows, schema.SAMPLES, ("key",), {SHARD_SHA256: digest})
     return len(rows)
 
 

@@ -1,0 +1,44 @@
+"""What a build publishes besides shards and tables, once they are written: the release's change
+list (``manifests/changes.py``) and its Croissant description (``manifests/croissant.py``)."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+from medcorpus.manifests import changes, croissant
+from medcorpus.manifests.releases import Baseline
+from medcorpus.manifests.storage import Output
+from medcorpus.pipelines.config import BuildConfig
+
+
+def write_release_files(output: Output, baseline: Baseline, release: int, config: BuildConfig,
+                        source_spec: str = "") -> dict[str, int]:
+    """Write ``manifest/changes.parquet`` (and its copy in the history) and ``croissant.json``;
+    return the number of samples added, removed and updated."""
+    rows = changes.compute(baseline, output, release, tuple(config.families), config.config_hash())
+    changes.write(output, rows, release)
+    croissant.write(output, release, config, source_spec)
+    found = Counter(r["change"] for r in rows)
+    return {change: found[change] for change in ("added", "removed", "updated")}
+
+
+def composition(output: Output) -> dict[str, str]:
+    """The release's samples per license family, image type and imaging modality (JSON objects for
+    the ``runs`` row), so the report can draw them over releases without older manifests."""
+    import duckdb
+
+    from medcorpus.manifests.query import open_dataset
+
+    out = {"samples_by_family": "{}", "samples_by_image_type": "{}", "samples_by_modality": "{}"}
+    data = open_dataset(output, "manifest/samples")
+    if data is None:
+        return out
+    con = duckdb.connect()
+    con.register("samples", data)
+    for name, column in (("samples_by_family", "license_family"), ("samples_by_image_type", "image_type"),
+                         ("samples_by_modality", "image_modality")):
+        if column in data.schema.names:
+            rows = con.execute(f'SELECT "{column}", count(*) FROM samples WHERE "{column}" IS NOT NULL '
+                               f'GROUP BY 1 ORDER BY 1').fetchall()
+            out[name] = json.dumps(dict(rows), sort_keys=True)
+    return out

@@ -80,8 +80,10 @@ def removed(old: Row, ev: Evidence) -> tuple[str, str]:
     if (article.get("version") or 0) > (old.get("version") or 0):
         return "new version", f"superseded by version {article['version']}"
     if article.get("license_family") not in ev.families:
-        return "license changed", (f"{old.get('license_code')} -> {article.get('license_code')}: family "
-                                   f"{article.get('license_family')} is not written")
+        why = f"family {article.get('license_family')} is not written"
+        if article.get("license_code") != old.get("license_code"):
+            return "license changed", f"{old.get('license_code')} -> {article.get('license_code')}: {why}"
+        return "config changed", why
     if (aid, fig) not in ev.new_figures:
         return "figure removed", f"the article no longer has figure {fig}"
     return _context(old, article, ev, "no longer produced")

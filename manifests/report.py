@@ -81,7 +81,8 @@ def _facts(record: dict[str, Any], con: duckdb.DuckDBPyConnection) -> str:
              ("samples", record.get("samples")), ("articles", n_articles), ("shards", n_shards),
              ("medcorpus", record.get("medcorpus_version")), ("schema", record.get("schema_version")),
              ("report written", dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))]
-    return _table(("", ""), facts).replace("<table>", "<table class=facts>", 1)
+    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in facts)
+    return f"<table class=facts>{rows}</table>"
 
 
 def _over_releases(column: str, title: str) -> Section:
@@ -149,7 +150,8 @@ def _concepts(con: duckdb.DuckDBPyConnection) -> str:
 
 
 def _panels(con: duckdb.DuckDBPyConnection) -> str:
-    rows = _rows(con, "SELECT coalesce(n_panels, 0) p, count(*) FROM samples WHERE parent_key IS NULL GROUP BY 1 ORDER BY 1")
+    rows = _rows(con, "SELECT n_panels, count(*) FROM samples WHERE parent_key IS NULL AND n_panels IS NOT NULL "
+                      "GROUP BY 1 ORDER BY 1")
     if not rows:
         return ""
     chart = plots.bars([f"{p} panels" for p, _ in rows], [n for _, n in rows], "Whole figures by panels cut from them",
@@ -163,8 +165,8 @@ def _errors(con: duckdb.DuckDBPyConnection) -> str:
     rows = _rows(con, "SELECT stage || ': ' || reason, count(*) n FROM errors GROUP BY 1 ORDER BY n DESC, 1")
     if not rows:
         return "<p>no errors</p>"
-    return _img(plots.bars([r[0] for r in rows], [r[1] for r in rows], "Skipped inputs, by stage and reason", "inputs"),
-                "errors")
+    return (_img(plots.bars([r[0] for r in rows], [r[1] for r in rows], "Skipped inputs, by stage and reason", "inputs"),
+                 "errors") + _table(("stage: reason", "inputs"), rows))
 
 
 def _changes(con: duckdb.DuckDBPyConnection) -> str:

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 Row = dict[str, Any]
+EVIDENCE = ("articles", "figures", "errors", "dropped", "units")
+"""The tables (of both releases) the rules read."""
 
 DROPPED_NOW = {"quality": "now filtered", "decontam": "evaluation-set match", "dedup": "duplicate"}
 DROPPED_BEFORE = {"quality": "no longer filtered", "decontam": "no longer an evaluation-set match",

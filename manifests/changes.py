@@ -2,11 +2,12 @@
 
 A build compares the sample index of the previous release (``manifests/releases.py``) with the
 one it publishes: a key only in the old one is *removed*, only in the new one *added*, in both with
-a different content fingerprint *updated*; unchanged samples are not listed, and neither is a
-sample that only moved to another shard. The fingerprint is the md5 of the whole manifest row
-without its shard placement and provenance (``SHARD_COLUMNS``, ``medcorpus_version``,
-``config_hash``), so any change a consumer can see in a sample (image, caption, family, concepts,
-duplicate cluster ...) counts. Reasons come from ``change_reasons``.
+a different fingerprint *updated*; unchanged samples are not listed, and neither is a sample that
+only moved to another shard. The fingerprint is ``json_sha256``, the hash of the sample's JSON
+member, which holds every manifest column but the shard placement, so any change a consumer can
+see in a sample (image, caption, family, concepts, duplicate cluster, config ...) counts; it is
+read from the manifest, never recomputed. The comparison runs in DuckDB over the two indexes and
+only changed rows reach Python. Reasons come from ``change_reasons``.
 
 Every release's list is kept (``manifest/history/changes-NNNNNN.parquet``, the latest also as
 ``manifest/changes.parquet``) rather than the whole key index of every release: a list holds only
@@ -18,10 +19,12 @@ from __future__ import annotations
 
 import posixpath
 from collections import Counter
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
 
 from medcorpus import __version__
 from medcorpus.manifests import change_reasons
@@ -34,73 +37,97 @@ from medcorpus.schemas import manifest as schema
 CHANGES = "manifest/changes.parquet"
 HISTORY = "manifest/history"
 SIDES = ("family", "shard", "image_sha256", "image_exact_hash", "image_phash", "fingerprint")
-_INDEX_COLUMNS = ("article_id", "pmcid", "version", "figure_id", "license_code", "license_family", "shard",
-                  "image_sha256", "image_exact_hash", "image_phash", "dedup_cluster", "duplicate_of",
-                  "source_md5", "source_url", "config_hash", "medcorpus_version")
-_NOT_CONTENT = (*schema.SHARD_COLUMNS, "medcorpus_version", "config_hash")
+INDEX_COLUMNS = ("key", "article_id", "pmcid", "version", "figure_id", "license_code", "license_family", "shard",
+                 "image_sha256", "image_exact_hash", "image_phash", "caption_md5", "dedup_cluster", "duplicate_of",
+                 "source_md5", "source_url", "config_hash", "medcorpus_version", "fingerprint")
+# a part written before json_sha256 existed is fingerprinted by the columns reasons look at
+_LEGACY_FINGERPRINT = ("image_sha256", "caption_md5", "license_code", "license_family", "dedup_cluster",
+                       "duplicate_of", "source_md5", "config_hash", "medcorpus_version")
 
 
 def history_path(release: int) -> str:
     return f"{HISTORY}/changes-{release:06d}.parquet"
 
 
-def sample_index(output: Output) -> pa.Table | None:
-    """Key, the columns reasons look at, and the content fingerprint of every published sample."""
+def _index_sql(data: ds.Dataset, table: str) -> str:
+    """The index query over a samples dataset registered as ``table``."""
+    names = set(data.schema.names)
+    derived = {"caption_md5": 'md5("caption")' if "caption" in names else "NULL"}
+    cols = {c: derived.get(c, f'"{c}"' if c in names else "NULL") for c in INDEX_COLUMNS if c != "fingerprint"}
+    legacy = "md5(concat_ws('|', " + ", ".join(f"coalesce(CAST({cols[c]} AS VARCHAR), '')" for c in _LEGACY_FINGERPRINT) + "))"
+    fingerprint = f'coalesce("json_sha256", {legacy})' if "json_sha256" in names else legacy
+    select = ", ".join(f'{expr} AS "{c}"' for c, expr in cols.items())
+    return f"SELECT {select}, {fingerprint} AS fingerprint FROM {table}"
+
+
+def index_batches(output: Output) -> Iterator[pa.RecordBatch] | None:
+    """The published samples' index (key, the columns reasons look at, the fingerprint), streamed;
+    None when the output has no samples."""
     data = open_dataset(output, "manifest/samples")
     if data is None:
         return None
-    names = set(data.schema.names)
     con = duckdb.connect()
     con.register("samples", data)
-    cols = ", ".join(f'"{c}"' if c in names else f'NULL AS "{c}"' for c in _INDEX_COLUMNS)
-    excluded = ", ".join(f'"{c}"' for c in _NOT_CONTENT if c in names)
-    caption = 'md5("caption")' if "caption" in names else "NULL"
-    return con.execute(
-        f'SELECT s."key", {cols}, {caption} AS caption_md5, f.fingerprint FROM samples s JOIN '
-        f'(SELECT t."key", md5(CAST(t AS VARCHAR)) AS fingerprint FROM (SELECT * EXCLUDE ({excluded}) '
-        f'FROM samples) t) f USING ("key") ORDER BY s."key"').to_arrow_table()
+    return iter(con.execute(_index_sql(data, "samples")).to_arrow_reader(batch_size=100_000))
+
+
+def _changed_pairs(baseline: Baseline, output: Output) -> list[tuple[dict | None, dict | None]]:
+    """(old row, new row) for every key added, removed or with another fingerprint."""
+    con = duckdb.connect()
+    empty = "SELECT " + ", ".join(f'NULL::VARCHAR AS "{c}"' for c in INDEX_COLUMNS) + " WHERE false"
+    sides = {}
+    for side, data in (("o", baseline.index_dataset()), ("n", open_dataset(output, "manifest/samples"))):
+        if data is not None:
+            con.register(f"{side}_data", data)
+        sides[side] = ("SELECT * FROM o_data" if side == "o" else _index_sql(data, "n_data")) if data is not None else empty
+    cols = ", ".join(f'{s}."{c}" AS "{s}.{c}"' for s in "on" for c in INDEX_COLUMNS)
+    rows = con.execute(f'WITH o AS ({sides["o"]}), n AS ({sides["n"]}) SELECT {cols} FROM o FULL JOIN n ON o."key" = n."key" '
+                       f'WHERE o."key" IS NULL OR n."key" IS NULL OR o.fingerprint IS DISTINCT FROM n.fingerprint '
+                       f'ORDER BY coalesce(o."key", n."key")').to_arrow_table().to_pylist()
+    split = [({c: r[f"o.{c}"] for c in INDEX_COLUMNS}, {c: r[f"n.{c}"] for c in INDEX_COLUMNS}) for r in rows]
+    return [(old if old["key"] is not None else None, new if new["key"] is not None else None) for old, new in split]
 
 
 def compute(baseline: Baseline, output: Output, release: int, families: tuple[str, ...],
             config_hash: str) -> list[dict[str, Any]]:
     """The changes from the previous release to what ``output`` holds now (call it after the
     build wrote its shards and tables)."""
-    old = {r["key"]: r for r in (baseline.index.to_pylist() if baseline.index is not None else [])}
-    current = sample_index(output)
-    new = {r["key"]: r for r in (current.to_pylist() if current is not None else [])}
-    evidence = change_reasons.make_evidence(
-        {name: baseline.rows(name) for name in baseline.tables}, _tables(output), families, config_hash, __version__)
-    old_articles = {r["article_id"] for r in old.values()}
+    pairs = _changed_pairs(baseline, output)
+    keys = [(old or new)["key"] for old, new in pairs]
+    article_ids = sorted({r["article_id"] for pair in pairs for r in pair if r and r.get("article_id")})
+    old_tables = {name: _only(name, baseline.tables[name], keys, article_ids) for name in baseline.tables}
+    new_tables = {name: _only(name, read_table(output, f"manifest/{name}.parquet"), keys, article_ids)
+                  for name in change_reasons.EVIDENCE if output.exists(f"manifest/{name}.parquet")}
+    evidence = change_reasons.make_evidence(old_tables, new_tables, families, config_hash, __version__)
+    old_articles = {old["article_id"] for old, _ in pairs if old} | set(baseline.article_ids(article_ids))
     rows = []
-    for key in sorted(old.keys() | new.keys()):
-        before, after = old.get(key), new.get(key)
-        if before is None:
-            change, (reason, detail) = "added", change_reasons.added(after, evidence, old_articles)
-        elif after is None:
-            change, (reason, detail) = "removed", change_reasons.removed(before, evidence)
-        elif before["fingerprint"] != after["fingerprint"]:
-            change, (reason, detail) = "updated", change_reasons.updated(before, after, evidence)
+    for old, new in pairs:
+        if old is None:
+            change, (reason, detail) = "added", change_reasons.added(new, evidence, old_articles)
+        elif new is None:
+            change, (reason, detail) = "removed", change_reasons.removed(old, evidence)
         else:
-            continue
-        rows.append({"release": release, "previous_release": baseline.release, "key": key, "change": change,
-                     "reason": reason, "detail": detail or None,
-                     "article_id": (after or before).get("article_id"),
-                     **_side("old", before), **_side("new", after)})
+            change, (reason, detail) = "updated", change_reasons.updated(old, new, evidence)
+        rows.append({"release": release, "previous_release": baseline.release, "key": (old or new)["key"],
+                     "change": change, "reason": reason, "detail": detail or None,
+                     "article_id": (new or old).get("article_id"), **_side("old", old), **_side("new", new)})
     return rows
+
+
+def _only(name: str, table: pa.Table, keys: list[str], article_ids: list[str]) -> list[dict[str, Any]]:
+    """The rows of an evidence table about these samples or their articles (unit-level errors and
+    units are all kept: they name no article)."""
+    if name == "dropped":
+        table = table.filter(pc.is_in(table["key"], pa.array(keys, pa.string())))
+    elif name in ("articles", "figures", "errors"):
+        mask = pc.is_in(table["article_id"], pa.array(article_ids, pa.string()))
+        table = table.filter(pc.or_kleene(mask, pc.is_null(table["article_id"])) if name == "errors" else mask)
+    return table.to_pylist()
 
 
 def _side(side: str, row: dict[str, Any] | None) -> dict[str, Any]:
     row = row or {}
     return {f"{side}_{name}": row.get("license_family" if name == "family" else name) for name in SIDES}
-
-
-def _tables(output: Output) -> dict[str, list[dict[str, Any]]]:
-    found = {}
-    for name in ("articles", "figures", "errors", "dropped", "units"):
-        rel = f"manifest/{name}.parquet"
-        if output.exists(rel):
-            found[name] = read_table(output, rel).to_pylist()
-    return found
 
 
 def write(output: Output, rows: list[dict[str, Any]], release: int) -> None:

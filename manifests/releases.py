@@ -17,53 +17,72 @@ import json
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from medcorpus.manifests import completion
-from medcorpus.manifests.parquet import read_table, table_bytes
+from medcorpus.manifests.change_reasons import EVIDENCE
+from medcorpus.manifests.parquet import read_table
+from medcorpus.manifests.query import open_dataset
 from medcorpus.manifests.storage import Output
 
 PREVIOUS = "_previous"
-EVIDENCE_TABLES = ("articles", "figures", "errors", "dropped", "units")
+INDEX = f"{PREVIOUS}/samples.parquet"
 _MARK = f"{PREVIOUS}/release.json"
 
 
 @dataclass
 class Baseline:
-    """The previous release: its number (0 before the first), its sample index and evidence tables."""
+    """The previous release: its number (0 before the first), its saved sample index and evidence
+    tables (the index stays on disk: it has a row per sample)."""
 
     release: int = 0
-    index: pa.Table | None = None
+    output: Output | None = None
     tables: dict[str, pa.Table] = field(default_factory=dict)
 
-    def rows(self, table: str) -> list[dict]:
-        found = self.tables.get(table)
-        return found.to_pylist() if found is not None else []
+    def index_dataset(self) -> ds.Dataset | None:
+        return open_dataset(self.output, INDEX) if self.output is not None and self.output.exists(INDEX) else None
+
+    def article_ids(self, among: list[str]) -> list[str]:
+        """Which of these articles the previous release had samples of."""
+        data = self.index_dataset()
+        if data is None or not among:
+            return []
+        found = data.to_table(columns=["article_id"], filter=pc.field("article_id").isin(among))
+        return pc.unique(found["article_id"]).to_pylist()
 
 
 def start(output: Output) -> Baseline:
     """The previous release of ``output``, saved under ``_previous/`` when the output is complete;
     call it before the build's first write. Without a complete release and without a saved one
     (the first build, or an output whose history predates releases) the baseline is empty."""
-    from medcorpus.manifests.changes import sample_index
-
     try:
         record = completion.read_record(output)
     except ValueError:
         record = None
     if record is not None:
-        release = int(record.get("release") or runs_release(output))
-        _save(output, release, sample_index(output))
+        _save(output, int(record.get("release") or runs_release(output)))
     return _load(output) or Baseline(release=runs_release(output))
 
 
-def _save(output: Output, release: int, index: pa.Table | None) -> None:
+def _save(output: Output, release: int) -> None:
+    from medcorpus.manifests.changes import index_batches
+
     if output.exists(_MARK):
         output.remove(_MARK)  # a half-replaced copy is never used
-    if index is not None:
-        output.write_bytes(f"{PREVIOUS}/samples.parquet", table_bytes(index))
-    elif output.exists(f"{PREVIOUS}/samples.parquet"):
-        output.remove(f"{PREVIOUS}/samples.parquet")
-    for name in EVIDENCE_TABLES:
+    if output.exists(INDEX):
+        output.remove(INDEX)
+    batches = index_batches(output)
+    if batches is not None:
+        with output.staged_file(INDEX) as tmp:
+            first = next(batches, None)
+            if first is not None:
+                with pq.ParquetWriter(tmp, first.schema, compression="zstd") as writer:
+                    writer.write_batch(first)
+                    for batch in batches:
+                        writer.write_batch(batch)
+    for name in EVIDENCE:
         rel, copy = f"manifest/{name}.parquet", f"{PREVIOUS}/{name}.parquet"
         if output.exists(rel):
             output.write_bytes(copy, output.read_bytes(rel))
@@ -76,10 +95,9 @@ def _load(output: Output) -> Baseline | None:
     if not output.exists(_MARK):
         return None
     release = int(json.loads(output.read_bytes(_MARK))["release"])
-    index = read_table(output, f"{PREVIOUS}/samples.parquet") if output.exists(f"{PREVIOUS}/samples.parquet") else None
-    tables = {name: read_table(output, f"{PREVIOUS}/{name}.parquet") for name in EVIDENCE_TABLES
+    tables = {name: read_table(output, f"{PREVIOUS}/{name}.parquet") for name in EVIDENCE
               if output.exists(f"{PREVIOUS}/{name}.parquet")}
-    return Baseline(release, index, tables)
+    return Baseline(release, output, tables)
 
 
 def runs_release(output: Output) -> int:

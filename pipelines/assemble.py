@@ -11,6 +11,7 @@ manifest part is written: a manifest never points at a missing shard.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -119,6 +120,7 @@ def write_shard(plan: ShardPlan, tokens: dict[str, str], staging: Staging, outpu
         row["image_offset"], row["image_size"] = offsets[image_member]
         row["txt_offset"], row["txt_size"] = offsets[f"{key}.txt"]
         row["json_offset"], row["json_size"] = offsets[f"{key}.json"]
+        row["json_sha256"] = hashlib.sha256(members_by_key[key]["json"]).hexdigest()
         rows.append(row)
     write_rows(output, plan.manifest_part, rows, schema.SAMPLES, ("key",), {SHARD_SHA256: digest})
     return len(rows)

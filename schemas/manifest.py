@@ -17,7 +17,8 @@ from medcorpus.schemas.quality import DROPPED, SAMPLE_FIELDS as QUALITY_FIELDS
 
 SCHEMA_VERSION = 8  # 2: panels; 3: llm; 4: quality, image type, dedup, decontam, dropped; 5: concepts;
 # 6: dropped.match_* (the evidence of each duplicate), runs.mode and .units_kept, the units table;
-# 7: imaging columns (DICOM, reports, labelled datasets); 8: runs.release, the changes table
+# 7: imaging columns (DICOM, reports, labelled datasets); 8: samples.json_sha256, runs.release and
+# .samples_by_*, the changes table
 
 _str, _i32, _i64, _f64, _bool = pa.string(), pa.int32(), pa.int64(), pa.float64(), pa.bool_()
 
@@ -102,6 +103,7 @@ SAMPLES = pa.schema(
         pa.field("txt_size", _i64),
         pa.field("json_offset", _i64),
         pa.field("json_size", _i64),
+        pa.field("json_sha256", _str),  # of the JSON member: the sample's fingerprint (every column but these)
         pa.field("image_sha256", _str),
         pa.field("image_format", _str),
         pa.field("width", _i32),

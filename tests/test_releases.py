@@ -200,3 +200,59 @@ def test_report_is_self_contained_and_covers_the_release(releases: dict[str, Any
 
     with Image.open(png) as img:
         assert img.width >= 800 and max(ImageStat.Stat(img.convert("L")).stddev) > 20  # drawn, not blank
+
+
+def test_a_killed_build_is_compared_with_the_last_complete_release(tmp_path: Path) -> None:
+    from medcorpus.manifests import completion, releases
+    from medcorpus.manifests.storage import Output
+
+    src, out = copy_articles(tmp_path / "in", [PONE10]), tmp_path / "out"
+    config = replace(load_config(REPO / "dataflow.yaml"), stages=("fetch", "parse", "image"))
+    first = build(config, LocalSource(str(src)), LocalRunner(1), str(out), progress=False)
+    # what a build killed after its first writes leaves: the saved release, no record, a part gone
+    output = Output(str(out))
+    releases.start(output)
+    completion.remove_record(output)
+    for part in (out / "manifest" / "samples").glob("*.parquet"):
+        part.unlink()
+    again = build(config, LocalSource(str(src)), LocalRunner(1), str(out), progress=False)
+    assert (first.release, again.release) == (1, 2)
+    assert again.changes == {"added": 0, "removed": 0, "updated": 0}  # against release 1, not the damaged folder
+    assert _table(out, "changes.parquet") == [] and not (out / "_previous").exists()
+
+
+def test_reasons_follow_the_evidence() -> None:
+    """The rules on rows shaped like the manifest's (synthetic: the sample articles hold no
+    retraction, duplicate or new version)."""
+    from medcorpus.manifests import change_reasons as cr
+
+    old = {"key": "PMC1_v1_f1", "article_id": "PMC1", "pmcid": "PMC1", "version": 1, "figure_id": "f1",
+           "license_code": "CC BY", "license_family": "comm", "config_hash": "c", "medcorpus_version": "v",
+           "source_md5": "m", "source_url": "s3://b/PMC1.1/PMC1.1.xml", "image_sha256": "i", "caption_md5": "t"}
+    article = {"article_id": "PMC1", "version": 1, "license_code": "CC BY", "license_family": "comm", "source_md5": "m"}
+    figure = {"article_id": "PMC1", "figure_id": "f1"}
+
+    def ev(**new: list[dict[str, Any]]) -> cr.Evidence:
+        tables = {"articles": [article], "figures": [figure], **new}
+        return cr.make_evidence({"articles": [article]}, tables, ("comm", "noncomm", "other"), "c", "v")
+
+    retracted = {"input": "pmc-cloud:PMC1", "stage": "fetch", "reason": "retracted", "detail": "", "article_id": None}
+    assert cr.removed(old, ev(articles=[], errors=[retracted]))[0] == "retracted"
+    assert cr.removed(old, ev(articles=[]))[0] == "withdrawn from source"
+    filtered = {"key": old["key"], "stage": "quality", "dropped_by": "min_side", "reason": "32 px < 64"}
+    assert cr.removed(old, ev(dropped=[filtered])) == ("now filtered", "min_side: 32 px < 64")
+    duplicate = {"key": old["key"], "stage": "dedup", "dropped_by": "image", "reason": "duplicate of PMC2_v1_f3"}
+    assert cr.removed(old, ev(dropped=[duplicate]))[0] == "duplicate"
+    assert cr.removed(old, ev(articles=[{**article, "version": 2}])) == ("new version", "superseded by version 2")
+    only_comm = cr.make_evidence({}, {"articles": [{**article, "license_family": "noncomm"}], "figures": [figure]},
+                                 ("comm",), "c", "v")
+    assert cr.removed(old, only_comm)[0] == "config changed"  # same license, its family no longer written
+    assert cr.removed(old, ev(figures=[]))[0] == "figure removed"
+    assert cr.removed(old, ev()) == ("no longer produced", "")
+    new = {**old, "key": "PMC1_v2_f1", "version": 2}
+    assert cr.added(new, ev(), {"PMC1"})[0] == "new version"
+    assert cr.added({**new, "article_id": "PMC9"}, ev(), {"PMC1"})[0] == "new article"
+    assert cr.updated(old, {**old, "caption_md5": "u", "source_md5": "n"}, ev()) == ("source changed",
+                                                                                      "changed: caption, article XML")
+    assert cr.updated(old, {**old, "config_hash": "d", "image_sha256": "j"}, ev()) == ("config changed", "changed: image")
+    assert cr.updated(old, {**old, "dedup_cluster": "PMC0_v1_f2"}, ev())[0] == "duplicate cluster changed"

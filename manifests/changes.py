@@ -40,9 +40,6 @@ SIDES = ("family", "shard", "image_sha256", "image_exact_hash", "image_phash", "
 INDEX_COLUMNS = ("key", "article_id", "pmcid", "version", "figure_id", "license_code", "license_family", "shard",
                  "image_sha256", "image_exact_hash", "image_phash", "caption_md5", "dedup_cluster", "duplicate_of",
                  "source_md5", "source_url", "config_hash", "medcorpus_version", "fingerprint")
-# a part written before json_sha256 existed is fingerprinted by the columns reasons look at
-_LEGACY_FINGERPRINT = ("image_sha256", "caption_md5", "license_code", "license_family", "dedup_cluster",
-                       "duplicate_of", "source_md5", "config_hash", "medcorpus_version")
 
 
 def history_path(release: int) -> str:
@@ -50,14 +47,15 @@ def history_path(release: int) -> str:
 
 
 def _index_sql(data: ds.Dataset, table: str) -> str:
-    """The index query over a samples dataset registered as ``table``."""
+    """The index query over a samples dataset registered as ``table`` (a column its parts lack is
+    null: parts written before ``json_sha256`` have no fingerprint, so their samples count as updated)."""
     names = set(data.schema.names)
-    derived = {"caption_md5": 'md5("caption")' if "caption" in names else "NULL"}
-    cols = {c: derived.get(c, f'"{c}"' if c in names else "NULL") for c in INDEX_COLUMNS if c != "fingerprint"}
-    legacy = "md5(concat_ws('|', " + ", ".join(f"coalesce(CAST({cols[c]} AS VARCHAR), '')" for c in _LEGACY_FINGERPRINT) + "))"
-    fingerprint = f'coalesce("json_sha256", {legacy})' if "json_sha256" in names else legacy
-    select = ", ".join(f'{expr} AS "{c}"' for c, expr in cols.items())
-    return f"SELECT {select}, {fingerprint} AS fingerprint FROM {table}"
+    derived = {"caption_md5": ("caption", 'md5("caption")'), "fingerprint": ("json_sha256", '"json_sha256"')}
+
+    def column(name: str) -> str:
+        source, expr = derived.get(name, (name, f'"{name}"'))
+        return f'{expr if source in names else "NULL"} AS "{name}"'
+    return f"SELECT {', '.join(column(c) for c in INDEX_COLUMNS)} FROM {table}"
 
 
 def index_batches(output: Output) -> Iterator[pa.RecordBatch] | None:
@@ -75,13 +73,16 @@ def _changed_pairs(baseline: Baseline, output: Output) -> list[tuple[dict | None
     """(old row, new row) for every key added, removed or with another fingerprint."""
     con = duckdb.connect()
     empty = "SELECT " + ", ".join(f'NULL::VARCHAR AS "{c}"' for c in INDEX_COLUMNS) + " WHERE false"
-    sides = {}
-    for side, data in (("o", baseline.index_dataset()), ("n", open_dataset(output, "manifest/samples"))):
-        if data is not None:
-            con.register(f"{side}_data", data)
-        sides[side] = ("SELECT * FROM o_data" if side == "o" else _index_sql(data, "n_data")) if data is not None else empty
+    old_data, new_data = baseline.index_dataset(), open_dataset(output, "manifest/samples")
+    old_sql = new_sql = empty
+    if old_data is not None:
+        con.register("old_index", old_data)
+        old_sql = "SELECT * FROM old_index"
+    if new_data is not None:
+        con.register("new_samples", new_data)
+        new_sql = _index_sql(new_data, "new_samples")
     cols = ", ".join(f'{s}."{c}" AS "{s}.{c}"' for s in "on" for c in INDEX_COLUMNS)
-    rows = con.execute(f'WITH o AS ({sides["o"]}), n AS ({sides["n"]}) SELECT {cols} FROM o FULL JOIN n ON o."key" = n."key" '
+    rows = con.execute(f'WITH o AS ({old_sql}), n AS ({new_sql}) SELECT {cols} FROM o FULL JOIN n ON o."key" = n."key" '
                        f'WHERE o."key" IS NULL OR n."key" IS NULL OR o.fingerprint IS DISTINCT FROM n.fingerprint '
                        f'ORDER BY coalesce(o."key", n."key")').to_arrow_table().to_pylist()
     split = [({c: r[f"o.{c}"] for c in INDEX_COLUMNS}, {c: r[f"n.{c}"] for c in INDEX_COLUMNS}) for r in rows]
@@ -99,7 +100,7 @@ def compute(baseline: Baseline, output: Output, release: int, families: tuple[st
     new_tables = {name: _only(name, read_table(output, f"manifest/{name}.parquet"), keys, article_ids)
                   for name in change_reasons.EVIDENCE if output.exists(f"manifest/{name}.parquet")}
     evidence = change_reasons.make_evidence(old_tables, new_tables, families, config_hash, __version__)
-    old_articles = {old["article_id"] for old, _ in pairs if old} | set(baseline.article_ids(article_ids))
+    old_articles = set(baseline.article_ids(article_ids))
     rows = []
     for old, new in pairs:
         if old is None:

@@ -121,7 +121,7 @@ def _build(config: BuildConfig, source: Source, runner: Runner, out: str, *, sel
     assemble.remove_stale(asm, output)
     assemble.write_attribution(output)
     summary.release, summary.out = baseline.release + 1, out
-    summary.changes = publish.write_release_files(output, baseline, summary.release, config, source_spec)
+    summary.changes = publish.write_release_files(output, baseline, summary.release, config, source, source_spec)
     summary.composition = publish.composition(output)
 
     summary.articles, summary.figures, summary.shards = len(asm.articles), len(asm.figures), len(asm.plans)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from typing import Any
 
 from medcorpus.manifests import changes, croissant
 from medcorpus.manifests.releases import Baseline
@@ -12,9 +13,15 @@ from medcorpus.pipelines.config import BuildConfig
 
 
 def write_release_files(output: Output, baseline: Baseline, release: int, config: BuildConfig,
-                        source_spec: str = "") -> dict[str, int]:
-    """Write ``manifest/changes.parquet`` (and its copy in the history) and ``croissant.json``;
-    return the number of samples added, removed and updated."""
+                        source: Any = None, source_spec: str = "") -> dict[str, int]:
+    """Write ``manifest/changes.parquet`` (and its copy in the history), the inventory a pmc-cloud
+    release is based on, and ``croissant.json``; return the samples added, removed and updated."""
+    inventory = getattr(source, "inventory", None)
+    if inventory is not None:
+        from medcorpus.pipelines.sources import pmc_inventory
+
+        newest, base = inventory
+        pmc_inventory.archive(output, release, newest, base, len(source.ids) if base else None)
     rows = changes.compute(baseline, output, release, tuple(config.families), config.config_hash())
     changes.write(output, rows, release)
     croissant.write(output, release, config, source_spec)

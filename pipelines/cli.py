@@ -118,14 +118,11 @@ def _inventory_ids(src: Any, out: str, changes_since: Optional[int]) -> Any:
     from medcorpus.pipelines.sources.pmc_inventory import InventoryError, prepare
 
     try:
-        changed = prepare(src, out, changes_since)
+        prepare(src, out, changes_since)
     except InventoryError as exc:
         err.print(str(exc), markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
-    if changed is None:
-        return src.ids
-    src.ids = changed
-    return changed
+    return src.ids
 
 
 def _run_build(*args: Any, **kwargs: Any) -> None:

@@ -16,12 +16,11 @@ def write_release_files(output: Output, baseline: Baseline, release: int, config
                         source: Any = None, source_spec: str = "") -> dict[str, int]:
     """Write ``manifest/changes.parquet`` (and its copy in the history), the inventory a pmc-cloud
     release is based on, and ``croissant.json``; return the samples added, removed and updated."""
-    inventory = getattr(source, "inventory", None)
-    if inventory is not None:
+    basis = getattr(source, "inventory", None)
+    if basis is not None:
         from medcorpus.pipelines.sources import pmc_inventory
 
-        newest, base = inventory
-        pmc_inventory.archive(output, release, newest, base, len(source.ids) if base else None)
+        pmc_inventory.archive(output, release, basis)
     rows = changes.compute(baseline, output, release, tuple(config.families), config.config_hash())
     changes.write(output, rows, release)
     croissant.write(output, release, config, source_spec)

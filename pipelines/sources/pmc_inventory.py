@@ -39,9 +39,34 @@ class InventoryError(RuntimeError):
 
 @dataclass
 class Inventory:
+    """One day's inventory as published: ``manifest.json`` and its data files by name."""
+
     date: str
-    etags: dict[str, str]  # metadata key -> ETag
-    files: dict[str, bytes] = field(default_factory=dict)  # name -> bytes as published, for the archive
+    files: dict[str, bytes] = field(default_factory=dict)
+
+    def etags(self) -> dict[str, str]:
+        """Every metadata key with its ETag (parsed only when a release compares two days)."""
+        manifest = json.loads(self.files["manifest.json"])
+        columns = [c.strip() for c in manifest.get("fileSchema", "Bucket, Key, LastModifiedDate, ETag").split(",")]
+        key_col, etag_col = columns.index("Key"), columns.index("ETag")
+        found = {}
+        for entry in manifest["files"]:
+            data = gzip.decompress(self.files[entry["key"].rsplit("/", 1)[-1]]).decode("utf-8")
+            for row in csv.reader(io.StringIO(data)):
+                key = unquote(row[key_col])
+                if _META_KEY.match(key):
+                    found[key] = row[etag_col].strip('"')
+        return found
+
+
+@dataclass
+class Basis:
+    """What a pmc-cloud release is based on: the newest inventory, and for ``--changes-since`` the
+    day it was compared with and the articles that changed in between."""
+
+    newest: Inventory
+    base: str | None = None
+    changed: frozenset[str] | None = None
 
 
 def prefix(bucket: str) -> str:
@@ -60,26 +85,18 @@ def dates(source: Any) -> list[str]:
 
 
 def read(source: Any, date: str) -> Inventory:
-    """One day's inventory: every metadata key with its ETag (data files checked against the
-    manifest's MD5)."""
+    """One day's inventory: its manifest and data files (each checked against the manifest's MD5)."""
     manifest_bytes = source._fetch(f"{prefix(source.bucket)}{date}/manifest.json", None)
-    manifest = json.loads(manifest_bytes)
-    columns = [c.strip() for c in manifest.get("fileSchema", "Bucket, Key, LastModifiedDate, ETag").split(",")]
-    key_col, etag_col = columns.index("Key"), columns.index("ETag")
-    inv = Inventory(date, {}, {"manifest.json": manifest_bytes})
-    for entry in manifest["files"]:
-        data = source._fetch(entry["key"], entry.get("MD5checksum"))
-        inv.files[entry["key"].rsplit("/", 1)[-1]] = data
-        for row in csv.reader(io.StringIO(gzip.decompress(data).decode("utf-8"))):
-            key = unquote(row[key_col])
-            if _META_KEY.match(key):
-                inv.etags[key] = row[etag_col].strip('"')
+    inv = Inventory(date, {"manifest.json": manifest_bytes})
+    for entry in json.loads(manifest_bytes)["files"]:
+        inv.files[entry["key"].rsplit("/", 1)[-1]] = source._fetch(entry["key"], entry.get("MD5checksum"))
     return inv
 
 
 def changed_pmcids(base: Inventory, newest: Inventory) -> frozenset[str]:
     """Articles with a version that is new, rewritten or gone between the two days."""
-    keys = {k for k, etag in newest.etags.items() if base.etags.get(k) != etag} | (base.etags.keys() - newest.etags.keys())
+    old, new = base.etags(), newest.etags()
+    keys = {k for k, etag in new.items() if old.get(k) != etag} | (old.keys() - new.keys())
     return frozenset(m.group(1) for k in keys if (m := _META_KEY.match(k)))
 
 
@@ -96,32 +113,32 @@ def base_date(output: Output, release: int, available: list[str]) -> str:
     return day
 
 
-def archive(output: Output, release: int, newest: Inventory, base: str | None, changed: int | None) -> None:
+def archive(output: Output, release: int, basis: Basis) -> None:
     """Keep the newest inventory used, and which days this release compared."""
-    for name, data in sorted(newest.files.items()):
-        output.write_bytes(f"{ARCHIVE}/{newest.date}/{name}", data)
-    doc = {"release": release, "base": base, "newest": newest.date, "changed_articles": changed}
+    for name, data in sorted(basis.newest.files.items()):
+        output.write_bytes(f"{ARCHIVE}/{basis.newest.date}/{name}", data)
+    changed = len(basis.changed) if basis.changed is not None else None
+    doc = {"release": release, "base": basis.base, "newest": basis.newest.date, "changed_articles": changed}
     output.write_bytes(f"{ARCHIVE}/release-{release:06d}.json", json.dumps(doc, indent=1).encode())
 
 
-def prepare(source: Any, out: str, changes_since: int | None) -> frozenset[str] | None:
-    """Attach the inventory a pmc-cloud build is based on (``source.inventory``: the newest day,
-    and with ``changes_since`` the base day it is compared with); return the PMCIDs to process
-    for ``--changes-since`` (None for a full build). A full build without any published
-    inventory just records none."""
+def prepare(source: Any, out: str, changes_since: int | None) -> None:
+    """Attach what a pmc-cloud build is based on (``source.inventory``, a ``Basis``); with
+    ``changes_since``, restrict the source to the articles that changed since that release. A full
+    build that finds no inventory (none published, or unreadable) records none and goes on."""
     if changes_since is None:
         try:
             available = dates(source)
-            source.inventory = (read(source, available[-1]), None) if available else None
+            source.inventory = Basis(read(source, available[-1])) if available else None
         except Exception as exc:  # noqa: BLE001 - the full build goes on; only the next --changes-since needs it
             log.warning("no inventory recorded for this build (%s: %s)", type(exc).__name__, exc)
             source.inventory = None
-        return None
+        return
     available = dates(source)
     if not available:
         raise InventoryError(f"s3://{source.bucket}/{prefix(source.bucket)} holds no inventory")
     base = base_date(Output(out), changes_since, available)
     newest = read(source, available[-1])
     changed = changed_pmcids(read(source, base), newest) if base != newest.date else frozenset()
-    source.inventory = (newest, base)
-    return changed
+    source.inventory = Basis(newest, base, changed)
+    source.ids = changed

@@ -21,7 +21,6 @@ from medcorpus import __version__
 from medcorpus.manifests.completion import file_sha256
 from medcorpus.manifests.parquet import read_columns, shard_sha256
 from medcorpus.manifests.storage import Output
-from medcorpus.pipelines.config import BuildConfig
 
 CROISSANT = "croissant.json"
 CONFORMS_TO = "http://mlcommons.org/croissant/1.1"
@@ -49,12 +48,13 @@ IMAGE_TYPES = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png", "t
                "tiff": "image/tiff", "gif": "image/gif", "webp": "image/webp"}
 
 
-def write(output: Output, release: int, config: BuildConfig, source_spec: str = "") -> dict[str, Any]:
-    """Describe what ``output`` holds now as release ``release``; returns the document written."""
+def write(output: Output, release: int, preprocessing: list[str], source_spec: str = "") -> dict[str, Any]:
+    """Describe what ``output`` holds now as release ``release`` (``preprocessing``: what the build
+    did to the data, one step per line); returns the document written."""
     parts = _parts(output)
     doc = {"@context": CONTEXT, "@type": "sc:Dataset", "conformsTo": CONFORMS_TO,
-           **_about(output, release, parts), **rai_fields(config, source_spec),
-           "distribution": _distribution(output, parts), "recordSet": _record_sets(parts)}
+           **_about(output, release, parts), **rai_fields(preprocessing, source_spec),
+           "distribution": _distribution(parts), "recordSet": _record_sets(parts)}
     output.write_bytes(CROISSANT, json.dumps(doc, indent=1, ensure_ascii=False).encode("utf-8"))
     return doc
 
@@ -99,24 +99,14 @@ def _about(output: Output, release: int, parts: list[dict[str, Any]]) -> dict[st
     }
 
 
-def rai_fields(config: BuildConfig, source_spec: str) -> dict[str, Any]:
+def rai_fields(preprocessing: list[str], source_spec: str) -> dict[str, Any]:
     """The Responsible-AI fields that apply to a corpus of published figures."""
-    steps = [f"stages run: {', '.join(config.stages)}",
-             f"images decoded, converted to 8-bit RGB and resized to at most {config.image.max_side} px "
-             f"on the longest side (JPEG quality {config.image.jpeg_quality}, re-encoding: {config.image.reencode})"]
-    if "panels" in config.stages:
-        steps.append("compound figures split into panels, each paired with its subcaption (with a confidence)")
-    if "concepts" in config.stages:
-        steps.append("caption and citing-paragraph text linked to UMLS concepts (scispacy)")
-    if "quality" in config.stages:
-        steps.append("quality filters (dropped samples listed in manifest/dropped.parquet with the filter "
-                     "and reason), evaluation-set decontamination, exact and near-duplicate removal")
     return {
         "rai:dataCollection": (f"Figures, captions and citing paragraphs of open-access journal articles read from "
                                f"{source_spec or 'the configured source'} (PubMed Central open-access XML and media); "
                                f"each sample keeps its article's license, source URL and md5."),
         "rai:dataCollectionType": ["Secondary data: published open-access articles"],
-        "rai:dataPreprocessingProtocol": steps,
+        "rai:dataPreprocessingProtocol": preprocessing,
         "rai:personalSensitiveInformation": (
             "Clinical figures (radiology, clinical photographs, histology) as published by the articles' "
             "authors and journals under their consent and ethics procedures. medcorpus adds no patient "
@@ -135,7 +125,7 @@ def rai_fields(config: BuildConfig, source_spec: str) -> dict[str, Any]:
     }
 
 
-def _distribution(output: Output, parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _distribution(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     files: list[dict[str, Any]] = []
     for p in parts:
         files.append({"@type": "cr:FileObject", "@id": p["shard"], "name": p["shard"], "contentUrl": p["shard"],

@@ -23,9 +23,24 @@ def write_release_files(output: Output, baseline: Baseline, release: int, config
         pmc_inventory.archive(output, release, basis)
     rows = changes.compute(baseline, output, release, tuple(config.families), config.config_hash())
     changes.write(output, rows, release)
-    croissant.write(output, release, config, source_spec)
+    croissant.write(output, release, preprocessing(config), source_spec)
     found = Counter(r["change"] for r in rows)
     return {change: found[change] for change in ("added", "removed", "updated")}
+
+
+def preprocessing(config: BuildConfig) -> list[str]:
+    """What this config's stages do to the data, for the Croissant file's preprocessing protocol."""
+    steps = [f"stages run: {', '.join(config.stages)}",
+             f"images decoded, converted to 8-bit RGB and resized to at most {config.image.max_side} px "
+             f"on the longest side (JPEG quality {config.image.jpeg_quality}, re-encoding: {config.image.reencode})"]
+    if "panels" in config.stages:
+        steps.append("compound figures split into panels, each paired with its subcaption (with a confidence)")
+    if "concepts" in config.stages:
+        steps.append("caption and citing-paragraph text linked to UMLS concepts (scispacy)")
+    if "quality" in config.stages:
+        steps.append("quality filters (dropped samples listed in manifest/dropped.parquet with the filter "
+                     "and reason), evaluation-set decontamination, exact and near-duplicate removal")
+    return steps
 
 
 def composition(output: Output) -> dict[str, str]:

@@ -33,7 +33,7 @@ def write_report(output: Output, path: str | None = None) -> str:
     page = render(output)
     if path is None:
         output.write_bytes(REPORT, page.encode("utf-8"))
-        return output.path(REPORT)
+        return output.path(REPORT) if output.is_local else f"{output.url.rstrip('/')}/{REPORT}"
     with open(path, "w", encoding="utf-8") as f:
         f.write(page)
     return path

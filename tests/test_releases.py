@@ -256,3 +256,23 @@ def test_reasons_follow_the_evidence() -> None:
                                                                                       "changed: caption, article XML")
     assert cr.updated(old, {**old, "config_hash": "d", "image_sha256": "j"}, ev()) == ("config changed", "changed: image")
     assert cr.updated(old, {**old, "dedup_cluster": "PMC0_v1_f2"}, ev())[0] == "duplicate cluster changed"
+
+
+def test_releases_of_an_s3_output(tmp_path: Path, s3_output_bucket) -> None:  # noqa: ANN001
+    """The previous release is saved beside an object-store output too, and removed after."""
+    import fsspec
+
+    src, url = copy_articles(tmp_path / "in", [PONE10, PONE38]), f"{s3_output_bucket.url}/corpus"
+    config = replace(load_config(REPO / "dataflow.yaml"), stages=("fetch", "parse", "image"))
+    run = lambda: build(config, LocalSource(str(src)), LocalRunner(1), url, work_dir=str(tmp_path / "work"),  # noqa: E731
+                        progress=False)
+    first = run()
+    shutil.rmtree(src / PONE38)
+    second = run()
+    assert (first.release, second.release) == (1, 2)
+    assert second.changes == {"added": 0, "removed": 2, "updated": 0}
+    fs = fsspec.filesystem("s3", **s3_output_bucket.storage_options)
+    fs.invalidate_cache()
+    keys = fs.find(f"{s3_output_bucket.name}/corpus")
+    assert not any("/_previous/" in k for k in keys) and any(k.endswith("manifest/history/changes-000002.parquet") for k in keys)
+    assert verify_output(url)[0] == []

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
-import pytest
 from fixtures_s3 import moto_server, s3_client, seed_pmc_bucket  # noqa: F401
 from typer.testing import CliRunner
 

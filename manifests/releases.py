@@ -74,14 +74,12 @@ def _save(output: Output, release: int) -> None:
     if output.exists(INDEX):
         output.remove(INDEX)
     batches = index_batches(output)
-    if batches is not None:
-        with output.staged_file(INDEX) as tmp:
-            first = next(batches, None)
-            if first is not None:
-                with pq.ParquetWriter(tmp, first.schema, compression="zstd") as writer:
-                    writer.write_batch(first)
-                    for batch in batches:
-                        writer.write_batch(batch)
+    first = next(batches, None) if batches is not None else None
+    if first is not None:
+        with output.staged_file(INDEX) as tmp, pq.ParquetWriter(tmp, first.schema, compression="zstd") as writer:
+            writer.write_batch(first)
+            for batch in batches:
+                writer.write_batch(batch)
     for name in EVIDENCE:
         rel, copy = f"manifest/{name}.parquet", f"{PREVIOUS}/{name}.parquet"
         if output.exists(rel):

@@ -11,12 +11,14 @@ manifest part is written: a manifest never points at a missing shard.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from medcorpus.manifests.parquet import read_table, write_rows
+from medcorpus.files import file_sha256
+from medcorpus.manifests.parquet import SHARD_SHA256, read_table, write_rows
 from medcorpus.manifests.shards import ShardPlan, plan_shards
 from medcorpus.manifests.storage import Output
 from medcorpus.manifests.writers import ShardWriter, TarShardWriter
@@ -111,6 +113,7 @@ def write_shard(plan: ShardPlan, tokens: dict[str, str], staging: Staging, outpu
         for key in plan.keys:
             writer.write(key, members_by_key[key])
         offsets = writer.close()
+        digest = file_sha256(tmp)
     rows = []
     for key in plan.keys:
         row = dict(rows_by_key[key])
@@ -119,8 +122,9 @@ def write_shard(plan: ShardPlan, tokens: dict[str, str], staging: Staging, outpu
         row["image_offset"], row["image_size"] = offsets[image_member]
         row["txt_offset"], row["txt_size"] = offsets[f"{key}.txt"]
         row["json_offset"], row["json_size"] = offsets[f"{key}.json"]
+        row["json_sha256"] = hashlib.sha256(members_by_key[key]["json"]).hexdigest()
         rows.append(row)
-    write_rows(output, plan.manifest_part, rows, schema.SAMPLES, ("key",))
+    write_rows(output, plan.manifest_part, rows, schema.SAMPLES, ("key",), {SHARD_SHA256: digest})
     return len(rows)
 
 

@@ -18,9 +18,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from medcorpus import __version__
 from medcorpus.files import cache_root
-from medcorpus.manifests import completion
+from medcorpus.manifests import completion, releases
 from medcorpus.manifests.storage import Output
-from medcorpus.pipelines import assemble, incremental
+from medcorpus.pipelines import assemble, incremental, publish
 from medcorpus.pipelines.config import BuildConfig
 from medcorpus.pipelines.dedup import dedup
 from medcorpus.pipelines.outlock import OutputLock
@@ -46,6 +46,10 @@ class BuildSummary:
     llm_counts: dict[str, int] = field(default_factory=dict)  # requests, tokens, cache hits (this run)
     mode: str = incremental.SNAPSHOT  # snapshot | incremental (see pipelines/incremental.py)
     units_kept: int = 0  # incremental: units of the previous build carried over
+    release: int = 0  # the release this build published (manifests/releases.py)
+    changes: dict[str, int] = field(default_factory=dict)  # added / removed / updated since the previous one
+    composition: dict[str, str] = field(default_factory=dict)  # the release's samples_by_* columns of runs (JSON)
+    out: str = ""
 
     @property
     def errors(self) -> int:
@@ -105,6 +109,7 @@ def _build(config: BuildConfig, source: Source, runner: Runner, out: str, *, sel
     summary = BuildSummary(units=len(listed), units_reused=len(listed) - len(todo))
     units = _plan_units(summary, source, selection, listed, output, staging, config_hash)
 
+    baseline = releases.start(output)  # the previous release, saved before anything is overwritten
     completion.remove_record(output)  # before the first write: a killed build never looks complete
     try:
         asm = _run(config, runner, job, staging, units, todo, summary, console, progress)
@@ -114,6 +119,9 @@ def _build(config: BuildConfig, source: Source, runner: Runner, out: str, *, sel
     incremental.write_units(output, units)
     assemble.remove_stale(asm, output)
     assemble.write_attribution(output)
+    summary.release, summary.out = baseline.release + 1, out
+    summary.changes = publish.write_release_files(output, baseline, summary.release, config, source, source_spec)
+    summary.composition = publish.composition(output)
 
     summary.articles, summary.figures, summary.shards = len(asm.articles), len(asm.figures), len(asm.plans)
     summary.errors_by_reason = assemble.errors_by_reason(asm.errors)
@@ -121,7 +129,9 @@ def _build(config: BuildConfig, source: Source, runner: Runner, out: str, *, sel
     summary.seconds = time.perf_counter() - t0
     run = _run_row(summary, config, runner, source_spec, started, asm.errors)
     assemble.append_run(output, run)
-    completion.write_record(output, run["run_id"], run["finished_at"], summary.samples)  # the last write
+    completion.write_record(output, run["run_id"], run["finished_at"], summary.samples,
+                            release=summary.release)  # the last write
+    releases.finish(output)
     return summary
 
 
@@ -194,14 +204,17 @@ def _run_row(summary: BuildSummary, config: BuildConfig, runner: Runner, source_
         "figures": summary.figures, "samples": summary.samples, "errors": summary.errors,
         "shards": summary.shards, "seconds": summary.seconds,
         "errors_by_reason": assemble.reasons_json(errors), "mode": summary.mode, "units_kept": summary.units_kept,
+        "release": summary.release, **summary.composition,
     }
 
 
 def summary_lines(summary: BuildSummary) -> list[str]:
     rate = summary.figures / summary.seconds if summary.seconds else 0.0
     kept = f", {summary.units_kept} kept from the previous build" if summary.mode == incremental.INCREMENTAL else ""
+    changed = ", ".join(f"{k} {v}" for k, v in summary.changes.items())
     lines = [
         f"mode: {summary.mode}",
+        f"release {summary.release}: {changed or 'no changes'} since release {summary.release - 1}",
         f"units {summary.units} ({summary.units_reused} reused from earlier runs){kept}",
         f"articles {summary.articles}  figures {summary.figures}  samples {summary.samples}  shards {summary.shards}",
         f"skipped {summary.errors}" + "".join(f"\n  {r}: {n}" for r, n in summary.errors_by_reason.items()),
@@ -215,6 +228,8 @@ def summary_lines(summary: BuildSummary) -> list[str]:
     if summary.units_failed or summary.units_retry:
         lines.append(f"failed units {summary.units_failed} of {summary.units}; "
                      f"{summary.units_retry} retried by the next build (5xx, timeouts, 403)")
+    if summary.out:
+        lines.append(f"report: medcorpus report {summary.out}  (changes: medcorpus diff {summary.out})")
     if summary.all_failed:
         lines.append(f"build failed: all {summary.units} units failed (see the errors table)")
     return lines

@@ -68,6 +68,9 @@ def build(
     limit: Optional[int] = typer.Option(None, "--limit", help="process at most N articles (incremental: the rest of OUT is kept)"),
     pmcids: Optional[str] = typer.Option(None, "--pmcids", help="comma-separated PMCIDs or a file of them (incremental: the rest of OUT is kept)"),
     since: Optional[str] = typer.Option(None, "--since", help="pmc-cloud: only articles updated on/after DATE (incremental: the rest of OUT is kept)"),
+    changes_since: Optional[int] = typer.Option(None, "--changes-since", min=1,
+                                                help="pmc-cloud: only article versions that changed since release N, from "
+                                                     "the bucket's daily inventories (incremental)"),
     work_dir: Optional[str] = typer.Option(None, "--work-dir",
                                            help="staging folder or URL (default OUT/_work); on a multi-node "
                                                 "cluster storage every worker reaches (gs://, s3://, NFS)"),
@@ -113,6 +116,10 @@ def build(
         raise typer.Exit(2) from None
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
+    if changes_since is not None and source != "pmc-cloud":
+        raise typer.BadParameter("--changes-since needs --source pmc-cloud")
+    if source == "pmc-cloud" and (changes_since is not None or (ids is None and not since and limit is None)):
+        ids = _inventory_ids(src, out, changes_since)  # a full build records its inventory day
     try:
         run = make_runner(runner or cfg.runner, workers if workers is not None else cfg.workers, config=cfg,
                           ray_address=ray_address, beam_options=parse_beam_options(beam_option or []))
@@ -121,6 +128,18 @@ def build(
     _run_build(cfg, src, run, out, selection=Selection(limit=limit, ids=ids, since=since), work_dir=wd,
                source_spec=source, progress=not no_progress, wait=wait or wait_timeout is not None,
                wait_timeout_s=wait_timeout)
+
+
+def _inventory_ids(src: Any, out: str, changes_since: Optional[int]) -> Any:
+    """pmc-cloud: the inventory the build is based on; with --changes-since, the PMCIDs to process."""
+    from medcorpus.pipelines.sources.pmc_inventory import InventoryError, prepare
+
+    try:
+        prepare(src, out, changes_since)
+    except InventoryError as exc:
+        err.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    return src.ids
 
 
 def _run_build(*args: Any, **kwargs: Any) -> None:

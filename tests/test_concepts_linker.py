@@ -140,3 +140,28 @@ def test_shared_linker_is_loaded_once_per_process(root: str) -> None:
 
     path = str(open_vocab_dir(root))
     assert shared_linker(path) is shared_linker(path)
+
+
+@pytest.mark.parametrize("caption, expected", [
+    ("TDM cervicale en coupe axiale", ["ct"]),
+    ("Transthoracic echocardiography showing severe MR (arrow).", ["ultrasound"]),
+    ("Axial T2-weighted MR image of the brain.", ["mri"]),
+    ("Abdominal US showing a hypoechoic mass.", ["ultrasound"]),
+    ("H&E staining, original magnification x200.", ["histology"]),
+    ("Kaplan-Meier survival curves of the two groups.", ["chart"]),
+    ("Coronal reformatted image of the pelvis.", ["radiology"]),
+    ("Growth of the cells after siRNA transfection.", []),
+])
+def test_caption_modality_hints(caption: str, expected: list[str]) -> None:
+    """Modality hints come from the caption's own words and abbreviations (with their case) too."""
+    assert concept_hints([], caption)["modality"] == expected
+
+
+def test_modality_hints_on_roco_radiology_captions() -> None:
+    from testdata import roco_captions
+
+    from medcorpus.transforms.concept_hints import RADIOLOGY, caption_modalities
+
+    captions = roco_captions(400)
+    share = sum(bool(caption_modalities(c) & RADIOLOGY) for c in captions) / len(captions)
+    assert share >= 0.75, share

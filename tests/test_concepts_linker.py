@@ -165,3 +165,23 @@ def test_modality_hints_on_roco_radiology_captions() -> None:
     captions = roco_captions(400)
     share = sum(bool(caption_modalities(c) & RADIOLOGY) for c in captions) / len(captions)
     assert share >= 0.75, share
+
+
+@pytest.mark.parametrize("text, wrong", [
+    ("Sampling sites at Ahus and Karkar islands.", "hemolytic"),  # a place, not aHUS
+    ("Mean diameter at breast height (DBH) of the trees.", "breast"),  # forestry
+])
+def test_no_medical_concept_outside_medicine(linker: ConceptLinker, text: str, wrong: str) -> None:
+    assert not any(wrong in c.name.lower() for c in linker.link(text))
+
+
+def test_case_patterned_abbreviations_and_other_fields_phrases() -> None:
+    """aHUS, BRCA1, HT1080 are abbreviations (matched only as spelt); "breast height" is skipped whole."""
+    from medcorpus.transforms.concept_matcher import VocabMatcher, _is_case_pattern_abbreviation
+
+    assert all(_is_case_pattern_abbreviation(s, 5) for s in ("aHUS", "TB", "BRCA1", "HT1080"))
+    assert not any(_is_case_pattern_abbreviation(s, 5) for s in ("Ahus", "breast", "Lung"))
+    m = VocabMatcher({"breast": ("C1",), "ahus": ("C2",)}, {"ahus": {"aHUS"}})
+    assert m.match_tokens("diameter at breast height".split()) == []
+    assert [x.key for x in m.match_tokens("breast MRI".split())] == ["breast"]
+    assert m.match_tokens("at Ahus Island".split()) == [] and m.match_tokens("with aHUS".split())

@@ -318,8 +318,9 @@ def _drop_lone_nested(labels: set[str]) -> set[str]:
         return len(lab) > 1 and lab not in _ROMANS and lab[1:] != "'" and "-" not in lab and lab not in _POSITION_WORDS
 
     def numbered_run(lab: str) -> bool:
-        """E1, E2 without a plain E; not E1, E3 (protein names E1/E2/E3 look like nested labels)."""
-        if lab[0] in labels or not lab[1:].isdigit():
+        """Nested numbers count from 1 without gaps: B1, B2; not E1, E3 (protein names) or A5, A11
+        (equation numbers)."""
+        if not lab[1:].isdigit():
             return True
         numbers = sorted(int(o[1:]) for o in labels if o[0] == lab[0] and o[1:].isdigit())
         return numbers == list(range(1, len(numbers) + 1))

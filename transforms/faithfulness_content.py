@@ -60,15 +60,18 @@ def _text_keys(text: str, lex: Lexicon) -> set[str]:
     out: set[str] = set()
     for w, _, _ in tokenize(text):
         out |= _keys(w, lex)
-    return out | _phrases(text, lex)
+    return out | _phrases(text)
 
 
-def _phrases(text: str, lex: Lexicon) -> set[str]:
+@lru_cache(maxsize=1)
+def _expansions() -> tuple[str, ...]:
+    return tuple(" ".join(root(w) for w, _, _ in tokenize(long)) for longs in ABBREVIATIONS.values() for long in longs)
+
+
+def _phrases(text: str) -> set[str]:
     """Abbreviation expansions written out in ``text`` ("tuberculosis" stands for TB)."""
-    words = [root(w) for w, _, _ in tokenize(text)]
-    joined = " " + " ".join(words) + " "
-    return {" ".join(root(w) for w, _, _ in tokenize(long)) for longs in ABBREVIATIONS.values() for long in longs
-            if f" {' '.join(root(w) for w, _, _ in tokenize(long))} " in joined}
+    joined = " " + " ".join(root(w) for w, _, _ in tokenize(text)) + " "
+    return {p for p in _expansions() if f" {p} " in joined}
 
 
 def _carried(words: list[str], reference: str, lex: Lexicon) -> float:

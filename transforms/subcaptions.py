@@ -208,7 +208,8 @@ def _weak_first_hits(caption: str, hits: list[_Hit]) -> list[_Hit]:
         for upper in (True, False):
             group = [h for h in hits if h.family in (family, "paren") and h.upper == upper]
             keys = {lab[0] for h in group for lab in h.labels}
-            if "a" in keys or not {"b", "c"} <= keys and not ("b" in keys and family == "bare"):
+            follows = "b" in keys if family == "bare" else {"b", "c"} <= keys
+            if "a" in keys or not follows:
                 continue
             first_b = min(h.start for h in group if any(lab[0] == "b" for lab in h.labels))
             for m in regex.finditer(caption, 0, first_b):

@@ -44,7 +44,8 @@ def evaluate() -> dict[str, Counter]:
 def main() -> None:
     for split, n in evaluate().items():
         judged = n["right"] + n["wrong"]
-        print(f"{split}: precision {n['right']}/{judged} = {n['right'] / judged:.3f}, unlabelled links {n['unlabelled']}")
+        print(f"{split}: precision {n['right']}/{judged} = {n['right'] / judged:.3f}, "
+              f"unlabelled links {n['unlabelled']}")
 
 
 if __name__ == "__main__":

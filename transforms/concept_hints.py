@@ -53,10 +53,12 @@ MODALITY_RULES: tuple[tuple[str, str], ...] = (
 # ("severe MR") do not count; MR counts only before an imaging word.
 CAPTION_MODALITY_RULES: tuple[tuple[str, str, str | None], ...] = (
     ("ct", r"computed tomogra\w*|computeri[sz]ed (axial )?tomogra\w*|\bcat scan|tomodensitometr\w*|"
-           r"hounsfield|\btdm\b|multi-?detector|multi-?slice|cone[- ]beam|topogram|\bscout\b|hypo-?dens\w*|hyper-?dens\w*|"
+           r"hounsfield|\btdm\b|multi-?detector|multi-?slice|cone[- ]beam|topogram|\bscout\b|"
+           r"hypo-?dens\w*|hyper-?dens\w*|"
            r"iso-?dens\w*|\bscanner\b", r"\b(?:CT|CECT|NCCT|HRCT|MDCT|CBCT|CTA|CTPA|CTU)\b"),
     ("mri", r"magnetic resonance|\bt[12][- ]?weighted|\bflair\b|diffusion[- ]weighted|gadolinium|"
-            r"\bfat[- ]sat\w*|susceptibility[- ]weighted|\bstir\b|\bmr (?:image|imaging|angiogra\w*|scan)|proton density|"
+            r"\bfat[- ]sat\w*|susceptibility[- ]weighted|\bstir\b|\bmr (?:image|imaging|angiogra\w*|scan)|"
+            r"proton density|"
             r"spin[- ]echo|gradient[- ]echo|\bt[12] (?:map|image|sequence|signal)|hyperintens\w*|hypointens\w*|"
             r"isointens\w*|\bsequences?\b|signal intensity",
      r"\b(?:MRI|fMRI|MRA|MRV|MRCP|DWI|FLAIR|STIR|SWI|T1WI|T2WI|T1W|T2W|ADC|FSE|TSE|VIBE|SPGR|GRE|TOF)\b|"
@@ -79,7 +81,8 @@ CAPTION_MODALITY_RULES: tuple[tuple[str, str, str | None], ...] = (
     ("mammography", r"mammogra\w*|tomosynthesis", None),
     ("fluoroscopy", r"fluoroscop\w*|barium (?:swallow|meal|enema|study)|contrast (?:swallow|enema)|cystourethrogra\w*|"
                     r"hysterosalpingogra\w*|urogra\w*|pyelogra\w*|fistulogra\w*|sialogra\w*|myelogra\w*|"
-                    r"esophagogra\w*|oesophagogra\w*|defecogra\w*|opacification|urethrogra\w*|\bcontrast study|cystogra\w*|"
+                    r"esophagogra\w*|oesophagogra\w*|defecogra\w*|opacification|urethrogra\w*|"
+                    r"\bcontrast study|cystogra\w*|"
                     r"gastrointestinal series|small bowel (?:series|follow)",
      r"\b(?:ERCP|VCUG|MCUG|HSG|IVU|IVP|UGI|RUG)\b"),
     ("endoscopy", r"endoscop\w*|colonoscop\w*|gastroscop\w*|bronchoscop\w*|laparoscop\w*|cystoscop\w*|"
@@ -93,13 +96,15 @@ CAPTION_MODALITY_RULES: tuple[tuple[str, str, str | None], ...] = (
                r"retinal photograph\w*", r"\b(?:FA|FFA|ICGA|FAF)\b"),
     ("oct", r"optical coherence tomogra\w*", r"\b(?:OCT|SD-OCT|OCTA)\b"),
     ("dermoscopy", r"dermoscop\w*|dermatoscop\w*", None),
-    ("photograph", r"\bphotograph\w*|\bphotos?\b|clinical (?:picture|appearance)|intra-?operative (?:view|image|finding)|"
+    ("photograph", r"\bphotograph\w*|\bphotos?\b|clinical (?:picture|appearance)|"
+                   r"intra-?operative (?:view|image|finding)|"
                    r"gross (?:appearance|specimen|view)|macroscopic (?:view|appearance)", None),
     ("chart", r"\b(?:plots?|graphs?|bar charts?|histograms?|kaplan|scatter ?plots?|box ?plots?|forest plots?|"
               r"heat ?maps?|roc curves?|survival curves?)\b", None),
     ("diagram", r"schematic|diagram|flow ?chart|illustration|cartoon|drawing", None),
     # radiology of an unnamed modality: imaging planes, projections, radiological signs
-    ("radiology", r"\b(?:axial|coronal|(?:mid|para)?sagittal|transverse|oblique|transaxial)\b|cross-?section\w*|reformat\w*|maximum intensity|"
+    ("radiology", r"\b(?:axial|coronal|(?:mid|para)?sagittal|transverse|oblique|transaxial)\b|cross-?section\w*|"
+                  r"reformat\w*|maximum intensity|"
                   r"volume[- ]render\w*|3d reconstruct\w*|\b(?:lateral|frontal|ap|pa|anteroposterior|"
                   r"posteroanterior) (?:view|projection)|\bscans?\b|enhanc\w*|opacit\w*|lucen\w*|attenuat\w*|"
                   r"calcifi\w*|consolidation|contrast (?:medium|agent|injection|material)|\bimaging\b",

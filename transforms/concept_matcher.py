@@ -56,7 +56,8 @@ def _is_case_pattern_abbreviation(spelling: str, max_chars: int) -> bool:
     if len(spelling) > max_chars + 2 or " " in spelling:
         return False
     inner_upper = any(c.isupper() for c in spelling[1:])
-    return spelling.isupper() or inner_upper or (any(c.isdigit() for c in spelling) and any(c.isalpha() for c in spelling))
+    digits_and_letters = any(c.isdigit() for c in spelling) and any(c.isalpha() for c in spelling)
+    return spelling.isupper() or inner_upper or digits_and_letters
 
 
 @dataclass(frozen=True)

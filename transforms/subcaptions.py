@@ -326,8 +326,10 @@ def _drop_lone_nested(labels: set[str]) -> set[str]:
         numbers = sorted(int(o[1:]) for o in labels if o[0] == lab[0] and o[1:].isdigit())
         return numbers == list(range(1, len(numbers) + 1))
 
-    return {lab for lab in labels
-            if not nested(lab) or (any(o != lab and o[0] == lab[0] and nested(o) for o in labels) and numbered_run(lab))}
+    def has_sibling(lab: str) -> bool:
+        return any(o != lab and o[0] == lab[0] and nested(o) for o in labels)
+
+    return {lab for lab in labels if not nested(lab) or (has_sibling(lab) and numbered_run(lab))}
 
 
 def _dedupe(hits: list[_Hit]) -> list[_Hit]:

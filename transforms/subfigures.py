@@ -6,8 +6,8 @@ configured), splits the caption per label, and pairs panels with subcaptions:
 1. panel labels read by OCR on the figure, when they name the caption's labels (highest confidence);
 2. otherwise reading order (row-major), when the panel and label counts agree;
 3. positional captions ("Left: ... Right: ...") pair by geometry;
-4. more panels than labels: the pieces merged into as many clean rows or columns as there are labels
-   (``merge_panels``), then reading order or geometry (lower confidence);
+4. more panels than labels (at most twice as many): the pieces merged into as many clean rows or
+   columns as there are labels (``merge_panels``), then reading order or geometry (lower confidence);
 5. otherwise the figure is kept whole and ``kept_whole_reason`` says why.
 
 Pure and deterministic: the same image, caption and options always give the same result.
@@ -216,23 +216,18 @@ def _bbox(group: list[Box]) -> Box:
     return (min(b[0] for b in group), min(b[1] for b in group), max(b[2] for b in group), max(b[3] for b in group))
 
 
-def _overlap(a: Box, b: Box) -> float:
-    """Intersection area over the smaller box's area."""
-    w, h = min(a[2], b[2]) - max(a[0], b[0]), min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    return w * h / max(1, min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1])))
-
-
 def _groups_along(boxes: list[Box], k: int, axis: int) -> tuple[list[Box], float] | None:
     """The boxes cut into ``k`` bands at the ``k - 1`` widest gaps between their centres along an
-    axis (0: columns, 1: rows); each band merged into one box. None when merged bands overlap."""
+    axis (0: columns, 1: rows); each band merged into one box. None unless the bands are disjoint
+    along the axis (true rows or columns)."""
     centre = sorted(boxes, key=lambda b: ((b[axis] + b[axis + 2]) / 2, b))
     mids = [(b[axis] + b[axis + 2]) / 2 for b in centre]
     gaps = sorted(range(1, len(mids)), key=lambda i: (-(mids[i] - mids[i - 1]), i))[:k - 1]
     cuts = [0, *sorted(gaps), len(mids)]
     bands = [_bbox(centre[a:b]) for a, b in zip(cuts, cuts[1:])]
-    if any(_overlap(a, b) > 0.02 for i, a in enumerate(bands) for b in bands[i + 1:]):
+    # a real row (column) cut: each band ends, along the axis, before the next one starts
+    tol = 0.02 * (max(b[axis + 2] for b in bands) - min(b[axis] for b in bands))
+    if any(a[axis + 2] > b[axis] + tol for a, b in zip(bands, bands[1:])):
         return None
     smallest_gap = min(mids[i] - mids[i - 1] for i in gaps) if gaps else 0.0
     return bands, smallest_gap
@@ -242,8 +237,9 @@ def merge_panels(boxes: list[Box], k: int, axes: tuple[int, ...] = (0, 1)) -> li
     """Over-segmented panels merged into ``k`` (a label covering a panel's pieces: a blot above its
     loading control, two plots under one letter), when the pieces fall into ``k`` clean columns
     (axis 0) or rows (axis 1); the cleaner cut (wider gap) wins. Reading order; None when no axis
-    cuts cleanly."""
-    if not 1 < k < len(boxes):
+    cuts cleanly, or when there are more than twice as many pieces as labels (a grid of many pieces is
+    more often one panel's small multiples than several panels' pieces)."""
+    if not 1 < k < len(boxes) <= 2 * k:
         return None
     options = [g for g in (_groups_along(boxes, k, axis) for axis in axes) if g is not None]
     if not options:

@@ -37,17 +37,7 @@ class LLM(Stage):
             work = self.env.work_dir
             local = work if work and "://" not in work else str(cache_root())
             options = replace(options, cache_path=str(Path(local) / "llm_cache.sqlite"))
-        self.stage = LLMStage(options, linker=self._linker())
-
-    def _linker(self):  # type: ignore[no-untyped-def]
-        """The concepts stage's vocabulary, when the build has one: the faithfulness gate then also
-        compares the concepts (CUIs) a text and its sources are linked to."""
-        vocab = self.env.prepared.get("concepts")
-        if not vocab:
-            return None
-        from medcorpus.transforms.concepts import shared_linker
-
-        return shared_linker(str(vocab)).link
+        self.stage = LLMStage(options)
 
     def generate(self, texts: list[str], mentions: list[list[str]],
                  images: list[bytes | None]) -> list[tuple[dict[str, Any], str]]:

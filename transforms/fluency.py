@@ -117,13 +117,19 @@ _AUX = frozenset("is are was were".split())
 _BREAK_PENALTY = 0.9
 
 
+# a sentence that starts in lower case after a word and a full stop ("track. cholecystocutaneous"),
+# abbreviations that end in a full stop aside
+_LOWER_START = re.compile(r"\b([A-Za-z]{3,})\.\s+[a-z]{2,}")
+_DOTTED = frozenset("etc approx fig figs resp vol min max ref refs sec viz".split())
+
+
 def breaks(text: str) -> int:
     """Function-word sequences English does not allow: a determiner before a function word or the end
     of a clause ("the of", "a ."), a preposition before a preposition or auxiliary or the end, a
-    conjunction before a conjunction or auxiliary or the end ("with and without" is English). Real
-    captions have almost none; word salad many."""
+    conjunction before a conjunction or auxiliary or the end ("with and without" is English), and a
+    sentence starting in lower case after a full stop. Real captions have almost none; word salad many."""
     toks = _tokens(text) + ["|"]
-    n = 0
+    n = sum(m.group(1).lower() not in _DOTTED for m in _LOWER_START.finditer(text))
     for a, b in zip(toks, toks[1:]):
         end = b == "|"
         n += (a in _DET and (end or b in _DET | _PREP | _CONJ | _AUX)) or \

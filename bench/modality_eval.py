@@ -13,7 +13,6 @@ Run: ``python bench/modality_eval.py``.
 """
 from __future__ import annotations
 
-import sys
 import zlib
 from collections import Counter
 from pathlib import Path
@@ -67,7 +66,7 @@ def main() -> None:
     for kind in ("radiology", "non-radiology"):
         for split, row in evaluate(kind).items():
             print(kind, split, " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
-                                        for k, v in row.items()), file=sys.stdout)
+                                        for k, v in row.items()))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import tarfile
 import zlib
 from collections import Counter, defaultdict
@@ -101,7 +100,7 @@ def main() -> None:
     for split, m in sorted(eval_prostate().items()):
         rows.append(("prostate", split, f"exact {m['exact']:.3f} (n={m['n']}), subcaption F1 {m['f1']:.3f}"))
     for r in rows:
-        print(f"{r[0]:24s} {r[1]:6s} {r[2]}", file=sys.stdout)
+        print(f"{r[0]:24s} {r[1]:6s} {r[2]}")
 
 
 if __name__ == "__main__":

@@ -2,10 +2,13 @@
 
 Generated captions, summaries and extractions are kept only where the medical concepts, laterality,
 numbers and measurements they state appear in the sources (caption, in-text paragraphs). Support is
-judged on meaning, not spelling: synonyms and abbreviations of a source concept count (see
-``medvocab``; abbreviations a text defines itself are found with scispacy's AbbreviationDetector),
-units are converted (5 mm = 0.5 cm), and negation must agree ("no hemorrhage" does not support
-"hemorrhage"). An optional concept linker (text → concepts with ``.cui``) adds UMLS-level matching.
+judged on meaning, not spelling: synonyms, abbreviations and other forms of a source word count
+(see ``medvocab`` and ``word_roots``: thrombosed/thrombosis, ventricular/ventricle; abbreviations a
+text defines itself are found with scispacy's AbbreviationDetector), units are converted (5 mm =
+0.5 cm), and negation must agree ("no hemorrhage" does not support "hemorrhage"). An optional
+concept linker (text → concepts with ``.cui``) adds UMLS-level matching. An output must also say
+something, about the source, in real sentences (``faithfulness_content``): empty, off-topic and
+random-token text is refused even though it states no unsupported claim.
 
 The gate is pure and deterministic: the pipeline stage and ``medcorpus faithfulness`` call
 ``check`` with the same options and get the same verdict.
@@ -18,9 +21,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable, Iterable, Sequence
 
+from medcorpus.transforms.faithfulness_content import ContentLimits, content_problems
 from medcorpus.transforms.medvocab import (ABBREVIATIONS, GENERIC, ConceptMatch, Lexicon, kind_of, load_lexicon,
                                            norm_word, tokenize)
-from medcorpus.transforms.faithfulness_content import ContentLimits, content_problems
 from medcorpus.transforms.word_roots import DISEASE_SUFFIX, root
 
 __all__ = ["FaithfulnessOptions", "Faithfulness", "Claim", "check", "Linker", "quantities", "laterality_claims"]
@@ -40,8 +43,8 @@ class FaithfulnessOptions:
     suffix_terms: bool = True   # out-of-vocabulary diagnosis-like words (-itis, -oma, -osis ...)
     abbreviations: bool = True  # scispacy AbbreviationDetector on source and output
     vocab_dir: str | None = None
-    # the output must say something the source says (see ``content``): a share of the caption's key
-    # concepts, mostly words of the source, and word order of real writing (``fluency``)
+    # the output must say something the source says (``faithfulness_content``): a share of the
+    # caption's content words, mostly words of the source, and word order of real writing (``fluency``)
     min_coverage: float = 0.2
     min_on_topic: float = 0.5
     min_fluency: float | None = -1.9

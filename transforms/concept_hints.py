@@ -45,7 +45,8 @@ MODALITY_RULES: tuple[tuple[str, str], ...] = (
     ("endoscopy", r"\b(endoscop\w*|colonoscop\w*|gastroscop\w*|bronchoscop\w*|laparoscop\w*)\b"),
     ("histology", r"\b(histolog\w*|hematoxylin|haematoxylin|eosin|immunohistochem\w*|biopsy|cytolog\w*|stain\w*)\b"),
     ("microscopy", r"\b(microscop\w*)\b"),
-    ("ophthalmic", r"\b(fundus photograph\w*|optical coherence tomography|fluorescein angiogra\w*)\b"),
+    ("fundus", r"\b(fundus photograph\w*|fluorescein angiogra\w*)\b"),
+    ("oct", r"\b(optical coherence tomography)\b"),
     ("dermoscopy", r"\b(dermoscop\w*|dermatoscop\w*)\b"),
 )
 # imaging modality <- the caption's own words: (tag, case-insensitive words, case-sensitive abbreviations).

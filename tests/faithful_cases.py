@@ -4,11 +4,17 @@ Faithful outputs: hand-written paraphrases of real captions, and rule-made rewri
 meaning (abbreviation and synonym swaps, unit conversion, dropped or reordered sentences).
 Hallucinated outputs: the same captions with one planted error — an invented diagnosis, a changed
 number, an invented measurement, a flipped side or a flipped negation.
+Outputs without content: text that says nothing checkable, another caption's text (off topic), a
+random token stream like a random-weight model's, and the caption's own words shuffled (word salad).
+Each case belongs to the tune split or the aside split (by a hash of its source id, a quarter aside):
+tune while looking at tune only; report aside as well.
 """
 from __future__ import annotations
 
 import json
+import random
 import re
+import zlib
 from dataclasses import dataclass
 
 from testdata import DATA, ROCO_CAPTIONS
@@ -23,6 +29,12 @@ class Case:
     generated: str
     faithful: bool
     kind: str
+
+    @property
+    def split(self) -> str:
+        """``aside`` for a quarter of the source captions (all cases of one caption share a split)."""
+        base = self.id.split("-")[0]
+        return "aside" if zlib.crc32(base.encode()) % 4 == 0 else "tune"
 
 
 def roco_captions(n: int = 60) -> list[tuple[str, str]]:
@@ -56,6 +68,42 @@ HAND = [
     ("ROCO_00185", "AP pelvic radiograph at the latest follow-up.",
      "AP pelvic radiograph at the latest follow-up showing avascular necrosis of the femoral head."),
 ]
+
+
+# Paraphrases that change the form of words, not their meaning (morphology, abbreviations, relational
+# adjectives), written by reading the real captions they rewrite.
+MORPHOLOGY = [
+    ("ROCO_12519", "Left subclavian arteriogram showing thrombosis of the brachial artery at the mid-humeral level, "
+     "with extensive proximal collaterals."),
+    ("ROCO_13745", "Coronal oblique contrast-enhanced CT: thrombosis of the portal vein and the superior mesenteric "
+     "vein (arrows), their walls enhancing at the rim."),
+    ("ROCO_00611", "Transesophageal echocardiography showing a fibroelastoma mass in the outflow tract of the left "
+     "ventricle."),
+    ("ROCO_16684", "Obstruction of the left ventricle outflow with secondary turbulence in the left ventricle and "
+     "mitral regurgitation."),
+    ("ROCO_14936", "MR images showing partially intact anterior growth plates more than one year after completing "
+     "anti-TB therapy."),
+    ("ROCO_02462", "A 6-cm jejunal segment with stenosis in the left renal fossa."),
+    ("ROCO_30853", "Axial diffusion-weighted MR image showing an acute ischemia infarct of the primary motor cortex."),
+    ("ROCO_00425", "First radiograph showing a fracture of the right femoral neck with sclerosis of the superior "
+     "cortex and an undisplaced linear pattern."),
+    ("ROCO_10859", "Multidetector CT showing a large, heterogeneously enhanced, necrosis-containing left suprarenal "
+     "mass, confirmed as a malignant pheochromocytoma at histopathology."),
+    ("ROCO_00468", "Computed tomography revealing dilatation of the intrahepatic bile ducts."),
+    ("ROCO_74471", "Chest CT showing irregular bands of fibrosis on both sides in the lung parenchyma."),
+    ("ROCO_11403", "Transthoracic 2D echocardiogram, four-chamber view: aneurysmal dilatation of the mid and apical "
+     "segments of the left ventricle at end-diastole."),
+    ("ROCO_30249", "Axial non-contrast CT showing a hemorrhage-containing midline mass of the posterior fossa causing "
+     "obstructive hydrocephalus."),
+    ("ROCO_33597", "Contrast-enhanced abdominal CT showing a swollen, edematous pancreas with inflammation."),
+    ("ROCO_01873", "Four-chamber TEE showing complete absence of the interatrial septum; common atrium, LV and RV "
+     "labelled."),
+    ("ROCO_07274", "Coronal pelvic CT showing a left hematoma next to a fracture of the right iliopubic ramus."),
+]
+
+# Outputs that state nothing checkable about the figure.
+EMPTY = ["An image.", "This figure shows the image described in the text.", "See the text for details.",
+         "The image is shown here for illustration purposes."]
 
 
 def _by_id() -> dict[str, str]:
@@ -140,12 +188,41 @@ def _flip_negation(cap: str) -> str | None:
     return out if out != cap else None
 
 
+def _random_tokens(rng: random.Random, words: list[str], n: int) -> str:
+    """A random-weight model's output: tokens drawn without regard to order or the source."""
+    return " ".join(rng.choice(words) for _ in range(n))
+
+
+def _shuffled(rng: random.Random, cap: str) -> str:
+    words = cap.split()
+    rng.shuffle(words)
+    return " ".join(words)
+
+
+def contentless_cases(captions: list[tuple[str, str]]) -> list[Case]:
+    """Empty-of-content, off-topic, random-token and word-salad outputs for each caption."""
+    rng = random.Random(16)
+    vocab = sorted({w.strip(".,;:()").lower() for _, c in captions for w in c.split() if w.isalpha()})
+    cases = []
+    for k, (rid, cap) in enumerate(captions):
+        other = captions[(k + len(captions) // 2) % len(captions)][1]
+        n = max(8, len(cap.split()))
+        cases += [Case(f"{rid}-empty", cap, EMPTY[k % len(EMPTY)], False, "empty"),
+                  Case(f"{rid}-offtopic", cap, other, False, "off_topic"),
+                  Case(f"{rid}-random", cap, _random_tokens(rng, vocab, n), False, "random_tokens"),
+                  Case(f"{rid}-salad", cap, _shuffled(rng, cap), False, "word_salad")]
+    return cases
+
+
 def planted_cases(n_roco: int = 60) -> list[Case]:
     cases: list[Case] = []
     roco = _by_id()
     for rid, para, bad in HAND:
         cases.append(Case(f"{rid}-hand", roco[rid], para, True, "paraphrase"))
         cases.append(Case(f"{rid}-hand-bad", roco[rid], bad, False, "hand"))
+    for rid, para in MORPHOLOGY:
+        cases.append(Case(f"{rid}-morph", roco[rid], para, True, "morphology"))
+    cases += contentless_cases(roco_captions(n_roco))
     for k, (rid, cap) in enumerate(roco_captions(n_roco)):
         for kind, fn in (("swap", _swap), ("units", _convert_units), ("drop", _drop_last_sentence)):
             out = fn(cap)

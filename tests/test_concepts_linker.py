@@ -140,3 +140,48 @@ def test_shared_linker_is_loaded_once_per_process(root: str) -> None:
 
     path = str(open_vocab_dir(root))
     assert shared_linker(path) is shared_linker(path)
+
+
+@pytest.mark.parametrize("caption, expected", [
+    ("TDM cervicale en coupe axiale", ["ct"]),
+    ("Transthoracic echocardiography showing severe MR (arrow).", ["ultrasound"]),
+    ("Axial T2-weighted MR image of the brain.", ["mri"]),
+    ("Abdominal US showing a hypoechoic mass.", ["ultrasound"]),
+    ("H&E staining, original magnification x200.", ["histology"]),
+    ("Kaplan-Meier survival curves of the two groups.", ["chart"]),
+    ("Coronal reformatted image of the pelvis.", ["radiology"]),
+    ("Growth of the cells after siRNA transfection.", []),
+])
+def test_caption_modality_hints(caption: str, expected: list[str]) -> None:
+    """Modality hints come from the caption's own words and abbreviations (with their case) too."""
+    assert concept_hints([], caption)["modality"] == expected
+
+
+def test_modality_hints_on_roco_radiology_captions() -> None:
+    from testdata import roco_captions
+
+    from medcorpus.transforms.concept_hints import RADIOLOGY, caption_modalities
+
+    captions = roco_captions(400)
+    share = sum(bool(caption_modalities(c) & RADIOLOGY) for c in captions) / len(captions)
+    assert share >= 0.75, share
+
+
+@pytest.mark.parametrize("text, wrong", [
+    ("Sampling sites at Ahus and Karkar islands.", "hemolytic"),  # a place, not aHUS
+    ("Mean diameter at breast height (DBH) of the trees.", "breast"),  # forestry
+])
+def test_no_medical_concept_outside_medicine(linker: ConceptLinker, text: str, wrong: str) -> None:
+    assert not any(wrong in c.name.lower() for c in linker.link(text))
+
+
+def test_case_patterned_abbreviations_and_other_fields_phrases() -> None:
+    """aHUS, BRCA1, HT1080 are abbreviations (matched only as spelt); "breast height" is skipped whole."""
+    from medcorpus.transforms.concept_matcher import VocabMatcher, _is_case_pattern_abbreviation
+
+    assert all(_is_case_pattern_abbreviation(s, 5) for s in ("aHUS", "TB", "BRCA1", "HT1080"))
+    assert not any(_is_case_pattern_abbreviation(s, 5) for s in ("Ahus", "breast", "Lung"))
+    m = VocabMatcher({"breast": ("C1",), "ahus": ("C2",)}, {"ahus": {"aHUS"}})
+    assert m.match_tokens("diameter at breast height".split()) == []
+    assert [x.key for x in m.match_tokens("breast MRI".split())] == ["breast"]
+    assert m.match_tokens("at Ahus Island".split()) == [] and m.match_tokens("with aHUS".split())

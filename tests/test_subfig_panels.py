@@ -171,3 +171,26 @@ def test_learned_detector_torchscript(tmp_path) -> None:
     res = split_figure(img, "Two. (A) left part. (B) right part.", SubfigureOptions(ocr="never", detector=det))
     assert [(p.label, p.box) for p in res.panels] == [("a", (0, 0, 100, 100)), ("b", (100, 0, 200, 100))]
     assert res.panels[1].confidence < res.panels[0].confidence
+
+
+def test_label_covering_several_pieces_merges_them() -> None:
+    """A real eLife figure (elife-30274 fig1): panel A is a blot above its loading control, panel B
+    two bar charts; layout finds four pieces, the two labels cover two columns of them."""
+    from testdata import ARTICLES
+
+    img = Image.open(ARTICLES / "elife-30274-v1" / "fig1.jpg").convert("RGB")
+    caption = "Induction of c-Myc. (A) Representative Western blot. (B) Quantification of total RNA levels."
+    res = split_figure(img, caption, NEVER)
+    assert res.method == "merged" and [p.label for p in res.panels] == ["a", "b"]
+    a, b = (p.box for p in res.panels)
+    assert a[2] <= b[0] + 0.05 * img.width and a[2] - a[0] < 0.6 * img.width  # side by side, A on the left
+    assert all(p.confidence == 0.4 for p in res.panels)
+
+
+def test_count_mismatch_without_clean_rows_or_columns_stays_whole() -> None:
+    from medcorpus.transforms.subfigures import merge_panels
+
+    # an L-shaped arrangement: no cut into two clean rows or columns keeps the big panel apart
+    boxes = [(0, 0, 60, 100), (40, 0, 100, 40), (70, 50, 100, 100)]
+    assert merge_panels(boxes, 2) is None
+    assert merge_panels([(0, 0, 10, 10), (0, 20, 10, 30), (20, 0, 30, 30)], 2) == [(0, 0, 10, 30), (20, 0, 30, 30)]

@@ -97,3 +97,34 @@ def test_no_labels_and_bad_input() -> None:
 def test_deterministic() -> None:
     caption = _gold()["srep05406-f3.jpg"]["caption"]
     assert split_caption(caption) == split_caption(caption)
+
+
+@pytest.mark.parametrize("caption, labels", [
+    # label style changes midway (PMC11341649)
+    ("a FT-IR spectra of TiO2-FA, ZnPc and TiO2-FA-ZnPc samples, (b) chemical structures of folic acid (FA) "
+     "and Zinc phtalocyanine (ZnPc)", ["a", "b"]),
+    # the first label after an unpunctuated title (PMC11643049)
+    ("Power during early navigation Power during early navigation a. Power for an example trial. b. Matrix "
+     "showing the predicted correlation values. c. The correlation between early navigation and late.", ["a", "b", "c"]),
+    # E1/E2/E3 are protein names, not nested labels of a panel E (PMC11643203)
+    ("(A) Selection scores on the trimeric E2/E1 glycoproteins (p62/E1; PDB: 3N42), E3 selection from a side "
+     "view. (B) Sites selected. (C) FRNT curves. (D) PRNT curve.", ["a", "b", "c", "d"]),
+    # bracketed letters naming categories of one chart (pone.0038869)
+    ("Relative share of each category. Blue: category (a), consensus. Red: category (b), multi-consensus. "
+     "Yellow: Category (c), never-ending war.", []),
+])
+def test_label_shapes_of_real_captions(caption, labels):
+    assert split_caption(caption).labels == labels
+
+
+def test_hand_labelled_real_captions():
+    """131 real PMC captions labelled by reading (tests/data/subcaption_labels.jsonl): label sets match."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from subcaption_eval import eval_labelled
+
+    counts = eval_labelled()
+    exact, total = sum(v[0] for v in counts.values()), sum(v[1] for v in counts.values())
+    assert total == 131 and exact / total >= 0.93, counts

@@ -1,9 +1,11 @@
 """Anatomy and imaging-modality hints derived from linked concepts (inputs to the image-type tags).
 
 Hints come from the concepts' preferred names and semantic groups, not from CUI lists, so they work with
-any vocabulary build: an Uberon ``lung`` and a UMLS ``Lung`` both give ``chest``. Modality hints need
-modality concepts in the vocabulary (a UMLS build has ``X-Ray Computed Tomography``; the licence-free
-ontologies carry none, so with them the modality list stays empty).
+any vocabulary build: an Uberon ``lung`` and a UMLS ``Lung`` both give ``chest``. Modality hints come
+from modality concepts in the vocabulary (a UMLS build has ``X-Ray Computed Tomography``; the
+licence-free ontologies carry none) and from the caption's own modality words and abbreviations
+(``caption_modalities``), so they are filled with any vocabulary; ``bench/modality_eval.py`` measures
+them on ROCO's radiology captions.
 """
 from __future__ import annotations
 
@@ -43,11 +45,79 @@ MODALITY_RULES: tuple[tuple[str, str], ...] = (
     ("endoscopy", r"\b(endoscop\w*|colonoscop\w*|gastroscop\w*|bronchoscop\w*|laparoscop\w*)\b"),
     ("histology", r"\b(histolog\w*|hematoxylin|haematoxylin|eosin|immunohistochem\w*|biopsy|cytolog\w*|stain\w*)\b"),
     ("microscopy", r"\b(microscop\w*)\b"),
-    ("ophthalmic", r"\b(fundus photograph\w*|optical coherence tomography|fluorescein angiogra\w*)\b"),
+    ("fundus", r"\b(fundus photograph\w*|fluorescein angiogra\w*)\b"),
+    ("oct", r"\b(optical coherence tomography)\b"),
     ("dermoscopy", r"\b(dermoscop\w*|dermatoscop\w*)\b"),
 )
+# imaging modality <- the caption's own words: (tag, case-insensitive words, case-sensitive abbreviations).
+# Abbreviations keep their case (CT, US, MR) so "us", "mr" in prose and MR = mitral regurgitation
+# ("severe MR") do not count; MR counts only before an imaging word.
+CAPTION_MODALITY_RULES: tuple[tuple[str, str, str | None], ...] = (
+    ("ct", r"computed tomogra\w*|computeri[sz]ed (axial )?tomogra\w*|\bcat scan|tomodensitometr\w*|"
+           r"hounsfield|\btdm\b|multi-?detector|multi-?slice|cone[- ]beam|topogram|\bscout\b|"
+           r"hypo-?dens\w*|hyper-?dens\w*|"
+           r"iso-?dens\w*|\bscanner\b", r"\b(?:CT|CECT|NCCT|HRCT|MDCT|CBCT|CTA|CTPA|CTU)\b"),
+    ("mri", r"magnetic resonance|\bt[12][- ]?weighted|\bflair\b|diffusion[- ]weighted|gadolinium|"
+            r"\bfat[- ]sat\w*|susceptibility[- ]weighted|\bstir\b|\bmr (?:image|imaging|angiogra\w*|scan)|"
+            r"proton density|"
+            r"spin[- ]echo|gradient[- ]echo|\bt[12] (?:map|image|sequence|signal)|hyperintens\w*|hypointens\w*|"
+            r"isointens\w*|\bsequences?\b|signal intensity",
+     r"\b(?:MRI|fMRI|MRA|MRV|MRCP|DWI|FLAIR|STIR|SWI|T1WI|T2WI|T1W|T2W|ADC|FSE|TSE|VIBE|SPGR|GRE|TOF)\b|"
+     r"\bMR(?=[\s-]+(?:imag|angio|scan|venog|sequence|spectro|enterog|arthrog|cholangio|T[12]|exam|study|urogra|"
+     r"neurogra|elastogra|section|slice|view|axial|coronal|sagittal))"),
+    ("xray", r"radiogra\w*|x ?-? ?rays?\b|roentgen\w*|plain films?|chest films?|orthopantomogra\w*|skiagra\w*|"
+             r"radiolucen\w*|radio-?opaque|orthopant\w*|periapical|bitewing|cephalo(?:gram|metric)\w*|\bfilms?\b",
+     r"\b(?:CXR|KUB|OPG|OPT|IOPA|DR)\b"),
+    ("ultrasound", r"ultraso\w*|sonogra\w*|echocardiogra\w*|echogra\w*|doppler|hyperechoic|hypoechoic|anechoic|"
+                   r"echogenic\w*|elastogra\w*|transvaginal|transrectal|b-mode|\bduplex|transducer|parasternal|"
+                   r"four[- ]chamber|bicaval|\bsono-?\w*|\becho(?:c\w*)?\b|\bultrasound",
+     r"\b(?:US|USG|TTE|TEE|TOE|EUS|IVUS|CEUS|2D echo)\b"),
+    ("pet", r"positron emission|fluorodeoxyglucose|\b18f\b|\bfdg\b", r"\bPET\b"),
+    ("spect", r"single[- ]photon|scintigra\w*|bone scan|radionuclide|\bmibg\b|tc-?99m|technetium|\bsestamibi",
+     r"\bSPECT\b"),
+    ("angiography", r"(?<!fluorescein )(?<!indocyanine green )(?<!fluorescein-)(?<!icg )angiogra\w*|arteriogra\w*|"
+                    r"venogra\w*|digital subtraction|portogra\w*|cholangiogra\w*|lymphangiogra\w*|aortogra\w*|"
+                    r"catheteri[sz]ation|coronary (?:artery )?(?:injection|stent\w*)|\bstent(?:s|ing)?\b",
+     r"\b(?:DSA|CTA|MRA|CTPA)\b"),
+    ("mammography", r"mammogra\w*|tomosynthesis", None),
+    ("fluoroscopy", r"fluoroscop\w*|barium (?:swallow|meal|enema|study)|contrast (?:swallow|enema)|cystourethrogra\w*|"
+                    r"hysterosalpingogra\w*|urogra\w*|pyelogra\w*|fistulogra\w*|sialogra\w*|myelogra\w*|"
+                    r"esophagogra\w*|oesophagogra\w*|defecogra\w*|opacification|urethrogra\w*|"
+                    r"\bcontrast study|cystogra\w*|"
+                    r"gastrointestinal series|small bowel (?:series|follow)",
+     r"\b(?:ERCP|VCUG|MCUG|HSG|IVU|IVP|UGI|RUG)\b"),
+    ("endoscopy", r"endoscop\w*|colonoscop\w*|gastroscop\w*|bronchoscop\w*|laparoscop\w*|cystoscop\w*|"
+                  r"arthroscop\w*|hysteroscop\w*|duodenoscop\w*|thoracoscop\w*|sigmoidoscop\w*|"
+                  r"esophagogastroduodenoscop\w*|capsule endoscop\w*", r"\b(?:EGD|EUS|ERCP)\b"),
+    ("histology", r"histolog\w*|histopatholog\w*|hematoxylin|haematoxylin|\beosin|immunohistochem\w*|"
+                  r"immunostain\w*|trichrome|periodic acid|cytolog\w*|\bstain(?:ed|ing)\b|photomicrograph\w*",
+     r"\b(?:H&E|H & E|IHC|PAS)\b"),
+    ("microscopy", r"microscop\w*|micrograph\w*|confocal|immunofluorescen\w*|scale bars?", r"\b(?:SEM|TEM)\b"),
+    ("fundus", r"fundus|fundoscop\w*|funduscop\w*|fluorescein angiogra\w*|indocyanine green angiogra\w*|"
+               r"retinal photograph\w*", r"\b(?:FA|FFA|ICGA|FAF)\b"),
+    ("oct", r"optical coherence tomogra\w*", r"\b(?:OCT|SD-OCT|OCTA)\b"),
+    ("dermoscopy", r"dermoscop\w*|dermatoscop\w*", None),
+    ("photograph", r"\bphotograph\w*|\bphotos?\b|clinical (?:picture|appearance)|"
+                   r"intra-?operative (?:view|image|finding)|"
+                   r"gross (?:appearance|specimen|view)|macroscopic (?:view|appearance)", None),
+    ("chart", r"\b(?:plots?|graphs?|bar charts?|histograms?|kaplan|scatter ?plots?|box ?plots?|forest plots?|"
+              r"heat ?maps?|roc curves?|survival curves?)\b", None),
+    ("diagram", r"schematic|diagram|flow ?chart|illustration|cartoon|drawing", None),
+    # radiology of an unnamed modality: imaging planes, projections, radiological signs
+    ("radiology", r"\b(?:axial|coronal|(?:mid|para)?sagittal|transverse|oblique|transaxial)\b|cross-?section\w*|"
+                  r"reformat\w*|maximum intensity|"
+                  r"volume[- ]render\w*|3d reconstruct\w*|\b(?:lateral|frontal|ap|pa|anteroposterior|"
+                  r"posteroanterior) (?:view|projection)|\bscans?\b|enhanc\w*|opacit\w*|lucen\w*|attenuat\w*|"
+                  r"calcifi\w*|consolidation|contrast (?:medium|agent|injection|material)|\bimaging\b",
+     r"\b(?:MPR|MIP|VRT|3D-?VR)\b"),
+)
+RADIOLOGY_MODALITIES = frozenset({"ct", "mri", "xray", "ultrasound", "pet", "spect", "angiography", "mammography",
+                                  "fluoroscopy"})
+RADIOLOGY = RADIOLOGY_MODALITIES | {"radiology"}
 _REGION = [(tag, re.compile(rx, re.I)) for tag, rx in REGION_RULES]
 _MODALITY = [(tag, re.compile(rx, re.I)) for tag, rx in MODALITY_RULES]
+_CAPTION_MODALITY = [(tag, re.compile(words, re.I), re.compile(abbr) if abbr else None)
+                     for tag, words, abbr in CAPTION_MODALITY_RULES]
 
 
 def _get(c: Any, key: str) -> Any:
@@ -61,10 +131,20 @@ def _first_tag(rules: list[tuple[str, re.Pattern[str]]], text: str) -> str | Non
     return None
 
 
-def hints(concepts: Iterable[Any]) -> dict[str, list[str]]:
-    """``{"anatomy": [...regions], "modality": [...]}`` from non-negated concepts (objects or dicts)."""
+def caption_modalities(text: str) -> set[str]:
+    """The modalities a caption names in its own words ("axial CT", "T2-weighted", "H&E", "fundus photograph");
+    ``radiology`` where it speaks of imaging planes or radiological signs but names no radiology modality."""
+    tags = {tag for tag, words, abbr in _CAPTION_MODALITY if words.search(text) or (abbr and abbr.search(text))}
+    if tags & RADIOLOGY_MODALITIES or tags - {"radiology"}:
+        tags.discard("radiology")
+    return tags
+
+
+def hints(concepts: Iterable[Any], text: str | None = None) -> dict[str, list[str]]:
+    """``{"anatomy": [...regions], "modality": [...]}`` from non-negated concepts (objects or dicts)
+    and, when given, the modality words of the caption ``text`` itself."""
     anatomy: set[str] = set()
-    modality: set[str] = set()
+    modality: set[str] = caption_modalities(text) if text else set()
     for c in concepts:
         if _get(c, "negated"):
             continue

@@ -8,12 +8,17 @@ Guards against the classic dictionary-matching errors:
   links them where the text defines them (``tuberculosis (TB)``). In captions most undefined short forms
   name something else than the vocabulary's entry (``LAD`` is the artery, not leukocyte adhesion
   deficiency); ``undefined_abbreviations=True`` matches them case-exactly when they name one concept;
+- short aliases the vocabulary spells with a case pattern of their own (``aHUS``, ``BRCA1``, ``HeLa``)
+  are abbreviations too: matched only with that spelling, so the place name "Ahus" is not aHUS;
 - a small list of words that open vocabularies use as names but captions use as ordinary English
-  (``left``, ``narrow``, ``arrow`` is not one, but ``large`` is) is kept out (``GENERIC_WORDS``).
+  (``left``, ``narrow``, ``arrow`` is not one, but ``large`` is) is kept out (``GENERIC_WORDS``), and
+  phrases of other fields that contain a body word are never mentions (``NON_MEDICAL_PHRASES``:
+  forestry's "diameter at breast height", a trial's "treatment arm", the "elbow method").
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Iterable, Sequence
 
 from medcorpus.transforms.text_norm import DROP_TOKENS, norm_token
@@ -28,7 +33,31 @@ GENERIC_WORDS = frozenset({
     "obligate", "very", "rare", "common", "onset", "death", "all", "disease", "syndrome", "disorder",
     "finding", "symptom", "sign", "image", "view", "figure", "case", "patient", "right side", "left side",
     "single", "multiple", "complete", "incomplete", "partial", "total", "stage", "type", "grade", "level",
+    "gas",  # free gas, gas vesicle, gas sensor: never the vocabulary's flatulence
 })
+
+
+# Phrases (normalised tokens) whose body word is not the body: skipped whole by the matcher.
+NON_MEDICAL_PHRASES = tuple(tuple(p.split()) for p in (
+    "breast height", "rule of thumb", "study arm", "treatment arm", "control arm", "placebo arm", "trial arm",
+    "arm of the study", "arm of the trial", "head to head", "head-to-head", "hand in hand", "face to face",
+    "face-to-face", "face validity", "eye of the storm", "heart of the matter", "back and forth", "elbow method",
+    "elbow point", "knee point", "knee of the curve", "arms race", "foot of the", "neck and neck",
+))
+
+
+@lru_cache(maxsize=1)
+def _non_medical() -> tuple[tuple[str, ...], ...]:
+    return tuple(tuple(norm_token(t) for t in ph) for ph in NON_MEDICAL_PHRASES)
+
+
+def _is_case_pattern_abbreviation(spelling: str, max_chars: int) -> bool:
+    """All capitals (TB), capitals after a small letter (aHUS) or letters with digits (BRCA1, HT1080)."""
+    if len(spelling) > max_chars + 2 or " " in spelling:
+        return False
+    inner_upper = any(c.isupper() for c in spelling[1:])
+    digits_and_letters = any(c.isdigit() for c in spelling) and any(c.isalpha() for c in spelling)
+    return spelling.isupper() or inner_upper or digits_and_letters
 
 
 @dataclass(frozen=True)
@@ -79,8 +108,8 @@ class VocabMatcher:
             if all(t in stop or not t.isalnum() for t in toks):
                 continue
             spellings = vocab.key_cased.get(key, set())
-            abbrevs = {s for s in spellings if len(s) <= config.abbrev_max_chars and s.isupper()}
-            if len(key) < config.min_chars or (abbrevs and len(key) <= config.abbrev_max_chars):
+            abbrevs = {s for s in spellings if _is_case_pattern_abbreviation(s, config.abbrev_max_chars)}
+            if len(key) < config.min_chars or (abbrevs and len(key) <= config.abbrev_max_chars + 2):
                 if not abbrevs or len(cuis) > 1 or not config.undefined_abbreviations:
                     continue  # short and not a defined abbreviation, or an ambiguous one
                 case_exact[key] = abbrevs
@@ -98,6 +127,10 @@ class VocabMatcher:
         p = 0
         n = len(idx)
         while p < n:
+            skip = next((len(ph) for ph in _non_medical() if tuple(normed[p:p + len(ph)]) == ph), 0)
+            if skip:
+                p += skip
+                continue
             found = None
             for q in range(min(n, p + self.max_tokens), p, -1):
                 key = " ".join(normed[p:q])

@@ -308,8 +308,9 @@ def shared_linker(path: str, ner_model: str | None = None) -> ConceptLinker:
     return ConceptLinker.load(path, ner_model=ner_model)
 
 
-def concept_hints(concepts: Iterable[Concept | dict[str, Any]]) -> dict[str, list[str]]:
-    """Anatomy and imaging-modality hints for the image-type tags (see ``concept_hints_table``)."""
+def concept_hints(concepts: Iterable[Concept | dict[str, Any]], text: str | None = None) -> dict[str, list[str]]:
+    """Anatomy and imaging-modality hints for the image-type tags, from the concepts and the caption's
+    modality words (``concept_hints.hints``)."""
     from medcorpus.transforms.concept_hints import hints
 
-    return hints(concepts)
+    return hints(concepts, text)

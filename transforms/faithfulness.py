@@ -2,10 +2,13 @@
 
 Generated captions, summaries and extractions are kept only where the medical concepts, laterality,
 numbers and measurements they state appear in the sources (caption, in-text paragraphs). Support is
-judged on meaning, not spelling: synonyms and abbreviations of a source concept count (see
-``medvocab``; abbreviations a text defines itself are found with scispacy's AbbreviationDetector),
-units are converted (5 mm = 0.5 cm), and negation must agree ("no hemorrhage" does not support
-"hemorrhage"). An optional concept linker (text → concepts with ``.cui``) adds UMLS-level matching.
+judged on meaning, not spelling: synonyms, abbreviations and other forms of a source word count
+(see ``medvocab`` and ``word_roots``: thrombosed/thrombosis, ventricular/ventricle; abbreviations a
+text defines itself are found with scispacy's AbbreviationDetector), units are converted (5 mm =
+0.5 cm), and negation must agree ("no hemorrhage" does not support "hemorrhage"). An optional
+concept linker (text → concepts with ``.cui``) adds UMLS-level matching. An output must also say
+something, about the source, in real sentences (``faithfulness_content``): empty, off-topic and
+random-token text is refused even though it states no unsupported claim.
 
 The gate is pure and deterministic: the pipeline stage and ``medcorpus faithfulness`` call
 ``check`` with the same options and get the same verdict.
@@ -18,8 +21,10 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable, Iterable, Sequence
 
+from medcorpus.transforms.faithfulness_content import ContentLimits, content_problems
 from medcorpus.transforms.medvocab import (ABBREVIATIONS, GENERIC, ConceptMatch, Lexicon, kind_of, load_lexicon,
                                            norm_word, tokenize)
+from medcorpus.transforms.word_roots import DISEASE_SUFFIX, root
 
 __all__ = ["FaithfulnessOptions", "Faithfulness", "Claim", "check", "Linker", "quantities", "laterality_claims"]
 
@@ -38,6 +43,11 @@ class FaithfulnessOptions:
     suffix_terms: bool = True   # out-of-vocabulary diagnosis-like words (-itis, -oma, -osis ...)
     abbreviations: bool = True  # scispacy AbbreviationDetector on source and output
     vocab_dir: str | None = None
+    # the output must say something the source says (``faithfulness_content``): a share of the
+    # caption's content words, mostly words of the source, and word order of real writing (``fluency``)
+    min_coverage: float = 0.2
+    min_on_topic: float = 0.5
+    min_fluency: float | None = -1.9
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> "FaithfulnessOptions":
@@ -221,10 +231,6 @@ def _expand(text: str, abbrevs: dict[str, str]) -> str:
 
 # --- concepts ----------------------------------------------------------------------------------------------
 
-_SUFFIX = re.compile(r"^[a-z][a-z\-]{3,}(?:itis|oma|omas|osis|oses|emia|aemia|pathy|plasia|trophy|ectasia|"
-                     r"megaly|stasis|algia|ism|cele|rrhea|rrhoea|penia|cytosis|sclerosis|stenosis)$")
-
-
 @dataclass
 class _Source:
     keys: set[tuple[str, bool]]
@@ -232,6 +238,7 @@ class _Source:
     cuis: set[tuple[str, bool]]
     quantities: list[Quantity]
     sides: set[str]
+    roots: set[tuple[str, bool]] = field(default_factory=set)
 
 
 def _concept_negations(text: str, matches: Iterable[ConceptMatch]) -> list[tuple[ConceptMatch, bool]]:
@@ -240,6 +247,10 @@ def _concept_negations(text: str, matches: Iterable[ConceptMatch]) -> list[tuple
 
 def _word_polarity(text: str, lex: Lexicon) -> set[tuple[str, bool]]:
     return {(lex.canon(w), is_negated(text, s, e)) for w, s, e in tokenize(text)}
+
+
+def _root_polarity(words: set[tuple[str, bool]]) -> set[tuple[str, bool]]:
+    return {(root(w), neg) for w, neg in words}
 
 
 def _linked(linker: Linker | None, text: str) -> list[Any]:
@@ -260,12 +271,14 @@ def _linker_kind(concept: Any) -> str:
 def _analyse_source(text: str, lex: Lexicon, linker: Linker | None) -> _Source:
     matches = _concept_negations(text, lex.find(text))
     cuis = {(str(_attr(c, "cui")), bool(_attr(c, "negated", False))) for c in _linked(linker, text)}
+    words = _word_polarity(text, lex)
     return _Source(
         keys={(k, neg) for m, neg in matches for k in m.keys},
-        words=_word_polarity(text, lex),
+        words=words,
         cuis=cuis,
         quantities=quantities(text),
         sides=laterality_claims(text),
+        roots=_root_polarity(words),
     )
 
 
@@ -281,18 +294,23 @@ def _same_stem(a: str, b: str) -> bool:
 
 def _lexically_supported(words: Iterable[str], neg: bool, src: _Source, stems: bool = False) -> bool:
     for w in words:
-        if w in GENERIC or (w, neg) in src.words:
+        if w in GENERIC or (w, neg) in src.words or (root(w), neg) in src.roots:
             continue
-        if stems and not _SUFFIX.match(w) and any(n == neg and _same_stem(w, s) for s, n in src.words):
+        if stems and not DISEASE_SUFFIX.match(w) and any(n == neg and _same_stem(w, s) for s, n in src.words):
             continue
         return False
     return True
 
 
+# kinds whose support may come from a word sharing its first letters (inflamed/inflammation): never
+# diseases or phenotypes, where one letter changes the meaning
+_STEMMED = frozenset({"anatomy", "symptom", "concept", "abbreviation"})
+
+
 def _concept_claim(kind: str, mention: str, keys: Iterable[str], words: Iterable[str], neg: bool,
                    src: _Source, lex: Lexicon | None = None) -> Claim:
     keys, words = set(keys), list(words)
-    if any((k, neg) in src.keys for k in keys) or _lexically_supported(words, neg, src, kind == "anatomy"):
+    if any((k, neg) in src.keys for k in keys) or _lexically_supported(words, neg, src, kind in _STEMMED):
         return Claim(kind, mention, True)
     if lex is not None and len(words) == 1:  # an abbreviation: its expansion written out in the source
         for long in ABBREVIATIONS.get(mention.lower(), ()):
@@ -337,7 +355,7 @@ def _concept_claims(gen: str, lex: Lexicon, src: _Source, linker: Linker | None,
             claims.append(Claim("negation", ("no " if neg else "") + gen[s:e], False))
     if opts.suffix_terms:
         for w, s, e in tokenize(gen):
-            if _SUFFIX.match(w) and not any(s < ce and cs < e for cs, ce in covered):
+            if DISEASE_SUFFIX.match(w) and not any(s < ce and cs < e for cs, ce in covered):
                 neg = is_negated(gen, s, e)
                 claims.append(_concept_claim("disease", gen[s:e], (), [lex.canon(w)], neg, src))
     return claims
@@ -363,17 +381,20 @@ def _dedupe(claims: list[Claim]) -> list[Claim]:
     return out
 
 
-def claims_of(source: str, generated: str, options: FaithfulnessOptions | None = None,
-              linker: Linker | None = None) -> list[Claim]:
-    """Every checkable claim of ``generated`` with whether ``source`` supports it."""
-    opts = options or FaithfulnessOptions()
-    lex = load_lexicon(opts.vocab_dir)
+def _texts(source: str, generated: str, opts: FaithfulnessOptions) -> tuple[str, str]:
+    """The source with the long forms of its abbreviations appended, the output with the ones it or
+    the source defines expanded."""
     src_text, gen_text = source or "", generated or ""
     if opts.abbreviations:
         defined = {**defined_abbreviations(src_text), **defined_abbreviations(gen_text)}
         src_long = [v for k, v in {**defined, **_known_abbreviations(src_text)}.items() if k in src_text]
         src_text = src_text + ("\n" + ".\n".join(src_long) if src_long else "")
         gen_text = _expand(gen_text, defined)
+    return src_text, gen_text
+
+
+def _claims(source: str, src_text: str, gen_text: str, opts: FaithfulnessOptions, lex: Lexicon,
+            linker: Linker | None) -> list[Claim]:
     src = _analyse_source(src_text, lex, linker if opts.concepts else None)
     src.sides = laterality_claims(source or "")  # sides only from what the source says, not expansions
     claims: list[Claim] = []
@@ -388,15 +409,30 @@ def claims_of(source: str, generated: str, options: FaithfulnessOptions | None =
     return _dedupe(claims)
 
 
+def claims_of(source: str, generated: str, options: FaithfulnessOptions | None = None,
+              linker: Linker | None = None) -> list[Claim]:
+    """Every checkable claim of ``generated`` with whether ``source`` supports it."""
+    opts = options or FaithfulnessOptions()
+    src_text, gen_text = _texts(source, generated, opts)
+    return _claims(source, src_text, gen_text, opts, load_lexicon(opts.vocab_dir), linker)
+
+
 def check(source: str, generated: str, options: FaithfulnessOptions | None = None,
-          linker: Linker | None = None) -> Faithfulness:
+          linker: Linker | None = None, prose: bool = True) -> Faithfulness:
     """Score = supported claims / claims (1.0 without claims); accepted when the score reaches the
-    threshold and no critical claim is unsupported. Empty output is never accepted."""
+    threshold, no critical claim is unsupported and the output carries the source's content
+    (``faithfulness_content``: coverage, on topic, and fluency for ``prose`` outputs). Empty output
+    is never accepted."""
     opts = options or FaithfulnessOptions()
     if not (generated or "").strip():
         return Faithfulness(0.0, False, ["empty:"], [])
-    claims = claims_of(source, generated, opts, linker)
+    lex = load_lexicon(opts.vocab_dir)
+    src_text, gen_text = _texts(source, generated, opts)
+    claims = _claims(source, src_text, gen_text, opts, lex, linker)
     bad = [c for c in claims if not c.supported]
     score = 1.0 if not claims else (len(claims) - len(bad)) / len(claims)
     critical = any(c.kind in opts.critical for c in bad)
-    return Faithfulness(score, score >= opts.threshold and not critical, [c.label() for c in bad], claims)
+    limits = ContentLimits(opts.min_coverage, opts.min_on_topic, opts.min_fluency)
+    problems = content_problems(src_text, gen_text, lex, limits, prose)
+    return Faithfulness(score, score >= opts.threshold and not critical and not problems,
+                        [c.label() for c in bad] + problems, claims)

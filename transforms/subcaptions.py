@@ -45,6 +45,13 @@ _RE_POSITION = re.compile(
     re.I,
 )
 _POSITION_WORDS = {"top", "bottom", "left", "right", "center"}
+# a bracketed letter after these words names a category, not a panel: "category (a)", "pattern (B)"
+_RE_NAMED_BEFORE = re.compile(r"\b(?:categor(?:y|ies)|groups?|types?|class(?:es)?|patterns?|grades?|stages?|lanes?|"
+                              r"zones?|clusters?|lineages?|genotypes?|sites?|strains?)\s+$", re.I)
+# a first label written after an unpunctuated title ("... time points a. Power ..."): found only when
+# its run's next labels are there
+_RE_WEAK_FIRST = {"dot": re.compile(r"(?<=\s)(?P<g>[aA])\.\s+(?=[A-Z])"),
+                  "bare": re.compile(r"(?:^|(?<=\s))(?P<g>[aA])\s+(?=[A-Z][a-z-]*[A-Z0-9]|[A-Z]{2})")}
 _RE_ATOM = re.compile(_ATOM)
 _RE_RANGE_SEP = re.compile(r"^\s*(?:[-–—‐−]|to|through)\s*$")
 _RE_SEP_SPLIT = re.compile(r"(" + _SEP + r")")
@@ -180,7 +187,10 @@ def _find_hits(caption: str) -> list[_Hit]:
             if exp is None:
                 continue
             labels, upper = exp
+            if family == "paren" and _RE_NAMED_BEFORE.search(caption[max(0, m.start() - 20):m.start()]):
+                continue
             hits.append(_Hit(m.start(), m.end(), family, upper, labels))
+    hits += _weak_first_hits(caption, hits)
     for m in _RE_POSITION.finditer(caption):
         hits.append(_Hit(m.start(), m.end(), "position", False, (_norm_position(m.group("g") or m.group("g2")),)))
     for m in _RE_ROMAN.finditer(caption):
@@ -188,6 +198,25 @@ def _find_hits(caption: str) -> list[_Hit]:
         labels = _expand_roman(parts[0::2], parts[1::2])
         hits.append(_Hit(m.start(), m.end(), "roman", False, labels))
     return hits
+
+
+def _weak_first_hits(caption: str, hits: list[_Hit]) -> list[_Hit]:
+    """The "a." or "a " that opens a run of "b." "c." ... but follows no punctuation (an unpunctuated
+    title before it); looked for only before the family's first "b"."""
+    out = []
+    for family, regex in _RE_WEAK_FIRST.items():
+        for upper in (True, False):
+            group = [h for h in hits if h.family in (family, "paren") and h.upper == upper]
+            keys = {lab[0] for h in group for lab in h.labels}
+            follows = "b" in keys if family == "bare" else {"b", "c"} <= keys
+            if "a" in keys or not follows:
+                continue
+            first_b = min(h.start for h in group if any(lab[0] == "b" for lab in h.labels))
+            for m in regex.finditer(caption, 0, first_b):
+                if m.group("g").isupper() == upper:
+                    out.append(_Hit(m.start(), m.end(), family, upper, ("a",)))
+                    break
+    return out
 
 
 def _expand_roman(atoms: list[str], seps: list[str]) -> tuple[str, ...]:
@@ -248,6 +277,7 @@ def _choose(hits: list[_Hit]) -> list[_Hit]:
             score = (len(run), -_FAMILY_PRIORITY[family], int(upper))
             if score > best[0]:
                 best = (score, kept, run)
+    best = _mixed(hits, best)
     kept, run = best[1], set(best[2])
     if kept and kept[0].family in ("paren", "dot"):
         # Bracketed and dotted tokens of the same case may be mixed ("(A) ... B) ... C.");
@@ -266,13 +296,40 @@ def _choose(hits: list[_Hit]) -> list[_Hit]:
     return _dedupe(sorted(kept, key=lambda h: (h.start, -h.end)))
 
 
+def _mixed(hits: list[_Hit], best: tuple) -> tuple:
+    """Labels whose style changes midway ("a FT-IR spectra ..., (b) chemical structures"): the
+    bracketed, dotted and bare tokens of one case together, in reading order, when they make a
+    longer run than any one family does."""
+    for upper in (True, False):
+        group = sorted((h for h in hits if h.family in ("paren", "dot", "bare") and h.upper == upper),
+                       key=lambda h: h.start)
+        run = _run({lab[0] for h in group for lab in h.labels}, _LETTERS)
+        kept = [h for h in group if all(lab[0] in run for lab in h.labels)]
+        firsts = [min(label_sort_key(lab) for lab in h.labels) for h in kept]
+        in_order = all(a <= b for a, b in zip(firsts, firsts[1:]))
+        if len(run) >= 2 and len(run) > best[0][0] and in_order:
+            best = ((len(run), -9, int(upper)), kept, run)
+    return best
+
+
 def _drop_lone_nested(labels: set[str]) -> set[str]:
     """"B1", "Bv" count as nested labels only beside a sibling ("B1" and "B2"); a lone "G5" or
     "(Bv)" is an abbreviation (grade 5, blood vessel) in a caption whose labels are letters."""
     def nested(lab: str) -> bool:
         return len(lab) > 1 and lab not in _ROMANS and lab[1:] != "'" and "-" not in lab and lab not in _POSITION_WORDS
 
-    return {lab for lab in labels if not nested(lab) or any(o != lab and o[0] == lab[0] and nested(o) for o in labels)}
+    def numbered_run(lab: str) -> bool:
+        """Nested numbers count from 1 without gaps: B1, B2; not E1, E3 (protein names) or A5, A11
+        (equation numbers)."""
+        if not lab[1:].isdigit():
+            return True
+        numbers = sorted(int(o[1:]) for o in labels if o[0] == lab[0] and o[1:].isdigit())
+        return numbers == list(range(1, len(numbers) + 1))
+
+    def has_sibling(lab: str) -> bool:
+        return any(o != lab and o[0] == lab[0] and nested(o) for o in labels)
+
+    return {lab for lab in labels if not nested(lab) or (has_sibling(lab) and numbered_run(lab))}
 
 
 def _dedupe(hits: list[_Hit]) -> list[_Hit]:

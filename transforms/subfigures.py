@@ -6,7 +6,9 @@ configured), splits the caption per label, and pairs panels with subcaptions:
 1. panel labels read by OCR on the figure, when they name the caption's labels (highest confidence);
 2. otherwise reading order (row-major), when the panel and label counts agree;
 3. positional captions ("Left: ... Right: ...") pair by geometry;
-4. otherwise the figure is kept whole and ``kept_whole_reason`` says why.
+4. more panels than labels (at most twice as many): the pieces merged into as many clean rows or
+   columns as there are labels (``merge_panels``), then reading order or geometry (lower confidence);
+5. otherwise the figure is kept whole and ``kept_whole_reason`` says why.
 
 Pure and deterministic: the same image, caption and options always give the same result.
 """
@@ -40,6 +42,7 @@ CONF_OCR_BASE = 0.6  # + 0.4 * OCR confidence when the label was read on the pan
 CONF_READING_ORDER = 0.5
 CONF_READING_ORDER_OCR_DISAGREES = 0.2
 CONF_POSITION = 0.6
+CONF_MERGED = 0.4  # pieces of a panel merged along the figure's rows or columns, then reading order
 
 
 @dataclass(frozen=True)
@@ -209,6 +212,60 @@ def _pair_by_position(boxes: list[Box], labels: list[str], size: tuple[int, int]
     return [(boxes[i], labels[j]) for j, i in enumerate(best)]
 
 
+def _bbox(group: list[Box]) -> Box:
+    return (min(b[0] for b in group), min(b[1] for b in group), max(b[2] for b in group), max(b[3] for b in group))
+
+
+def _groups_along(boxes: list[Box], k: int, axis: int) -> tuple[list[Box], float] | None:
+    """The boxes cut into ``k`` bands at the ``k - 1`` widest gaps between their centres along an
+    axis (0: columns, 1: rows); each band merged into one box. None unless the bands are disjoint
+    along the axis (true rows or columns)."""
+    centre = sorted(boxes, key=lambda b: ((b[axis] + b[axis + 2]) / 2, b))
+    mids = [(b[axis] + b[axis + 2]) / 2 for b in centre]
+    gaps = sorted(range(1, len(mids)), key=lambda i: (-(mids[i] - mids[i - 1]), i))[:k - 1]
+    cuts = [0, *sorted(gaps), len(mids)]
+    bands = [_bbox(centre[a:b]) for a, b in zip(cuts, cuts[1:])]
+    # a real row (column) cut: each band ends, along the axis, before the next one starts
+    tol = 0.02 * (max(b[axis + 2] for b in bands) - min(b[axis] for b in bands))
+    if any(a[axis + 2] > b[axis] + tol for a, b in zip(bands, bands[1:])):
+        return None
+    smallest_gap = min(mids[i] - mids[i - 1] for i in gaps) if gaps else 0.0
+    return bands, smallest_gap
+
+
+def merge_panels(boxes: list[Box], k: int, axes: tuple[int, ...] = (0, 1)) -> list[Box] | None:
+    """Over-segmented panels merged into ``k`` (a label covering a panel's pieces: a blot above its
+    loading control, two plots under one letter), when the pieces fall into ``k`` clean columns
+    (axis 0) or rows (axis 1); the cleaner cut (wider gap) wins. Reading order; None when no axis
+    cuts cleanly, or when there are more than twice as many pieces as labels (a grid of many pieces is
+    more often one panel's small multiples than several panels' pieces)."""
+    if not 1 < k < len(boxes) <= 2 * k:
+        return None
+    options = [g for g in (_groups_along(boxes, k, axis) for axis in axes) if g is not None]
+    if not options:
+        return None
+    bands, _ = max(options, key=lambda o: o[1])
+    return reading_order(bands)
+
+
+def _merged_pairs(split: SubcaptionSplit, boxes: list[Box], n: int, size: tuple[int, int]) -> SubfigureResult | None:
+    labels = split.labels
+    positional = _position_target(labels[0]) is not None
+    # "Left: ... Right: ..." names columns, "Top: ... Bottom: ..." rows
+    axes = ((0,) if all("left" in lab or "right" in lab for lab in labels) else (1,)) if positional else (0, 1)
+    merged = merge_panels(boxes, len(labels), axes)
+    if merged is None:
+        return None
+    if positional:
+        paired = _pair_by_position(merged, labels, size)
+        if paired is None:
+            return None
+    else:
+        paired = list(zip(merged, labels))
+    pairs = tuple(PanelPair(b, lab, split.text_for(lab), CONF_MERGED) for b, lab in paired)
+    return SubfigureResult(True, pairs, None, split.shared, tuple(labels), n, "merged")
+
+
 def _whole(split: SubcaptionSplit, compound: bool, reason: str, n_layout: int) -> SubfigureResult:
     return SubfigureResult(compound, (), reason, split.shared, tuple(split.labels), n_layout, "whole")
 
@@ -232,7 +289,8 @@ def split_figure(image: Image.Image, caption: str, options: SubfigureOptions | N
     if _position_target(labels[0]) is not None:
         paired = _pair_by_position(boxes, labels, image.size)
         if paired is None:
-            return _whole(split, n > 1, f"count_mismatch:{n}_panels_{len(labels)}_positions", n)
+            merged = _merged_pairs(split, boxes, n, image.size)
+            return merged or _whole(split, n > 1, f"count_mismatch:{n}_panels_{len(labels)}_positions", n)
         score = dict(zip(boxes, scores))
         pairs = tuple(PanelPair(b, lab, split.text_for(lab), round(CONF_POSITION * score[b], 4)) for b, lab in paired)
         return SubfigureResult(True, pairs, None, split.shared, tuple(labels), n, "position")
@@ -248,8 +306,8 @@ def split_figure(image: Image.Image, caption: str, options: SubfigureOptions | N
             )
             return SubfigureResult(True, pairs, None, split.shared, tuple(labels), n, "ocr_regroup")
     if n != len(labels):
-        reason = f"count_mismatch:{n}_panels_{len(labels)}_labels"
-        return _whole(split, n > 1, reason, n)
+        merged = _merged_pairs(split, boxes, n, image.size) if n > len(labels) else None
+        return merged or _whole(split, n > 1, f"count_mismatch:{n}_panels_{len(labels)}_labels", n)
     by_box = _label_per_box(boxes, hits)
     pairs = []
     for b, s, lab in zip(boxes, scores, labels):

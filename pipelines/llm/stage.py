@@ -138,8 +138,8 @@ class LLMStage:
                 "model": engine.backend.model, "prompt_hash": task.template_hash(),
                 "params_json": engine.params.to_json(), "cache_hit": ans.cache_hit}
 
-    def _gate(self, source: str, text: str) -> Faithfulness:
-        return check(source, text, self.options.faithfulness, self.linker)
+    def _gate(self, source: str, text: str, prose: bool = True) -> Faithfulness:
+        return check(source, text, self.options.faithfulness, self.linker, prose=prose)
 
     def _context(self, row: _Row) -> str:
         ctx = row.out.get("context_llm") or " ".join(row.mentions)
@@ -195,7 +195,7 @@ class LLMStage:
             if ans.value is None or ans.errors:
                 verdict = Faithfulness(0.0, False, [f"schema:{e}" for e in (ans.errors or ["invalid"])])
             else:
-                verdict = self._gate(r.source(), extraction_claims_text(ans.value))
+                verdict = self._gate(r.source(), extraction_claims_text(ans.value), prose=False)
             text = json.dumps(ans.value, ensure_ascii=False, sort_keys=True) if ans.value is not None else ans.text
             r.out["generated"].append(self._record(engine, EXTRACT, ans, verdict, text))
             if verdict.accepted:

@@ -69,7 +69,7 @@ class Concepts(Stage):
                 if paragraph not in self.paragraphs:
                     self.paragraphs[paragraph] = self.linker.link(paragraph)
                 context.extend(self.paragraphs[paragraph])
-        hints = concept_hints(caption)
+        hints = concept_hints(caption, item.text)
         item.anatomy, item.modality = hints["anatomy"], hints["modality"]
         item.extra.update(concepts=concept_dicts(caption), context_concepts=concept_dicts(context),
                           anatomy=item.anatomy, modality=item.modality, concept_vocab=self.vocab_id)

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from medcorpus.manifests.parquet import read_table, write_rows
-from medcorpus.manifests.shards import ShardPlan, plan_shards
+from medcorpus.manifests.shards import SIZES_FILE, ShardPlan, plan_shards, sizes_json
 from medcorpus.manifests.storage import Output
 from medcorpus.manifests.writers import ShardWriter, TarShardWriter
 from medcorpus.pipelines.config import BuildConfig
-from medcorpus.pipelines.graph import sidecar_json
+from medcorpus.pipelines.graph import sidecar_jsons
 from medcorpus.pipelines.staging import Staging, UnitResult
 from medcorpus.schemas import manifest as schema
 
@@ -87,7 +87,7 @@ def apply_dedup(asm: Assembly, result: Any) -> None:
     for key, match in result.matches.items():
         rec = rows_of[key]
         asm.dropped.append({"key": key, "article_id": rec.article_id, "figure_id": None, "stage": "dedup",
-                            "reason": f"duplicate of {match.canonical}", "scores": {}, **match.columns()})
+                            "reason": f"duplicate of {match.canonical}", "scores": [], **match.columns()})
     for family, sizes in asm.sizes.items():
         asm.sizes[family] = [(k, n) for k, n in sizes if k not in result.matches]
 
@@ -133,7 +133,9 @@ def _staged_samples(plan: ShardPlan, tokens: dict[str, str],
         for s in meta.samples:
             if s.key in tokens and tokens[s.key] == token:
                 rows_by_key[s.key] = {**s.row, **plan.updates.get(s.key, {})}
-                members_by_key[s.key] = {**members[s.key], "json": sidecar_json(rows_by_key[s.key])}
+                members_by_key[s.key] = dict(members[s.key])
+    for key, sidecar in zip(rows_by_key, sidecar_jsons(list(rows_by_key.values()))):
+        members_by_key[key]["json"] = sidecar
     return rows_by_key, members_by_key
 
 
@@ -171,9 +173,20 @@ def write_attribution(output: Output) -> int:
         return attribution.write_attribution(rows, tmp)
 
 
+def write_sizes(plans: list[ShardPlan], output: Output) -> list[str]:
+    """One ``sizes.json`` per shard folder, each covering every shard of the output."""
+    data = sizes_json((p.name, len(p.keys)) for p in plans)
+    written = sorted({f"shards/{p.family}/{SIZES_FILE}" for p in plans})
+    for rel in written:
+        output.write_bytes(rel, data)
+    return written
+
+
 def remove_stale(asm: Assembly, output: Output) -> int:
-    """Delete shards and manifest parts of an earlier build that this build's plan does not have."""
-    keep = {p.name for p in asm.plans} | {p.manifest_part for p in asm.plans}
+    """Delete shards, manifest parts and ``sizes.json`` files of an earlier build that this build's
+    plan does not have."""
+    keep = ({p.name for p in asm.plans} | {p.manifest_part for p in asm.plans}
+            | {f"shards/{p.family}/{SIZES_FILE}" for p in asm.plans})
     stale = [r for r in output.list("shards") + output.list("manifest/samples") if r not in keep]
     for rel in stale:
         output.remove(rel)

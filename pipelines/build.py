@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from medcorpus import __version__
 from medcorpus.files import cache_root
-from medcorpus.manifests import completion
+from medcorpus.manifests import card, completion
 from medcorpus.manifests.storage import Output
 from medcorpus.pipelines import assemble, incremental
 from medcorpus.pipelines.config import BuildConfig
@@ -112,9 +112,11 @@ def _build(config: BuildConfig, source: Source, runner: Runner, out: str, *, sel
     finally:
         runner.close()
     assemble.write_tables(asm, output)
+    assemble.write_sizes(asm.plans, output)
     incremental.write_units(output, units)
     assemble.remove_stale(asm, output)
     assemble.write_attribution(output)
+    card.write_card(output)
 
     summary.articles, summary.figures, summary.shards = len(asm.articles), len(asm.figures), len(asm.plans)
     summary.errors_by_reason = assemble.errors_by_reason(asm.errors)

@@ -43,7 +43,7 @@ def select(out: str, where: str | None, params: Params = None, *, columns: Seque
             raise SelectionError(f"no such samples column: {', '.join(unknown)}")
         cols = ", ".join(f'"{c}"' for c in columns) if columns else "*"
         sql = f"SELECT {cols} FROM samples WHERE {expression(where)} ORDER BY {order_by}"
-        return con.execute(sql, params or []).fetch_arrow_table()
+        return con.execute(sql, params or []).to_arrow_table()
     except (duckdb.BinderException, duckdb.ConversionException, duckdb.InvalidInputException) as exc:
         raise SelectionError(f"cannot select samples where {where!r}: {_first_line(exc)}") from None
     finally:

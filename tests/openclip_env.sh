@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # open_clip's training data path over a build's shards (tests/test_openclip_train.py), in an
-# environment of its own: open_clip needs torchvision, and PyPI builds torchvision for CUDA torch;
-# installed into .venv beside the CPU torch it breaks every import of torchvision, transformers'
-# CLIP among them. .venv-openclip sees .venv's packages (a .pth file) and adds open_clip, timm and
-# torchvision, pinned in constraints.txt.
+# environment of its own: open_clip needs torchvision (PyPI builds it for CUDA torch; in .venv beside
+# the CPU torch it breaks transformers' CLIP import) and webdataset<=0.2.86 (.venv pins 1.0.2).
+# .venv-openclip sees .venv's packages (a .pth file) and adds requirements-openclip.txt.
 # Usage: tests/openclip_env.sh [pytest arguments]   (run ./install.sh first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,10 +12,10 @@ own_site=$($VENV/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["p
 .venv/bin/python -c 'import sys; print("\n".join(p for p in sys.path if p.endswith("-packages")))' \
   > "$own_site/medcorpus-main-venv.pth"
 stamp=$VENV/.medcorpus-install
-want=$(cat constraints.txt pyproject.toml | sha1sum | cut -d' ' -f1)
+want=$(cat requirements-openclip.txt constraints.txt | sha1sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  if ! $VENV/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt \
-       open_clip_torch timm torchvision > $VENV/pip.log 2>&1; then
+  if ! $VENV/bin/python -m pip install -q --disable-pip-version-check --no-deps -r requirements-openclip.txt \
+       > $VENV/pip.log 2>&1; then
     grep -v "is ignored" $VENV/pip.log >&2; exit 1
   fi
   echo "$want" > "$stamp"

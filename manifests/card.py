@@ -2,10 +2,11 @@
 ``load_dataset(OUT)`` loads a build output unchanged, with declared (never inferred) features.
 
 Configs: ``all`` (the default: every shard) and one per license family (``datasets`` takes one
-builder per folder, so the Parquet manifest loads with the ``parquet`` builder instead). They declare the WebDataset columns: ``__key__``, ``__url__``,
-one image column per image format the output holds, ``txt`` and ``json`` (the sidecar, a struct
-of ``schemas.manifest.SIDECAR``): declared types keep null-only columns typed, and panels keep
-their ``parent_key`` and ``panel_*`` whatever the first samples are.
+builder per folder, so the Parquet manifest loads with the ``parquet`` builder instead). They
+declare the WebDataset columns: ``__key__``, ``__url__``, one image column per image format the
+output holds, ``txt`` and ``json`` (the sidecar, a struct of ``schemas.manifest.SIDECAR``):
+declared types keep null-only columns typed, and panels keep their ``parent_key`` and ``panel_*``
+whatever the first samples are.
 """
 from __future__ import annotations
 

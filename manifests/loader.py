@@ -76,7 +76,7 @@ class ManifestDataset(IterableDataset):
         length = sum(sizes) if samples_per_epoch is None else int(samples_per_epoch)
         self.quota = epochs.quotas(sizes, [w for _, w, _ in selections], length)
         self.output = Output(out)
-        self._epoch, self._consumed, self._loader_counts = 0, 0, False
+        self._epoch, self._consumed, self._loader_counts, self._resuming = 0, 0, False, False
 
     @classmethod
     def mix(cls, out: str, selections: Sequence[tuple[Any, ...]], *, samples_per_epoch: int | None = None,
@@ -92,13 +92,16 @@ class ManifestDataset(IterableDataset):
         return len(epochs.rank_slice(np.empty(sum(self.quota)), self.rank, self.world_size, self.even))
 
     def set_epoch(self, epoch: int) -> None:
-        self._epoch, self._consumed = int(epoch), 0
+        """Start ``epoch`` from its beginning; after ``load_state_dict``, setting the loaded epoch
+        keeps the loaded position (a training loop calls ``set_epoch`` on resume too)."""
+        if not (self._resuming and int(epoch) == self._epoch):
+            self._epoch, self._consumed = int(epoch), 0
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self._epoch, "consumed": self._consumed}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        self._epoch, self._consumed = int(state["epoch"]), int(state["consumed"])
+        self._epoch, self._consumed, self._resuming = int(state["epoch"]), int(state["consumed"]), True
 
     def rank_order(self, epoch: int | None = None) -> np.ndarray:
         """Positions (into ``self.index``) of this rank's samples in ``epoch``, in delivery order."""
@@ -108,6 +111,7 @@ class ManifestDataset(IterableDataset):
 
     def _begin_pass(self) -> None:
         """A pass that starts after the whole epoch was delivered starts the next epoch."""
+        self._resuming = False
         if self._consumed >= len(self):
             self._epoch, self._consumed = self._epoch + 1, 0
 

@@ -3,7 +3,8 @@ interrupted rebuild leave folders whose listed rows are all fine while shards, p
 are missing, extra or stale.
 
 Checks: the completion record is there and matches the files (sizes; sha256 of manifest files);
-every shard has its manifest part and every part its shard; no key is in two parts; every part's
+every shard has its manifest part and every part its shard; every shard folder's ``sizes.json``
+counts every shard's rows; no key is in two parts; every part's
 rows point into its own shard; every tar member is a member of a manifest row at the offset and
 size the row says (and every row's members are in the tar); every image hashes to its
 ``image_sha256`` and every caption member equals the manifest caption.

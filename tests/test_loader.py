@@ -114,6 +114,7 @@ def test_state_dict_resumes_with_exactly_the_rest(out: Path, workers: int) -> No
     assert state == {"epoch": 4, "consumed": 6}
     resumed = dataset()
     resumed.load_state_dict(json.loads(json.dumps(state)))  # as saved with a checkpoint
+    resumed.set_epoch(4)  # the training loop's call on resume keeps the loaded position
     rest = _delivered(resumed, workers)
     assert taken + rest == expected
     assert resumed.state_dict() == {"epoch": 4, "consumed": len(expected)}

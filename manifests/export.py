@@ -12,9 +12,9 @@ from typing import Any
 
 from medcorpus.manifests import card, completion
 from medcorpus.manifests.parquet import write_rows
-from medcorpus.manifests.ranges import RangeReader, Span
+from medcorpus.manifests.ranges import RangeReader, member, sample_span
 from medcorpus.manifests.selection import Params, select
-from medcorpus.manifests.shards import SIZES_FILE, ShardPlan, plan_shards, sizes_json
+from medcorpus.manifests.shards import ShardPlan, plan_shards, write_sizes
 from medcorpus.manifests.storage import Output
 from medcorpus.manifests.writers import TarShardWriter
 from medcorpus.schemas import manifest as schema
@@ -46,7 +46,8 @@ def export(out: str, dest: str, where: str | None = None, params: Params = None,
         by_family.setdefault(row["license_family"] or "other", []).append(row)
     plans = []
     for family, family_rows in sorted(by_family.items()):
-        sizes = [(r["key"], _end(r) - _start(r)) for r in family_rows]
+        spans = [sample_span(r["shard"], r.__getitem__) for r in family_rows]
+        sizes = [(r["key"], s.end - s.start) for r, s in zip(family_rows, spans)]
         plans += plan_shards(family, sizes, shard_size, NO_BYTE_LIMIT)
     row_of = {r["key"]: r for r in rows}
     reader = RangeReader(Output(out))
@@ -55,39 +56,23 @@ def export(out: str, dest: str, where: str | None = None, params: Params = None,
             _write_shard(plan, row_of, reader, target)
     finally:
         reader.close()
-    data = sizes_json((p.name, len(p.keys)) for p in plans)
-    for family in sorted({p.family for p in plans}):
-        target.write_bytes(f"shards/{family}/{SIZES_FILE}", data)
+    write_sizes(target, plans)
     _write_attribution(target, rows)
     card.write_card(target)
     completion.write_record(target, uuid.uuid4().hex, dt.datetime.now(dt.timezone.utc), len(rows))
     return ExportSummary(len(rows), len(plans))
 
 
-def _start(row: dict[str, Any]) -> int:
-    return min(row["image_offset"], row["txt_offset"], row["json_offset"])
-
-
-def _end(row: dict[str, Any]) -> int:
-    return max(row["image_offset"] + row["image_size"], row["txt_offset"] + row["txt_size"],
-               row["json_offset"] + row["json_size"])
-
-
 def _write_shard(plan: ShardPlan, row_of: dict[str, dict[str, Any]], reader: RangeReader, target: Output) -> None:
     """One shard with its members copied from the source, then its manifest part."""
     rows = [row_of[k] for k in plan.keys]
-    blobs = reader.read([Span(r["shard"], _start(r), _end(r)) for r in rows])
+    spans = [sample_span(r["shard"], r.__getitem__) for r in rows]
     writer = TarShardWriter()
     with target.staged_file(plan.name) as tmp:
         writer.open(tmp)
-        for row, blob in zip(rows, blobs):
-            base = _start(row)
-
-            def member(name: str, row: dict[str, Any] = row, blob: bytes = blob, base: int = base) -> bytes:
-                lo = row[f"{name}_offset"] - base
-                return blob[lo:lo + row[f"{name}_size"]]
-
-            writer.write(row["key"], {row["image_format"]: member("image"), "txt": member("txt"), "json": member("json")})
+        for row, span, blob in zip(rows, spans, reader.read(spans)):
+            writer.write(row["key"], {ext: member(blob, span, name, row.__getitem__)
+                                      for name, ext in (("image", row["image_format"]), ("txt", "txt"), ("json", "json"))})
         offsets = writer.close()
     out_rows = []
     for row in rows:

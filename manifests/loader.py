@@ -33,7 +33,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from medcorpus.manifests import epochs
-from medcorpus.manifests.ranges import RangeReader, Span
+from medcorpus.manifests.ranges import RangeReader, member, sample_span
 from medcorpus.manifests.selection import Params, select
 from medcorpus.manifests.storage import Output
 
@@ -66,7 +66,7 @@ class ManifestDataset(IterableDataset):
                  _selections: Sequence[tuple[str | None, float, Any]] | None = None,
                  samples_per_epoch: int | None = None) -> None:
         selections = _selections or [(where, 1.0, params)]
-        self.out, self.shuffle, self.seed, self.even = out, shuffle, seed, even
+        self.shuffle, self.seed, self.even = shuffle, seed, even
         self.decode, self.transform, self.batch_size = decode, transform, int(batch_size)
         if self.batch_size < 1:
             raise ValueError("batch_size must be >= 1")
@@ -135,22 +135,13 @@ class ManifestDataset(IterableDataset):
             reader.close()
 
     def _read(self, reader: RangeReader, positions: np.ndarray) -> Iterator[dict[str, Any]]:
-        ix = self.index
-        spans = []
-        for p in positions:
-            start = min(ix["image_offset"][p], ix["txt_offset"][p], ix["json_offset"][p])
-            end = max(ix["image_offset"][p] + ix["image_size"][p], ix["txt_offset"][p] + ix["txt_size"][p],
-                      ix["json_offset"][p] + ix["json_size"][p])
-            spans.append(Span(ix["shard"][p], int(start), int(end)))
-        for p, span, blob in zip(positions, spans, reader.read(spans)):
-            def member(name: str) -> bytes:
-                lo = int(ix[f"{name}_offset"][p]) - span.start
-                return blob[lo:lo + int(ix[f"{name}_size"][p])]
-
-            row = json.loads(member("json"))
-            row.update({c: _plain(ix[c][p]) for c in INDEX_COLUMNS if c != "key"})
-            yield {"key": ix["key"][p], "image": decode_image(member("image"), self.decode),
-                   "caption": member("txt").decode("utf-8"), "row": row}
+        columns = [lambda c, p=p: self.index[c][p] for p in positions]
+        spans = [sample_span(self.index["shard"][p], col) for p, col in zip(positions, columns)]
+        for p, col, span, blob in zip(positions, columns, spans, reader.read(spans)):
+            row = json.loads(member(blob, span, "json", col))
+            row.update({c: _plain(self.index[c][p]) for c in INDEX_COLUMNS if c != "key"})
+            yield {"key": self.index["key"][p], "image": decode_image(member(blob, span, "image", col), self.decode),
+                   "caption": member(blob, span, "txt", col).decode("utf-8"), "row": row}
 
     def dataloader(self, num_workers: int = 0, **kwargs: Any) -> DataLoader:
         """A DataLoader with this dataset's batch size that records in ``state_dict()`` what it

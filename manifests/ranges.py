@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 from medcorpus.manifests.storage import Output
 
@@ -21,6 +21,22 @@ class Span:
     shard: str
     start: int
     end: int
+
+
+MEMBERS = ("image", "txt", "json")
+
+
+def sample_span(shard: str, column: Callable[[str], int]) -> Span:
+    """The bytes that hold a sample's members, from its manifest columns (``column("image_offset")``)."""
+    starts = [int(column(f"{m}_offset")) for m in MEMBERS]
+    ends = [start + int(column(f"{m}_size")) for start, m in zip(starts, MEMBERS)]
+    return Span(shard, min(starts), max(ends))
+
+
+def member(blob: bytes, span: Span, name: str, column: Callable[[str], int]) -> bytes:
+    """One member (``image``, ``txt``, ``json``) out of the bytes read for ``sample_span``."""
+    lo = int(column(f"{name}_offset")) - span.start
+    return blob[lo:lo + int(column(f"{name}_size"))]
 
 
 def coalesce(spans: Sequence[Span], max_gap: int) -> tuple[list[Span], list[tuple[int, int]]]:

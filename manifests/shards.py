@@ -11,6 +11,8 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
+from medcorpus.manifests.storage import Output
+
 SIZES_FILE = "sizes.json"
 
 
@@ -80,6 +82,17 @@ def _balance(items: list[tuple[str, int]], max_samples: int,
     cuts = sorted(range(1, len(items)), key=lambda c: (abs(2 * c - len(items)), c))
     cut = next((c for c in cuts if fits(c)), None)
     return [items] if cut is None else [items[:cut], items[cut:]]
+
+
+def sizes_path(family: str) -> str:
+    return f"shards/{family}/{SIZES_FILE}"
+
+
+def write_sizes(output: Output, plans: Sequence[ShardPlan]) -> None:
+    """One ``sizes.json`` per shard folder, each covering every shard of the output."""
+    data = sizes_json((p.name, len(p.keys)) for p in plans)
+    for family in sorted({p.family for p in plans}):
+        output.write_bytes(sizes_path(family), data)
 
 
 def sizes_json(shards: Iterable[tuple[str, int]]) -> bytes:

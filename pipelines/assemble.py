@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from medcorpus.manifests.parquet import read_table, write_rows
-from medcorpus.manifests.shards import SIZES_FILE, ShardPlan, plan_shards, sizes_json
+from medcorpus.manifests.shards import ShardPlan, plan_shards, sizes_path
 from medcorpus.manifests.storage import Output
 from medcorpus.manifests.writers import ShardWriter, TarShardWriter
 from medcorpus.pipelines.config import BuildConfig
@@ -173,20 +173,11 @@ def write_attribution(output: Output) -> int:
         return attribution.write_attribution(rows, tmp)
 
 
-def write_sizes(plans: list[ShardPlan], output: Output) -> list[str]:
-    """One ``sizes.json`` per shard folder, each covering every shard of the output."""
-    data = sizes_json((p.name, len(p.keys)) for p in plans)
-    written = sorted({f"shards/{p.family}/{SIZES_FILE}" for p in plans})
-    for rel in written:
-        output.write_bytes(rel, data)
-    return written
-
-
 def remove_stale(asm: Assembly, output: Output) -> int:
     """Delete shards, manifest parts and ``sizes.json`` files of an earlier build that this build's
     plan does not have."""
     keep = ({p.name for p in asm.plans} | {p.manifest_part for p in asm.plans}
-            | {f"shards/{p.family}/{SIZES_FILE}" for p in asm.plans})
+            | {sizes_path(p.family) for p in asm.plans})
     stale = [r for r in output.list("shards") + output.list("manifest/samples") if r not in keep]
     for rel in stale:
         output.remove(rel)

@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from medcorpus import __version__
 from medcorpus.files import cache_root
 from medcorpus.manifests import card, completion
+from medcorpus.manifests.shards import write_sizes
 from medcorpus.manifests.storage import Output
 from medcorpus.pipelines import assemble, incremental
 from medcorpus.pipelines.config import BuildConfig
@@ -112,7 +113,7 @@ def _build(config: BuildConfig, source: Source, runner: Runner, out: str, *, sel
     finally:
         runner.close()
     assemble.write_tables(asm, output)
-    assemble.write_sizes(asm.plans, output)
+    write_sizes(output, asm.plans)
     incremental.write_units(output, units)
     assemble.remove_stale(asm, output)
     assemble.write_attribution(output)

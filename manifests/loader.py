@@ -75,6 +75,9 @@ class ManifestDataset(IterableDataset):
         sizes = [len(s) for s in self.sources]
         length = sum(sizes) if samples_per_epoch is None else int(samples_per_epoch)
         self.quota = epochs.quotas(sizes, [w for _, w, _ in selections], length)
+        empty = [where for (where, _, _), n, q in zip(selections, sizes, self.quota) if q and not n]
+        if empty:
+            raise ValueError(f"a weighted selection selects no samples: {empty[0]!r}")
         self.output = Output(out)
         self._epoch, self._consumed, self._loader_counts, self._resuming = 0, 0, False, False
 

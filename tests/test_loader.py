@@ -134,6 +134,8 @@ def test_mix_takes_each_selection_by_weight(out: Path) -> None:
     ds.set_epoch(1)
     comm = [i["key"] for i in ds if i["row"]["license_family"] == "comm"]
     assert len(set(comm)) == 10  # 10 of 42: no repeats within an epoch
+    with pytest.raises(ValueError, match="selects no samples"):
+        ManifestDataset.mix(str(out), [("true", 1.0), ("key = 'none'", 1.0)])
 
 
 def test_refuses_an_output_without_its_completion_record(out: Path, tmp_path: Path) -> None:

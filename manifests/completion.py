@@ -27,7 +27,7 @@ from medcorpus.schemas.manifest import SCHEMA_VERSION
 RECORD = "_complete.json"
 RECORD_FORMAT = 1
 PUBLISHED_DIRS = ("shards", "manifest")
-PUBLISHED_FILES = ("attribution.csv", "croissant.json")
+PUBLISHED_FILES = ("attribution.csv", "README.md", "croissant.json")
 RERUN_HINT = "rerun the same build command: it resumes from its staged units and rewrites the output"
 
 

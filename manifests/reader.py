@@ -3,25 +3,25 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from medcorpus.manifests.query import connect
+from medcorpus.manifests.selection import Params, select
 from medcorpus.manifests.storage import Output
 
 
-def iter_samples(out: str, where: str = "true", *, allow_incomplete: bool = False) -> Iterator[dict]:
-    """Yield {key, image, caption, shard} for the samples matching a SQL predicate, shard by shard.
+def iter_samples(out: str, where: str = "true", *, params: Params = None,
+                 allow_incomplete: bool = False) -> Iterator[dict]:
+    """Yield {key, image, caption, shard} for the samples matching a SQL predicate (one expression,
+    values bound from ``params``: ``manifests/selection.py``), shard by shard. For training, see
+    ``manifests/loader.py``.
 
     Refuses (``IncompleteOutput``) an output whose build did not finish unless ``allow_incomplete``:
     a training job would otherwise silently stream a partial or inconsistent corpus."""
-    con = connect(out, allow_incomplete=allow_incomplete)
-    rows = con.execute(
-        f"SELECT key, shard, image_offset, image_size, txt_offset, txt_size FROM samples WHERE {where} "
-        "ORDER BY shard, image_offset"
-    ).fetchall()
-    con.close()
+    columns = ["key", "shard", "image_offset", "image_size", "txt_offset", "txt_size"]
+    rows = select(out, where, params, columns=columns, allow_incomplete=allow_incomplete).to_pylist()
     output = Output(out)
     handle, current = None, None
     try:
-        for key, shard, img_off, img_size, txt_off, txt_size in rows:
+        for row in rows:
+            key, shard, img_off, img_size, txt_off, txt_size = (row[c] for c in columns)
             if shard != current:
                 if handle:
                     handle.close()

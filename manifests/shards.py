@@ -1,9 +1,19 @@
 """Shard plans: which samples go to which shard of a license family (the writers are in
-``manifests/writers.py``)."""
+``manifests/writers.py``), and the ``sizes.json`` that webdataset trainers read.
+
+Shard basenames are unique across the whole output (``shards/comm/comm-000003.tar``): trainers such
+as open_clip key ``sizes.json`` by basename and take shards of several folders in one brace list.
+"""
 from __future__ import annotations
 
+import json
+import posixpath
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
+
+from medcorpus.manifests.storage import Output
+
+SIZES_FILE = "sizes.json"
 
 
 @dataclass(frozen=True)
@@ -16,30 +26,77 @@ class ShardPlan:
 
     @property
     def name(self) -> str:
-        return f"shards/{self.family}/{self.index:06d}.tar"
+        return shard_name(self.family, self.index)
 
     @property
     def manifest_part(self) -> str:
         return f"manifest/samples/{self.family}-{self.index:06d}.parquet"
 
 
+def shard_name(family: str, index: int) -> str:
+    return f"shards/{family}/{family}-{index:06d}.tar"
+
+
 def plan_shards(family: str, sizes: Sequence[tuple[str, int]], max_samples: int, max_bytes: int,
                 updates: Mapping[str, dict[str, Any]] | None = None) -> list[ShardPlan]:
-    """Cut key-sorted samples into shards of at most ``max_samples`` samples and ``max_bytes`` bytes."""
-    plans: list[ShardPlan] = []
-    current: list[str] = []
-    current_bytes = 0
+    """Cut key-sorted samples into shards of at most ``max_samples`` samples and ``max_bytes`` bytes.
+
+    The last two shards are balanced, so no family ends with a tiny shard: a trainer that gives each
+    worker whole shards would otherwise hand one worker too few samples for a batch. Membership
+    depends only on the set of samples (key order), never on processing order."""
+    ordered = sorted(sizes)
+    groups = _greedy(ordered, max_samples, max_bytes)
+    if len(groups) >= 2:
+        groups[-2:] = _balance(groups[-2] + groups[-1], max_samples, max_bytes)
     updates = updates or {}
+    return [ShardPlan(family, i, tuple(k for k, _ in g), {k: updates[k] for k, _ in g if k in updates})
+            for i, g in enumerate(groups)]
 
-    def close() -> None:
-        plans.append(ShardPlan(family, len(plans), tuple(current), {k: updates[k] for k in current if k in updates}))
 
-    for key, size in sorted(sizes):
-        if current and (len(current) >= max_samples or current_bytes + size > max_bytes):
-            close()
-            current, current_bytes = [], 0
-        current.append(key)
+def _greedy(ordered: list[tuple[str, int]], max_samples: int, max_bytes: int) -> list[list[tuple[str, int]]]:
+    groups: list[list[tuple[str, int]]] = [[]]
+    current_bytes = 0
+    for key, size in ordered:
+        if groups[-1] and (len(groups[-1]) >= max_samples or current_bytes + size > max_bytes):
+            groups.append([])
+            current_bytes = 0
+        groups[-1].append((key, size))
         current_bytes += size
-    if current:
-        close()
-    return plans
+    return [g for g in groups if g]
+
+
+def _balance(items: list[tuple[str, int]], max_samples: int,
+             max_bytes: int) -> list[list[tuple[str, int]]]:
+    """Split two consecutive shards' samples at the cut nearest the middle that keeps both within
+    the limits (the greedy cut always does, so one exists)."""
+    total = sum(s for _, s in items)
+    prefix = [0]
+    for _, size in items:
+        prefix.append(prefix[-1] + size)
+
+    def fits(cut: int) -> bool:
+        head, tail = cut, len(items) - cut
+        return (0 < head <= max_samples and 0 < tail <= max_samples
+                and (head == 1 or prefix[cut] <= max_bytes) and (tail == 1 or total - prefix[cut] <= max_bytes))
+
+    cuts = sorted(range(1, len(items)), key=lambda c: (abs(2 * c - len(items)), c))
+    cut = next((c for c in cuts if fits(c)), None)
+    return [items] if cut is None else [items[:cut], items[cut:]]
+
+
+def sizes_path(family: str) -> str:
+    return f"shards/{family}/{SIZES_FILE}"
+
+
+def write_sizes(output: Output, plans: Sequence[ShardPlan]) -> None:
+    """One ``sizes.json`` per shard folder, each covering every shard of the output."""
+    data = sizes_json((p.name, len(p.keys)) for p in plans)
+    for family in sorted({p.family for p in plans}):
+        output.write_bytes(sizes_path(family), data)
+
+
+def sizes_json(shards: Iterable[tuple[str, int]]) -> bytes:
+    """``sizes.json``: sample count by shard basename, for every shard of the output (open_clip
+    reads the one beside the first shard of a brace list, which may span folders)."""
+    sizes = {posixpath.basename(name): int(n) for name, n in shards}
+    return json.dumps(dict(sorted(sizes.items())), indent=1).encode("utf-8")

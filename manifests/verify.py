@@ -3,7 +3,8 @@ interrupted rebuild leave folders whose listed rows are all fine while shards, p
 are missing, extra or stale.
 
 Checks: the completion record is there and matches the files (sizes; sha256 of manifest files);
-every shard has its manifest part and every part its shard; no key is in two parts; every part's
+every shard has its manifest part and every part its shard; every shard folder's ``sizes.json``
+counts every shard's rows; no key is in two parts; every part's
 rows point into its own shard; every tar member is a member of a manifest row at the offset and
 size the row says (and every row's members are in the tar); every image hashes to its
 ``image_sha256`` and every caption member equals the manifest caption.
@@ -11,6 +12,8 @@ size the row says (and every row's members are in the tar); every image hashes t
 from __future__ import annotations
 
 import hashlib
+import json
+import posixpath
 import re
 import tarfile
 from collections import Counter
@@ -19,11 +22,12 @@ from typing import IO, Any
 import pyarrow.parquet as pq
 
 from medcorpus.manifests.completion import RECORD, hashed, file_sha256, open_output, published_sizes, read_record
+from medcorpus.manifests.shards import SIZES_FILE, sizes_json
 from medcorpus.manifests.storage import Output
 
 ROW_COLUMNS = ["key", "shard", "image_member", "image_offset", "image_size", "image_sha256",
                "txt_offset", "txt_size", "json_offset", "json_size", "caption"]
-_SHARD = re.compile(r"^shards/(?P<family>[^/]+)/(?P<index>\d+)\.tar$")
+_SHARD = re.compile(r"^shards/(?P<family>[^/]+)/(?P=family)-(?P<index>\d+)\.tar$")
 _PART = re.compile(r"^manifest/samples/(?P<family>[^/]+)-(?P<index>\d+)\.parquet$")
 
 
@@ -33,11 +37,13 @@ def verify_output(out: str) -> tuple[list[str], int]:
     output = open_output(out)
     sizes = published_sizes(output)
     problems = check_record(output, sizes)
-    shards = sorted(r for r in sizes if r.startswith("shards/"))
+    size_files = sorted(r for r in sizes if r.startswith("shards/") and posixpath.basename(r) == SIZES_FILE)
+    shards = sorted(r for r in sizes if r.startswith("shards/") and r not in size_files)
     parts = sorted(r for r in sizes if r.startswith("manifest/samples/"))
     problems += check_pairs(shards, parts)
     rows_by_shard, row_problems, n_rows = read_parts(output, parts)
     problems += row_problems
+    problems += check_sizes(output, size_files, shards, rows_by_shard)
     for shard in sorted(set(shards) | set(rows_by_shard)):
         problems += check_shard(output, shard, rows_by_shard.get(shard, []), shard in sizes)
     record = _record_or_none(output)
@@ -77,8 +83,27 @@ def check_record(output: Output, sizes: dict[str, int]) -> list[str]:
     return problems
 
 
+def check_sizes(output: Output, size_files: list[str], shards: list[str],
+                rows_by_shard: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Every shard folder has a ``sizes.json`` that counts every shard's rows (webdataset trainers
+    take their epoch length from it)."""
+    expected = json.loads(sizes_json((s, len(rows_by_shard.get(s, []))) for s in shards))
+    problems = [f"{folder}: no {SIZES_FILE}" for folder in sorted({posixpath.dirname(s) for s in shards})
+                if posixpath.join(folder, SIZES_FILE) not in size_files]
+    for rel in size_files:
+        try:
+            found = json.loads(output.read_bytes(rel))
+        except ValueError as exc:
+            problems.append(f"{rel}: unreadable ({exc})")
+            continue
+        if found != expected:
+            wrong = sorted(k for k in set(found) | set(expected) if found.get(k) != expected.get(k))
+            problems.append(f"{rel}: sample counts differ from the manifest for {', '.join(wrong[:5])}")
+    return problems
+
+
 def part_of(shard: str) -> str | None:
-    """The manifest part that lists a shard's samples (``shards/comm/000003.tar`` →
+    """The manifest part that lists a shard's samples (``shards/comm/comm-000003.tar`` →
     ``manifest/samples/comm-000003.parquet``)."""
     m = _SHARD.match(shard)
     return f"manifest/samples/{m['family']}-{m['index']}.parquet" if m else None
@@ -86,12 +111,12 @@ def part_of(shard: str) -> str | None:
 
 def shard_of(part: str) -> str | None:
     m = _PART.match(part)
-    return f"shards/{m['family']}/{m['index']}.tar" if m else None
+    return f"shards/{m['family']}/{m['family']}-{m['index']}.tar" if m else None
 
 
 def check_pairs(shards: list[str], parts: list[str]) -> list[str]:
     """Every shard has its manifest part and every part its shard."""
-    return (_unpaired(shards, part_of, parts, "a shard name (shards/FAMILY/NNNNNN.tar)",
+    return (_unpaired(shards, part_of, parts, "a shard name (shards/FAMILY/FAMILY-NNNNNN.tar)",
                       "shard without its manifest part")
             + _unpaired(parts, shard_of, shards, "a manifest part name (manifest/samples/FAMILY-NNNNNN.parquet)",
                         "manifest part without its shard"))

@@ -19,11 +19,11 @@ from typing import Any, Iterable
 
 from medcorpus.files import file_sha256
 from medcorpus.manifests.parquet import SHARD_SHA256, read_table, write_rows
-from medcorpus.manifests.shards import ShardPlan, plan_shards
+from medcorpus.manifests.shards import ShardPlan, plan_shards, sizes_path
 from medcorpus.manifests.storage import Output
 from medcorpus.manifests.writers import ShardWriter, TarShardWriter
 from medcorpus.pipelines.config import BuildConfig
-from medcorpus.pipelines.graph import sidecar_json
+from medcorpus.pipelines.graph import sidecar_jsons
 from medcorpus.pipelines.staging import Staging, UnitResult
 from medcorpus.schemas import manifest as schema
 
@@ -91,7 +91,7 @@ def apply_dedup(asm: Assembly, result: Any) -> None:
     for key, match in result.matches.items():
         rec = rows_of[key]
         asm.dropped.append({"key": key, "article_id": rec.article_id, "figure_id": None, "stage": "dedup",
-                            "reason": f"duplicate of {match.canonical}", "scores": {}, **match.columns()})
+                            "reason": f"duplicate of {match.canonical}", "scores": [], **match.columns()})
     for family, sizes in asm.sizes.items():
         asm.sizes[family] = [(k, n) for k, n in sizes if k not in result.matches]
 
@@ -139,7 +139,9 @@ def _staged_samples(plan: ShardPlan, tokens: dict[str, str],
         for s in meta.samples:
             if s.key in tokens and tokens[s.key] == token:
                 rows_by_key[s.key] = {**s.row, **plan.updates.get(s.key, {})}
-                members_by_key[s.key] = {**members[s.key], "json": sidecar_json(rows_by_key[s.key])}
+                members_by_key[s.key] = dict(members[s.key])
+    for key, sidecar in zip(rows_by_key, sidecar_jsons(list(rows_by_key.values()))):
+        members_by_key[key]["json"] = sidecar
     return rows_by_key, members_by_key
 
 
@@ -194,8 +196,10 @@ def write_attribution(output: Output) -> int:
 
 
 def remove_stale(asm: Assembly, output: Output) -> int:
-    """Delete shards and manifest parts of an earlier build that this build's plan does not have."""
-    keep = {p.name for p in asm.plans} | {p.manifest_part for p in asm.plans}
+    """Delete shards, manifest parts and ``sizes.json`` files of an earlier build that this build's
+    plan does not have."""
+    keep = ({p.name for p in asm.plans} | {p.manifest_part for p in asm.plans}
+            | {sizes_path(p.family) for p in asm.plans})
     stale = [r for r in output.list("shards") + output.list("manifest/samples") if r not in keep]
     for rel in stale:
         output.remove(rel)

@@ -18,7 +18,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from medcorpus import __version__
 from medcorpus.files import cache_root
-from medcorpus.manifests import completion, releases
+from medcorpus.manifests import card, completion, releases
+from medcorpus.manifests.shards import write_sizes
 from medcorpus.manifests.storage import Output
 from medcorpus.pipelines import assemble, incremental, publish
 from medcorpus.pipelines.config import BuildConfig
@@ -116,9 +117,11 @@ def _build(config: BuildConfig, source: Source, runner: Runner, out: str, *, sel
     finally:
         runner.close()
     assemble.write_tables(asm, output)
+    write_sizes(output, asm.plans)
     incremental.write_units(output, units)
     assemble.remove_stale(asm, output)
     assemble.write_attribution(output)
+    card.write_card(output)  # before the Croissant file, which points to it
     summary.release, summary.out = baseline.release + 1, out
     summary.changes = publish.write_release_files(output, baseline, summary.release, config, source, source_spec)
     summary.composition = publish.composition(output)

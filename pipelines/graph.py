@@ -27,12 +27,15 @@ import time
 from collections import Counter
 from typing import Any
 
+import pyarrow as pa
+
 from medcorpus import __version__
 from medcorpus.pipelines.config import BuildConfig
 from medcorpus.pipelines.items import ArticleRow, DroppedRow, FigureRow, FigureTask, ImageTask
 from medcorpus.pipelines.sources.base import ArticlePackage
 from medcorpus.pipelines.stages import Stage, WorkerEnv, stage_class
 from medcorpus.pipelines.staging import StagedSample, UnitResult
+from medcorpus.schemas.manifest import SIDECAR
 from medcorpus.schemas.records import Article, ErrorRecord, Figure, Sample, SkipError, UnitRef
 
 
@@ -141,7 +144,16 @@ def stage_sample(sample: Sample, config_hash: str) -> tuple[StagedSample, dict[s
 
 
 def sidecar_json(row: dict[str, Any]) -> bytes:
-    return json.dumps(row, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return sidecar_jsons([row])[0]
+
+
+def sidecar_jsons(rows: list[dict[str, Any]]) -> list[bytes]:
+    """The samples' JSON members: every sidecar column (null where a row has none), each value cast
+    to its column's type, so readers that infer or declare one schema (Hugging Face ``datasets``)
+    see the same keys and types on every sample. One Arrow conversion for all rows."""
+    table = pa.Table.from_pylist([{n: row.get(n) for n in SIDECAR.names} for row in rows], schema=SIDECAR)
+    return [json.dumps(typed, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+            for typed in table.to_pylist()]
 
 
 def process_unit(unit: UnitRef, pipeline: Pipeline) -> UnitResult:

@@ -18,7 +18,8 @@ from medcorpus.schemas.quality import DROPPED, SAMPLE_FIELDS as QUALITY_FIELDS
 SCHEMA_VERSION = 8  # 2: panels; 3: llm; 4: quality, image type, dedup, decontam, dropped; 5: concepts;
 # 6: dropped.match_* (the evidence of each duplicate), runs.mode and .units_kept, the units table;
 # 7: imaging columns (DICOM, reports, labelled datasets); 8: samples.json_sha256, runs.release and
-# .samples_by_*, the changes table
+# .samples_by_*, the changes table; score maps become lists of {name, value} (quality_scores,
+# image_type_scores, dropped.scores), sidecars carry every column
 
 _str, _i32, _i64, _f64, _bool = pa.string(), pa.int32(), pa.int64(), pa.float64(), pa.bool_()
 
@@ -131,6 +132,10 @@ SAMPLES = pa.schema(
 SHARD_COLUMNS = ("shard", "image_member", "image_offset", "image_size", "txt_offset", "txt_size",
                  "json_offset", "json_size")
 """Columns of a sample row that exist only once the sample sits in a shard."""
+
+SIDECAR = pa.schema([f for f in SAMPLES if f.name not in SHARD_COLUMNS])
+"""The JSON sidecar of a sample in a shard: its row without the shard columns, every column present
+(null where empty), so every sample's JSON has the same keys and types."""
 
 ARTICLES = pa.schema(
     [

@@ -77,7 +77,7 @@ def test_a_newer_version_replaces_the_older_one_as_canonical(tmp_path: Path) -> 
 def test_scores_tags_and_attribution_on_the_sample_build(sample_build: Path) -> None:
     _, rows = query(str(sample_build), """
         SELECT count(*), count(*) FILTER (WHERE image_type IS NOT NULL AND image_type_confidence > 0),
-               count(*) FILTER (WHERE quality_scores['caption_chars'] IS NOT NULL AND image_phash IS NOT NULL)
+               count(*) FILTER (WHERE map_from_entries(quality_scores)['caption_chars'] IS NOT NULL AND image_phash IS NOT NULL)
         FROM samples""")
     n, tagged, scored = rows[0]
     assert n == tagged == scored

@@ -25,8 +25,8 @@ def test_build_to_s3_url(tmp_path: Path, s3_output_bucket) -> None:  # noqa: ANN
                     work_dir=str(tmp_path / "work"), progress=False)
     fs = fsspec.filesystem("s3", **s3_output_bucket.storage_options)
     keys = sorted(fs.find(f"{s3_output_bucket.name}/corpus/v1"))
-    assert any(k.endswith("shards/comm/000000.tar") for k in keys)
-    assert any(k.endswith("shards/other/000000.tar") for k in keys)  # elife-32671 lost its license: other
+    assert any(k.endswith("shards/comm/comm-000000.tar") for k in keys)
+    assert any(k.endswith("shards/other/other-000000.tar") for k in keys)  # elife-32671 lost its license: other
     assert not any(".tmp" in k or "/." in k for k in keys)  # no temporary objects left behind
     problems, checked = verify_output(url)
     assert problems == [] and checked == summary.samples
@@ -36,6 +36,6 @@ def test_build_to_s3_url(tmp_path: Path, s3_output_bucket) -> None:  # noqa: ANN
     _, rows = query(url, "SELECT key, image_sha256 FROM samples WHERE license_family = 'comm' ORDER BY shard, image_offset")
     assert [hashlib.sha256(s["image"]).hexdigest() for s in streamed] == [sha for _, sha in rows]
     # the shard on S3 is a plain WebDataset tar
-    with fs.open(f"{s3_output_bucket.name}/corpus/v1/shards/comm/000000.tar", "rb") as f:
+    with fs.open(f"{s3_output_bucket.name}/corpus/v1/shards/comm/comm-000000.tar", "rb") as f:
         names = tarfile.open(fileobj=io.BytesIO(f.read())).getnames()
     assert len(names) == 3 * n

@@ -60,10 +60,10 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     stale-shard state an interrupted rebuild with other shard boundaries leaves)."""
     root = tmp_path_factory.mktemp("verify")
     src = copy_articles(root / "in", ARTICLES)
-    cfg, cfg4 = _config(root / "cfg.yaml", 3), _config(root / "cfg4.yaml", 4)
+    cfg, cfg6 = _config(root / "cfg.yaml", 3), _config(root / "cfg6.yaml", 6)
     _cli_build(src, cfg, root / "good")
-    _cli_build(src, cfg4, root / "good4")
-    return {"src": src, "cfg": cfg, "good": root / "good", "good4": root / "good4", "root": root}
+    _cli_build(src, cfg6, root / "good6")
+    return {"src": src, "cfg": cfg, "good": root / "good", "good6": root / "good6", "root": root}
 
 
 def _verify_cli(out: Path) -> tuple[int, str]:
@@ -79,8 +79,8 @@ def test_good_build_has_a_complete_record_and_verifies(built: dict[str, Path]) -
     assert (record["medcorpus_version"], record["schema_version"], record["samples"]) == (__version__, SCHEMA_VERSION, SAMPLES)
     files = {f["path"]: f for f in record["files"]}
     published = [p for d in ("shards", "manifest") for p in (out / d).rglob("*") if p.is_file()]
-    assert set(files) == {p.relative_to(out).as_posix() for p in published} | {"attribution.csv", "croissant.json"}
-    assert {"shards/comm/000000.tar", "shards/comm/000001.tar", "manifest/samples/comm-000001.parquet",
+    assert set(files) == {p.relative_to(out).as_posix() for p in published} | {"attribution.csv", "README.md", "croissant.json"}
+    assert {"shards/comm/comm-000000.tar", "shards/comm/comm-000001.tar", "manifest/samples/comm-000001.parquet",
             "manifest/runs.parquet"} <= set(files)
     for rel, entry in files.items():
         assert entry["size"] == (out / rel).stat().st_size
@@ -94,17 +94,17 @@ def _rm(rel: str) -> Callable[[Path, dict[str, Path]], None]:
 
 
 def _stale_rebuild_shard(out: Path, built: dict[str, Path]) -> None:
-    """A rebuild with other shard boundaries, killed after its first shard: the new shard 0 (4
-    samples) beside the old shard 1, so one sample is listed twice."""
-    for rel in ("shards/comm/000000.tar", "manifest/samples/comm-000000.parquet"):
-        shutil.copyfile(built["good4"] / rel, out / rel)
+    """A rebuild with other shard boundaries, killed after its first shard: the new shard 0 (all 6
+    samples) beside the old shard 1, so its 3 samples are listed twice."""
+    for rel in ("shards/comm/comm-000000.tar", "manifest/samples/comm-000000.parquet"):
+        shutil.copyfile(built["good6"] / rel, out / rel)
 
 
 def _extra_member(out: Path, _built: dict[str, Path]) -> None:
     import io
     import tarfile
 
-    with tarfile.open(out / "shards/comm/000001.tar", "a") as tar:
+    with tarfile.open(out / "shards/comm/comm-000001.tar", "a") as tar:
         info = tarfile.TarInfo("zz_stray.txt")
         info.size = 5
         tar.addfile(info, io.BytesIO(b"stray"))
@@ -122,15 +122,15 @@ def _corrupt_byte(out: Path, _built: dict[str, Path]) -> None:
 DAMAGE = {
     "no completion record": (_rm(RECORD), ["no completion record (_complete.json)"]),
     "shard without its part": (_rm("manifest/samples/comm-000001.parquet"),
-                               ["shards/comm/000001.tar: shard without its manifest part",
-                                "shards/comm/000001.tar: 9 tar members, none of them in the manifest"]),
-    "part without its shard": (_rm("shards/comm/000001.tar"),
+                               ["shards/comm/comm-000001.tar: shard without its manifest part",
+                                "shards/comm/comm-000001.tar: 9 tar members, none of them in the manifest"]),
+    "part without its shard": (_rm("shards/comm/comm-000001.tar"),
                                ["manifest/samples/comm-000001.parquet: manifest part without its shard",
-                                "shards/comm/000001.tar: listed in _complete.json but missing"]),
+                                "shards/comm/comm-000001.tar: listed in _complete.json but missing"]),
     "duplicate key in two parts": (_stale_rebuild_shard, ["duplicate key, 2 rows (in manifest/samples/comm-000000.parquet, "
                                                           "manifest/samples/comm-000001.parquet)",
-                                                          "_complete.json says 6 samples, the manifest parts hold 7"]),
-    "tar member not in the manifest": (_extra_member, ["shards/comm/000001.tar: tar member zz_stray.txt is not in the manifest"]),
+                                                          "_complete.json says 6 samples, the manifest parts hold 9"]),
+    "tar member not in the manifest": (_extra_member, ["shards/comm/comm-000001.tar: tar member zz_stray.txt is not in the manifest"]),
     "corrupted image byte": (_corrupt_byte, ["do not hash to image_sha256"]),
 }
 
@@ -228,7 +228,7 @@ def test_readme_queries_still_work(built: dict[str, Path]) -> None:
     out = str(built["good"])
     assert query(out, README_QUERIES[0])[1] == [("comm", "CC BY", SAMPLES)]
     _, rows = query(out, "SELECT key, shard, image_offset FROM samples ORDER BY key")
-    assert len(rows) == SAMPLES and {r[1] for r in rows} == {"shards/comm/000000.tar", "shards/comm/000001.tar"}
+    assert len(rows) == SAMPLES and {r[1] for r in rows} == {"shards/comm/comm-000000.tar", "shards/comm/comm-000001.tar"}
     for sql in README_QUERIES[1:]:
         columns, _ = query(out, sql)
         assert columns, sql
@@ -258,12 +258,12 @@ def test_s3_output_record_verify_and_refusal(built: dict[str, Path], s3_output_b
     base = f"{s3_output_bucket.name}/complete"
     record = json.loads(fs.cat_file(f"{base}/{RECORD}"))
     assert record["samples"] == summary.samples == SAMPLES
-    assert {"shards/comm/000000.tar", "manifest/samples/comm-000000.parquet"} <= {f["path"] for f in record["files"]}
+    assert {"shards/comm/comm-000000.tar", "manifest/samples/comm-000000.parquet"} <= {f["path"] for f in record["files"]}
     assert verify_output(url) == ([], SAMPLES)
     assert query(url, "SELECT count(*) FROM samples")[1] == [(SAMPLES,)]
-    fs.pipe_file(f"{base}/shards/comm/000009.tar", fs.cat_file(f"{base}/shards/comm/000001.tar"))
+    fs.pipe_file(f"{base}/shards/comm/comm-000009.tar", fs.cat_file(f"{base}/shards/comm/comm-000001.tar"))
     problems, _ = verify_output(url)
-    assert "shards/comm/000009.tar: shard without its manifest part manifest/samples/comm-000009.parquet" in problems
+    assert "shards/comm/comm-000009.tar: shard without its manifest part manifest/samples/comm-000009.parquet" in problems
     fs.rm(f"{base}/{RECORD}")
     assert any(p.startswith("no completion record") for p in verify_output(url)[0])
     with pytest.raises(IncompleteOutput):

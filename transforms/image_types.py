@@ -16,6 +16,7 @@ from typing import Any, Mapping, Protocol
 import numpy as np
 from PIL import Image
 
+from medcorpus.schemas.quality import score_entries
 from medcorpus.transforms.options import Fraction, validated
 
 LABELS = ("radiology", "histopathology", "microscopy", "fundus", "endoscopy", "clinical_photo", "chart",
@@ -76,7 +77,7 @@ class ImageTags:
     def columns(self) -> dict[str, Any]:
         """Manifest columns ``image_type``, ``image_type_confidence``, ``image_type_scores``."""
         return {"image_type": self.label, "image_type_confidence": round(self.confidence, 4),
-                "image_type_scores": {k: round(v, 4) for k, v in sorted(self.scores.items())}}
+                "image_type_scores": score_entries({k: round(v, 4) for k, v in self.scores.items()})}
 
 
 class ZeroShot(Protocol):

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from medcorpus.schemas.quality import score_entries
 from medcorpus.transforms.images import to_8bit
 from medcorpus.transforms.options import Fraction, NonNegative, NonNegativeInt, Positive, known_names, validated
 from medcorpus.transforms.quality_filters import FILTERS as FILTER_REGISTRY, Evidence, caption_counts
@@ -63,7 +64,7 @@ class QualityDecision:
 
     def columns(self) -> dict[str, Any]:
         """Manifest columns (see ``schemas.quality``)."""
-        return {"quality_scores": dict(sorted(self.scores.items())), "quality_dropped_by": self.dropped_by,
+        return {"quality_scores": score_entries(self.scores), "quality_dropped_by": self.dropped_by,
                 "quality_reason": self.reason}
 
 

@@ -160,7 +160,7 @@ def test_croissant_validates_and_loads_records_with_mlcroissant(releases: dict[s
                  "dataReleaseMaintenancePlan"):
         assert doc[f"rai:{name}"], name
     record = json.loads((out / "_complete.json").read_text())
-    shards = {f["path"] for f in record["files"] if f["path"].startswith("shards/")}
+    shards = {f["path"] for f in record["files"] if f["path"].startswith("shards/") and f["path"].endswith(".tar")}
     objects = {d["contentUrl"]: d for d in doc["distribution"] if d["@type"] == "cr:FileObject"}
     assert shards <= set(objects) and "croissant.json" in {f["path"] for f in record["files"]}
     for shard in shards:

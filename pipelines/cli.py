@@ -8,16 +8,59 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
 from medcorpus import __version__
 
-app = typer.Typer(help="Build medical image-text corpora: PMC figures → WebDataset shards + Parquet manifests.",
+err = Console(stderr=True)
+
+
+class _Commands(TyperGroup):
+    """Every command's failure as one line and a hint (``pipelines/failures.py``): exit 2 for the
+    user's mistakes, 1 otherwise; the traceback only with ``--debug``."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            if ctx.params.get("debug"):
+                raise
+            from medcorpus.pipelines.failures import explain
+
+            line, hint, code = explain(exc)
+            err.print(line, markup=False, highlight=False, soft_wrap=True)
+            if hint:
+                err.print(f"hint: {hint}", markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(code) from None
+
+
+app = typer.Typer(cls=_Commands,
+                  help="Build medical image-text corpora: PMC figures → WebDataset shards + Parquet manifests.",
                   rich_markup_mode=None,
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-err = Console(stderr=True)
+
+
+@app.callback()
+def _options(debug: bool = typer.Option(False, "--debug", envvar="MEDCORPUS_DEBUG",
+                                        help="print the traceback when a command fails")) -> None:
+    """Build medical image-text corpora: PMC figures → WebDataset shards + Parquet manifests."""
+    import logging
+
+    from rich.logging import RichHandler
+
+    # what a long phase is doing (building the vocabulary, deduplicating ...), as plain lines
+    progress = logging.getLogger("medcorpus.progress")
+    if not progress.handlers:
+        progress.addHandler(RichHandler(console=err, show_time=False, show_level=False, show_path=False,
+                                        markup=False, highlighter=None))
+        progress.setLevel(logging.INFO)
+        progress.propagate = False
 
 
 class OutputFormat(str, Enum):

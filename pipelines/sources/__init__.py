@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from medcorpus.pipelines.failures import BadOption
 from medcorpus.pipelines.sources.base import Selection, Source, select  # noqa: F401
 
 
@@ -27,4 +28,4 @@ def make_source(spec: str, *, cache_dir: str, **options: Any) -> Source:
         options = {k: v for k, v in options.items() if v is not None}
         options.setdefault("license_groups", DEFAULT_LICENSE_GROUPS)
         return PmcCloudSource(cache_dir=cache_dir, **options)
-    raise ValueError(f"unknown source {spec!r}: use local:PATH, bulk:PATH or pmc-cloud")
+    raise BadOption(f"unknown source {spec!r}", "use --source local:PATH, bulk:PATH or pmc-cloud")

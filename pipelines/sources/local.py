@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import Iterator
 
+from medcorpus.pipelines.failures import MissingPath
 from medcorpus.pipelines.sources.base import ArticlePackage, meta_tuple
 from medcorpus.schemas.records import SkipError, UnitRef
 
@@ -51,7 +52,8 @@ class LocalSource:
     def __init__(self, path: str) -> None:
         self.root = Path(path).expanduser().resolve()
         if not self.root.is_dir():
-            raise FileNotFoundError(f"local source: {self.root} is not a directory")
+            raise MissingPath(f"local source: {self.root} is not a directory",
+                              "--source local:PATH names a folder of article folders (or one article folder)")
 
     def _folders(self) -> list[Path]:
         subdirs = sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))

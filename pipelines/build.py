@@ -242,7 +242,8 @@ def summary_lines(summary: BuildSummary) -> list[str]:
         f"units {summary.units} ({summary.units_reused} reused from earlier runs){kept}",
         f"articles {summary.articles}  figures {summary.figures}  samples {summary.samples}  shards {summary.shards}",
         f"skipped {summary.errors}" + "".join(f"\n  {r}: {n}" for r, n in summary.errors_by_reason.items()),
-        f"time {summary.seconds:.1f} s  ({summary.images_processed} images processed this run, {rate:.1f}/s)",
+        f"time {summary.seconds:.1f} s  " + (f"({summary.images_processed} images processed this run, {rate:.1f}/s)"
+                                             if summary.units_reused < summary.units else "(every unit reused)"),
     ]
     llm = {k[4:]: v for k, v in summary.llm_counts.items() if v}
     if llm:

@@ -60,17 +60,21 @@ _WIDE = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (code
 _DECLARED_ENCODING = re.compile(rb"^(<\?xml[^>]*?encoding\s*=\s*[\"'])[^\"']*([\"'])")
 
 
+def wide_codec(xml: bytes) -> str | None:
+    """The codec of a UTF-16/32 document (by its BOM or its first ``<``); None for any other."""
+    return next((codec for start, codec in _WIDE if xml.startswith(start)), None)
+
+
 def _ascii_compatible(xml: bytes) -> bytes:
-    """A UTF-16/32 document (by its BOM or its first ``<``) as UTF-8 with its declaration saying so;
-    any other document as it is."""
-    for start, codec in _WIDE:
-        if xml.startswith(start):
-            try:
-                text = xml.decode(codec).lstrip("\ufeff")
-            except UnicodeDecodeError as exc:
-                raise SkipError("xml_malformed", f"not valid {codec.upper()}: {exc}") from None
-            return _DECLARED_ENCODING.sub(rb"\1UTF-8\2", text.encode("utf-8"), count=1)
-    return xml
+    """A UTF-16/32 document as UTF-8 with its declaration saying so; any other document as it is."""
+    codec = wide_codec(xml)
+    if codec is None:
+        return xml
+    try:
+        text = xml.decode(codec).lstrip("\ufeff")
+    except UnicodeDecodeError as exc:
+        raise SkipError("xml_malformed", f"not valid {codec.upper()}: {exc}") from None
+    return _DECLARED_ENCODING.sub(rb"\1UTF-8\2", text.encode("utf-8"), count=1)
 
 
 def parse_xml(xml: bytes) -> etree._Element:

@@ -81,8 +81,12 @@ def check_space(path: str, needed: int, during: str) -> None:
 
 def explain(exc: BaseException) -> tuple[str, str, int]:
     """(line, hint, exit code) for an exception that ended a command."""
+    from medcorpus.transforms.options import ConfigError
+
     if isinstance(exc, UserError):
         return str(exc), exc.hint, 2
+    if isinstance(exc, ConfigError):  # a value only a stage's preparation could check
+        return f"config error: {exc}", "", 2
     if isinstance(exc, DiskFull):
         return str(exc), RESUME_HINT, 1
     if isinstance(exc, OSError) and exc.errno in NO_SPACE:

@@ -9,11 +9,10 @@ other exception is a bug: one line and exit code 1. The traceback is printed onl
 from __future__ import annotations
 
 import errno
-import shutil
 from contextlib import contextmanager
 from typing import Iterator
 
-__all__ = ["UserError", "MissingPath", "BadOption", "DiskFull", "phase", "check_space", "explain"]
+__all__ = ["UserError", "MissingPath", "BadOption", "DiskFull", "phase", "explain"]
 
 NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 RESUME_HINT = ("free space (or point --out / --work-dir elsewhere) and rerun the same command: it resumes "
@@ -67,16 +66,6 @@ def phase(during: str, path: str, needed: int | None = None) -> Iterator[None]:
         if exc.errno in NO_SPACE:
             raise DiskFull(exc.filename or path, during, needed) from exc
         raise
-
-
-def check_space(path: str, needed: int, during: str) -> None:
-    """Refuse a phase before it starts when ``path``'s filesystem cannot hold ``needed`` bytes."""
-    try:
-        free = shutil.disk_usage(path).free
-    except OSError:  # a remote output, or a folder not made yet: the writes themselves will tell
-        return
-    if free < needed:
-        raise DiskFull(path, during, needed)
 
 
 def explain(exc: BaseException) -> tuple[str, str, int]:

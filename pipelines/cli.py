@@ -8,7 +8,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -23,10 +22,10 @@ class _Commands(TyperGroup):
     """Every command's failure as one line and a hint (``pipelines/failures.py``): exit 2 for the
     user's mistakes, 1 otherwise; the traceback only with ``--debug``."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
-        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+        except (typer.Exit, typer.Abort, typer.exceptions.TyperException):  # usage errors: typer prints them
             raise
         except Exception as exc:
             if ctx.params.get("debug"):
@@ -100,14 +99,14 @@ def build(
     config: Optional[Path] = typer.Option(None, "--config", help="dataflow.yaml (defaults apply without one)"),
     profile: Optional[str] = typer.Option(None, "--profile", help="a profile of the config"),
     runner: Optional[str] = typer.Option(None, "--runner", help="local | ray | beam (default from the config)"),
-    workers: Optional[int] = typer.Option(None, "--workers",
+    workers: Optional[int] = typer.Option(None, "--workers", min=0,
                                           help="worker processes / Ray actors / Beam workers (0 = all cores)"),
     ray_address: Optional[str] = typer.Option(None, "--ray-address",
                                               help="ray: an existing cluster (else RAY_ADDRESS, else a local one)"),
     beam_option: Optional[list[str]] = typer.Option(None, "--beam-option",
                                                     help="beam: pipeline option KEY=VALUE, repeatable "
                                                          "(runner=DataflowRunner, project=..., ...)"),
-    limit: Optional[int] = typer.Option(None, "--limit", help="process at most N articles (incremental: the rest of OUT is kept)"),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="process at most N articles (incremental: the rest of OUT is kept)"),
     pmcids: Optional[str] = typer.Option(None, "--pmcids", help="comma-separated PMCIDs or a file of them (incremental: the rest of OUT is kept)"),
     since: Optional[str] = typer.Option(None, "--since", help="pmc-cloud: only articles updated on/after DATE (incremental: the rest of OUT is kept)"),
     work_dir: Optional[str] = typer.Option(None, "--work-dir",

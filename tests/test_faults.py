@@ -80,6 +80,9 @@ def test_user_errors_are_one_line_a_hint_and_exit_2(tmp_path: Path, small) -> No
     onto.write_text("stages: [fetch, parse, image, concepts]\ndefaults:\n  concepts:\n    ontologies: [/nonexistent/onto]\n")
     _one_line(_run("build", "--config", onto, "--source", f"local:{src}", "--out", out), 2,
               "concepts.ontologies: no ontology file or folder at /nonexistent/onto", "hint:")
+    for option, value in (("--workers", "-1"), ("--limit", "-5"), ("--runner", "foo"), ("--wait-timeout", "-3")):
+        _one_line(_run("build", "--config", cfg, "--source", f"local:{src}", "--out", out, option, value), 2,
+                  "Invalid value", "Try 'medcorpus build --help'")
     # --debug shows where it came from
     debug = _run("--debug", "build", "--source", "local:/nonexistent", "--out", out)
     assert debug.exit_code != 0 and isinstance(debug.exception, FileNotFoundError)
@@ -309,6 +312,8 @@ def test_fetch_skips_name_their_article_and_a_reused_run_reports_no_work(tmp_pat
     assert first.exit_code == 0 and "stage seconds" in first.output
     _, rows = query(str(tmp_path / "out"), "SELECT stage, reason, article_id FROM errors WHERE stage = 'fetch'")
     assert rows == [("fetch", "xml_not_found", "broken-fetch")]
+    # a column the table does not have is one line, not a traceback
+    _one_line(_run("query", tmp_path / "out", "SELECT filter FROM dropped"), 2, "query:", '"filter" not found')
     again = _run(*args)
     assert again.exit_code == 0 and "(every unit reused)" in again.output and "stage seconds" not in again.output
 

@@ -82,7 +82,7 @@ def test_user_errors_are_one_line_a_hint_and_exit_2(tmp_path: Path, small) -> No
               "concepts.ontologies: no ontology file or folder at /nonexistent/onto", "hint:")
     for option, value in (("--workers", "-1"), ("--limit", "-5"), ("--runner", "foo"), ("--wait-timeout", "-3")):
         _one_line(_run("build", "--config", cfg, "--source", f"local:{src}", "--out", out, option, value), 2,
-                  "Invalid value", "Try 'medcorpus build --help'")
+                  "Invalid value", "build --help' for help")
     # --debug shows where it came from
     debug = _run("--debug", "build", "--source", "local:/nonexistent", "--out", out)
     assert debug.exit_code != 0 and isinstance(debug.exception, FileNotFoundError)

@@ -163,7 +163,7 @@ def test_a_full_disk_while_writing_shards_is_one_line_and_the_rerun_is_identical
     _one_line(_run("query", out, "SELECT count(*) FROM samples"), 2, "query:")
     verify = _run("verify", out)  # 2: no manifest yet (the first shard failed); 1: an incomplete one
     assert verify.exit_code in (1, 2) and isinstance(verify.exception, (SystemExit, type(None))), verify.output
-    assert "Traceback" not in verify.output and "verify" in verify.output
+    assert "Traceback" not in verify.output and len(verify.output.strip().splitlines()) <= 3
     monkeypatch.undo()  # space freed
     assert _run(*args, "--out", out).exit_code == 0
     assert tree_bytes(out) == tree_bytes(tmp_path / "ref")

@@ -252,7 +252,8 @@ def summary_lines(summary: BuildSummary) -> list[str]:
         lines.append("stage seconds (summed over workers, units processed this run): " + ", ".join(f"{k} {v:.2f}" for k, v in summary.stage_seconds.items()))
     if summary.units_failed or summary.units_retry:
         lines.append(f"failed units {summary.units_failed} of {summary.units}; "
-                     f"{summary.units_retry} retried by the next build (5xx, timeouts, 403)")
+                     f"{summary.units_retry} retried by the next build (5xx, timeouts, 403"
+                     + (", failed LLM requests)" if summary.llm_failed else ")"))
     if summary.llm_failed:
         lines.append(f"llm requests failed for {summary.llm_failed} of {summary.llm_samples} samples "
                      "(errors, reason llm_failed); the next build retries them")

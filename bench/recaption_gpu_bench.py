@@ -108,7 +108,7 @@ def _sweep(backend: Any, requests: list[Any], sizes: list[int], batches: int, tr
     return rows
 
 
-def main() -> None:
+def _args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cpu-smoke", action="store_true", help="on the CPU: tiny model (or --size), small sweep")
     ap.add_argument("--backend", default="local",
@@ -123,8 +123,20 @@ def main() -> None:
     ap.add_argument("--engine-kwargs", type=json.loads, default=None,
                     help="vllm.LLM arguments as JSON (smoke default: a small KV cache, eager mode)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
-    args = ap.parse_args()
+    return ap.parse_args()
 
+
+def _print_table(rows: list[dict]) -> None:
+    base = {r["batch_size"]: r["captions_per_s"] for r in rows if r["engine"] == rows[0]["engine"]}
+    print(f"\n| engine | batch | captions/s | gen tokens/s | vs {rows[0]['engine']} | prompt tokens | peak GiB |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['engine']} | {r['batch_size']} | {r['captions_per_s']} | {r['generated_tokens_per_s']} | "
+              f"{r['captions_per_s'] / base[r['batch_size']]:.2f}x | {r['prompt_tokens_mean']} | {r['peak_mem_gib']} |")
+
+
+def main() -> None:
+    args = _args()
     import torch
 
     from medcorpus.pipelines.llm.local_backend import image_data_url
@@ -173,12 +185,7 @@ def main() -> None:
                 from medcorpus.pipelines.llm.vllm_backend import shutdown_engines
 
                 shutdown_engines()  # its memory back before the next engine loads
-    base = {r["batch_size"]: r["captions_per_s"] for r in rows if r["engine"] == rows[0]["engine"]}
-    print(f"\n| engine | batch | captions/s | gen tokens/s | vs {rows[0]['engine']} | prompt tokens | peak GiB |")
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['engine']} | {r['batch_size']} | {r['captions_per_s']} | {r['generated_tokens_per_s']} | "
-              f"{r['captions_per_s'] / base[r['batch_size']]:.2f}x | {r['prompt_tokens_mean']} | {r['peak_mem_gib']} |")
+    _print_table(rows)
     if args.json:
         args.json.write_text(json.dumps({"model": name, "params": n_params, "new_tokens": new_tokens,
                                          "results": rows}, indent=1))

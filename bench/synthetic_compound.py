@@ -99,6 +99,22 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
+def _draw_labels(draw: ImageDraw.ImageDraw, boxes: list[Box], letters: list[str], style: str, rng: random.Random) -> None:
+    size = rng.choice([16, 20, 24])
+    font = _font(size)
+    if style == "none" or len(boxes) < 2:
+        return
+    for b, letter in zip(boxes, letters):
+        if style == "outside":
+            draw.text((b[0], b[1] - 24), letter, fill="black", font=font)
+        elif style == "inside":
+            draw.text((b[0] + 4, b[1] + 2), letter, fill="white" if rng.random() < 0.5 else "black", font=font,
+                      stroke_width=1, stroke_fill="black" if rng.random() < 0.5 else "white")
+        else:
+            draw.rectangle((b[0], b[1], b[0] + size + 4, b[1] + size + 6), fill="white")
+            draw.text((b[0] + 3, b[1] + 1), letter, fill="black", font=font)
+
+
 def make_figure(seed: int, sources: tuple[Image.Image, ...] | None = None) -> SyntheticFigure:
     """One synthetic compound (or, 1 time in 12, single) figure with known boxes."""
     rng = random.Random(seed)
@@ -142,18 +158,7 @@ def make_figure(seed: int, sources: tuple[Image.Image, ...] | None = None) -> Sy
             draw.line((b[2] - 1, b[1], b[2] - 1, b[3]), fill="black", width=2)
             draw.line((b[0], b[3] - 1, b[2], b[3] - 1), fill="black", width=2)
     letters = [chr(ord("A" if upper else "a") + i) for i in range(len(placed))]
-    size = rng.choice([16, 20, 24])
-    font = _font(size)
-    if label_style != "none" and len(placed) > 1:
-        for (_, b), letter in zip(placed, letters):
-            if label_style == "outside":
-                draw.text((b[0], b[1] - 24), letter, fill="black", font=font)
-            elif label_style == "inside":
-                draw.text((b[0] + 4, b[1] + 2), letter, fill="white" if rng.random() < 0.5 else "black", font=font,
-                          stroke_width=1, stroke_fill="black" if rng.random() < 0.5 else "white")
-            else:
-                draw.rectangle((b[0], b[1], b[0] + size + 4, b[1] + size + 6), fill="white")
-                draw.text((b[0] + 3, b[1] + 1), letter, fill="black", font=font)
+    _draw_labels(draw, [b for _, b in placed], letters, label_style, rng)
     boxes = tuple(b for _, b in placed)
     labels = tuple(l.lower() for l in letters)
     if len(placed) == 1:

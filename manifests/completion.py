@@ -27,7 +27,7 @@ from medcorpus.schemas.manifest import SCHEMA_VERSION
 RECORD = "_complete.json"
 RECORD_FORMAT = 1
 PUBLISHED_DIRS = ("shards", "manifest")
-PUBLISHED_FILES = ("attribution.csv",)
+PUBLISHED_FILES = ("attribution.csv", "croissant.json")
 RERUN_HINT = "rerun the same build command: it resumes from its staged units and rewrites the output"
 
 
@@ -87,16 +87,19 @@ def file_sha256(output: Output, rel: str) -> str:
     return digest.hexdigest()
 
 
-def make_record(output: Output, run_id: str, finished_at: dt.datetime, samples: int) -> dict[str, Any]:
+def make_record(output: Output, run_id: str, finished_at: dt.datetime, samples: int,
+                release: int | None = None) -> dict[str, Any]:
     files = [{"path": rel, "size": size, "sha256": file_sha256(output, rel) if hashed(rel) else None}
              for rel, size in published_sizes(output).items()]
     return {"format": RECORD_FORMAT, "medcorpus_version": __version__, "schema_version": SCHEMA_VERSION,
-            "run_id": run_id, "finished_at": finished_at.isoformat(), "samples": samples, "files": files}
+            "run_id": run_id, "finished_at": finished_at.isoformat(), "samples": samples, "release": release,
+            "files": files}
 
 
-def write_record(output: Output, run_id: str, finished_at: dt.datetime, samples: int) -> None:
+def write_record(output: Output, run_id: str, finished_at: dt.datetime, samples: int,
+                 release: int | None = None) -> None:
     """Write the record; call it after the build's last write to the output."""
-    record = make_record(output, run_id, finished_at, samples)
+    record = make_record(output, run_id, finished_at, samples, release)
     output.write_bytes(RECORD, json.dumps(record, indent=1, sort_keys=True).encode("utf-8"))
 
 

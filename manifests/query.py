@@ -27,6 +27,7 @@ VIEWS = {
     "errors": "manifest/errors.parquet",
     "runs": "manifest/runs.parquet",
     "dropped": "manifest/dropped.parquet",
+    "changes": "manifest/changes.parquet",
 }
 
 
@@ -47,6 +48,12 @@ def _dataset(output: Output, paths: Sequence[str]) -> ds.Dataset:
     schema = pa.unify_schemas(schemas, promote_options="permissive")
     return ds.dataset(list(paths), schema=schema, format="parquet",
                       filesystem=None if output.is_local else output.fs)
+
+
+def open_dataset(output: Output, rel: str) -> ds.Dataset | None:
+    """An Arrow dataset over one table's files (a folder's parts, or one file); None without any."""
+    paths = _parts(output, rel)
+    return _dataset(output, paths) if paths else None
 
 
 def _confine(con: duckdb.DuckDBPyConnection, allow_paths: Iterable[str]) -> None:

@@ -6,12 +6,15 @@ filesystem, so the final ``os.replace`` is atomic), fsyncs it, and removes it on
 On an object store (any fsspec URL but ``file://``) an object becomes visible only once its
 upload completes, which gives the same guarantee without a rename.
 
+``file_sha256`` hashes a local file without reading it whole.
+
 ``cache_root`` is the one place that decides where per-machine caches live (built vocabularies,
 lexicon pickles, remote builds' work dirs, the LLM request cache), so ``MEDCORPUS_CACHE`` moves
 all of them at once.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import secrets
@@ -19,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Callable, Iterator
 
-__all__ = ["atomic_write", "atomic_path", "cache_root", "temp_name", "remove_temp_files"]
+__all__ = ["atomic_write", "atomic_path", "cache_root", "file_sha256", "temp_name", "remove_temp_files"]
 
 
 def cache_root() -> Path:
@@ -117,3 +120,12 @@ def _is_local(fs: object) -> bool:
     from fsspec.implementations.local import LocalFileSystem
 
     return isinstance(fs, LocalFileSystem)
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """sha256 of a local file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -11,12 +11,14 @@ manifest part is written: a manifest never points at a missing shard.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from medcorpus.manifests.parquet import read_table, write_rows
+from medcorpus.files import file_sha256
+from medcorpus.manifests.parquet import SHARD_SHA256, read_table, write_rows
 from medcorpus.manifests.shards import ShardPlan, plan_shards
 from medcorpus.manifests.storage import Output
 from medcorpus.manifests.writers import ShardWriter, TarShardWriter
@@ -68,11 +70,13 @@ def collect(results: Iterable[tuple[str, UnitResult]], config: BuildConfig) -> A
 
 
 def dedup_record(row: dict[str, Any]) -> Any:
+    from medcorpus.pipelines.sources.imaging import TEMPLATE_CAPTION_SOURCES
     from medcorpus.transforms.dedup import ImageHashes, make_record
 
     perceptual = int(row["image_phash"], 16)
     hashes = ImageHashes(row["image_exact_hash"], perceptual >> 64, perceptual & ((1 << 64) - 1))
-    return make_record(row["key"], hashes, row.get("caption") or "", row["article_id"], row.get("version") or 1,
+    caption = "" if row.get("source") in TEMPLATE_CAPTION_SOURCES else row.get("caption") or ""
+    return make_record(row["key"], hashes, caption, row["article_id"], row.get("version") or 1,
                        row.get("license_code") or "unknown", (row.get("orig_width") or 0) * (row.get("orig_height") or 0),
                        group=row.get("parent_key") or row["key"], label=row.get("panel_label"),
                        box=row.get("panel_box"), width=row.get("width") or 0, height=row.get("height") or 0)
@@ -109,6 +113,7 @@ def write_shard(plan: ShardPlan, tokens: dict[str, str], staging: Staging, outpu
         for key in plan.keys:
             writer.write(key, members_by_key[key])
         offsets = writer.close()
+        digest = file_sha256(tmp)
     rows = []
     for key in plan.keys:
         row = dict(rows_by_key[key])
@@ -117,8 +122,9 @@ def write_shard(plan: ShardPlan, tokens: dict[str, str], staging: Staging, outpu
         row["image_offset"], row["image_size"] = offsets[image_member]
         row["txt_offset"], row["txt_size"] = offsets[f"{key}.txt"]
         row["json_offset"], row["json_size"] = offsets[f"{key}.json"]
+        row["json_sha256"] = hashlib.sha256(members_by_key[key]["json"]).hexdigest()
         rows.append(row)
-    write_rows(output, plan.manifest_part, rows, schema.SAMPLES, ("key",))
+    write_rows(output, plan.manifest_part, rows, schema.SAMPLES, ("key",), {SHARD_SHA256: digest})
     return len(rows)
 
 
@@ -144,6 +150,7 @@ def write_tables(asm: Assembly, output: Output) -> None:
                ("input", "stage", "reason", "figure_id", "detail"))
     write_rows(output, "manifest/dropped.parquet", asm.dropped, schema.DROPPED, ("key", "stage"))
     write_decontam_report(asm, output)
+    write_deid_report(asm, output)
 
 
 def write_decontam_report(asm: Assembly, output: Output) -> None:
@@ -158,6 +165,21 @@ def write_decontam_report(asm: Assembly, output: Output) -> None:
                 hits.setdefault(row["key"], []).append(Hit(evalset, kind, detail))
     with output.staged_file("manifest/decontam_report.csv") as tmp:
         write_report_csv(tmp, report(hits))
+
+
+def write_deid_report(asm: Assembly, output: Output) -> None:
+    """``manifest/deid_report.json`` of a build with DICOM: instances seen, dropped by reason, frames
+    and slices the policies left out, attributes removed, emptied and replaced (by keyword), summed over every unit of the output."""
+    prefix = "parse:deid:"
+    counts = {k[len(prefix):]: v for k, v in asm.counters.items() if k.startswith(prefix) and v}
+    if not counts:
+        return
+    report: dict[str, Any] = {"instances": counts.pop("instances", 0)}
+    for group in ("dropped", "not_selected", "removed", "emptied", "replaced"):
+        items = {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith(group + ":")}
+        report[group] = dict(sorted(items.items()))
+        report[f"{group}_total"] = sum(items.values())
+    output.write_bytes("manifest/deid_report.json", json.dumps(report, indent=1, sort_keys=True).encode("utf-8"))
 
 
 def write_attribution(output: Output) -> int:

@@ -18,9 +18,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from medcorpus import __version__
 from medcorpus.files import cache_root, remove_temp_files
-from medcorpus.manifests import completion
+from medcorpus.manifests import completion, releases
 from medcorpus.manifests.storage import Output
-from medcorpus.pipelines import assemble, incremental
+from medcorpus.pipelines import assemble, incremental, publish
 from medcorpus.pipelines.config import BuildConfig
 from medcorpus.pipelines.dedup import dedup
 from medcorpus.pipelines.failures import UserError, phase
@@ -50,6 +50,10 @@ class BuildSummary:
     images_processed: int = 0  # images this run decoded (reused units count none)
     llm_samples: int = 0  # samples the llm stage handled
     llm_failed: int = 0  # ... whose requests failed (``llm_failed`` errors; the next build retries them)
+    release: int = 0  # the release this build published (manifests/releases.py)
+    changes: dict[str, int] = field(default_factory=dict)  # added / removed / updated since the previous one
+    composition: dict[str, str] = field(default_factory=dict)  # the release's samples_by_* columns of runs (JSON)
+    out: str = ""
 
     @property
     def errors(self) -> int:
@@ -76,10 +80,12 @@ def _join(base: str, name: str) -> str:
 
 def build(config: BuildConfig, source: Source, runner: Runner, out: str, *, selection: Selection = Selection(),
           work_dir: str | None = None, source_spec: str = "", console: Console | None = None,
-          progress: bool = True, wait: bool = False, wait_timeout_s: float | None = None) -> BuildSummary:
+          progress: bool = True, wait: bool = False, wait_timeout_s: float | None = None,
+          named_ids: bool = False) -> BuildSummary:
     """Build ``out`` holding its write lock (``pipelines/outlock.py``) from before the first write
     to the end, so two builds never interleave. Raises ``OutputLocked`` when another build holds it
-    (after waiting for it with ``wait``, up to ``wait_timeout_s``)."""
+    (after waiting for it with ``wait``, up to ``wait_timeout_s``). ``named_ids``: the selection's ids
+    are the user's (``--pmcids``), so those the source lacks are named (none found: ``UserError``)."""
     console = console or Console(stderr=True)
     lock = OutputLock(out, wait=wait, timeout_s=wait_timeout_s, notify=console.print)
     try:
@@ -89,13 +95,14 @@ def build(config: BuildConfig, source: Source, runner: Runner, out: str, *, sele
         raise
     try:
         return _build(config, source, runner, out, selection=selection, work_dir=work_dir,
-                      source_spec=source_spec, console=console, progress=progress)
+                      source_spec=source_spec, console=console, progress=progress, named_ids=named_ids)
     finally:
         lock.release()
 
 
 def _build(config: BuildConfig, source: Source, runner: Runner, out: str, *, selection: Selection,
-           work_dir: str | None, source_spec: str, console: Console, progress: bool) -> BuildSummary:
+           work_dir: str | None, source_spec: str, console: Console, progress: bool,
+           named_ids: bool = False) -> BuildSummary:
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
     output = Output(out)
@@ -105,16 +112,19 @@ def _build(config: BuildConfig, source: Source, runner: Runner, out: str, *, sel
         remove_temp_files(root)  # what killed writers left (this build holds OUT's lock)
     with phase("preparing the stages", local_work):
         staging = Staging(_join(work, "staging"))
-        prepared, prepared_hash = prepare_stages(config, local_work, getattr(source, "parser", "jats"))
+        prepared, prepared_hash = prepare_stages(config, local_work, source)
     job = Job(config, source, staging.url, out, prepared)
     config_hash = config.config_hash() + prepared_hash  # staged units depend on what was prepared too
 
     listed = [(u, unit_token(u, config_hash, __version__)) for u in select(source.list_units(), selection)]
-    _missing_ids(selection, [u for u, _ in listed], console)
+    if named_ids:
+        _missing_ids(selection, [u for u, _ in listed], console)
     todo = [(u, t) for u, t in listed if not staging.done(t)]
     summary = BuildSummary(units=len(listed), units_reused=len(listed) - len(todo))
     units = _plan_units(summary, source, selection, listed, output, staging, config_hash)
 
+    with phase("saving the previous release", out):
+        baseline = releases.start(output)  # the previous release, saved before anything is overwritten
     completion.remove_record(output)  # before the first write: a killed build never looks complete
     try:
         asm = _run(config, runner, job, staging, units, todo, summary, console, progress)
@@ -125,6 +135,9 @@ def _build(config: BuildConfig, source: Source, runner: Runner, out: str, *, sel
         incremental.write_units(output, units)
         assemble.remove_stale(asm, output)
         assemble.write_attribution(output)
+        summary.release, summary.out = baseline.release + 1, out
+        summary.changes = publish.write_release_files(output, baseline, summary.release, config, source, source_spec)
+    summary.composition = publish.composition(output)
 
     summary.articles, summary.figures, summary.shards = len(asm.articles), len(asm.figures), len(asm.plans)
     summary.errors_by_reason = assemble.errors_by_reason(asm.errors)
@@ -133,13 +146,15 @@ def _build(config: BuildConfig, source: Source, runner: Runner, out: str, *, sel
     run = _run_row(summary, config, runner, source_spec, started, asm.errors)
     with phase("writing the completion record", out):
         assemble.append_run(output, run)
-        completion.write_record(output, run["run_id"], run["finished_at"], summary.samples)  # the last write
+        completion.write_record(output, run["run_id"], run["finished_at"], summary.samples,
+                                release=summary.release)  # the last write
+        releases.finish(output)
     return summary
 
 
 def _missing_ids(selection: Selection, units: list[Any], console: Console) -> None:
     """Say which ``--pmcids`` the source does not have; none at all is the user's mistake."""
-    if selection.ids is None or selection.limit is not None:
+    if not selection.ids or selection.limit is not None:
         return
     found = {u.unit_id for u in units} | {u.meta_dict().get("pmcid") for u in units}
     missing = sorted(selection.ids - found)
@@ -201,12 +216,12 @@ def _tally(staged: Iterable[tuple[str, UnitResult]], summary: BuildSummary) -> I
     """Pass the staged units through, counting failed units and units to retry on the way."""
     for token, result in staged:
         summary.units_retry += result.retry
-        if not result.articles and any(e.get("reason") not in DELIBERATE_SKIPS for e in result.errors):
+        if not result.articles and not result.samples and any(e.get("reason") not in DELIBERATE_SKIPS for e in result.errors):
             summary.units_failed += 1
         yield token, result
 
 
-def prepare_stages(config: BuildConfig, work: str, parser: str = "jats") -> tuple[dict[str, Any], str]:
+def prepare_stages(config: BuildConfig, work: str, source: Source | None = None) -> tuple[dict[str, Any], str]:
     """Each configured stage's driver-side preparation (an eval-set registry, a vocabulary), done
     once before the workers start: the values for the workers, and the hash staged units depend on."""
     from medcorpus.pipelines.stages import stage_class
@@ -214,7 +229,7 @@ def prepare_stages(config: BuildConfig, work: str, parser: str = "jats") -> tupl
     Path(work).mkdir(parents=True, exist_ok=True)
     prepared, hashes = {}, ""
     for name in config.stages:
-        done = stage_class(name, parser).prepare(config, work)
+        done = stage_class(name, getattr(source, "parser", "jats")).prepare(config, work, source)
         if done.value is not None:
             prepared[name] = done.value
         hashes += done.hash
@@ -231,14 +246,17 @@ def _run_row(summary: BuildSummary, config: BuildConfig, runner: Runner, source_
         "figures": summary.figures, "samples": summary.samples, "errors": summary.errors,
         "shards": summary.shards, "seconds": summary.seconds,
         "errors_by_reason": assemble.reasons_json(errors), "mode": summary.mode, "units_kept": summary.units_kept,
+        "release": summary.release, **summary.composition,
     }
 
 
 def summary_lines(summary: BuildSummary) -> list[str]:
     rate = summary.images_processed / summary.seconds if summary.seconds else 0.0
     kept = f", {summary.units_kept} kept from the previous build" if summary.mode == incremental.INCREMENTAL else ""
+    changed = ", ".join(f"{k} {v}" for k, v in summary.changes.items())
     lines = [
         f"mode: {summary.mode}",
+        f"release {summary.release}: {changed or 'no changes'} since release {summary.release - 1}",
         f"units {summary.units} ({summary.units_reused} reused from earlier runs){kept}",
         f"articles {summary.articles}  figures {summary.figures}  samples {summary.samples}  shards {summary.shards}",
         f"skipped {summary.errors}" + "".join(f"\n  {r}: {n}" for r, n in summary.errors_by_reason.items()),
@@ -257,6 +275,8 @@ def summary_lines(summary: BuildSummary) -> list[str]:
     if summary.llm_failed:
         lines.append(f"llm requests failed for {summary.llm_failed} of {summary.llm_samples} samples "
                      "(errors, reason llm_failed); the next build retries them")
+    if summary.out:
+        lines.append(f"report: medcorpus report {summary.out}  (changes: medcorpus diff {summary.out})")
     if summary.all_failed:
         what = (f"all {summary.units} units failed" if summary.units_failed == summary.units else
                 f"the llm stage failed for all {summary.llm_samples} samples")

@@ -94,7 +94,8 @@ def _ids(value: Optional[str]) -> Optional[frozenset[str]]:
 
 @app.command()
 def build(
-    source: str = typer.Option(..., "--source", help="local:PATH | bulk:PATH | pmc-cloud"),
+    source: str = typer.Option(..., "--source", help="local:PATH | bulk:PATH | pmc-cloud | dicom:PATH | idc | "
+                                                  "reports:PATH | dataset:PATH"),
     out: str = typer.Option(..., "--out", help="output directory or fsspec URL (s3://bucket/prefix)"),
     config: Optional[Path] = typer.Option(None, "--config", help="dataflow.yaml (defaults apply without one)"),
     profile: Optional[str] = typer.Option(None, "--profile", help="a profile of the config"),
@@ -109,11 +110,18 @@ def build(
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="process at most N articles (incremental: the rest of OUT is kept)"),
     pmcids: Optional[str] = typer.Option(None, "--pmcids", help="comma-separated PMCIDs or a file of them (incremental: the rest of OUT is kept)"),
     since: Optional[str] = typer.Option(None, "--since", help="pmc-cloud: only articles updated on/after DATE (incremental: the rest of OUT is kept)"),
+    changes_since: Optional[int] = typer.Option(None, "--changes-since", min=1,
+                                                help="pmc-cloud: only article versions that changed since release N, from "
+                                                     "the bucket's daily inventories (incremental)"),
     work_dir: Optional[str] = typer.Option(None, "--work-dir",
                                            help="staging folder or URL (default OUT/_work); on a multi-node "
                                                 "cluster storage every worker reaches (gs://, s3://, NFS)"),
-    endpoint: Optional[str] = typer.Option(None, "--endpoint", help="pmc-cloud: S3/HTTPS endpoint override"),
-    transport: str = typer.Option("s3", "--transport", help="pmc-cloud: s3 (anonymous) or https"),
+    endpoint: Optional[str] = typer.Option(None, "--endpoint", help="pmc-cloud, idc: S3/HTTPS endpoint override"),
+    transport: str = typer.Option("s3", "--transport", help="pmc-cloud, idc: s3 (anonymous) or https"),
+    where: Optional[str] = typer.Option(None, "--where", help="idc: SQL over IDC's index selecting series, e.g. "
+                                                               "\"Modality = 'CT' AND collection_id = 'lidc_idri'\""),
+    idc_index: Optional[str] = typer.Option(None, "--idc-index", help="idc: an idc_index Parquet file (default: "
+                                                                      "the one idc-index-data installs)"),
     bucket: str = typer.Option("pmc-oa-opendata", "--bucket", help="pmc-cloud: bucket name"),
     license_group: Optional[list[str]] = typer.Option(
         None, "--license-group", help="pmc-cloud: oa_comm, oa_noncomm, other (default) and phe_timebound, whose "
@@ -129,15 +137,34 @@ def build(
     from medcorpus.pipelines.build import default_work_dir
     from medcorpus.pipelines.runners import make_runner, parse_beam_options
     from medcorpus.pipelines.sources import Selection, make_source
+    from medcorpus.pipelines.failures import UserError
+    from medcorpus.transforms.options import ConfigError
 
     cfg = _config_or_exit(config, profile)
     wd = work_dir or default_work_dir(out)
     ids = _ids(pmcids)
     # a remote work dir (gs://, s3://: staging shared with Ray/Beam workers) keeps the source cache local
     cache = str(Path(wd) / "source") if "://" not in wd else str(cache_root() / "source")
-    src = make_source(source, cache_dir=cache, bucket=bucket, endpoint_url=endpoint,
-                      transport=transport, license_groups=tuple(license_group) if license_group else None,
-                      since=since, ids=ids)
+    from medcorpus.pipelines.sources.dicom import default_secret_file
+
+    try:
+        src = make_source(source, cache_dir=cache, secret_file=cfg.dicom.get("secret_file") or default_secret_file(out),
+                          bucket=bucket, endpoint_url=endpoint,
+                          transport=transport, license_groups=tuple(license_group) if license_group else None,
+                          since=since, ids=ids, where=where, idc_index=idc_index)
+        if source == "idc":  # the SQL is checked against the index now, before any work
+            src.build_index()
+    except UserError:
+        raise  # one line and its hint (pipelines/failures.py)
+    except (ConfigError, FileNotFoundError) as exc:  # a descriptor's key, a missing folder: one line, no work
+        err.print(f"source error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    if changes_since is not None and source != "pmc-cloud":
+        raise typer.BadParameter("--changes-since needs --source pmc-cloud")
+    if source == "pmc-cloud" and (changes_since is not None or (ids is None and not since and limit is None)):
+        ids = _inventory_ids(src, out, changes_since)  # a full build records its inventory day
     try:
         run = make_runner(runner or cfg.runner, workers if workers is not None else cfg.workers, config=cfg,
                           ray_address=ray_address, beam_options=parse_beam_options(beam_option or []))
@@ -145,7 +172,19 @@ def build(
         raise typer.BadParameter(str(exc)) from exc
     _run_build(cfg, src, run, out, selection=Selection(limit=limit, ids=ids, since=since), work_dir=wd,
                source_spec=source, progress=not no_progress, wait=wait or wait_timeout is not None,
-               wait_timeout_s=wait_timeout)
+               wait_timeout_s=wait_timeout, named_ids=pmcids is not None)
+
+
+def _inventory_ids(src: Any, out: str, changes_since: Optional[int]) -> Any:
+    """pmc-cloud: the inventory the build is based on; with --changes-since, the PMCIDs to process."""
+    from medcorpus.pipelines.sources.pmc_inventory import InventoryError, prepare
+
+    try:
+        prepare(src, out, changes_since)
+    except InventoryError as exc:
+        err.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    return src.ids
 
 
 def _run_build(*args: Any, **kwargs: Any) -> None:

@@ -28,6 +28,8 @@ RUN_KEYS = ("runner", "workers", "ray", "beam", "profile")  # where and how fast
 DECONTAM_SOURCES = ("registry", "builtin_data")
 # concepts: where the vocabulary comes from (a built one, or sources to build it from) and how to link
 CONCEPT_SOURCES = ("vocab", "ontologies", "umls_dir")
+# dicom: where the pseudonym key lies (the key itself joins each unit's fingerprint)
+DICOM_SOURCES = ("secret_file",)
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class BuildConfig:
     dedup: dict[str, Any] = field(default_factory=dict)  # transforms/dedup.py DedupOptions; kinds: [] turns it off
     decontam: dict[str, Any] = field(default_factory=dict)  # eval-set registry + manifests/evalsets.py options
     concepts: dict[str, Any] = field(default_factory=dict)  # vocabulary sources + linker options (CONCEPT_KEYS)
+    dicom: dict[str, Any] = field(default_factory=dict)  # DICOM sources (transforms/dicom_options.py DicomOptions)
     licenses: dict[str, list[str]] = field(default_factory=lambda: copy.deepcopy(DEFAULT_FAMILIES))
     families: tuple[str, ...] = FAMILIES
     runner: str = "local"
@@ -66,7 +69,7 @@ class BuildConfig:
             d["llm"] = self.section("llm", LLMOptions).output_options()
         else:
             d["llm"] = None
-        for section, keys in (("decontam", DECONTAM_SOURCES), ("concepts", CONCEPT_SOURCES)):
+        for section, keys in (("decontam", DECONTAM_SOURCES), ("concepts", CONCEPT_SOURCES), ("dicom", DICOM_SOURCES)):
             for k in keys:  # what eval sets and vocabularies hold counts (see build.py), not where they lie
                 d[section].pop(k, None)
         return d
@@ -97,7 +100,7 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 TYPED_SECTIONS = ("image", "shards", "subfigures")  # held as options dataclasses
-DICT_SECTIONS = ("llm", "quality", "image_types", "dedup", "decontam", "concepts")  # held as given (hashed so)
+DICT_SECTIONS = ("llm", "quality", "image_types", "dedup", "decontam", "concepts", "dicom")  # held as given (hashed so)
 SECTIONS = (*TYPED_SECTIONS, *DICT_SECTIONS)
 SETTINGS = (*SECTIONS, "licenses", "families", *RUN_KEYS[:-1])
 
@@ -142,7 +145,8 @@ def load_config(path: str | Path | None = None, profile: str | None = None) -> B
     cfg = from_dict(raw, profile)
     # eval-set and vocabulary paths in a config file are relative to that file
     return replace(cfg, decontam=_resolve(cfg.decontam, DECONTAM_SOURCES, Path(path).parent),
-                   concepts=_resolve(cfg.concepts, CONCEPT_SOURCES, Path(path).parent))
+                   concepts=_resolve(cfg.concepts, CONCEPT_SOURCES, Path(path).parent),
+                   dicom=_resolve(cfg.dicom, DICOM_SOURCES, Path(path).parent))
 
 
 def _resolve(section: dict[str, Any], keys: tuple[str, ...], base: Path) -> dict[str, Any]:

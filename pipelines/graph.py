@@ -48,9 +48,10 @@ class Pipeline:
             stage.setup()
 
     def summary(self) -> dict[str, int]:
+        """Every stage's counters, each under its stage's name (``llm:requests``, ``parse:deid:instances``)."""
         totals: Counter[str] = Counter()
         for stage in self.stages:
-            totals.update(stage.summary())
+            totals.update({f"{stage.name}:{k}": v for k, v in stage.summary().items()})
         return dict(totals)
 
 
@@ -69,6 +70,8 @@ def describe(item: Any) -> tuple[str, str | None, str | None]:
         return item.key, item.document_id, item.figure_id
     if isinstance(item, ImageTask):
         return item.key, item.document_id, None
+    if isinstance(getattr(item, "error_input", None), str):  # an item that says how errors may name it
+        return item.error_input, None, None
     return repr(item)[:200], None, None
 
 
@@ -160,7 +163,7 @@ def process_unit(unit: UnitRef, pipeline: Pipeline) -> UnitResult:
     for stage in pipeline.stages:
         stage.end_unit()  # articles never span units
     after = pipeline.summary()
-    result.counters = {**counters, **{f"llm:{k}": v - before.get(k, 0) for k, v in after.items()}}
+    result.counters = {**counters, **{k: v - before.get(k, 0) for k, v in after.items()}}
     return result
 
 
@@ -177,6 +180,8 @@ def _route(results: Any, result: UnitResult, articles: dict[str, Article]) -> li
                 result.figures.append(figure_row(out))
             elif isinstance(out, DroppedRow):
                 result.dropped.append(out.row)
+            elif isinstance(out, ErrorRecord):  # one part of the item failed, the rest went on
+                result.errors.append(out.to_dict())
             else:
                 produced.append(out)
     return produced

@@ -15,9 +15,10 @@ from medcorpus.schemas.concepts import CONCEPT_TYPE
 from medcorpus.schemas.llm import LLM_FIELDS
 from medcorpus.schemas.quality import DROPPED, SAMPLE_FIELDS as QUALITY_FIELDS
 
-SCHEMA_VERSION = 7  # 2: panels; 3: llm; 4: quality, image type, dedup, decontam, dropped; 5: concepts;
+SCHEMA_VERSION = 8  # 2: panels; 3: llm; 4: quality, image type, dedup, decontam, dropped; 5: concepts;
 # 6: dropped.match_* (the evidence of each duplicate), runs.mode and .units_kept, the units table;
-# 7: imaging columns (DICOM, reports, labelled datasets)
+# 7: imaging columns (DICOM, reports, labelled datasets); 8: samples.json_sha256, runs.release and
+# .samples_by_*, the changes table
 
 _str, _i32, _i64, _f64, _bool = pa.string(), pa.int32(), pa.int64(), pa.float64(), pa.bool_()
 
@@ -102,6 +103,7 @@ SAMPLES = pa.schema(
         pa.field("txt_size", _i64),
         pa.field("json_offset", _i64),
         pa.field("json_size", _i64),
+        pa.field("json_sha256", _str),  # of the JSON member: the sample's fingerprint (every column but these)
         pa.field("image_sha256", _str),
         pa.field("image_format", _str),
         pa.field("width", _i32),
@@ -189,6 +191,10 @@ RUNS = pa.schema(
         pa.field("errors_by_reason", _str),  # JSON object
         pa.field("mode", _str),  # snapshot (the whole source) | incremental (a restricted listing)
         pa.field("units_kept", _i64),  # incremental: units of the previous build carried over unchanged
+        pa.field("release", _i64),  # the release this build published: 1, 2, ... (manifests/releases.py)
+        pa.field("samples_by_family", _str),  # JSON objects: the release's samples per license family,
+        pa.field("samples_by_image_type", _str),  # per image type and per imaging modality (DICOM code)
+        pa.field("samples_by_modality", _str),
     ]
 )
 
@@ -202,6 +208,22 @@ UNITS = pa.schema(
         pa.field("fingerprint", _str),
         pa.field("meta", _str),
         pa.field("token", _str, nullable=False),
+    ]
+)
+
+# What changed between two releases (manifest/changes.parquet; manifests/changes.py): one row per
+# sample key added, removed or updated, with the reason derived from the evidence and both sides.
+CHANGES = pa.schema(
+    [
+        pa.field("release", _i64, nullable=False),  # the release these changes led to
+        pa.field("previous_release", _i64, nullable=False),  # the release they start from (0: nothing)
+        pa.field("key", _str, nullable=False),
+        pa.field("change", _str, nullable=False),  # added | removed | updated
+        pa.field("reason", _str, nullable=False),  # new article, new version, retracted, now filtered ...
+        pa.field("detail", _str),  # the evidence: the error, the filter, which columns differ ...
+        pa.field("article_id", _str),
+        *[pa.field(f"{side}_{name}", _str) for side in ("old", "new")
+          for name in ("family", "shard", "image_sha256", "image_exact_hash", "image_phash", "fingerprint")],
     ]
 )
 

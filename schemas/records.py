@@ -13,8 +13,9 @@ LLM_FAILED = "llm_failed"
 """A sample whose LLM requests got no answer (no server, timeouts, HTTP errors): it keeps its caption,
 ``errors`` says why, and its unit is retried by every next build (the server, not the source, failed)."""
 
-DELIBERATE_SKIPS = frozenset({"retracted", "not_open_access", "license_excluded"})
-"""Reasons a source declines a unit by policy: the unit is not a failure."""
+DELIBERATE_SKIPS = frozenset({"retracted", "not_open_access", "license_excluded", "dicom_no_pixels", "report_empty"})
+"""Reasons a source declines a unit by policy (or a unit holds nothing to make a sample of, such as
+a DICOM structured report, or a report with no findings or impression): the unit is not a failure."""
 
 
 class SkipError(Exception):

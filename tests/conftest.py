@@ -53,6 +53,8 @@ def ray_cluster():  # noqa: ANN201
 
 
 def tree_bytes(out: Path) -> dict[str, bytes]:
-    """Every manifest table (except runs, which holds run facts) and every shard, by relative path."""
+    """Every manifest table and every shard, by relative path; except runs (run facts) and the
+    change lists (what changed since the release before, so a rebuild's list differs)."""
     files = sorted((out / "manifest").rglob("*.parquet")) + sorted((out / "shards").rglob("*.tar"))
-    return {f.relative_to(out).as_posix(): f.read_bytes() for f in files if f.name != "runs.parquet"}
+    release_facts = ("manifest/runs.parquet", "manifest/changes.parquet", "manifest/history/")
+    return {rel: f.read_bytes() for f in files if not (rel := f.relative_to(out).as_posix()).startswith(release_facts)}

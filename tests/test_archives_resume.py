@@ -11,6 +11,7 @@ import tarfile
 import time
 from pathlib import Path
 
+from conftest import tree_bytes
 from testdata import ARTICLES, REPO
 
 from medcorpus.manifests.query import query
@@ -74,11 +75,6 @@ def test_per_article_packages_and_hostile_bulk_archive(tmp_path: Path) -> None:
     assert verify_output(str(out))[0] == []
 
 
-def _tree_bytes(out: Path) -> dict[str, bytes]:
-    files = sorted((out / "manifest").rglob("*.parquet")) + sorted((out / "shards").rglob("*.tar"))
-    return {f.relative_to(out).as_posix(): f.read_bytes() for f in files if f.name != "runs.parquet"}
-
-
 def test_killed_build_resumes_to_identical_output(tmp_path: Path) -> None:
     out, fresh = tmp_path / "out", tmp_path / "fresh"
     cmd = [sys.executable, "-m", "medcorpus.pipelines.cli", "build", "--config", str(REPO / "dataflow.yaml"),
@@ -98,5 +94,5 @@ def test_killed_build_resumes_to_identical_output(tmp_path: Path) -> None:
     assert resumed.returncode == 0, resumed.stderr
     assert f"({done_before} reused" in resumed.stderr
     subprocess.run([*cmd, "--out", str(fresh)], env=env, check=True, capture_output=True, timeout=300)
-    assert _tree_bytes(out) == _tree_bytes(fresh)
+    assert tree_bytes(out) == tree_bytes(fresh)
     assert verify_output(str(out))[0] == []

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from conftest import tree_bytes
 from testdata import ARTICLES, REPO, copy_articles
 
 from medcorpus.manifests.query import query
@@ -142,24 +143,19 @@ def test_samples_can_be_streamed_by_sql_selection(sample_build: Path) -> None:
         assert Image.open(io.BytesIO(s["image"])).mode == "RGB" and s["caption"]
 
 
-def _manifest_bytes(out: Path) -> dict[str, bytes]:
-    files = sorted((out / "manifest").rglob("*.parquet")) + sorted((out / "shards").rglob("*.tar"))
-    return {f.relative_to(out).as_posix(): f.read_bytes() for f in files if f.name != "runs.parquet"}
-
-
 def test_rerun_is_idempotent_and_reuses_staged_units(tmp_path: Path) -> None:
     src = copy_articles(tmp_path / "in", ["elife-46472-v3", "pone.0000010", "plosone-0178565"])
     cfg = load_config(REPO / "dataflow.yaml")
     out = tmp_path / "out"
     first = build(cfg, LocalSource(str(src)), LocalRunner(1), str(out), progress=False)
-    before = _manifest_bytes(out)
+    before = tree_bytes(out)
     second = build(cfg, LocalSource(str(src)), LocalRunner(2), str(out), progress=False)
     assert second.units_reused == second.units == 3 and first.units_reused == 0
-    assert _manifest_bytes(out) == before
+    assert tree_bytes(out) == before
     # a fresh build elsewhere (no staging to reuse) gives the same bytes too
     fresh = tmp_path / "fresh"
     build(cfg, LocalSource(str(src)), LocalRunner(2), str(fresh), progress=False)
-    assert _manifest_bytes(fresh) == before
+    assert tree_bytes(fresh) == before
     runs = pq.read_table(out / "manifest" / "runs.parquet").to_pylist()
     assert [r["units_reused"] for r in runs] == [0, 3]
 

@@ -82,4 +82,4 @@ def test_bad_profile_and_source_are_clear_errors(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "--profile nope: not in the config" in result.output  # one line, no traceback
     assert result.exception is None or isinstance(result.exception, SystemExit)
     result = runner.invoke(app, ["build", "--source", "ftp:x", "--out", str(tmp_path)])
-    assert result.exit_code == 2 and "unknown source 'ftp:x'" in result.output and "hint:" in result.output
+    assert result.exit_code == 2 and "unknown source" in result.output  # a usage error: one line, no traceback

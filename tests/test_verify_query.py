@@ -79,7 +79,7 @@ def test_good_build_has_a_complete_record_and_verifies(built: dict[str, Path]) -
     assert (record["medcorpus_version"], record["schema_version"], record["samples"]) == (__version__, SCHEMA_VERSION, SAMPLES)
     files = {f["path"]: f for f in record["files"]}
     published = [p for d in ("shards", "manifest") for p in (out / d).rglob("*") if p.is_file()]
-    assert set(files) == {p.relative_to(out).as_posix() for p in published} | {"attribution.csv"}
+    assert set(files) == {p.relative_to(out).as_posix() for p in published} | {"attribution.csv", "croissant.json"}
     assert {"shards/comm/000000.tar", "shards/comm/000001.tar", "manifest/samples/comm-000001.parquet",
             "manifest/runs.parquet"} <= set(files)
     for rel, entry in files.items():

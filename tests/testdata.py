@@ -39,3 +39,8 @@ def fault_articles(dest: Path) -> Path:
         if img.suffix.lower() in (".tif", ".tiff", ".jpg", ".png", ".gif"):
             img.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0garbage" * 64)
     return dest
+
+
+DICOM = DATA / "dicom"
+DICOM_TEST_FILES = DICOM / "pydicom_test_files"
+DEID_DATA = DICOM / "deid_data"

@@ -75,4 +75,22 @@ def register(app: typer.Typer) -> None:
         n = add_entries(reg, entries)
         typer.echo(f"added {len(entries)} entries to {name!r}; {n} entries in {reg}")
 
+    @sub.command("add-dataset")
+    def add_dataset_cmd(
+        path: Path = typer.Argument(..., help="a labelled dataset folder (what dataset:PATH reads)"),
+        registry: Optional[Path] = typer.Option(None, "--registry"),
+        data: Optional[Path] = typer.Option(None, "--data", help="shared data folder that pre-loads a new registry"),
+    ) -> None:
+        """Add a dataset's test and validation images (eval sets dataset:NAME:SPLIT, perceptual
+        hashes), so builds of other sources drop their copies; a build of the dataset itself
+        registers them on its own."""
+        from medcorpus.pipelines.sources.dataset import DatasetSource
+
+        entries = DatasetSource(str(path)).evalset_entries()  # ids of the images need no secret
+        if not entries:
+            raise typer.BadParameter(f"{path} has no test or validation images")
+        reg = _registry(registry, data)
+        n = add_entries(reg, entries)
+        typer.echo(f"added {len(entries)} entries of {sorted({e.evalset for e in entries})}; {n} entries in {reg}")
+
     app.add_typer(sub, name="evalsets")

@@ -397,7 +397,7 @@ class PmcCloudSource:
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        for k in ("_lock", "_client", "_pool", "_wait", "_sleep", "_failed"):
+        for k in ("_lock", "_client", "_pool", "_wait", "_sleep", "_failed", "inventory"):  # inventory: the driver's
             state.pop(k, None)
         return state
 

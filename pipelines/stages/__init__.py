@@ -15,6 +15,9 @@ from medcorpus.pipelines.stages.image import Image
 from medcorpus.pipelines.stages.llm import LLM
 from medcorpus.pipelines.stages.panels import Panels
 from medcorpus.pipelines.stages.parse import ParseJats
+from medcorpus.pipelines.stages.parse_dicom import ParseDicom
+from medcorpus.pipelines.stages.parse_dataset import ParseDataset
+from medcorpus.pipelines.stages.parse_reports import ParseReports
 from medcorpus.pipelines.stages.quality import Quality
 
 REGISTRY: dict[str, type[Stage]] = {cls.name: cls for cls in (
@@ -29,6 +32,9 @@ REGISTRY: dict[str, type[Stage]] = {cls.name: cls for cls in (
 
 PARSERS: dict[str, type[Stage]] = {cls.parser: cls for cls in (
     ParseJats,
+    ParseReports,
+    ParseDataset,
+    ParseDicom,
 )}
 
 

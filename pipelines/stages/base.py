@@ -16,7 +16,8 @@ Declarations the rest of the system reads:
 * ``step`` — a stage that runs as a step of its own over staged units (its own workers and
   resources, e.g. GPUs: ``ray.<step>`` on Ray) implements ``process_staged``;
 * ``prepare`` — driver-side work done once per build before the workers start (an eval-set
-  registry, a vocabulary), whose content hash joins the staged units' identity.
+  registry, a vocabulary; it may read the source, e.g. a dataset's test split), whose content hash
+  joins the staged units' identity.
 """
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ class Stage:
         return {name: config.section(name, kind) for name, kind in cls.sections.items()}
 
     @classmethod
-    def prepare(cls, config: "BuildConfig", work_dir: str) -> Prepared:
+    def prepare(cls, config: "BuildConfig", work_dir: str, source: "Source | None" = None) -> Prepared:
         return Prepared()
 
     def setup(self) -> None:

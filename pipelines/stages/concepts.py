@@ -33,7 +33,7 @@ class Concepts(Stage):
     columns = tuple(CONCEPT_FIELDS)
 
     @classmethod
-    def prepare(cls, config: Any, work_dir: str) -> Prepared:
+    def prepare(cls, config: Any, work_dir: str, source: Any = None) -> Prepared:
         """The vocabulary: the configured one, or one built (once per machine, cached) from its sources."""
         from medcorpus.pipelines.vocab import cached_vocab, vocab_id
 

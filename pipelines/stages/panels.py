@@ -33,6 +33,10 @@ class Panels(Stage):
                                               detector=detector)
 
     def process(self, item: Sample) -> Iterator[Sample]:
+        if item.figure is None:  # a DICOM frame or a dataset image is one picture: never split
+            item.extra.update(n_panels=0, split_status="not_a_figure")
+            yield item
+            return
         assert item.decoded is not None
         result = split_figure(item.decoded, item.text, self.split_options)
         sub = self.config.subfigures

@@ -4,11 +4,13 @@ sample at once, runs after the stages on these hashes (pipelines/assemble.py).""
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator
 
 from medcorpus.manifests.evalsets import DecontamOptions
 from medcorpus.pipelines.items import DroppedRow
+from medcorpus.pipelines.sources.imaging import TEMPLATE_CAPTION_SOURCES
 from medcorpus.pipelines.stages.base import Prepared, Stage
 from medcorpus.schemas.quality import SAMPLE_FIELDS
 from medcorpus.schemas.records import Sample
@@ -26,8 +28,9 @@ class Quality(Stage):
     needs_pixels = True
 
     @classmethod
-    def prepare(cls, config: Any, work_dir: str) -> Prepared:
-        """The build's eval-set registry (built-in lists + the user's), written once for the workers."""
+    def prepare(cls, config: Any, work_dir: str, source: Any = None) -> Prepared:
+        """The build's eval-set registry (built-in lists, the user's, and the source's own evaluation
+        splits: a dataset's test images), written once for the workers."""
         from medcorpus.manifests.evalsets import builtin_entries, read_registry, write_registry
 
         sources: DecontamOptions = cls.options(config)["decontam"]
@@ -36,6 +39,8 @@ class Quality(Stage):
             entries += builtin_entries(sources.builtin_data)
         if sources.registry:
             entries += read_registry(sources.registry)
+        if hasattr(source, "evalset_entries"):
+            entries += source.evalset_entries()
         if not entries:
             return Prepared()
         path = Path(work_dir) / "evalsets.jsonl"
@@ -48,6 +53,8 @@ class Quality(Stage):
 
         opts = self.options(self.config)
         self.filters: FilterOptions = opts["quality"]
+        self.template_filters = replace(self.filters, enabled=tuple(f for f in self.filters.enabled
+                                                                    if f != "caption_language"))
         self.types: ImageTypeOptions = opts["image_types"]
         self.zero_shot = load_zero_shot(self.types.model_path, self.types.device) if self.types.model_path else None
         registry = self.env.prepared.get(self.name)
@@ -60,7 +67,8 @@ class Quality(Stage):
         from medcorpus.transforms.quality import assess
 
         image = item.decoded
-        decision = assess(image, item.text, item.article.article_type if item.article else None, self.filters)
+        filters = self.template_filters if item.source in TEMPLATE_CAPTION_SOURCES else self.filters
+        decision = assess(image, item.text, item.article.article_type if item.article else None, filters)
         modality = " ".join(item.modality)  # concept hints feed the image-type tags
         tags = tag_image(image, f"{item.text} {modality}".strip(), self.types, self.zero_shot)
         hashes = hash_image(image) if image is not None else None
@@ -76,10 +84,11 @@ class Quality(Stage):
         if self.evalsets is None:
             return []
         article = item.article
-        return decontaminate({"pmcid": article.pmcid if article else None, "pmid": article.pmid if article else None,
+        hits = decontaminate({"pmcid": article.pmcid if article else None, "pmid": article.pmid if article else None,
                               "figure_id": item.figure_id, "graphic_file": item.graphic_file,
                               "graphic_href": item.graphic_href, "caption": item.text,
                               "perceptual": perceptual}, self.evalsets)
+        return [h for h in hits if not _own_evalset(item, h.evalset)]
 
     @staticmethod
     def _verdict(item: Sample, decision: Any, hits: list[Any]) -> Sample | DroppedRow:
@@ -94,3 +103,10 @@ class Quality(Stage):
             return DroppedRow(dropped_row(item.key, "decontam", ",".join(evalsets),
                                           "; ".join(f"{h.evalset}:{h.kind}:{h.detail}" for h in hits), **ids))
         return item
+
+
+def _own_evalset(item: Sample, evalset: str) -> bool:
+    """A dataset's test or validation image is its own eval set: it stays (with its split), while
+    anything else matching it, the dataset's own training images included, is dropped."""
+    name, split = item.extra.get("dataset_name"), item.extra.get("dataset_split")
+    return bool(name) and split in ("test", "validation") and evalset.startswith(f"dataset:{name}:")

@@ -101,10 +101,16 @@ def read_registry(path: str | Path) -> list[EvalEntry]:
 
 
 def write_registry(path: str | Path, entries: Iterable[EvalEntry]) -> int:
-    """Sorted, de-duplicated JSON lines (a deterministic file); returns the entry count."""
+    """Sorted, de-duplicated JSON lines (a deterministic file); returns the entry count. A file that
+    already holds them is left alone (every build prepares its registry: no rewrite, no second copy)."""
     unique = sorted(set(entries), key=lambda e: (e.evalset, e.kind, e.value, e.detail))
-    text = "".join(json.dumps(asdict(e), ensure_ascii=False, sort_keys=True) + "\n" for e in unique)
-    atomic_write(path, text.encode("utf-8"))
+    data = "".join(json.dumps(asdict(e), ensure_ascii=False, sort_keys=True) + "\n" for e in unique).encode("utf-8")
+    try:
+        same = Path(path).stat().st_size == len(data) and Path(path).read_bytes() == data
+    except OSError:
+        same = False
+    if not same:
+        atomic_write(path, data)
     return len(unique)
 
 

@@ -43,11 +43,31 @@ class TarShardWriter:
 
     def write(self, key: str, members: dict[str, bytes]) -> None:
         assert self._tar is not None, "open() first"
-        self._tar.write({"__key__": key, **members})
+        try:
+            self._tar.write({"__key__": key, **members})
+        except BaseException:
+            self._discard()
+            raise
 
     def close(self) -> dict[str, tuple[int, int]]:
         assert self._tar is not None and self._stream is not None, "open() first"
-        self._tar.close()
+        try:
+            self._tar.close()
+        except BaseException:
+            self._discard()
+            raise
         self._stream.close()
         with tarfile.open(self._path, "r:") as tar:
             return {m.name: (m.offset_data, m.size) for m in tar.getmembers() if m.isfile()}
+
+    def _discard(self) -> None:
+        """After a failed write (a full disk): close the file without flushing tarfile's buffer again
+        (its finalizer would, and print the same error once more); the caller removes the file."""
+        stream = getattr(getattr(self._tar, "tarstream", None), "fileobj", None)
+        if stream is not None:
+            stream.closed = True
+        if self._stream is not None:
+            try:
+                self._stream.close()
+            except OSError:
+                pass

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import secrets
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Callable, Iterator
 
-__all__ = ["atomic_write", "atomic_path", "cache_root", "file_sha256", "temp_name"]
+__all__ = ["atomic_write", "atomic_path", "cache_root", "file_sha256", "temp_name", "remove_temp_files"]
 
 
 def cache_root() -> Path:
@@ -40,6 +41,32 @@ def temp_name(path: str | os.PathLike[str]) -> str:
     head, tail = os.path.split(os.fspath(path))
     unique = f"{os.getpid()}-{secrets.token_hex(4)}"
     return os.path.join(head, f".{tail}.{unique}.tmp{os.path.splitext(tail)[1]}")
+
+
+_TEMP = re.compile(r"^\..+\.(\d+)-[0-9a-f]{8}\.tmp(\.[^.]*)?$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_temp_files(root: str | os.PathLike[str]) -> int:
+    """Remove the temporary files that killed writers left under ``root`` (``temp_name``'s names
+    whose process is gone); how many. A writer that is still running keeps its file."""
+    removed = 0
+    for folder, _, names in os.walk(root):
+        for name in names:
+            m = _TEMP.match(name)
+            if m and (int(m.group(1)) == os.getpid() or not _alive(int(m.group(1)))):
+                _remove(os.path.join(folder, name))
+                removed += 1
+    return removed
 
 
 def _remove(path: str) -> None:

@@ -17,18 +17,19 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from medcorpus import __version__
-from medcorpus.files import cache_root
+from medcorpus.files import cache_root, remove_temp_files
 from medcorpus.manifests import card, completion, releases
 from medcorpus.manifests.shards import write_sizes
 from medcorpus.manifests.storage import Output
 from medcorpus.pipelines import assemble, incremental, publish
 from medcorpus.pipelines.config import BuildConfig
 from medcorpus.pipelines.dedup import dedup
+from medcorpus.pipelines.failures import UserError, phase
 from medcorpus.pipelines.outlock import OutputLock
 from medcorpus.pipelines.runners import Job, Runner
 from medcorpus.pipelines.sources.base import Selection, Source, select
 from medcorpus.pipelines.staging import Staging, UnitResult, unit_token
-from medcorpus.schemas.records import DELIBERATE_SKIPS
+from medcorpus.schemas.records import DELIBERATE_SKIPS, LLM_FAILED
 
 
 @dataclass
@@ -47,6 +48,9 @@ class BuildSummary:
     llm_counts: dict[str, int] = field(default_factory=dict)  # requests, tokens, cache hits (this run)
     mode: str = incremental.SNAPSHOT  # snapshot | incremental (see pipelines/incremental.py)
     units_kept: int = 0  # incremental: units of the previous build carried over
+    images_processed: int = 0  # images this run decoded (reused units count none)
+    llm_samples: int = 0  # samples the llm stage handled
+    llm_failed: int = 0  # ... whose requests failed (``llm_failed`` errors; the next build retries them)
     release: int = 0  # the release this build published (manifests/releases.py)
     changes: dict[str, int] = field(default_factory=dict)  # added / removed / updated since the previous one
     composition: dict[str, str] = field(default_factory=dict)  # the release's samples_by_* columns of runs (JSON)
@@ -58,8 +62,9 @@ class BuildSummary:
 
     @property
     def all_failed(self) -> bool:
-        """Every unit failed: the build produced nothing, and says so with its exit code."""
-        return self.units > 0 and self.units_failed == self.units
+        """Every unit failed, or the llm stage failed for every sample: the build says so with its
+        exit code."""
+        return (self.units > 0 and self.units_failed == self.units) or 0 < self.llm_samples <= self.llm_failed
 
 
 def default_work_dir(out: str) -> str:
@@ -76,10 +81,12 @@ def _join(base: str, name: str) -> str:
 
 def build(config: BuildConfig, source: Source, runner: Runner, out: str, *, selection: Selection = Selection(),
           work_dir: str | None = None, source_spec: str = "", console: Console | None = None,
-          progress: bool = True, wait: bool = False, wait_timeout_s: float | None = None) -> BuildSummary:
+          progress: bool = True, wait: bool = False, wait_timeout_s: float | None = None,
+          named_ids: bool = False) -> BuildSummary:
     """Build ``out`` holding its write lock (``pipelines/outlock.py``) from before the first write
     to the end, so two builds never interleave. Raises ``OutputLocked`` when another build holds it
-    (after waiting for it with ``wait``, up to ``wait_timeout_s``)."""
+    (after waiting for it with ``wait``, up to ``wait_timeout_s``). ``named_ids``: the selection's ids
+    are the user's (``--pmcids``), so those the source lacks are named (none found: ``UserError``)."""
     console = console or Console(stderr=True)
     lock = OutputLock(out, wait=wait, timeout_s=wait_timeout_s, notify=console.print)
     try:
@@ -89,53 +96,78 @@ def build(config: BuildConfig, source: Source, runner: Runner, out: str, *, sele
         raise
     try:
         return _build(config, source, runner, out, selection=selection, work_dir=work_dir,
-                      source_spec=source_spec, console=console, progress=progress)
+                      source_spec=source_spec, console=console, progress=progress, named_ids=named_ids)
     finally:
         lock.release()
 
 
 def _build(config: BuildConfig, source: Source, runner: Runner, out: str, *, selection: Selection,
-           work_dir: str | None, source_spec: str, console: Console, progress: bool) -> BuildSummary:
+           work_dir: str | None, source_spec: str, console: Console, progress: bool,
+           named_ids: bool = False) -> BuildSummary:
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
     output = Output(out)
     work = work_dir or default_work_dir(out)
-    staging = Staging(_join(work, "staging"))
-    prepared, prepared_hash = prepare_stages(config, work if "://" not in work else default_work_dir(out), source)
+    local_work = work if "://" not in work else default_work_dir(out)
+    for root in {output.root, local_work} if output.is_local else {local_work}:
+        remove_temp_files(root)  # what killed writers left (this build holds OUT's lock)
+    with phase("preparing the stages", local_work):
+        staging = Staging(_join(work, "staging"))
+        prepared, prepared_hash = prepare_stages(config, local_work, source)
     job = Job(config, source, staging.url, out, prepared)
     config_hash = config.config_hash() + prepared_hash  # staged units depend on what was prepared too
 
     listed = [(u, unit_token(u, config_hash, __version__)) for u in select(source.list_units(), selection)]
+    if named_ids:
+        _missing_ids(selection, [u for u, _ in listed], console)
     todo = [(u, t) for u, t in listed if not staging.done(t)]
     summary = BuildSummary(units=len(listed), units_reused=len(listed) - len(todo))
     units = _plan_units(summary, source, selection, listed, output, staging, config_hash)
 
-    baseline = releases.start(output)  # the previous release, saved before anything is overwritten
+    with phase("saving the previous release", out):
+        baseline = releases.start(output)  # the previous release, saved before anything is overwritten
     completion.remove_record(output)  # before the first write: a killed build never looks complete
     try:
         asm = _run(config, runner, job, staging, units, todo, summary, console, progress)
     finally:
         runner.close()
-    assemble.write_tables(asm, output)
-    write_sizes(output, asm.plans)
-    incremental.write_units(output, units)
-    assemble.remove_stale(asm, output)
-    assemble.write_attribution(output)
-    card.write_card(output)  # before the Croissant file, which points to it
-    summary.release, summary.out = baseline.release + 1, out
-    summary.changes = publish.write_release_files(output, baseline, summary.release, config, source, source_spec)
+    with phase("writing the manifest tables", out):
+        assemble.write_tables(asm, output)
+        write_sizes(output, asm.plans)
+        incremental.write_units(output, units)
+        assemble.remove_stale(asm, output)
+        assemble.write_attribution(output)
+        card.write_card(output)  # before the Croissant file, which points to it
+        summary.release, summary.out = baseline.release + 1, out
+        summary.changes = publish.write_release_files(output, baseline, summary.release, config, source, source_spec)
     summary.composition = publish.composition(output)
 
     summary.articles, summary.figures, summary.shards = len(asm.articles), len(asm.figures), len(asm.plans)
     summary.errors_by_reason = assemble.errors_by_reason(asm.errors)
-    summary.stage_seconds = {k[3:]: v / 1e6 for k, v in asm.counters.items() if k.startswith("us:")}
+    summary.llm_samples, summary.llm_failed = asm.counters.get("in:llm", 0), summary.errors_by_reason.get(LLM_FAILED, 0)
     summary.seconds = time.perf_counter() - t0
     run = _run_row(summary, config, runner, source_spec, started, asm.errors)
-    assemble.append_run(output, run)
-    completion.write_record(output, run["run_id"], run["finished_at"], summary.samples,
-                            release=summary.release)  # the last write
-    releases.finish(output)
+    with phase("writing the completion record", out):
+        assemble.append_run(output, run)
+        completion.write_record(output, run["run_id"], run["finished_at"], summary.samples,
+                                release=summary.release)  # the last write
+        releases.finish(output)
     return summary
+
+
+def _missing_ids(selection: Selection, units: list[Any], console: Console) -> None:
+    """Say which ``--pmcids`` the source does not have; none at all is the user's mistake."""
+    if not selection.ids or selection.limit is not None:
+        return
+    found = {u.unit_id for u in units} | {u.meta_dict().get("pmcid") for u in units}
+    missing = sorted(selection.ids - found)
+    if missing and len(missing) == len(selection.ids):
+        raise UserError(f"--pmcids: none of the {len(missing)} ids is in the source ({', '.join(missing[:5])}"
+                        f"{' ...' if len(missing) > 5 else ''})", "check the ids, or the --source they come from")
+    if missing:
+        console.print(f"--pmcids: {len(missing)} of {len(selection.ids)} ids are not in the source, skipped: "
+                      f"{', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}",
+                      markup=False, highlight=False, soft_wrap=True)
 
 
 def _plan_units(summary: BuildSummary, source: Source, selection: Selection, listed: list[tuple[Any, str]],
@@ -155,22 +187,32 @@ def _run(config: BuildConfig, runner: Runner, job: Job, staging: Staging, units:
     with Progress(*columns, console=console, disable=not progress, transient=False) as bar:
         stage_tasks = {name: bar.add_task(name, total=None) for name in config.stages}
         units_task = bar.add_task("units", total=len(todo))
-        for done in runner.stage_units(job, todo):
-            for k, v in done.counters.items():
-                if k.startswith("llm:"):
-                    summary.llm_counts[k] = summary.llm_counts.get(k, 0) + v
-            for name, task in stage_tasks.items():
-                bar.advance(task, done.counters.get(f"in:{name}", 0))
-            bar.advance(units_task)
+        with phase("staging units", staging.url):
+            for done in runner.stage_units(job, todo):
+                _count(summary, done.counters)
+                for name, task in stage_tasks.items():
+                    bar.advance(task, done.counters.get(f"in:{name}", 0))
+                bar.advance(units_task)
         asm = assemble.collect(_tally(((t, staging.read_meta(t)) for _, t in units), summary), config)
         if asm.dedup_records:
             assemble.apply_dedup(asm, dedup(runner, job, asm.dedup_records))
         assemble.plan(asm, config)
         shard_task = bar.add_task("shards", total=len(asm.plans))
-        for n in runner.write_shards(job, asm.plans, asm.token_of_key):
-            summary.samples += n
-            bar.advance(shard_task)
+        with phase("writing shards", job.output_url, sum(n for sizes in asm.sizes.values() for _, n in sizes)):
+            for n in runner.write_shards(job, asm.plans, asm.token_of_key):
+                summary.samples += n
+                bar.advance(shard_task)
     return asm
+
+
+def _count(summary: BuildSummary, counters: dict[str, int]) -> None:
+    """This run's work: LLM requests and tokens, seconds per stage, images processed."""
+    for k, v in counters.items():
+        if k.startswith("llm:"):
+            summary.llm_counts[k] = summary.llm_counts.get(k, 0) + v
+        elif k.startswith("us:"):
+            summary.stage_seconds[k[3:]] = summary.stage_seconds.get(k[3:], 0.0) + v / 1e6
+    summary.images_processed += counters.get("in:image", 0)
 
 
 def _tally(staged: Iterable[tuple[str, UnitResult]], summary: BuildSummary) -> Iterator[tuple[str, UnitResult]]:
@@ -212,7 +254,7 @@ def _run_row(summary: BuildSummary, config: BuildConfig, runner: Runner, source_
 
 
 def summary_lines(summary: BuildSummary) -> list[str]:
-    rate = summary.figures / summary.seconds if summary.seconds else 0.0
+    rate = summary.images_processed / summary.seconds if summary.seconds else 0.0
     kept = f", {summary.units_kept} kept from the previous build" if summary.mode == incremental.INCREMENTAL else ""
     changed = ", ".join(f"{k} {v}" for k, v in summary.changes.items())
     lines = [
@@ -221,19 +263,26 @@ def summary_lines(summary: BuildSummary) -> list[str]:
         f"units {summary.units} ({summary.units_reused} reused from earlier runs){kept}",
         f"articles {summary.articles}  figures {summary.figures}  samples {summary.samples}  shards {summary.shards}",
         f"skipped {summary.errors}" + "".join(f"\n  {r}: {n}" for r, n in summary.errors_by_reason.items()),
-        f"time {summary.seconds:.1f} s  ({rate:.1f} figures/s overall)",
+        f"time {summary.seconds:.1f} s  " + (f"({summary.images_processed} images processed this run, {rate:.1f}/s)"
+                                             if summary.units_reused < summary.units else "(every unit reused)"),
     ]
     llm = {k[4:]: v for k, v in summary.llm_counts.items() if v}
     if llm:
         lines.append("llm: " + ", ".join(f"{k} {v}" for k, v in sorted(llm.items())))
     if summary.stage_seconds:
-        lines.append("stage seconds (summed over workers, all units): " + ", ".join(f"{k} {v:.2f}" for k, v in summary.stage_seconds.items()))
+        lines.append("stage seconds (summed over workers, units processed this run): " + ", ".join(f"{k} {v:.2f}" for k, v in summary.stage_seconds.items()))
     if summary.units_failed or summary.units_retry:
         lines.append(f"failed units {summary.units_failed} of {summary.units}; "
-                     f"{summary.units_retry} retried by the next build (5xx, timeouts, 403)")
+                     f"{summary.units_retry} retried by the next build (5xx, timeouts, 403"
+                     + (", failed LLM requests)" if summary.llm_failed else ")"))
+    if summary.llm_failed:
+        lines.append(f"llm requests failed for {summary.llm_failed} of {summary.llm_samples} samples "
+                     "(errors, reason llm_failed); the next build retries them")
     if summary.out:
         lines.append(f"report: medcorpus report {summary.out}  (changes: medcorpus diff {summary.out})")
     if summary.all_failed:
-        lines.append(f"build failed: all {summary.units} units failed (see the errors table)")
+        what = (f"all {summary.units} units failed" if summary.units_failed == summary.units else
+                f"the llm stage failed for all {summary.llm_samples} samples")
+        lines.append(f"build failed: {what} (see the errors table)")
     return lines
 

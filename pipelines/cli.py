@@ -11,13 +11,55 @@ from typing import Any, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
 from medcorpus import __version__
 
-app = typer.Typer(help="Build medical image-text corpora: PMC figures → WebDataset shards + Parquet manifests.",
+err = Console(stderr=True)
+
+
+class _Commands(TyperGroup):
+    """Every command's failure as one line and a hint (``pipelines/failures.py``): exit 2 for the
+    user's mistakes, 1 otherwise; the traceback only with ``--debug``."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.exceptions.TyperException):  # usage errors: typer prints them
+            raise
+        except Exception as exc:
+            if ctx.params.get("debug"):
+                raise
+            from medcorpus.pipelines.failures import explain
+
+            line, hint, code = explain(exc)
+            err.print(line, markup=False, highlight=False, soft_wrap=True)
+            if hint:
+                err.print(f"hint: {hint}", markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(code) from None
+
+
+app = typer.Typer(cls=_Commands,
+                  help="Build medical image-text corpora: PMC figures → WebDataset shards + Parquet manifests.",
                   rich_markup_mode=None,
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-err = Console(stderr=True)
+
+
+@app.callback()
+def _options(debug: bool = typer.Option(False, "--debug", envvar="MEDCORPUS_DEBUG",
+                                        help="print the traceback when a command fails")) -> None:
+    """Build medical image-text corpora: PMC figures → WebDataset shards + Parquet manifests."""
+    import logging
+
+    from rich.logging import RichHandler
+
+    # what a long phase is doing (building the vocabulary, deduplicating ...), as plain lines
+    progress = logging.getLogger("medcorpus.progress")
+    if not progress.handlers:
+        progress.addHandler(RichHandler(console=err, show_time=False, show_level=False, show_path=False,
+                                        markup=False, highlighter=None))
+        progress.setLevel(logging.INFO)
+        progress.propagate = False
 
 
 class OutputFormat(str, Enum):
@@ -58,14 +100,14 @@ def build(
     config: Optional[Path] = typer.Option(None, "--config", help="dataflow.yaml (defaults apply without one)"),
     profile: Optional[str] = typer.Option(None, "--profile", help="a profile of the config"),
     runner: Optional[str] = typer.Option(None, "--runner", help="local | ray | beam (default from the config)"),
-    workers: Optional[int] = typer.Option(None, "--workers",
+    workers: Optional[int] = typer.Option(None, "--workers", min=0,
                                           help="worker processes / Ray actors / Beam workers (0 = all cores)"),
     ray_address: Optional[str] = typer.Option(None, "--ray-address",
                                               help="ray: an existing cluster (else RAY_ADDRESS, else a local one)"),
     beam_option: Optional[list[str]] = typer.Option(None, "--beam-option",
                                                     help="beam: pipeline option KEY=VALUE, repeatable "
                                                          "(runner=DataflowRunner, project=..., ...)"),
-    limit: Optional[int] = typer.Option(None, "--limit", help="process at most N articles (incremental: the rest of OUT is kept)"),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="process at most N articles (incremental: the rest of OUT is kept)"),
     pmcids: Optional[str] = typer.Option(None, "--pmcids", help="comma-separated PMCIDs or a file of them (incremental: the rest of OUT is kept)"),
     since: Optional[str] = typer.Option(None, "--since", help="pmc-cloud: only articles updated on/after DATE (incremental: the rest of OUT is kept)"),
     changes_since: Optional[int] = typer.Option(None, "--changes-since", min=1,
@@ -95,6 +137,7 @@ def build(
     from medcorpus.pipelines.build import default_work_dir
     from medcorpus.pipelines.runners import make_runner, parse_beam_options
     from medcorpus.pipelines.sources import Selection, make_source
+    from medcorpus.pipelines.failures import UserError
     from medcorpus.transforms.options import ConfigError
 
     cfg = _config_or_exit(config, profile)
@@ -111,6 +154,8 @@ def build(
                           since=since, ids=ids, where=where, idc_index=idc_index)
         if source == "idc":  # the SQL is checked against the index now, before any work
             src.build_index()
+    except UserError:
+        raise  # one line and its hint (pipelines/failures.py)
     except (ConfigError, FileNotFoundError) as exc:  # a descriptor's key, a missing folder: one line, no work
         err.print(f"source error: {exc}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
@@ -127,7 +172,7 @@ def build(
         raise typer.BadParameter(str(exc)) from exc
     _run_build(cfg, src, run, out, selection=Selection(limit=limit, ids=ids, since=since), work_dir=wd,
                source_spec=source, progress=not no_progress, wait=wait or wait_timeout is not None,
-               wait_timeout_s=wait_timeout)
+               wait_timeout_s=wait_timeout, named_ids=pmcids is not None)
 
 
 def _inventory_ids(src: Any, out: str, changes_since: Optional[int]) -> Any:

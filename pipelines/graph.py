@@ -59,11 +59,13 @@ class Pipeline:
 
 
 def describe(item: Any) -> tuple[str, str | None, str | None]:
-    """(input, article_id, figure_id) of an item, for error records."""
+    """(input, article_id, figure_id) of an item, for error records. Before parsing, the article is
+    named by the PMCID its source listed, else by the unit's id."""
     if isinstance(item, UnitRef):
-        return f"{item.source}:{item.unit_id}", None, None
+        return f"{item.source}:{item.unit_id}", item.meta_dict().get("pmcid") or item.unit_id, None
     if isinstance(item, ArticlePackage):
-        return f"{item.unit.source}:{item.unit.unit_id}", None, None
+        unit = item.unit
+        return f"{unit.source}:{unit.unit_id}", unit.meta_dict().get("pmcid") or unit.unit_id, None
     if isinstance(item, FigureTask):
         href = g.href if (g := item.figure.primary_graphic()) else ""
         return f"{item.package.unit.source}:{item.package.unit.unit_id}#{href}", item.article.article_id, item.figure.figure_id
@@ -201,6 +203,7 @@ def _stage_samples(samples: list[Sample], result: UnitResult, articles: dict[str
     """The unit's samples (rows + members) and its article rows with their sample counts."""
     per_article: Counter[str] = Counter()
     for sample in samples:
+        result.errors.extend(e.to_dict() for e in sample.errors)
         staged, members = stage_sample(sample, config_hash)
         if staged.key in result.members:
             result.errors.append(ErrorRecord(staged.key, "stage", "duplicate_key", "two samples share one key",

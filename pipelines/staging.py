@@ -6,7 +6,8 @@ Each unit's result is written as two files named by (unit fingerprint, config ha
 may clear by itself (``TRANSIENT_REASONS``: 5xx, timeouts, 403) is written as ``.retry`` instead:
 the build reads it like ``.meta`` (its manifest records the error), but the unit is not done, so the
 next build processes it again; after ``TRANSIENT_RUNS`` such runs it is written as ``.meta`` and
-counts as permanent until the source changes. This is an internal cache
+counts as permanent until the source changes. A unit with a sample whose LLM requests failed
+(``llm_failed``) is staged as ``.retry`` for as long as they fail. This is an internal cache
 (pickle); the published formats are the shards and the Parquet manifest.
 
 The root is a local folder or an fsspec URL (``gs://bucket/work/staging``, ``s3://...``): distributed
@@ -27,7 +28,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from medcorpus.files import atomic_write
-from medcorpus.schemas.records import TRANSIENT_REASONS, UnitRef
+from medcorpus.schemas.records import LLM_FAILED, TRANSIENT_REASONS, UnitRef
 
 TRANSIENT_RUNS = 3  # builds that retry a unit failing transiently before its errors count as permanent
 _RUN_NOTE = re.compile(r" \[(?:failed on|run) \d+[^\]]*\]$")
@@ -112,6 +113,9 @@ class Staging:
         result.members = members
 
     def _count_attempt(self, token: str, result: UnitResult) -> None:
+        if any(e.get("reason") == LLM_FAILED for e in result.errors):  # retried for as long as it fails
+            result.retry = True
+            return
         transient = [e for e in result.errors if e.get("reason") in TRANSIENT_REASONS]
         if not transient:
             result.attempts, result.retry = 0, False

@@ -10,11 +10,16 @@ import hashlib
 import json
 import os
 import shutil
+import logging
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterable
 
 from medcorpus.files import cache_root
+from medcorpus.pipelines.failures import MissingPath
+
+progress = logging.getLogger("medcorpus.progress")
 
 
 def _sha256(path: Path) -> str:
@@ -80,7 +85,8 @@ def source_files(paths: Iterable[str | Path]) -> list[Path]:
         elif p.is_file():
             out.append(p)
         else:
-            raise FileNotFoundError(f"concepts: no ontology file or folder at {p}")
+            raise MissingPath(f"concepts.ontologies: no ontology file or folder at {p}",
+                              "fix the path in the config, or set concepts.vocab to a built vocabulary")
     return out
 
 
@@ -99,9 +105,13 @@ def cached_vocab(ontologies: Iterable[str | Path] = (), umls_dir: str | Path | N
         return target
     cache.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=cache))
+    progress.info("building the concept vocabulary from %s (once per machine, a minute or two; cached in %s)",
+                  umls_dir or f"{len(files)} ontology files", target)
+    t0 = time.perf_counter()
     try:
         build_vocab(tmp, umls_dir=Path(umls_dir) if umls_dir else None, ontologies=[] if umls_dir else files, ann=ann)
         os.replace(tmp, target)
+        progress.info("concept vocabulary built in %.0f s", time.perf_counter() - t0)
     except OSError:
         if not (target / "vocab.json").exists():  # a concurrent build that lost the race is fine
             raise

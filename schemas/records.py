@@ -9,6 +9,10 @@ TRANSIENT_REASONS = frozenset({"fetch_transient", "forbidden"})
 errors; 403/401, which a bucket policy or a credential fixes). A unit with one is staged but not
 final: the next build fetches it again (pipelines/staging.py bounds how many times)."""
 
+LLM_FAILED = "llm_failed"
+"""A sample whose LLM requests got no answer (no server, timeouts, HTTP errors): it keeps its caption,
+``errors`` says why, and its unit is retried by every next build (the server, not the source, failed)."""
+
 DELIBERATE_SKIPS = frozenset({"retracted", "not_open_access", "license_excluded", "dicom_no_pixels", "report_empty"})
 """Reasons a source declines a unit by policy (or a unit holds nothing to make a sample of, such as
 a DICOM structured report, or a report with no findings or impression): the unit is not a failure."""
@@ -143,6 +147,7 @@ class Sample:
     decoded: Any = field(default=None, repr=False)  # the RGB image, in memory between stages only
     anatomy: list[str] = field(default_factory=list)  # concept hints (concepts stage) for later stages
     modality: list[str] = field(default_factory=list)
+    errors: list["ErrorRecord"] = field(default_factory=list)  # failures the sample survived (an LLM request)
 
     @property
     def figure_id(self) -> str | None:

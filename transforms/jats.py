@@ -2,11 +2,14 @@
 
 Safety: parsing never touches the network, never loads external DTDs and never expands external
 entities. Named entities that a document uses without defining (``&delta;`` in old PLOS files) are
-replaced by their Unicode characters before parsing; entities defined in the document's own
+replaced by character references (``&#948;``) before parsing, which mean the same character in
+every encoding the document may declare (ISO-8859-1, windows-1252 ...); a UTF-16 or UTF-32 document
+is first re-encoded as UTF-8 (its declaration with it). Entities defined in the document's own
 internal DTD subset are left to the XML parser, as the document asks.
 """
 from __future__ import annotations
 
+import codecs
 import html.entities
 import re
 from dataclasses import dataclass
@@ -45,16 +48,40 @@ def _replace_undefined_entities(xml: bytes, defined: set[bytes]) -> bytes:
         name = m.group(1)
         if name.decode() in _XML_ENTITIES or name in defined:
             return m.group(0)
-        char = html.entities.html5.get(name.decode() + ";")
-        return char.encode("utf-8") if char else b""
+        chars = html.entities.html5.get(name.decode() + ";", "")
+        return "".join(f"&#{ord(c)};" for c in chars).encode("ascii")
 
     return _ENTITY_REF.sub(sub, xml)
+
+
+_WIDE = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF16_LE, "utf-16"),
+         (codecs.BOM_UTF16_BE, "utf-16"), (b"<\0\0\0", "utf-32-le"), (b"\0\0\0<", "utf-32-be"),
+         (b"<\0?\0", "utf-16-le"), (b"\0<\0?", "utf-16-be"))
+_DECLARED_ENCODING = re.compile(rb"^(<\?xml[^>]*?encoding\s*=\s*[\"'])[^\"']*([\"'])")
+
+
+def wide_codec(xml: bytes) -> str | None:
+    """The codec of a UTF-16/32 document (by its BOM or its first ``<``); None for any other."""
+    return next((codec for start, codec in _WIDE if xml.startswith(start)), None)
+
+
+def _ascii_compatible(xml: bytes) -> bytes:
+    """A UTF-16/32 document as UTF-8 with its declaration saying so; any other document as it is."""
+    codec = wide_codec(xml)
+    if codec is None:
+        return xml
+    try:
+        text = xml.decode(codec).lstrip("\ufeff")
+    except UnicodeDecodeError as exc:
+        raise SkipError("xml_malformed", f"not valid {codec.upper()}: {exc}") from None
+    return _DECLARED_ENCODING.sub(rb"\1UTF-8\2", text.encode("utf-8"), count=1)
 
 
 def parse_xml(xml: bytes) -> etree._Element:
     """Parse bytes into a namespace-free element tree, or raise SkipError('xml_malformed')."""
     if not xml or not xml.strip():
         raise SkipError("xml_empty", "the article XML is empty")
+    xml = _ascii_compatible(xml)
     subset = _DOCTYPE_SUBSET.search(xml[:200_000])
     defined = set(_SUBSET_ENTITY.findall(subset.group(1))) if subset else set()
     xml = _replace_undefined_entities(xml, defined)
@@ -67,7 +94,33 @@ def parse_xml(xml: bytes) -> etree._Element:
     for el in root.iter():
         if isinstance(el.tag, str) and el.tag[0] == "{":
             el.tag = el.tag.split("}", 1)[1]
+    _formulas_as_text(root)
     return root
+
+
+_TEX_BODY = re.compile(r"\\begin\{document\}(.*?)\\end\{document\}", re.S)
+
+
+def _formulas_as_text(root: etree._Element) -> None:
+    """A formula reads as its MathML text (``μg/mL``) where ``<alternatives>`` has one, else as its TeX
+    without the LaTeX preamble (``\\documentclass ... \\begin{document}``) publishers wrap it in."""
+    for tex in list(root.iter("tex-math")):
+        parent = tex.getparent()
+        if parent is not None and parent.tag == "alternatives" and parent.find("math") is not None:
+            _drop(tex)
+        elif tex.text and (body := _TEX_BODY.search(tex.text)):
+            tex.text = body.group(1).strip().strip("$").strip()
+
+
+def _drop(el: etree._Element) -> None:
+    """Remove an element, keeping the text that follows it."""
+    parent, prev = el.getparent(), el.getprevious()
+    if el.tail:
+        if prev is not None:
+            prev.tail = (prev.tail or "") + el.tail
+        else:
+            parent.text = (parent.text or "") + el.tail
+    parent.remove(el)
 
 
 def _text(el: etree._Element | None) -> str:

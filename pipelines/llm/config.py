@@ -9,12 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from medcorpus.pipelines.llm.types import GenParams
 from medcorpus.transforms.caption_clean import CleanOptions
 from medcorpus.transforms.faithfulness import FaithfulnessOptions
-from medcorpus.transforms.options import unknown_keys, validated
+from medcorpus.transforms.options import ConfigError, unknown_keys, validated
 
 __all__ = ["TaskSwitches", "BackendOptions", "RayOptions", "LLMOptions"]
 
@@ -144,7 +145,28 @@ class LLMOptions:
                 out[key] = raw.pop(key)
         unknown_keys(raw, ("tasks", "backend", "vision_backend", "generation", "clean", "faithfulness", "ray", "cache",
                            "repair_retries", "cache_path", "max_context_chars"), "llm")
-        return cls(**out)
+        options = cls(**out)
+        options.refuse_blind_vision()
+        return options
+
+    def refuse_blind_vision(self) -> None:
+        """Re-captioning shows the model the image: a local model without a vision tower would drop
+        it and caption from the text alone, so it is refused (ConfigError naming the key). A model
+        folder not on this machine (a cluster's GPU workers) is checked where the stage runs; a
+        server's model (kind openai) answers an image it cannot read with an error, recorded per sample."""
+        b = self.vision()
+        if not (self.tasks.recaption and b.local_weights()):
+            return
+        config = Path(b.model_path) / "config.json"
+        try:
+            blind = "vision_config" not in json.loads(config.read_text())
+        except (OSError, ValueError):
+            return
+        if blind:
+            key = "llm.vision_backend.model_path" if self.vision_backend else "llm.backend.model_path"
+            raise ConfigError(f"{key}: {b.model_path} is a text-only model (its config.json has no vision_config), "
+                              "but tasks.recaption shows the model the image: give a vision-language model "
+                              "(llm.vision_backend), or turn recaption off")
 
     def vision(self) -> BackendOptions:
         return self.vision_backend or self.backend

@@ -3,7 +3,9 @@
 Every generated field passes the faithfulness gate against its sources (caption and the paragraphs
 citing the figure); rejected output is recorded but not used, and the original stays.
 Each row gets ``caption_original`` and a ``generated`` list with the provenance of every output
-(backend, model, prompt hash, parameters, cache hit). ``recaption`` handles one sample,
+(backend, model, prompt hash, parameters, cache hit). A request that fails (no server, timeouts, HTTP
+errors) is listed in the sample's ``failures`` (task and reason) and never cached, so the build
+records it and the next build sends it again. ``recaption`` handles one sample,
 ``LLMStage.process`` a batch (requests of a batch go to the backend together), and
 ``recaption_batch`` a columnar batch (Ray ``map_batches`` format). In a build, the Ray runner runs
 the stage as a step of its own on ``ray.llm`` actors (GPUs).
@@ -101,6 +103,8 @@ class LLMStage:
         self.cache = cache if cache is not None else (RequestCache(options.cache_path) if options.cache_path else None)
         self.linker = linker
         self._given = {"text": backend, "vision": vision_backend}
+        if vision_backend is None and (backend is None or options.vision_backend is not None):
+            options.refuse_blind_vision()  # where the model folder is (a cluster's GPU workers)
         t = options.tasks
         slots = {self._slot(w) for w, needed in (("text", t.needs_text_backend()), ("vision", t.recaption)) if needed}
         # engines resolved now, so a missing vllm fails when the stage is built, not in its first batch
@@ -138,6 +142,16 @@ class LLMStage:
                 "model": engine.backend.model, "prompt_hash": task.template_hash(),
                 "params_json": engine.params.to_json(), "cache_hit": ans.cache_hit}
 
+    def _failed(self, engine: LLMEngine, task: TaskSpec, row: _Row, ans: TaskAnswer) -> bool:
+        """Note a request that got no answer on its row; whether it failed."""
+        if ans.error is None:
+            return False
+        self.stats.add(rejected=1)
+        where = getattr(getattr(engine.backend, "options", None), "base_url", None)
+        row.out["failures"].append(f"{task.name}: {ans.error} ({engine.backend.name} model {engine.backend.model}"
+                                   + (f" at {where})" if where else ")"))
+        return True
+
     def _gate(self, source: str, text: str, prose: bool = True) -> Faithfulness:
         return check(source, text, self.options.faithfulness, self.linker, prose=prose)
 
@@ -156,7 +170,7 @@ class LLMStage:
         by_row = {id(r): a for r, a in zip(llm_rows, answers)}
         for r in rows:
             ans = by_row.get(id(r))
-            if ans is not None:
+            if ans is not None and not self._failed(self._engine("text"), SUBCAPTIONS, r, ans):
                 subs, errors = validate_subcaptions(ans.value, r.clean) if ans.value is not None else ([], ans.errors or
                                                                                                       ["no answer"])
                 ratios = [near_substring(s["text"], r.clean) for s in subs]
@@ -177,8 +191,7 @@ class LLMStage:
         engine = self._engine(which)
         items = [TaskInput({"caption": r.clean, "context": self._context(r)}, r.image) for r in rows]
         for r, ans in zip(rows, engine.run(task, items)):
-            if ans.error is not None:
-                self.stats.add(rejected=1)
+            if self._failed(engine, task, r, ans):
                 continue
             verdict = self._gate(r.source(), ans.text)
             r.out["generated"].append(self._record(engine, task, ans, verdict, ans.text))
@@ -189,8 +202,7 @@ class LLMStage:
         engine = self._engine("text")
         items = [TaskInput({"caption": r.clean, "context": self._context(r)}) for r in rows]
         for r, ans in zip(rows, engine.run(EXTRACT, items)):
-            if ans.error is not None:
-                self.stats.add(rejected=1)
+            if self._failed(engine, EXTRACT, r, ans):
                 continue
             if ans.value is None or ans.errors:
                 verdict = Faithfulness(0.0, False, [f"schema:{e}" for e in (ans.errors or ["invalid"])])
@@ -204,14 +216,15 @@ class LLMStage:
     # --- entry points ------------------------------------------------------------------------------
     def process(self, samples: Sequence[dict[str, Any]], images: Sequence[bytes | None] | None = None
                 ) -> list[dict[str, Any]]:
-        """Generated fields with provenance for each sample (same order); input fields are not copied."""
+        """Generated fields with provenance for each sample (same order), and the requests that failed
+        (``failures``); input fields are not copied."""
         images = list(images) if images is not None else [None] * len(samples)
         rows = []
         for s, img in zip(samples, images):
             original = str(s.get("caption") or "")
             clean = clean_caption(original, self.options.clean) if self.options.tasks.clean else original
             out = {c: None for c in OUTPUT_COLUMNS}
-            out.update(caption_original=original, caption_clean=clean, generated=[])
+            out.update(caption_original=original, caption_clean=clean, generated=[], failures=[])
             rows.append(_Row(s, img, original, clean, _mentions(s), out))
         t = self.options.tasks
         if t.subcaptions != "off":
@@ -267,6 +280,7 @@ def recaption_batch(batch: dict[str, Sequence[Any]], config: LLMOptions | dict[s
     for c in OUTPUT_COLUMNS:
         result[c] = [o.get(c) for o in outs]
     result["generated"] = [json.dumps(o["generated"], ensure_ascii=False) for o in outs]
+    result["failures"] = [o["failures"] for o in outs]
     result["subcaptions"] = [json.dumps(o["subcaptions"], ensure_ascii=False) if o["subcaptions"] else None
                              for o in outs]
     return result

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from medcorpus.pipelines.failures import BadOption
 from medcorpus.pipelines.sources.base import Selection, Source, select  # noqa: F401
 
 
@@ -34,8 +35,8 @@ def make_source(spec: str, *, cache_dir: str, **options: Any) -> Source:
         if not secret_file:
             raise ValueError(f"a {kind} source needs a secret file for its pseudonyms (dicom.secret_file)")
         return _keyed_source(kind, arg, secret_file, where, idc_index, options)
-    raise ValueError(f"unknown source {spec!r}: use local:PATH, bulk:PATH, pmc-cloud, dicom:PATH, idc, reports:PATH "
-                     "or dataset:PATH")
+    raise BadOption(f"unknown source {spec!r}", "use --source local:PATH, bulk:PATH, pmc-cloud, dicom:PATH, idc, "
+                                                 "reports:PATH or dataset:PATH")
 
 
 def _keyed_source(kind: str, arg: str, secret_file: str, where: str | None, idc_index: str | None,

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Protocol
 
+from medcorpus.pipelines.failures import BadOption
 from medcorpus.schemas.records import UnitRef
 
 
@@ -56,7 +57,7 @@ def normalize_pmcid(raw: str) -> str:
     """``PMC123``, ``pmc123``, ``123`` and ``PMC123.2`` → ``PMC123`` (a unit is an article)."""
     m = _PMCID.match(raw.strip())
     if not m:
-        raise ValueError(f"not a PMCID: {raw!r}")
+        raise BadOption(f"not a PMCID: {raw!r}", "PMCIDs look like PMC1234567 (or 1234567)")
     return f"PMC{int(m.group(1))}"
 
 

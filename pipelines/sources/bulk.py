@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import IO, Iterator
 
 from medcorpus.files import atomic_write
+from medcorpus.pipelines.failures import MissingPath
 from medcorpus.pipelines.sources.base import ArticlePackage, meta_tuple
 from medcorpus.pipelines.sources.local import is_within
 from medcorpus.schemas.records import SkipError, UnitRef
@@ -45,7 +46,8 @@ class BulkSource:
         self.cache_dir = Path(cache_dir)
         self.max_member_bytes = max_member_bytes
         if not self.path.exists():
-            raise FileNotFoundError(f"bulk source: {self.path} does not exist")
+            raise MissingPath(f"bulk source: {self.path} does not exist",
+                              "--source bulk:PATH names a PMC bulk archive (.tar.gz) or a folder of them")
 
     def _archives(self) -> list[Path]:
         if self.path.is_file():

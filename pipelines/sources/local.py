@@ -12,8 +12,10 @@ import re
 from pathlib import Path
 from typing import Iterator
 
+from medcorpus.pipelines.failures import MissingPath
 from medcorpus.pipelines.sources.base import ArticlePackage, meta_tuple
 from medcorpus.schemas.records import SkipError, UnitRef
+from medcorpus.transforms.jats import wide_codec
 
 _PACKAGE_FILES = {"manifest.xml", "transfer.xml", "directives.xml"}
 _ARTICLE_ROOT = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?article[\s>]")
@@ -23,6 +25,13 @@ _DAR_DOC = re.compile(rb'<document[^>]*path="([^"]+)"')
 
 def _files(folder: Path) -> list[str]:
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
+def _head(path: Path) -> bytes:
+    """The start of an XML file, as ASCII-compatible bytes whatever its encoding (UTF-16 too)."""
+    head = path.read_bytes()[:20_000]
+    codec = wide_codec(head)
+    return head.decode(codec, "ignore").encode("utf-8") if codec else head
 
 
 def find_article_xml(folder: Path, files: list[str]) -> str:
@@ -35,7 +44,7 @@ def find_article_xml(folder: Path, files: list[str]) -> str:
     candidates = [
         f for f in files
         if f.lower().endswith((".xml", ".nxml")) and Path(f).name.lower() not in _PACKAGE_FILES
-        and _ARTICLE_ROOT.search((folder / f).read_bytes()[:20_000])
+        and _ARTICLE_ROOT.search(_head(folder / f))
     ]
     if len(candidates) == 1:
         return candidates[0]
@@ -51,7 +60,8 @@ class LocalSource:
     def __init__(self, path: str) -> None:
         self.root = Path(path).expanduser().resolve()
         if not self.root.is_dir():
-            raise FileNotFoundError(f"local source: {self.root} is not a directory")
+            raise MissingPath(f"local source: {self.root} is not a directory",
+                              "--source local:PATH names a folder of article folders (or one article folder)")
 
     def _folders(self) -> list[Path]:
         subdirs = sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))

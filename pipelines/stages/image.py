@@ -7,6 +7,7 @@ from medcorpus.pipelines.items import FigureTask, ImageTask
 from medcorpus.pipelines.stages.base import Stage
 from medcorpus.schemas.records import Sample, SkipError
 from medcorpus.transforms.images import ImageOptions, encode_image, encode_pixels
+from medcorpus.transforms.limits import check_text_fields
 from medcorpus.transforms.resolve import resolve_graphic
 
 
@@ -23,9 +24,11 @@ class Image(Stage):
 
     def process(self, item: FigureTask | ImageTask) -> Iterator[Sample]:
         if isinstance(item, ImageTask):
+            check_text_fields(item.text, item.context)
             yield self._image_sample(item)
             return
         fig = item.figure
+        check_text_fields(fig.caption, fig.mentions)
         graphic = fig.primary_graphic()
         if graphic is None:
             raise SkipError("no_graphic", "the <fig> has no <graphic> with an href")

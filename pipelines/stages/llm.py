@@ -2,7 +2,9 @@
 
 It runs as a step of its own (``step``): a runner may give it its own workers and resources
 (GPU actors on Ray, ``ray.llm``) over the units the other stages staged; run inside a unit's
-chain or as a step, its output is the same.
+chain or as a step, its output is the same. A sample whose requests failed keeps its caption and
+gets an ``llm_failed`` row in ``errors`` (the reason); its unit is staged to be retried, so the next
+build sends those requests again (pipelines/staging.py).
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from medcorpus.pipelines.llm.config import LLMOptions
 from medcorpus.pipelines.stages.base import Stage
 from medcorpus.pipelines.staging import UnitResult
 from medcorpus.schemas.llm import LLM_FIELDS
-from medcorpus.schemas.records import Sample
+from medcorpus.schemas.records import LLM_FAILED, ErrorRecord, Sample
 
 
 class LLM(Stage):
@@ -40,19 +42,23 @@ class LLM(Stage):
         self.stage = LLMStage(options)
 
     def generate(self, texts: list[str], mentions: list[list[str]],
-                 images: list[bytes | None]) -> list[tuple[dict[str, Any], str]]:
-        """Per sample: the generated columns and the caption it should carry."""
+                 images: list[bytes | None]) -> list[tuple[dict[str, Any], str, str]]:
+        """Per sample: the generated columns, the caption it should carry, and why its requests failed
+        ("" when none did)."""
         from medcorpus.schemas.llm import to_arrow_row
 
         outputs = self.stage.process([{"caption": t, "mentions": m} for t, m in zip(texts, mentions)], images)
-        return [(to_arrow_row(out), out.get("caption_llm") or out.get("caption_clean") or text)
-                for text, out in zip(texts, outputs)]
+        return [(to_arrow_row(out), out.get("caption_llm") or out.get("caption_clean") or text,
+                 "; ".join(out["failures"])) for text, out in zip(texts, outputs)]
 
     def process_batch(self, items: list[Sample]) -> list[Sample]:
         results = self.generate([s.text for s in items], [s.context for s in items], [s.image for s in items])
-        for sample, (columns, caption) in zip(items, results):
+        for sample, (columns, caption, failed) in zip(items, results):
             sample.extra.update(columns)
             sample.text = caption
+            if failed:
+                sample.errors.append(ErrorRecord(sample.key, self.name, LLM_FAILED, failed, sample.document_id,
+                                                 sample.figure_id))
         return items
 
     def process_staged(self, result: UnitResult, members: dict[str, dict[str, bytes]]) -> UnitResult:
@@ -63,7 +69,10 @@ class LLM(Stage):
         rows = [s.row for s in result.samples]
         images = [members[r["key"]][r["image_format"]] for r in rows]
         done = self.generate([r["caption"] for r in rows], [r["mentions"] or [] for r in rows], images)
-        for staged, (columns, caption) in zip(result.samples, done):
+        for staged, (columns, caption, failed) in zip(result.samples, done):
+            if failed:
+                result.errors.append(ErrorRecord(staged.key, self.name, LLM_FAILED, failed, staged.row.get("article_id"),
+                                                 staged.row.get("figure_id")).to_dict())
             staged.row.update(columns, caption=caption)
             members[staged.key]["txt"] = caption.encode("utf-8")
             staged.size = sum(len(v) for v in members[staged.key].values()) + len(sidecar_json(staged.row))

@@ -193,9 +193,13 @@ def _run(config: BuildConfig, runner: Runner, job: Job, staging: Staging, units:
                 for name, task in stage_tasks.items():
                     bar.advance(task, done.counters.get(f"in:{name}", 0))
                 bar.advance(units_task)
-        asm = assemble.collect(_tally(((t, staging.read_meta(t)) for _, t in units), summary), config)
+        collect_task = bar.add_task("collect", total=len(units))  # the phases after staging show too
+        asm = assemble.collect(_tally(_advancing(((t, staging.read_meta(t)) for _, t in units), bar, collect_task),
+                                      summary), config)
         if asm.dedup_records:
+            dedup_task = bar.add_task("dedup", total=len(asm.dedup_records))
             assemble.apply_dedup(asm, dedup(runner, job, asm.dedup_records))
+            bar.update(dedup_task, completed=len(asm.dedup_records))
         assemble.plan(asm, config)
         shard_task = bar.add_task("shards", total=len(asm.plans))
         with phase("writing shards", job.output_url, sum(n for sizes in asm.sizes.values() for _, n in sizes)):
@@ -203,6 +207,12 @@ def _run(config: BuildConfig, runner: Runner, job: Job, staging: Staging, units:
                 summary.samples += n
                 bar.advance(shard_task)
     return asm
+
+
+def _advancing(items: Iterable[Any], bar: Progress, task: Any) -> Iterator[Any]:
+    for item in items:
+        yield item
+        bar.advance(task)
 
 
 def _count(summary: BuildSummary, counters: dict[str, int]) -> None:

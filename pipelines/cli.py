@@ -135,23 +135,47 @@ def build(
     """Build shards and a manifest from a source."""
     from medcorpus.files import cache_root
     from medcorpus.pipelines.build import default_work_dir
-    from medcorpus.pipelines.runners import make_runner, parse_beam_options
-    from medcorpus.pipelines.sources import Selection, make_source
-    from medcorpus.pipelines.failures import UserError
-    from medcorpus.transforms.options import ConfigError
+    from medcorpus.pipelines.sources import Selection
 
     cfg = _config_or_exit(config, profile)
     wd = work_dir or default_work_dir(out)
     ids = _ids(pmcids)
     # a remote work dir (gs://, s3://: staging shared with Ray/Beam workers) keeps the source cache local
     cache = str(Path(wd) / "source") if "://" not in wd else str(cache_root() / "source")
-    from medcorpus.pipelines.sources.dicom import default_secret_file
+    src = _open_source(source, cfg, out, cache_dir=cache, bucket=bucket, endpoint_url=endpoint, transport=transport,
+                       license_groups=tuple(license_group) if license_group else None, since=since, ids=ids,
+                       where=where, idc_index=idc_index)
+    if changes_since is not None and source != "pmc-cloud":
+        raise typer.BadParameter("--changes-since needs --source pmc-cloud")
+    if source == "pmc-cloud" and (changes_since is not None or (ids is None and not since and limit is None)):
+        ids = _inventory_ids(src, out, changes_since)  # a full build records its inventory day
+    run = _runner(cfg, runner, workers, ray_address, beam_option)
+    _run_build(cfg, src, run, out, selection=Selection(limit=limit, ids=ids, since=since), work_dir=wd,
+               source_spec=source, progress=not no_progress, wait=wait or wait_timeout is not None,
+               wait_timeout_s=wait_timeout, named_ids=pmcids is not None)
+
+
+def _runner(cfg: Any, runner: Optional[str], workers: Optional[int], ray_address: Optional[str],
+            beam_option: Optional[list[str]]) -> Any:
+    from medcorpus.pipelines.runners import make_runner, parse_beam_options
 
     try:
-        src = make_source(source, cache_dir=cache, secret_file=cfg.dicom.get("secret_file") or default_secret_file(out),
-                          bucket=bucket, endpoint_url=endpoint,
-                          transport=transport, license_groups=tuple(license_group) if license_group else None,
-                          since=since, ids=ids, where=where, idc_index=idc_index)
+        return make_runner(runner or cfg.runner, workers if workers is not None else cfg.workers, config=cfg,
+                           ray_address=ray_address, beam_options=parse_beam_options(beam_option or []))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+def _open_source(source: str, cfg: Any, out: str, **options: Any) -> Any:
+    """The source, checked before any work: a bad spec, descriptor or folder is one line (exit 2)."""
+    from medcorpus.pipelines.failures import UserError
+    from medcorpus.pipelines.sources import make_source
+    from medcorpus.pipelines.sources.dicom import default_secret_file
+    from medcorpus.transforms.options import ConfigError
+
+    secret = cfg.dicom.get("secret_file") or default_secret_file(out)
+    try:
+        src = make_source(source, secret_file=secret, **options)
         if source == "idc":  # the SQL is checked against the index now, before any work
             src.build_index()
     except UserError:
@@ -161,18 +185,7 @@ def build(
         raise typer.Exit(2) from None
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    if changes_since is not None and source != "pmc-cloud":
-        raise typer.BadParameter("--changes-since needs --source pmc-cloud")
-    if source == "pmc-cloud" and (changes_since is not None or (ids is None and not since and limit is None)):
-        ids = _inventory_ids(src, out, changes_since)  # a full build records its inventory day
-    try:
-        run = make_runner(runner or cfg.runner, workers if workers is not None else cfg.workers, config=cfg,
-                          ray_address=ray_address, beam_options=parse_beam_options(beam_option or []))
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from exc
-    _run_build(cfg, src, run, out, selection=Selection(limit=limit, ids=ids, since=since), work_dir=wd,
-               source_spec=source, progress=not no_progress, wait=wait or wait_timeout is not None,
-               wait_timeout_s=wait_timeout, named_ids=pmcids is not None)
+    return src
 
 
 def _inventory_ids(src: Any, out: str, changes_since: Optional[int]) -> Any:

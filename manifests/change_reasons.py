@@ -54,11 +54,17 @@ def make_evidence(old: dict[str, list[Row]], new: dict[str, list[Row]], families
     ev.new_dropped = {r["key"]: r for r in new.get("dropped", [])}
     ev.old_errors = {(r["article_id"], r["figure_id"]): r for r in old.get("errors", []) if r.get("article_id")}
     ev.new_errors = {(r["article_id"], r["figure_id"]): r for r in new.get("errors", []) if r.get("article_id")}
-    ev.new_unit_errors = {_unit_of(r["input"]): r for r in new.get("errors", []) if not r.get("article_id")}
+    ev.new_unit_errors = {_unit_of(r["input"]): r for r in new.get("errors", []) if _unit_level(r)}
     ev.new_figures = {(r["article_id"], r["figure_id"]) for r in new.get("figures", [])}
     ev.old_units = {r["unit_id"]: r.get("fingerprint") or "" for r in old.get("units", [])}
     ev.new_units = {r["unit_id"]: r.get("fingerprint") or "" for r in new.get("units", [])}
     return ev
+
+
+def _unit_level(error: Row) -> bool:
+    """An error about a whole unit (it failed before parsing: its ``article_id``, when set, is the
+    unit's PMCID or id, not the parsed article's)."""
+    return error.get("stage") == "fetch" or not error.get("article_id")
 
 
 def _unit_of(error_input: str) -> str:

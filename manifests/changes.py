@@ -117,12 +117,14 @@ def compute(baseline: Baseline, output: Output, release: int, families: tuple[st
 
 def _only(name: str, table: pa.Table, keys: list[str], article_ids: list[str]) -> list[dict[str, Any]]:
     """The rows of an evidence table about these samples or their articles (unit-level errors and
-    units are all kept: they name no article)."""
+    units are all kept: they name no parsed article)."""
     if name == "dropped":
         table = table.filter(pc.is_in(table["key"], pa.array(keys, pa.string())))
     elif name in ("articles", "figures", "errors"):
         mask = pc.is_in(table["article_id"], pa.array(article_ids, pa.string()))
-        table = table.filter(pc.or_kleene(mask, pc.is_null(table["article_id"])) if name == "errors" else mask)
+        if name == "errors":  # and the unit-level ones (change_reasons._unit_level)
+            mask = pc.or_kleene(pc.or_kleene(mask, pc.is_null(table["article_id"])), pc.equal(table["stage"], "fetch"))
+        table = table.filter(mask)
     return table.to_pylist()
 
 

@@ -141,12 +141,14 @@ def stage_sample(sample: Sample, config_hash: str) -> tuple[StagedSample, dict[s
     carries columns decided later, such as the dedup cluster)."""
     row = sample_row(sample, config_hash)
     members = {sample.image_format: sample.image, "txt": sample.text.encode("utf-8")}
-    size = sum(len(v) for v in members.values()) + len(sidecar_json(row))
+    size = sum(len(v) for v in members.values()) + sidecar_size(row)
     return StagedSample(sample.key, sample.license_family, row, size), members
 
 
-def sidecar_json(row: dict[str, Any]) -> bytes:
-    return sidecar_jsons([row])[0]
+def sidecar_size(row: dict[str, Any]) -> int:
+    """About the bytes of the row's JSON member, for shard planning (which counts no tar headers
+    either): the typed member is made once per shard, in ``sidecar_jsons``, not per sample here."""
+    return len(json.dumps(row, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8"))
 
 
 def sidecar_jsons(rows: list[dict[str, Any]]) -> list[bytes]:

@@ -62,7 +62,7 @@ class LLM(Stage):
         return items
 
     def process_staged(self, result: UnitResult, members: dict[str, dict[str, bytes]]) -> UnitResult:
-        from medcorpus.pipelines.graph import sidecar_json
+        from medcorpus.pipelines.graph import sidecar_size
 
         before = self.summary()
         t0 = time.perf_counter()
@@ -75,7 +75,7 @@ class LLM(Stage):
                                                  staged.row.get("figure_id")).to_dict())
             staged.row.update(columns, caption=caption)
             members[staged.key]["txt"] = caption.encode("utf-8")
-            staged.size = sum(len(v) for v in members[staged.key].values()) + len(sidecar_json(staged.row))
+            staged.size = sum(len(v) for v in members[staged.key].values()) + sidecar_size(staged.row)
         after = self.summary()
         result.counters = {**result.counters, "in:llm": len(rows), "us:llm": int((time.perf_counter() - t0) * 1e6),
                            **{f"llm:{k}": v - before.get(k, 0) for k, v in after.items()}}

@@ -22,7 +22,8 @@ from medcorpus.pipelines.config import from_dict
 from medcorpus.pipelines.runners import LocalRunner
 from medcorpus.pipelines.sources import make_source
 from medcorpus.pipelines.sources.dicom import DicomSource, load_secret
-from medcorpus.transforms.dicom_deid import action_of, pseudonym
+from medcorpus.transforms.dicom_deid import action_of
+from medcorpus.transforms.pseudonyms import pseudonym
 from testdata import DEID_DATA, DICOM_TEST_FILES
 
 STAGES = ["fetch", "parse", "image", "panels", "quality"]

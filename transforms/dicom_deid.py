@@ -15,14 +15,12 @@ same pseudonyms). Here, at every level of every sequence:
   days (CID 7050 113107, Retain Longitudinal Temporal Information with Modified Dates), ``remove``
   treats dates like any other attribute of the table.
 
-``pseudonym`` and ``pseudo_uid`` give the keyed identifiers that leave the module (unit ids, keys,
+``pseudo_uid`` (and ``pseudonyms.pseudonym``) give the keyed identifiers that leave the module (unit ids, keys,
 pseudo-id columns). The CID 7050 codes a sample records are in ``method_codes``.
 """
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -33,7 +31,7 @@ from pydicom.dataelem import DataElement
 from pydicom.tag import BaseTag
 
 from medcorpus.transforms.options import PositiveInt
-from medcorpus.transforms.pseudonyms import pseudonym
+from medcorpus.transforms.pseudonyms import keyed_digest, pseudonym
 
 BASIC_PROFILE = "113100"
 MODIFIED_DATES = "113107"
@@ -60,7 +58,7 @@ class DeidStats:
 
 def pseudo_uid(secret: bytes, uid: str) -> str:
     """A valid DICOM UID for ``uid`` (the 2.25 root: a 128-bit integer) from the keyed hash."""
-    digest = hmac.new(secret, f"uid\x1f{uid.strip()}".encode(), hashlib.sha256).digest()
+    digest = keyed_digest(secret, "uid", uid.strip())
     return f"2.25.{int.from_bytes(digest[:16], 'big')}"
 
 

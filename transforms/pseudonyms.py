@@ -8,9 +8,14 @@ import hashlib
 import hmac
 
 
-def pseudonym(secret: bytes, kind: str, value: str, length: int = 20) -> str:
-    """``length`` hex digits of HMAC-SHA256(secret, kind US value); ``kind`` (patient, study,
-    series ...) separates namespaces, so a study and a patient with the same id differ."""
+def keyed_digest(secret: bytes, kind: str, value: str) -> bytes:
+    """HMAC-SHA256(secret, kind US value); ``kind`` (patient, study, series, uid ...) separates
+    namespaces, so a study and a patient with the same id differ."""
     if not secret:
         raise ValueError("a pseudonym needs a non-empty secret")
-    return hmac.new(secret, f"{kind}\x1f{value}".encode("utf-8"), hashlib.sha256).hexdigest()[:length]
+    return hmac.new(secret, f"{kind}\x1f{value}".encode("utf-8"), hashlib.sha256).digest()
+
+
+def pseudonym(secret: bytes, kind: str, value: str, length: int = 20) -> str:
+    """``length`` hex digits of the keyed digest."""
+    return keyed_digest(secret, kind, value).hex()[:length]

@@ -21,7 +21,7 @@ from typing import Iterator
 import fsspec
 
 from medcorpus.schemas.records import SkipError, UnitRef
-from medcorpus.transforms.dicom_deid import pseudonym
+from medcorpus.transforms.pseudonyms import pseudonym
 
 ARCHIVES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 _HEADER_TAGS = ["SeriesInstanceUID", "SOPInstanceUID", "Modality"]

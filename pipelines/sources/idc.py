@@ -18,7 +18,7 @@ from typing import Any, Iterator
 from medcorpus.pipelines.sources.dicom import DicomSeries
 from medcorpus.retry import Backoff, retrying
 from medcorpus.schemas.records import SkipError, UnitRef
-from medcorpus.transforms.dicom_deid import pseudonym
+from medcorpus.transforms.pseudonyms import pseudonym
 
 COLUMNS = ("SeriesInstanceUID", "crdc_series_uuid", "aws_bucket", "license_short_name", "collection_id")
 

@@ -22,7 +22,8 @@ from medcorpus.pipelines.stages.base import Stage
 from medcorpus.schemas.records import ErrorRecord, SkipError
 from medcorpus.transforms.burned_in import declared_burned_in, needs_ocr, text_characters
 from medcorpus.transforms.dicom_caption import caption, imaging_columns
-from medcorpus.transforms.dicom_deid import deidentify, method_codes, patient_key, pseudonym
+from medcorpus.transforms.dicom_deid import deidentify, method_codes, patient_key
+from medcorpus.transforms.pseudonyms import pseudonym
 from medcorpus.transforms.dicom_options import DicomOptions, is_volume, order_slices, pick
 from medcorpus.transforms.dicom_pixels import decode_frame, frame_count, render_frame
 from medcorpus.transforms.licenses import license_family, normalize_code

@@ -1,6 +1,8 @@
 """Deduplication as steps over the runner's one shuffle primitive, between the stages and the shards:
 
     hash     the quality stage's hashes, one small record per sample (assemble.dedup_record)
+    collapse ``dedup_clusters.bucketed``: copies of identical pixels stay out of the buckets and
+             follow their class lead in ``finish`` (work linear in the number of copies)
     bucket   ``bucket_keys``: exact-pixel key, image LSH bands, caption MinHash bands   (map)
     verify   ``candidate_pairs`` per bucket: the true Hamming distance / Jaccard       (reduce)
     cluster  ``dedup_clusters.finish``: one counterpart per article pair, canonical-anchored stars,
@@ -19,7 +21,7 @@ from functools import partial
 from typing import Any, Sequence
 
 from medcorpus.transforms.dedup import DedupOptions, DedupRecord, Pair, bucket_keys, candidate_pairs
-from medcorpus.transforms.dedup_clusters import DedupResult, dedup_local, finish
+from medcorpus.transforms.dedup_clusters import DedupResult, bucketed, dedup_local, finish
 
 
 def dedup(runner: Any, job: Any, records: Sequence[DedupRecord]) -> DedupResult:
@@ -31,5 +33,5 @@ def dedup(runner: Any, job: Any, records: Sequence[DedupRecord]) -> DedupResult:
 
 def shuffled_pairs(runner: Any, job: Any, records: Sequence[DedupRecord], options: DedupOptions) -> list[Pair]:
     """bucket → verify on the runner's shuffle: every verified pair (in any order)."""
-    return runner.shuffle(job, records, partial(bucket_keys, options=options),
+    return runner.shuffle(job, bucketed(records, options), partial(bucket_keys, options=options),
                           partial(candidate_pairs, options=options), name="dedup")

@@ -9,7 +9,7 @@ from collections import defaultdict
 from PIL import Image, ImageOps
 from testdata import ARTICLES
 
-from medcorpus.transforms.dedup import (DedupOptions, Pair, bucket_keys, candidate_pairs, exact_pixel_hash, hamming,
+from medcorpus.transforms.dedup import (DedupOptions, ImageHashes, Pair, bucket_keys, candidate_pairs, exact_pixel_hash, hamming,
                                         hash_image, make_record)
 from medcorpus.transforms.dedup_clusters import choose_canonical, dedup_local, finish
 
@@ -109,10 +109,16 @@ def test_shuffle_phases_equal_local_and_order_free() -> None:
     assert "y_caption_only" not in no_caption.cluster_of
 
 
+def _distinct_pixels(key: str) -> ImageHashes:
+    """The figure's perceptual hash over pixels of their own: pairs are given by hand, and identical
+    pixels would make the records one image."""
+    h = hash_image(FIG.read_bytes())
+    return ImageHashes(f"pixels-of-{key}", h.phash, h.dhash)
+
+
 def test_no_chaining_a_sample_is_dropped_only_for_its_canonical() -> None:
     # b is near a and c, but a and c are not near each other: c must not go because of a via b
-    h = hash_image(FIG.read_bytes())
-    recs = {k: make_record(k, h, "", art, 1, "CC BY", px) for k, art, px in
+    recs = {k: make_record(k, _distinct_pixels(k), "", art, 1, "CC BY", px) for k, art, px in
             (("a", "A", 300), ("b", "B", 200), ("c", "C", 100))}
     res = finish(recs, [Pair("a", "b", "image", 20), Pair("b", "c", "image", 20)], DedupOptions())
     assert res.duplicate_of("b") == "a" and res.duplicate_of("c") is None
@@ -121,8 +127,7 @@ def test_no_chaining_a_sample_is_dropped_only_for_its_canonical() -> None:
 
 def test_one_counterpart_per_article_keeps_look_alikes() -> None:
     # r1 (reprint) resembles a1 and a2 of one article: only its closest stays paired, a2 is never lost
-    h = hash_image(FIG.read_bytes())
-    recs = {k: make_record(k, h, "", art, 1, "CC BY", px) for k, art, px in
+    recs = {k: make_record(k, _distinct_pixels(k), "", art, 1, "CC BY", px) for k, art, px in
             (("a1", "A", 300), ("a2", "A", 300), ("r1", "R", 100))}
     pairs = [Pair("a1", "r1", "image", 12), Pair("a2", "r1", "image", 6)]
     res = finish(recs, pairs, DedupOptions())
@@ -147,3 +152,31 @@ def test_exact_copies_all_go_to_the_canonical_whichever_key_leads() -> None:
         res = dedup_local(recs, DedupOptions(kinds=kinds))
         assert {k: res.duplicate_of(k) for k in "abcd"} == {"a": "c", "b": "c", "c": None, "d": "c"}
         assert all(m.kinds[0] == "exact" for m in res.matches.values())
+
+
+def test_many_identical_copies_follow_one_anchor_linearly() -> None:
+    # a placeholder image reused by 20,000 articles, same caption: one bucket record, direct links only
+    h = hash_image(FIG.read_bytes())
+    recs = [make_record(f"k{i:05d}", h, CAPTION, f"PMC{i}", 1, "CC BY-NC" if i else "CC BY", 100)
+            for i in range(20_000)]
+    opts = DedupOptions()
+    res = dedup_local(recs, opts)
+    assert res.canonical_of == {"k00000": "k00000"} and len(res.matches) == 19_999
+    assert {m.canonical for m in res.matches.values()} == {"k00000"}
+    assert res.matches["k12345"].kinds == ("exact", "image", "caption") and res.matches["k12345"].hamming == 0
+    assert len(res.pairs) == 3 * 19_999  # exact, image and caption evidence per copy: no pair inside the cluster
+    assert _shuffle(recs[:40], opts).matches == dedup_local(recs[:40], opts).matches  # the shuffle: all pairs
+
+
+def test_copies_of_a_dropped_lead_go_to_its_canonical_or_keep_one() -> None:
+    # a near copy (another article, CC0) outranks the lead of three identical copies: the copies go to
+    # it directly; with a caption-only link the copies share no evidence with it and one of them stays
+    copies = _copies()
+    recs = [make_record(k, copies["a_orig"], CAPTION, f"PMC{k}", 1, "CC BY") for k in ("c1", "c2", "c3")]
+    near = make_record("n", copies["d_half"], CAPTION, "PMCN", 1, "CC0")
+    res = dedup_local([*recs, near])
+    assert {k: res.duplicate_of(k) for k in ("c1", "c2", "c3", "n")} == {"c1": "n", "c2": "n", "c3": "n", "n": None}
+    other = make_record("o", OTHERS[0].read_bytes(), CAPTION, "PMCO", 1, "CC0")
+    res = dedup_local([*(make_record(r.key, copies["a_orig"], CAPTION if r.key == "c1" else "", r.article_id, 1,
+                                     "CC BY") for r in recs), other], DedupOptions(kinds=("exact", "caption")))
+    assert {k: res.duplicate_of(k) for k in ("c1", "c2", "c3", "o")} == {"c1": "o", "c2": None, "c3": "c2", "o": None}

@@ -13,7 +13,14 @@ look-alike panels of the original drags both into one cluster, and one of them i
 3. **Canonical-anchored stars.** Samples are visited in canonical order (newest version, freest
    license, most pixels, smallest key); an unassigned one becomes a canonical, and only samples that
    pair with it *directly* become its duplicates. Nothing is dropped through a chain.
-4. **Panels follow their figure.** When a whole figure duplicates another, its panels are paired
+4. **Identical pixels are one image.** Copies with the same pixels (``exact``, and figure or panel
+   alike) form a class led by its first in canonical order; only the leads (and copies related to
+   their lead) are bucketed and paired, and every other copy follows its lead: a duplicate of the
+   lead, or, when the lead itself goes, of the lead's canonical (with its own evidence, computed
+   against that canonical). Work and memory are linear in the number of copies: a placeholder
+   image reused 100,000 times is one record in the buckets and 99,999 direct links, never 5·10⁹
+   pairs in each of 128 bands.
+5. **Panels follow their figure.** When a whole figure duplicates another, its panels are paired
    with that figure's panels by label (by box position where labels are missing) and checked by
    their own hashes; such panels are never matched with panels of other figures.
 
@@ -27,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 from medcorpus.transforms.dedup import (DedupOptions, DedupRecord, Pair, bucket_keys, candidate_pairs, hamming,
-                                        image_pairs_numpy, license_rank, text_only)
+                                        image_pairs_numpy, jaccard, license_rank, text_only)
 from medcorpus.transforms.panels import iou as box_iou
 
 KIND_ORDER = ("exact", "image", "caption", "panel")
@@ -253,20 +260,114 @@ def follow_figures(figure_matches: Mapping[str, Match], records: Mapping[str, De
     return matches, anchored
 
 
+# ---- identical pixels: copies follow their class lead ---------------------------------------------
+
+def twin_leads(ordered: Sequence[DedupRecord], options: DedupOptions) -> dict[str, str]:
+    """Copy key -> its lead, for records in canonical order: the first of each class of identical
+    pixels (figures and panels apart) leads it; copies related to their lead (one figure's sibling
+    panels) stay on their own. Empty without the ``exact`` kind."""
+    if "exact" not in options.kinds:
+        return {}
+    lead_of: dict[tuple[str, bool], DedupRecord] = {}
+    out = {}
+    for r in ordered:
+        lead = lead_of.setdefault((r.exact, is_panel(r)), r)
+        if lead is not r and not related(lead, r, "exact"):
+            out[r.key] = lead.key
+    return out
+
+
+def bucketed(records: Iterable[DedupRecord], options: DedupOptions) -> list[DedupRecord]:
+    """The records that go through the buckets: every one but the copies that follow a lead."""
+    recs = list(records)
+    twins = twin_leads(canonical_order(recs, options), options)
+    return [r for r in recs if r.key not in twins]
+
+
+def _caption_jaccard(a: DedupRecord, b: DedupRecord, options: DedupOptions) -> float | None:
+    short = min(len(a.caption_tokens), len(b.caption_tokens)) < options.caption_min_words
+    return None if short else jaccard(a.shingles(options), b.shingles(options))
+
+
+def direct_evidence(a: DedupRecord, b: DedupRecord, options: DedupOptions) -> Evidence | None:
+    """Every kind that pairs ``a`` with ``b`` by their own hashes (what the buckets would find)."""
+    distances: dict[str, float] = {}
+    if "exact" in options.kinds and a.exact == b.exact and not related(a, b, "exact"):
+        distances["exact"] = 0.0
+    bits = hamming(a.perceptual, b.perceptual)
+    if "image" in options.kinds and bits <= options.near_image_distance and not related(a, b, "image"):
+        distances["image"] = float(bits)
+    j = _caption_jaccard(a, b, options) if "caption" in options.kinds and not related(a, b, "caption") else None
+    if j is not None and j >= options.caption_jaccard:
+        distances["caption"] = round(1.0 - j, 6)
+    return Evidence(*sorted((a.key, b.key)), distances) if distances else None
+
+
+def follow_leads(classes: Mapping[str, Sequence[str]], matches: dict[str, Match], anchored: set[str],
+                 records: Mapping[str, DedupRecord], options: DedupOptions) -> list[Evidence]:
+    """Copies (in canonical order) of each lead: duplicates of the lead while it stays; of the
+    lead's canonical when the lead goes by its own hashes and the copy pairs with it directly;
+    otherwise the first such copy stays and the others are its duplicates. Adds to ``matches``."""
+    found = []
+    for lead, copies in classes.items():
+        lm = matches.get(lead)
+        if lead in anchored:
+            target = None
+        else:
+            target = lead if lm is None else (lm.canonical if lm.via is None else None)
+        new_lead = None
+        for key in copies:
+            if key in matches or key in anchored:
+                continue
+            to = target
+            ev = direct_evidence(records[key], records[to], options) if to else None
+            if ev is None and new_lead is None:
+                new_lead = key
+                continue
+            if ev is None:
+                to = new_lead
+                ev = direct_evidence(records[key], records[to], options)
+            if ev is not None and to is not None:
+                matches[key] = ev.match(key, to, records)
+                found.append(ev)
+    return found
+
+
+def _classes(twins: Mapping[str, str], keys: Iterable[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = defaultdict(list)
+    for key in keys:  # canonical order
+        if key in twins:
+            out[twins[key]].append(key)
+    return out
+
+
 # ---- the whole reduce ------------------------------------------------------------------------------
 
 def finish(records: Mapping[str, DedupRecord], pairs: Iterable[Pair], options: DedupOptions) -> DedupResult:
     """Final reduce over all verified pairs: figures first, their panels after them, then the
-    panels whose figure has no counterpart."""
-    rank = {r.key: i for i, r in enumerate(canonical_order(records.values(), options))}
-    kept, evidence = gather(records, pairs, rank)
+    panels whose figure has no counterpart; copies of identical pixels follow their lead after
+    each. Pairs that name a copy following a lead are ignored (``bucketed`` leaves them out)."""
+    ordered = canonical_order(records.values(), options)
+    rank = {r.key: i for i, r in enumerate(ordered)}
+    twins = twin_leads(ordered, options)
+    classes = _classes(twins, (r.key for r in ordered))
+    kept, evidence = gather(records, (p for p in pairs if p.key_a not in twins and p.key_b not in twins), rank)
     figure_ev = [e for e in evidence if not is_panel(records[e.key_a])]
     figure_matches = stars(one_to_one(figure_ev, records, options), records, rank, options)
+    figure_classes = {k: v for k, v in classes.items() if not is_panel(records[k])}
+    followed = follow_leads(figure_classes, figure_matches, set(), records, options)
     matches, anchored = follow_figures(figure_matches, records, options)
     free_panels = [e for e in evidence if is_panel(records[e.key_a])
                    and e.key_a not in anchored and e.key_b not in anchored]
     matches.update(stars(one_to_one(free_panels, records, options), records, rank, options))
     matches.update(figure_matches)
+    panel_classes = {k: v for k, v in classes.items() if is_panel(records[k])}
+    followed += follow_leads(panel_classes, matches, anchored, records, options)
+    kept = sorted([*kept, *(Pair(e.key_a, e.key_b, k, d) for e in followed for k, d in e.distances.items())])
+    return _result(matches, kept)
+
+
+def _result(matches: Mapping[str, Match], kept: list[Pair]) -> DedupResult:
     members: dict[str, set[str]] = defaultdict(set)
     for m in matches.values():
         members[m.canonical].update({m.key, m.canonical})
@@ -281,7 +382,7 @@ def finish(records: Mapping[str, DedupRecord], pairs: Iterable[Pair], options: D
 def dedup_local(records: Iterable[DedupRecord], options: DedupOptions = DedupOptions()) -> DedupResult:
     """map → group → reduce in one process (local runner); images through the vectorized bands."""
     recs = {r.key: r for r in records}
-    ordered = [recs[k] for k in sorted(recs)]
+    ordered = sorted(bucketed(recs.values(), options), key=lambda r: r.key)
     pairs: set[Pair] = set()
     if "image" in options.kinds:
         pairs.update(image_pairs_numpy([r.key for r in ordered], [r.perceptual for r in ordered], options))

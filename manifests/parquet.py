@@ -15,9 +15,14 @@ SHARD_SHA256 = "medcorpus.shard_sha256"
 the Croissant file can list every shard's hash without reading the corpus again)."""
 
 
+ROW_GROUP = 50_000
+WRITE_OPTIONS: dict[str, Any] = {"compression": "zstd", "write_statistics": True}
+"""How every manifest file is written (``pipelines/spool.py`` streams files with the same settings)."""
+
+
 def table_bytes(table: pa.Table) -> bytes:
     buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd", row_group_size=50_000, write_statistics=True)
+    pq.write_table(table, buf, row_group_size=ROW_GROUP, **WRITE_OPTIONS)
     return buf.getvalue()
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import posixpath
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from medcorpus.manifests.storage import Output
 
@@ -20,9 +20,13 @@ SIZES_FILE = "sizes.json"
 class ShardPlan:
     family: str
     index: int
-    keys: tuple[str, ...]
+    keys: tuple[str, ...] = ()
     # columns decided after staging (dedup cluster), per key: they travel with the plan to its writer
     updates: Mapping[str, dict[str, Any]] = field(default_factory=dict, compare=False, hash=False)
+    # a plan too large to travel (the driver's): its keys, staged-unit tokens and updates live in
+    # this Parquet file (``pipelines/assemble.py`` writes it, the shard's writer reads it)
+    rows: str | None = None
+    count: int = 0
 
     @property
     def name(self) -> str:
@@ -32,9 +36,16 @@ class ShardPlan:
     def manifest_part(self) -> str:
         return f"manifest/samples/{self.family}-{self.index:06d}.parquet"
 
+    @property
+    def samples(self) -> int:
+        return self.count if self.rows else len(self.keys)
+
 
 def shard_name(family: str, index: int) -> str:
     return f"shards/{family}/{family}-{index:06d}.tar"
+
+
+Item = tuple  # (key, bytes, ...): what travels with a sample through the planner
 
 
 def plan_shards(family: str, sizes: Sequence[tuple[str, int]], max_samples: int, max_bytes: int,
@@ -44,35 +55,41 @@ def plan_shards(family: str, sizes: Sequence[tuple[str, int]], max_samples: int,
     The last two shards are balanced, so no family ends with a tiny shard: a trainer that gives each
     worker whole shards would otherwise hand one worker too few samples for a batch. Membership
     depends only on the set of samples (key order), never on processing order."""
-    ordered = sorted(sizes)
-    groups = _greedy(ordered, max_samples, max_bytes)
-    if len(groups) >= 2:
-        groups[-2:] = _balance(groups[-2] + groups[-1], max_samples, max_bytes)
     updates = updates or {}
     return [ShardPlan(family, i, tuple(k for k, _ in g), {k: updates[k] for k, _ in g if k in updates})
-            for i, g in enumerate(groups)]
+            for i, g in cut_shards(sorted(sizes), max_samples, max_bytes)]
 
 
-def _greedy(ordered: list[tuple[str, int]], max_samples: int, max_bytes: int) -> list[list[tuple[str, int]]]:
-    groups: list[list[tuple[str, int]]] = [[]]
-    current_bytes = 0
-    for key, size in ordered:
-        if groups[-1] and (len(groups[-1]) >= max_samples or current_bytes + size > max_bytes):
-            groups.append([])
+def cut_shards(ordered: Iterable[Item], max_samples: int, max_bytes: int) -> Iterator[tuple[int, list[Item]]]:
+    """``plan_shards``' cut over key-sorted ``(key, bytes, ...)`` items as they stream in: each shard
+    is yielded once the one after the next begins (the last two are balanced at the end), so at most
+    three shards' items are held."""
+    pending: list[list[Item]] = []
+    current_bytes, index = 0, 0
+    for item in ordered:
+        size = item[1]
+        if not pending or len(pending[-1]) >= max_samples or (pending[-1] and current_bytes + size > max_bytes):
+            pending.append([])
             current_bytes = 0
-        groups[-1].append((key, size))
+            if len(pending) > 2:
+                yield index, pending.pop(0)
+                index += 1
+        pending[-1].append(item)
         current_bytes += size
-    return [g for g in groups if g]
+    if len(pending) == 2:
+        pending = _balance(pending[0] + pending[1], max_samples, max_bytes)
+    for group in pending:
+        yield index, group
+        index += 1
 
 
-def _balance(items: list[tuple[str, int]], max_samples: int,
-             max_bytes: int) -> list[list[tuple[str, int]]]:
+def _balance(items: list[Item], max_samples: int, max_bytes: int) -> list[list[Item]]:
     """Split two consecutive shards' samples at the cut nearest the middle that keeps both within
     the limits (the greedy cut always does, so one exists)."""
-    total = sum(s for _, s in items)
+    total = sum(item[1] for item in items)
     prefix = [0]
-    for _, size in items:
-        prefix.append(prefix[-1] + size)
+    for item in items:
+        prefix.append(prefix[-1] + item[1])
 
     def fits(cut: int) -> bool:
         head, tail = cut, len(items) - cut
@@ -90,7 +107,7 @@ def sizes_path(family: str) -> str:
 
 def write_sizes(output: Output, plans: Sequence[ShardPlan]) -> None:
     """One ``sizes.json`` per shard folder, each covering every shard of the output."""
-    data = sizes_json((p.name, len(p.keys)) for p in plans)
+    data = sizes_json((p.name, p.samples) for p in plans)
     for family in sorted({p.family for p in plans}):
         output.write_bytes(sizes_path(family), data)
 

@@ -1,72 +1,130 @@
 """From staged unit results to shards and manifest tables — the same code behind every runner.
 
-    collect  staged unit results -> rows, sizes, dedup records (small: no image bytes)
-    dedup    records -> clusters (the runner decides where: in-process, or a distributed shuffle)
-    plan     non-duplicates, key-sorted within a license family -> shard plans
-    write    one tar per plan, then its manifest part; then the tables
+    collect  staged unit results -> spooled Parquet tables in the work directory (pipelines/spool.py):
+             the sample index (family, key, bytes, unit), dedup records, articles, figures, errors,
+             dropped rows; the driver holds one unit at a time
+    dedup    records -> clusters (pipelines/dedup.py: DuckDB and vectorized bands locally, or the
+             runner's shuffle) -> dropped rows and cluster columns, spooled
+    plan     non-duplicates, key-sorted within a license family by DuckDB (an external sort) and cut
+             as they stream -> one small plan file per shard (keys, units, cluster columns)
+    write    one tar per plan, then its manifest part (a worker reads its plan file); then the
+             tables, sorted by DuckDB and streamed row group by row group
 
-Shard membership depends only on the set of samples, never on processing order, so any runner
-that stages the same units writes the same bytes. Each shard's tar is in place before its
-manifest part is written: a manifest never points at a missing shard.
+The driver's memory grows with the shards and the units, not with the samples. Shard membership
+depends only on the set of samples, never on processing order, so any runner that stages the same
+units writes the same bytes. Each shard's tar is in place before its manifest part is written: a
+manifest never points at a missing shard.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from medcorpus.files import file_sha256
 from medcorpus.manifests.parquet import SHARD_SHA256, read_table, write_rows
-from medcorpus.manifests.shards import ShardPlan, plan_shards, sizes_path
+from medcorpus.manifests.shards import ShardPlan, cut_shards, sizes_path
 from medcorpus.manifests.storage import Output
 from medcorpus.manifests.writers import ShardWriter, TarShardWriter
 from medcorpus.pipelines.config import BuildConfig
 from medcorpus.pipelines.graph import sidecar_jsons
+from medcorpus.pipelines.spool import ORD, Spool, write_sorted
 from medcorpus.pipelines.staging import Staging, UnitResult
 from medcorpus.schemas import manifest as schema
+
+TABLES: dict[str, tuple[pa.Schema, tuple[str, ...]]] = {
+    "articles": (schema.ARTICLES, ("article_id",)),
+    "figures": (schema.FIGURES, ("key",)),
+    "errors": (schema.ERRORS, ("input", "stage", "reason", "figure_id", "detail")),
+    "dropped": (schema.DROPPED, ("key", "stage")),
+}
+_s, _i = pa.string(), pa.int64()
+SAMPLE_INDEX = pa.schema([("family", _s), ("key", _s), ("size", _i), ("token", _s), ("article_id", _s),
+                          ("figure_id", _s)])
+DEDUP_RECORDS = pa.schema([("key", _s), ("article_id", _s), ("version", _i), ("license_code", _s), ("pixels", _i),
+                           ("exact", _s), ("hi", pa.uint64()), ("lo", pa.uint64()), ("caption", _s), ("group", _s),
+                           ("label", _s), ("box", pa.list_(pa.float64())), ("width", _i), ("height", _i),
+                           ("sample", _i)])
+UPDATES = pa.schema([("key", _s), ("dedup_cluster", _s), ("duplicate_of", _s), ("removed", pa.bool_())])
+PLAN_ROWS = pa.schema([("key", _s), ("token", _s), ("dedup_cluster", _s), ("duplicate_of", _s)])
 
 
 @dataclass
 class Assembly:
-    """What the driver knows after staging: small rows only, no image bytes."""
+    """What the driver knows after staging: counts and plans; the rows are in ``spool``."""
 
-    token_of_key: dict[str, str] = field(default_factory=dict)
-    sizes: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # family -> (key, bytes)
-    dedup_records: list[Any] = field(default_factory=list)
-    updates: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> columns set after staging
+    spool: Spool
+    families: tuple[str, ...]
     plans: list[ShardPlan] = field(default_factory=list)
-    articles: list[dict[str, Any]] = field(default_factory=list)
-    figures: list[dict[str, Any]] = field(default_factory=list)
-    errors: list[dict[str, Any]] = field(default_factory=list)
-    dropped: list[dict[str, Any]] = field(default_factory=list)
     counters: Counter[str] = field(default_factory=Counter)
+    samples: int = 0  # staged samples of the written families (with duplicate keys)
+    records: int = 0  # dedup records of the first sample of each key
+    planned_bytes: int = 0
+    errors_by_reason: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def index(self) -> str:
+        """The sample index, first occurrence of each key (DuckDB relation)."""
+        return f"read_parquet('{self.spool.root / 'index.parquet'}')"
+
+    @property
+    def dedup_records(self) -> str:
+        return f"read_parquet('{self.spool.root / 'records.parquet'}')"
+
+    def count(self, table: str) -> int:
+        return self.spool.rows.get(table, 0)
 
 
-def collect(results: Iterable[tuple[str, UnitResult]], config: BuildConfig) -> Assembly:
-    asm = Assembly(sizes={f: [] for f in config.families})
+def collect(results: Iterable[tuple[str, UnitResult]], config: BuildConfig, spool_root: str | Path) -> Assembly:
+    """Spool every staged unit's rows; then find keys staged by two units (the first stays)."""
+    asm = Assembly(Spool(spool_root), tuple(config.families))
+    for name, (table_schema, _) in TABLES.items():
+        asm.spool.declare(name, table_schema)
+    asm.spool.declare("samples", SAMPLE_INDEX)
+    asm.spool.declare("dedup", DEDUP_RECORDS)
     dedup_on = bool(config.dedup_options().kinds) and "quality" in config.stages
     for token, result in results:
-        asm.articles.extend(result.articles)
-        asm.figures.extend(result.figures)
-        asm.errors.extend(result.errors)
-        asm.dropped.extend(result.dropped)
+        for name in TABLES:
+            asm.spool.add(name, getattr(result, name))
         asm.counters.update(result.counters)
+        index, records = [], []
         for s in result.samples:
-            if s.family not in asm.sizes:
+            if s.family not in asm.families:
                 asm.counters[f"family_not_written:{s.family}"] += 1
                 continue
-            if s.key in asm.token_of_key:
-                asm.errors.append({"input": s.key, "stage": "assemble", "reason": "duplicate_key",
-                                   "detail": "the same key came from two units", "article_id": s.row.get("article_id"),
-                                   "figure_id": s.row.get("figure_id")})
-                continue
-            asm.token_of_key[s.key] = token
-            asm.sizes[s.family].append((s.key, s.size))
+            index.append({"family": s.family, "key": s.key, "size": s.size, "token": token,
+                          "article_id": s.row.get("article_id"), "figure_id": s.row.get("figure_id")})
             if dedup_on and s.row.get("image_phash"):
-                asm.dedup_records.append(dedup_record(s.row))
+                records.append({**_record_row(dedup_record(s.row)), "sample": asm.samples + len(index) - 1})
+        asm.samples += len(index)
+        asm.spool.add("samples", index)
+        asm.spool.add("dedup", records)
+    asm.spool.close("samples", "dedup")
+    _first_of_each_key(asm)
     return asm
+
+
+def _first_of_each_key(asm: Assembly) -> None:
+    """The index and dedup records without keys an earlier unit staged; each such key is an error."""
+    db, samples, root = asm.spool.db, asm.spool.scan("samples"), asm.spool.root
+    db.execute(f"CREATE TEMP TABLE dup AS SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY key ORDER BY {ORD}) "
+               f"AS n FROM {samples}) WHERE n > 1")
+    asm.spool.add("errors", [{"input": key, "stage": "assemble", "reason": "duplicate_key",
+                              "detail": "the same key came from two units", "article_id": article, "figure_id": figure}
+                             for key, article, figure in db.execute(f"SELECT key, article_id, figure_id FROM dup ORDER BY {ORD}").fetchall()])
+    db.execute(f"COPY (SELECT * FROM {samples} WHERE {ORD} NOT IN (SELECT {ORD} FROM dup)) TO '{root / 'index.parquet'}'"
+               " (FORMAT PARQUET)")
+    db.execute(f"COPY (SELECT * EXCLUDE ({ORD}) FROM {asm.spool.scan('dedup')} WHERE sample NOT IN (SELECT {ORD} FROM dup))"
+               f" TO '{root / 'records.parquet'}' (FORMAT PARQUET)")
+    db.execute("DROP TABLE dup")
+    asm.records = db.execute(f"SELECT count(*) FROM {asm.dedup_records}").fetchone()[0]
 
 
 def dedup_record(row: dict[str, Any]) -> Any:
@@ -82,24 +140,70 @@ def dedup_record(row: dict[str, Any]) -> Any:
                        box=row.get("panel_box"), width=row.get("width") or 0, height=row.get("height") or 0)
 
 
-def apply_dedup(asm: Assembly, result: Any) -> None:
+def _record_row(r: Any) -> dict[str, Any]:
+    """A dedup record as a spooled row (caption tokens are [a-z0-9]+: joined by spaces, split back)."""
+    return {"key": r.key, "article_id": r.article_id, "version": r.version, "license_code": r.license_code,
+            "pixels": r.pixels, "exact": r.exact, "hi": r.perceptual >> 64, "lo": r.perceptual & ((1 << 64) - 1),
+            "caption": " ".join(r.caption_tokens), "group": r.group, "label": r.label, "box": list(r.box),
+            "width": r.width, "height": r.height}
+
+
+def record_of(row: dict[str, Any]) -> Any:
+    """The spooled row back as a ``DedupRecord``."""
+    from medcorpus.transforms.dedup import DedupRecord
+
+    return DedupRecord(row["key"], row["article_id"], row["version"], row["license_code"], row["pixels"], row["exact"],
+                       (row["hi"] << 64) | row["lo"], tuple(row["caption"].split()), row["group"], row["label"],
+                       tuple(row["box"] or ()), row["width"], row["height"])
+
+
+def apply_dedup(asm: Assembly, result: Any, articles: dict[str, str]) -> None:
     """Duplicates leave the shards for ``dropped``, each with its evidence; every clustered sample
-    records its cluster."""
-    for key in result.cluster_of:
-        asm.updates[key] = result.columns(key)
-    rows_of = {r.key: r for r in asm.dedup_records}
-    for key, match in result.matches.items():
-        rec = rows_of[key]
-        asm.dropped.append({"key": key, "article_id": rec.article_id, "figure_id": None, "stage": "dedup",
-                            "reason": f"duplicate of {match.canonical}", "scores": [], **match.columns()})
-    for family, sizes in asm.sizes.items():
-        asm.sizes[family] = [(k, n) for k, n in sizes if k not in result.matches]
+    records its cluster. ``articles``: the dropped keys' article ids."""
+    asm.spool.declare("updates", UPDATES)
+    asm.spool.add("updates", ({"key": key, **result.columns(key), "removed": key in result.matches}
+                              for key in result.cluster_of))
+    asm.spool.add("dropped", ({"key": key, "article_id": articles[key], "figure_id": None, "stage": "dedup",
+                               "reason": f"duplicate of {match.canonical}", "scores": [], **match.columns()}
+                              for key, match in result.matches.items()))
+    asm.spool.close("updates")
 
 
-def plan(asm: Assembly, config: BuildConfig) -> None:
+def plan(asm: Assembly, config: BuildConfig, staging: Staging) -> None:
+    """Shard plans, family by family, from the key-sorted index without the duplicates; each plan's
+    rows go to a file beside the staged units, where its writer reads them."""
+    updates = asm.spool.scan("updates") if asm.count("updates") else None
+    join = (f"LEFT JOIN {updates} u USING (key) WHERE NOT coalesce(u.removed, false) AND" if updates else "WHERE")
+    columns = "u.dedup_cluster, u.duplicate_of" if updates else "NULL, NULL"
     for family in config.families:
-        asm.plans.extend(plan_shards(family, asm.sizes[family], config.shards.max_samples,
-                                     config.shards.max_bytes, asm.updates))
+        sql = f"SELECT s.key, s.size, s.token, {columns} FROM {asm.index} s {join} s.family = ? ORDER BY s.key"
+        for index, items in cut_shards(_rows(asm.spool.batches(sql, [family])), config.shards.max_samples,
+                                       config.shards.max_bytes):
+            asm.plans.append(_plan_file(family, index, items, staging))
+            asm.planned_bytes += sum(item[1] for item in items)
+
+
+def _rows(batches: Iterable[pa.RecordBatch]) -> Iterator[tuple[Any, ...]]:
+    for batch in batches:
+        yield from zip(*(c.to_pylist() for c in batch.columns))
+
+
+def _plan_file(family: str, index: int, items: list[tuple[Any, ...]], staging: Staging) -> ShardPlan:
+    path = staging.plan_path(f"{family}-{index:06d}.parquet")
+    table = pa.table([pa.array([item[c] for item in items], PLAN_ROWS.field(i).type)
+                      for i, c in enumerate((0, 2, 3, 4))], schema=PLAN_ROWS)
+    with staging.open(path, "wb") as f:
+        pq.write_table(table, f, compression="zstd")
+    return ShardPlan(family, index, rows=path, count=len(items))
+
+
+def plan_rows(plan: ShardPlan, staging: Staging) -> tuple[tuple[str, ...], dict[str, str], dict[str, dict[str, Any]]]:
+    """A file-backed plan's keys, their units' tokens and the columns decided after staging."""
+    with staging.open(plan.rows, "rb") as f:
+        rows = pq.read_table(f).to_pylist()
+    updates = {r["key"]: {"dedup_cluster": r["dedup_cluster"], "duplicate_of": r["duplicate_of"]}
+               for r in rows if r["dedup_cluster"] is not None}
+    return tuple(r["key"] for r in rows), {r["key"]: r["token"] for r in rows}, updates
 
 
 def write_shard(plan: ShardPlan, tokens: dict[str, str], staging: Staging, output: Output,
@@ -107,15 +211,18 @@ def write_shard(plan: ShardPlan, tokens: dict[str, str], staging: Staging, outpu
     """Write one shard (a tar, unless another writer is given) and then its manifest part; return
     the number of samples written."""
     writer = writer or TarShardWriter()
-    rows_by_key, members_by_key = _staged_samples(plan, tokens, staging)
+    keys, updates = plan.keys, plan.updates
+    if plan.rows:
+        keys, tokens, updates = plan_rows(plan, staging)
+    rows_by_key, members_by_key = _staged_samples(keys, updates, tokens, staging)
     with output.staged_file(plan.name) as tmp:  # the shard is in place before its manifest part
         writer.open(tmp)
-        for key in plan.keys:
+        for key in keys:
             writer.write(key, members_by_key[key])
         offsets = writer.close()
         digest = file_sha256(tmp)
     rows = []
-    for key in plan.keys:
+    for key in keys:
         row = dict(rows_by_key[key])
         image_member = f"{key}.{row['image_format']}"
         row.update(shard=plan.name, image_member=image_member)
@@ -128,17 +235,17 @@ def write_shard(plan: ShardPlan, tokens: dict[str, str], staging: Staging, outpu
     return len(rows)
 
 
-def _staged_samples(plan: ShardPlan, tokens: dict[str, str],
+def _staged_samples(keys: tuple[str, ...], updates: Any, tokens: dict[str, str],
                     staging: Staging) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, bytes]]]:
     """The plan's rows (with the columns decided after staging) and members (with the JSON sidecar)."""
     rows_by_key: dict[str, dict[str, Any]] = {}
     members_by_key: dict[str, dict[str, bytes]] = {}
-    for token in dict.fromkeys(tokens[k] for k in plan.keys):
+    for token in dict.fromkeys(tokens[k] for k in keys):
         meta = staging.read_meta(token)
         members = staging.read_members(token)
         for s in meta.samples:
             if s.key in tokens and tokens[s.key] == token:
-                rows_by_key[s.key] = {**s.row, **plan.updates.get(s.key, {})}
+                rows_by_key[s.key] = {**s.row, **updates.get(s.key, {})}
                 members_by_key[s.key] = dict(members[s.key])
     for key, sidecar in zip(rows_by_key, sidecar_jsons(list(rows_by_key.values()))):
         members_by_key[key]["json"] = sidecar
@@ -146,11 +253,13 @@ def _staged_samples(plan: ShardPlan, tokens: dict[str, str],
 
 
 def write_tables(asm: Assembly, output: Output) -> None:
-    write_rows(output, "manifest/articles.parquet", asm.articles, schema.ARTICLES, ("article_id",))
-    write_rows(output, "manifest/figures.parquet", asm.figures, schema.FIGURES, ("key",))
-    write_rows(output, "manifest/errors.parquet", asm.errors, schema.ERRORS,
-               ("input", "stage", "reason", "figure_id", "detail"))
-    write_rows(output, "manifest/dropped.parquet", asm.dropped, schema.DROPPED, ("key", "stage"))
+    """The tables, each sorted by DuckDB and streamed from its spool (as ``write_rows`` would write them)."""
+    asm.spool.close(*TABLES)
+    for name, (table_schema, sort_by) in TABLES.items():
+        write_sorted(output, f"manifest/{name}.parquet", asm.spool, name, table_schema, sort_by)
+    asm.errors_by_reason = dict(asm.spool.db.execute(
+        f"SELECT reason, count(*) FROM {asm.spool.scan('errors')} GROUP BY reason ORDER BY reason").fetchall()
+        if asm.count("errors") else [])
     write_decontam_report(asm, output)
     write_deid_report(asm, output)
 
@@ -160,11 +269,12 @@ def write_decontam_report(asm: Assembly, output: Output) -> None:
     from medcorpus.manifests.evalsets import Hit, report, write_report_csv
 
     hits: dict[str, list[Hit]] = {}
-    for row in asm.dropped:
-        if row["stage"] == "decontam":
-            for part in (row["reason"] or "").split("; "):
-                evalset, kind, detail = (part.split(":", 2) + ["", ""])[:3]
-                hits.setdefault(row["key"], []).append(Hit(evalset, kind, detail))
+    rows = asm.spool.db.execute(f"SELECT key, reason FROM {asm.spool.scan('dropped')} WHERE stage = 'decontam' "
+                                f"ORDER BY {ORD}").fetchall() if asm.count("dropped") else []
+    for key, reason in rows:
+        for part in (reason or "").split("; "):
+            evalset, kind, detail = (part.split(":", 2) + ["", ""])[:3]
+            hits.setdefault(key, []).append(Hit(evalset, kind, detail))
     with output.staged_file("manifest/decontam_report.csv") as tmp:
         write_report_csv(tmp, report(hits))
 
@@ -214,9 +324,5 @@ def append_run(output: Output, run: dict[str, Any]) -> None:
     write_rows(output, "manifest/runs.parquet", rows, schema.RUNS, ("started_at", "run_id"))
 
 
-def errors_by_reason(errors: Iterable[dict[str, Any]]) -> dict[str, int]:
-    return dict(sorted(Counter(e["reason"] for e in errors).items()))
-
-
-def reasons_json(errors: Iterable[dict[str, Any]]) -> str:
-    return json.dumps(errors_by_reason(errors), sort_keys=True)
+def reasons_json(errors_by_reason: dict[str, int]) -> str:
+    return json.dumps(dict(sorted(errors_by_reason.items())), sort_keys=True)

@@ -128,7 +128,8 @@ def _build(config: BuildConfig, source: Source, runner: Runner, out: str, *, sel
         baseline = releases.start(output)  # the previous release, saved before anything is overwritten
     completion.remove_record(output)  # before the first write: a killed build never looks complete
     try:
-        asm = _run(config, runner, job, staging, units, todo, summary, console, progress)
+        asm = _run(config, runner, job, staging, units, todo, summary, console, progress,
+                   str(Path(local_work) / "assemble"))
     finally:
         runner.close()
     with phase("writing the manifest tables", out):
@@ -141,12 +142,13 @@ def _build(config: BuildConfig, source: Source, runner: Runner, out: str, *, sel
         summary.release, summary.out = baseline.release + 1, out
         summary.changes = publish.write_release_files(output, baseline, summary.release, config, source, source_spec)
     summary.composition = publish.composition(output)
+    asm.spool.finish()
 
-    summary.articles, summary.figures, summary.shards = len(asm.articles), len(asm.figures), len(asm.plans)
-    summary.errors_by_reason = assemble.errors_by_reason(asm.errors)
+    summary.articles, summary.figures, summary.shards = asm.count("articles"), asm.count("figures"), len(asm.plans)
+    summary.errors_by_reason = asm.errors_by_reason
     summary.llm_samples, summary.llm_failed = asm.counters.get("in:llm", 0), summary.errors_by_reason.get(LLM_FAILED, 0)
     summary.seconds = time.perf_counter() - t0
-    run = _run_row(summary, config, runner, source_spec, started, asm.errors)
+    run = _run_row(summary, config, runner, source_spec, started)
     with phase("writing the completion record", out):
         assemble.append_run(output, run)
         completion.write_record(output, run["run_id"], run["finished_at"], summary.samples,
@@ -181,7 +183,8 @@ def _plan_units(summary: BuildSummary, source: Source, selection: Selection, lis
 
 
 def _run(config: BuildConfig, runner: Runner, job: Job, staging: Staging, units: list[tuple[Any, str]],
-         todo: list[tuple[Any, str]], summary: BuildSummary, console: Console, progress: bool) -> assemble.Assembly:
+         todo: list[tuple[Any, str]], summary: BuildSummary, console: Console, progress: bool,
+         spool_root: str) -> assemble.Assembly:
     """The two parallel steps, with a progress bar per stage."""
     columns = (TextColumn("{task.description:<8}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, disable=not progress, transient=False) as bar:
@@ -195,18 +198,25 @@ def _run(config: BuildConfig, runner: Runner, job: Job, staging: Staging, units:
                 bar.advance(units_task)
         collect_task = bar.add_task("collect", total=len(units))  # the phases after staging show too
         asm = assemble.collect(_tally(_advancing(((t, staging.read_meta(t)) for _, t in units), bar, collect_task),
-                                      summary), config)
-        if asm.dedup_records:
-            dedup_task = bar.add_task("dedup", total=len(asm.dedup_records))
-            assemble.apply_dedup(asm, dedup(runner, job, asm.dedup_records))
-            bar.update(dedup_task, completed=len(asm.dedup_records))
-        assemble.plan(asm, config)
-        shard_task = bar.add_task("shards", total=len(asm.plans))
-        with phase("writing shards", job.output_url, sum(n for sizes in asm.sizes.values() for _, n in sizes)):
-            for n in runner.write_shards(job, asm.plans, asm.token_of_key):
-                summary.samples += n
-                bar.advance(shard_task)
+                                      summary), config, spool_root)
+        after_staging(asm, runner, job, staging, summary, bar)
     return asm
+
+
+def after_staging(asm: assemble.Assembly, runner: Runner, job: Job, staging: Staging, summary: BuildSummary,
+                  bar: Progress | None = None) -> None:
+    """Dedup, plan and write the shards from the collected assembly."""
+    bar = bar or Progress(disable=True)
+    if asm.records:
+        dedup_task = bar.add_task("dedup", total=asm.records)
+        assemble.apply_dedup(asm, *dedup(runner, job, asm))
+        bar.update(dedup_task, completed=asm.records)
+    assemble.plan(asm, job.config, staging)
+    shard_task = bar.add_task("shards", total=len(asm.plans))
+    with phase("writing shards", job.output_url, asm.planned_bytes):
+        for n in runner.write_shards(job, asm.plans, {}):
+            summary.samples += n
+            bar.advance(shard_task)
 
 
 def _advancing(items: Iterable[Any], bar: Progress, task: Any) -> Iterator[Any]:
@@ -250,7 +260,7 @@ def prepare_stages(config: BuildConfig, work: str, source: Source | None = None)
 
 
 def _run_row(summary: BuildSummary, config: BuildConfig, runner: Runner, source_spec: str,
-             started: dt.datetime, errors: list[dict[str, Any]]) -> dict[str, Any]:
+             started: dt.datetime) -> dict[str, Any]:
     return {
         "run_id": uuid.uuid4().hex, "started_at": started, "finished_at": dt.datetime.now(dt.timezone.utc),
         "host": socket.gethostname(), "runner": runner.name, "workers": runner.workers,
@@ -258,7 +268,7 @@ def _run_row(summary: BuildSummary, config: BuildConfig, runner: Runner, source_
         "units": summary.units, "units_reused": summary.units_reused, "articles": summary.articles,
         "figures": summary.figures, "samples": summary.samples, "errors": summary.errors,
         "shards": summary.shards, "seconds": summary.seconds,
-        "errors_by_reason": assemble.reasons_json(errors), "mode": summary.mode, "units_kept": summary.units_kept,
+        "errors_by_reason": assemble.reasons_json(summary.errors_by_reason), "mode": summary.mode, "units_kept": summary.units_kept,
         "release": summary.release, **summary.composition,
     }
 

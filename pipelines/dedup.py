@@ -1,34 +1,135 @@
-"""Deduplication as steps over the runner's one shuffle primitive, between the stages and the shards:
+"""Deduplication as steps between the stages and the shards, over the spooled dedup records
+(``assemble.collect`` writes them, one small row per sample):
 
-    hash     the quality stage's hashes, one small record per sample (assemble.dedup_record)
-    collapse ``dedup_clusters.bucketed``: copies of identical pixels stay out of the buckets and
-             follow their class lead in ``finish`` (work linear in the number of copies)
-    bucket   ``bucket_keys``: exact-pixel key, image LSH bands, caption MinHash bands   (map)
-    verify   ``candidate_pairs`` per bucket: the true Hamming distance / Jaccard       (reduce)
-    cluster  ``dedup_clusters.finish``: one counterpart per article pair, canonical-anchored stars,
-             panels following their figures                                          (driver)
-    apply    ``assemble.apply_dedup``: duplicates to ``dropped`` with their evidence
+    collapse  copies of identical pixels follow their class lead (``dedup_clusters.twin_leads``,
+              here one DuckDB window over the records): they never enter the buckets
+    bucket    ``bucket_keys``: exact-pixel key, image LSH bands, caption MinHash bands   (map)
+    verify    ``candidate_pairs`` per bucket: the true Hamming distance / Jaccard       (reduce)
+    cluster   ``dedup_clusters.finish`` over the records the pairs and copies name: one
+              counterpart per article pair, canonical-anchored stars, panels following their figures
+    apply     ``assemble.apply_dedup``: duplicates to ``dropped`` with their evidence
 
-``Runner.shuffle`` runs bucket → verify (a Ray ``groupby``, a Beam ``GroupByKey``); no runner knows
-about deduplication, and every runner gives the same pairs, so the same removals. On the local
-runner the driver holds every record anyway, so the image bands are matched vectorized
-(``dedup_clusters.dedup_local``: the same pairs, ~6x faster than grouping 145 keys per record in
-Python); ``tests/test_runners_dedup.py`` checks both paths agree.
+On the local runner the buckets are vectorized image bands over two uint64 columns
+(``near_pairs_array``) and DuckDB group-bys over the exact and caption band keys, so the driver
+holds 16 bytes per record plus the records that pair. On Ray and Beam, bucket → verify is the
+runner's shuffle (a Ray ``groupby``, a Beam ``GroupByKey``) over the records outside the copies;
+every runner gives the same pairs, so the same removals (``tests/test_runners_dedup.py``).
 """
 from __future__ import annotations
 
 from functools import partial
 from typing import Any, Sequence
 
-from medcorpus.transforms.dedup import DedupOptions, DedupRecord, Pair, bucket_keys, candidate_pairs
-from medcorpus.transforms.dedup_clusters import DedupResult, bucketed, dedup_local, finish
+import numpy as np
+
+from medcorpus.pipelines.assemble import Assembly, record_of
+from medcorpus.transforms.dedup import (DedupOptions, DedupRecord, Pair, bucket_keys, caption_band_values,
+                                        caption_minhash, candidate_pairs, near_pairs_array, text_only)
+from medcorpus.transforms.dedup_clusters import DedupResult, bucketed, finish
+
+BATCH = 50_000
 
 
-def dedup(runner: Any, job: Any, records: Sequence[DedupRecord]) -> DedupResult:
+def dedup(runner: Any, job: Any, asm: Assembly) -> tuple[DedupResult, dict[str, str]]:
+    """The removals over the spooled records, and each dropped key's article id."""
     options = job.config.dedup_options()
+    db = asm.spool.db
+    _twins_table(db, asm.dedup_records, options)
+    twins = dict(db.execute("SELECT key, lead FROM twins").fetchall())
+    db.execute(f"CREATE TEMP VIEW solo AS SELECT * FROM {asm.dedup_records} ANTI JOIN twins USING (key)")
     if runner.name == "local":
-        return dedup_local(records, options)
-    return finish({r.key: r for r in records}, shuffled_pairs(runner, job, records, options), options)
+        pairs = local_pairs(db, options)
+    else:
+        solo = [record_of(r) for b in db.execute("SELECT * FROM solo").to_arrow_reader(BATCH) for r in b.to_pylist()]
+        pairs = shuffled_pairs(runner, job, solo, options)
+    records, newest = _involved(db, asm.dedup_records, pairs)
+    result = finish(records, pairs, options, twins=twins, newest=newest)
+    return result, {k: records[k].article_id for k in result.matches}
+
+
+def _twins_table(db: Any, source: str, options: DedupOptions) -> None:
+    """``twins(key, lead)``: ``twin_leads`` in SQL (canonical order: not an older version, license
+    preference, most pixels, smallest key; figures and panels apart; a lead's own group stays)."""
+    if "exact" not in options.kinds:
+        db.execute("CREATE OR REPLACE TEMP TABLE twins (key VARCHAR, lead VARCHAR)")
+        return
+    prefs = options.license_preference
+    rank = ("CASE license_code " + " ".join("WHEN ? THEN %d" % i for i in range(len(prefs)))
+            + f" ELSE {len(prefs)} END") if prefs else "0"
+    db.execute(f"""CREATE OR REPLACE TEMP TABLE twins AS
+        WITH r AS (SELECT key, exact, "group", pixels, ("group" <> '' AND "group" <> key) AS panel,
+                          version <> max(version) OVER (PARTITION BY article_id) AS old, {rank} AS lic FROM {source}),
+        w AS (SELECT key, "group", first_value(key) OVER win AS lead, first_value("group") OVER win AS lead_group,
+                     row_number() OVER win AS n FROM r
+              WINDOW win AS (PARTITION BY exact, panel ORDER BY old, lic, pixels DESC, key))
+        SELECT key, lead FROM w WHERE n > 1 AND NOT (lead_group <> '' AND lead_group = "group")""", list(prefs))
+
+
+def local_pairs(db: Any, options: DedupOptions) -> list[Pair]:
+    """Every verified pair among the records outside the copies (the ``solo`` view), in one process."""
+    pairs: set[Pair] = set()
+    if "image" in options.kinds:
+        cols = db.execute("SELECT key, hi, lo FROM solo ORDER BY key").to_arrow_table()
+        keys = cols.column("key")
+        h = np.column_stack([cols.column("hi").to_numpy(), cols.column("lo").to_numpy()]).astype(np.uint64)
+        del cols
+        i, j, d = near_pairs_array(h, options)
+        a, b = keys.take(i).to_pylist(), keys.take(j).to_pylist()
+        pairs.update(Pair(*sorted((x, y)), "image", float(dist)) for x, y, dist in zip(a, b, d.tolist()))
+    text = text_only(options)
+    if text.kinds:
+        _band_table(db, text)
+        db.execute("CREATE OR REPLACE TEMP TABLE shared AS SELECT band, list(key ORDER BY key) AS keys FROM bands "
+                   "GROUP BY band HAVING count(*) > 1")
+        records = _records(db, "solo", "key IN (SELECT unnest(keys) FROM shared)")
+        for bucket, members in db.execute("SELECT * FROM shared ORDER BY band").fetchall():
+            pairs.update(candidate_pairs(bucket, [records[k] for k in members], options))
+    return sorted(pairs)
+
+
+def _band_table(db: Any, options: DedupOptions) -> None:
+    """``bands(band, key)``: the exact and caption bucket keys of every record outside the copies."""
+    import pyarrow as pa
+
+    db.execute("CREATE OR REPLACE TEMP TABLE bands (band VARCHAR, key VARCHAR)")
+    if "exact" in options.kinds:
+        db.execute("INSERT INTO bands SELECT 'x:' || exact, key FROM solo")
+    if "caption" not in options.kinds:
+        return
+    sql = f"SELECT key, caption FROM solo WHERE len(string_split(caption, ' ')) >= {int(options.caption_min_words)}"
+    for batch in db.execute(sql).to_arrow_reader(BATCH):
+        bands, keys = [], []
+        for key, caption in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist()):
+            signature = caption_minhash(caption.split(), options)
+            if signature is not None:
+                for b, v in enumerate(caption_band_values(signature, options)):
+                    bands.append(f"c{b}:{v}")
+                    keys.append(key)
+        db.register("chunk", pa.table({"band": pa.array(bands, pa.string()), "key": pa.array(keys, pa.string())}))
+        db.execute("INSERT INTO bands SELECT * FROM chunk")
+        db.unregister("chunk")
+
+
+def _records(db: Any, table: str, where: str = "true") -> dict[str, DedupRecord]:
+    rows = db.execute(f"SELECT * FROM {table} WHERE {where}").to_arrow_reader(BATCH)
+    return {r["key"]: record_of(r) for batch in rows for r in batch.to_pylist()}
+
+
+def _involved(db: Any, source: str, pairs: Sequence[Pair]) -> tuple[dict[str, DedupRecord], dict[str, int]]:
+    """The records ``finish`` can depend on: the pairs', every copy and lead, and the panels of those
+    figures; and the newest version in the corpus of each of their articles."""
+    import pyarrow as pa
+
+    db.register("paired", pa.table({"key": pa.array(sorted({k for p in pairs for k in (p.key_a, p.key_b)}),
+                                                     pa.string())}))
+    db.execute("CREATE OR REPLACE TEMP TABLE named AS SELECT key FROM paired UNION SELECT key FROM twins "
+               "UNION SELECT lead FROM twins")
+    db.unregister("paired")
+    db.execute(f"""CREATE OR REPLACE TEMP TABLE involved AS
+        SELECT * FROM {source} WHERE key IN (SELECT key FROM named) OR "group" IN (SELECT key FROM named)""")
+    newest = dict(db.execute(f"SELECT article_id, max(version) FROM {source} WHERE article_id IN "
+                             "(SELECT DISTINCT article_id FROM involved) GROUP BY article_id").fetchall())
+    return _records(db, "involved"), newest
 
 
 def shuffled_pairs(runner: Any, job: Any, records: Sequence[DedupRecord], options: DedupOptions) -> list[Pair]:

@@ -134,7 +134,7 @@ class BeamRunner:
     def write_shards(self, job: Job, plans: Sequence[ShardPlan], tokens: dict[str, str]) -> Iterator[int]:
         self._run(job, "shards", [(p, _subset(tokens, p)) for p in plans])
         for plan in plans:
-            yield len(plan.keys)
+            yield plan.samples
 
     def shuffle(self, job: Job, items: Sequence[Any], keys: Callable[[Any], Iterable[str]],
                 reduce: Callable[[str, list[Any]], Iterable[Any]], name: str = "shuffle") -> list[Any]:

@@ -78,6 +78,16 @@ class Staging:
             return self.root / token[:2] / f"{token}.{kind}"
         return posixpath.join(str(self.root), token[:2], f"{token}.{kind}")
 
+    def plan_path(self, name: str) -> str:
+        """Where a shard plan's rows wait for its writer (``_plans/`` beside the staged units)."""
+        if self.fs is None:
+            (self.root / "_plans").mkdir(exist_ok=True)
+            return str(self.root / "_plans" / name)
+        return posixpath.join(str(self.root), "_plans", name)
+
+    def open(self, path: str, mode: str) -> Any:
+        return open(path, mode) if self.fs is None else self.fs.open(path, mode)
+
     def done(self, token: str) -> bool:
         """Final: the next build reuses it."""
         return self._exists(self._path(token, "meta"))

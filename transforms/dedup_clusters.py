@@ -165,13 +165,16 @@ def one_to_one(evidence: Sequence[Evidence], records: Mapping[str, DedupRecord],
     return kept
 
 
-def canonical_order(records: Iterable[DedupRecord], options: DedupOptions) -> list[DedupRecord]:
+def canonical_order(records: Iterable[DedupRecord], options: DedupOptions,
+                    newest: Mapping[str, int] | None = None) -> list[DedupRecord]:
     """Most preferred first: an older version of an article whose newer version is in the corpus
-    never leads; then the most permissive license, the most pixels, the smallest key."""
+    never leads; then the most permissive license, the most pixels, the smallest key. ``newest``:
+    each article's newest version in the corpus, when ``records`` are only some of its records."""
     recs = list(records)
-    newest: dict[str, int] = defaultdict(int)
-    for r in recs:
-        newest[r.article_id] = max(newest[r.article_id], r.version)
+    if newest is None:
+        newest = defaultdict(int)
+        for r in recs:
+            newest[r.article_id] = max(newest[r.article_id], r.version)
     return sorted(recs, key=lambda r: (r.version != newest[r.article_id],
                                        license_rank(r.license_code, options.license_preference), -r.pixels, r.key))
 
@@ -343,13 +346,18 @@ def _classes(twins: Mapping[str, str], keys: Iterable[str]) -> dict[str, list[st
 
 # ---- the whole reduce ------------------------------------------------------------------------------
 
-def finish(records: Mapping[str, DedupRecord], pairs: Iterable[Pair], options: DedupOptions) -> DedupResult:
+def finish(records: Mapping[str, DedupRecord], pairs: Iterable[Pair], options: DedupOptions,
+           twins: Mapping[str, str] | None = None, newest: Mapping[str, int] | None = None) -> DedupResult:
     """Final reduce over all verified pairs: figures first, their panels after them, then the
     panels whose figure has no counterpart; copies of identical pixels follow their lead after
-    each. Pairs that name a copy following a lead are ignored (``bucketed`` leaves them out)."""
-    ordered = canonical_order(records.values(), options)
+    each. Pairs that name a copy following a lead are ignored (``bucketed`` leaves them out).
+
+    ``records`` may be only those the result can depend on (the pairs' records, every copy and
+    lead, the panels of those figures) when ``twins`` (copy -> lead) and ``newest`` (each
+    article's newest version) come from all of them (``pipelines/dedup.py``)."""
+    ordered = canonical_order(records.values(), options, newest)
     rank = {r.key: i for i, r in enumerate(ordered)}
-    twins = twin_leads(ordered, options)
+    twins = twin_leads(ordered, options) if twins is None else twins
     classes = _classes(twins, (r.key for r in ordered))
     kept, evidence = gather(records, (p for p in pairs if p.key_a not in twins and p.key_b not in twins), rank)
     figure_ev = [e for e in evidence if not is_panel(records[e.key_a])]

@@ -1,0 +1,139 @@
+"""Driver-side tables that never sit in memory: rows appended to Parquet files in the work
+directory as staged units are read, then sorted and joined by DuckDB (an external sort that
+spills to disk past ``memory_limit``) and streamed to the output.
+
+``write_sorted`` gives the same bytes as ``parquet.write_rows`` over the same rows: the same sort
+(the ``sort_by`` columns as strings, None as ""; ties in append order, which ``_ord`` keeps), the
+same schema and the same row groups (``ROW_GROUP`` rows, written one by one).
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from medcorpus.manifests.parquet import ROW_GROUP, WRITE_OPTIONS
+from medcorpus.manifests.storage import Output
+from medcorpus.schemas.manifest import to_table, with_version
+
+ORD = "_ord"
+FLUSH_ROWS = 20_000  # rows buffered per table before they are appended (one row group)
+MEMORY_LIMIT = "1GB"  # DuckDB's own budget; past it sorts and joins spill to temp_directory
+
+
+class Spool:
+    """Append-only Parquet tables in ``root`` (each a file of row groups, ``_ord`` numbering rows in
+    the order they came), and a DuckDB connection to query them."""
+
+    def __init__(self, root: str | Path, memory_limit: str = MEMORY_LIMIT) -> None:
+        self.root = Path(root)
+        shutil.rmtree(self.root, ignore_errors=True)
+        (self.root / "tmp").mkdir(parents=True)
+        self._buffers: dict[str, list[dict[str, Any]]] = {}
+        self._schemas: dict[str, pa.Schema] = {}
+        self._writers: dict[str, pq.ParquetWriter] = {}
+        self.rows: dict[str, int] = {}
+        self.db = duckdb.connect()
+        self.db.execute(f"SET memory_limit='{memory_limit}'")
+        self.db.execute(f"SET temp_directory='{self.root / 'tmp'}'")
+        self.db.execute("SET preserve_insertion_order=false")
+        self.db.execute("SET threads=2")
+
+    def declare(self, name: str, schema: pa.Schema) -> None:
+        self._schemas[name] = schema
+        self._buffers.setdefault(name, [])
+        self.rows.setdefault(name, 0)
+
+    def add(self, name: str, rows: Iterable[dict[str, Any]]) -> None:
+        buf = self._buffers[name]
+        buf.extend(rows)
+        if len(buf) >= FLUSH_ROWS:
+            self._flush(name)
+
+    def _flush(self, name: str) -> None:
+        rows, self._buffers[name] = self._buffers[name], []
+        if not rows and name in self._writers:
+            return
+        table = to_table(rows, self._schemas[name])
+        start = self.rows[name]
+        table = table.append_column(ORD, pa.array(range(start, start + len(rows)), pa.int64()))
+        if name not in self._writers:
+            self._writers[name] = pq.ParquetWriter(self.path(name), table.schema, compression="zstd")
+        self._writers[name].write_table(table)
+        self.rows[name] = start + len(rows)
+
+    def path(self, name: str) -> Path:
+        return self.root / f"{name}.parquet"
+
+    def close(self, *names: str) -> None:
+        """Flush and close tables (all by default): they become readable."""
+        for name in names or tuple(self._schemas):
+            if name in self._buffers:
+                self._flush(name)
+            writer = self._writers.pop(name, None)
+            if writer is not None:
+                writer.close()
+
+    def scan(self, name: str) -> str:
+        """The table as a DuckDB relation expression."""
+        return f"read_parquet('{self.path(name)}')"
+
+    def batches(self, sql: str, params: list[Any] | None = None, size: int = ROW_GROUP) -> Iterator[pa.RecordBatch]:
+        reader = self.db.execute(sql, params or []).to_arrow_reader(size)
+        yield from reader
+
+    def finish(self) -> None:
+        self.close()
+        self.db.close()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def sorted_sql(spool: Spool, name: str, sort_by: tuple[str, ...], where: str = "") -> str:
+    """The table's rows in ``write_rows`` order: sort columns as strings (None as ""), then append order."""
+    order = ", ".join(f"coalesce(CAST({_quote(c)} AS VARCHAR), '')" for c in sort_by)
+    return f"SELECT * EXCLUDE ({ORD}) FROM {spool.scan(name)} {where} ORDER BY {order}, {ORD}"
+
+
+def write_sorted(output: Output, rel: str, spool: Spool, name: str, schema: pa.Schema,
+                 sort_by: tuple[str, ...], metadata: dict[str, str] | None = None) -> int:
+    """Stream a spooled table to ``rel`` sorted, row group by row group; returns its rows."""
+    target = with_version(schema)
+    if metadata:
+        target = target.with_metadata({**(target.metadata or {}), **{k.encode(): v.encode() for k, v in metadata.items()}})
+    rows = 0
+    with output.staged_file(rel) as tmp, pq.ParquetWriter(tmp, target, **WRITE_OPTIONS) as writer:
+        if spool.rows.get(name):
+            for group in _row_groups(spool.batches(sorted_sql(spool, name, sort_by)), target):
+                writer.write_table(group, row_group_size=ROW_GROUP)
+                rows += group.num_rows
+        else:
+            writer.write_table(target.empty_table(), row_group_size=ROW_GROUP)
+    return rows
+
+
+def _row_groups(batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> Iterator[pa.Table]:
+    """Tables of exactly ``ROW_GROUP`` rows (the last one shorter), cast to ``schema``."""
+    pending: list[pa.RecordBatch] = []
+    count = 0
+    for batch in batches:
+        pending.append(batch)
+        count += batch.num_rows
+        while count >= ROW_GROUP:
+            table = pa.Table.from_batches(pending)
+            yield _cast(table.slice(0, ROW_GROUP), schema)
+            rest = table.slice(ROW_GROUP)
+            pending, count = rest.to_batches(), rest.num_rows
+    if count:
+        yield _cast(pa.Table.from_batches(pending), schema)
+
+
+def _cast(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    return table.select(schema.names).cast(schema).combine_chunks()
+
+
+def _quote(column: str) -> str:
+    return '"' + column.replace('"', '""') + '"'

@@ -75,7 +75,8 @@ class Assembly:
         return f"read_parquet('{self.spool.root / 'index.parquet'}')"
 
     @property
-    def dedup_records(self) -> str:
+    def record_table(self) -> str:
+        """The dedup records of those samples (DuckDB relation)."""
         return f"read_parquet('{self.spool.root / 'records.parquet'}')"
 
     def count(self, table: str) -> int:
@@ -124,7 +125,7 @@ def _first_of_each_key(asm: Assembly) -> None:
     db.execute(f"COPY (SELECT * EXCLUDE ({ORD}) FROM {asm.spool.scan('dedup')} WHERE sample NOT IN (SELECT {ORD} FROM dup))"
                f" TO '{root / 'records.parquet'}' (FORMAT PARQUET)")
     db.execute("DROP TABLE dup")
-    asm.records = db.execute(f"SELECT count(*) FROM {asm.dedup_records}").fetchone()[0]
+    asm.records = db.execute(f"SELECT count(*) FROM {asm.record_table}").fetchone()[0]
 
 
 def dedup_record(row: dict[str, Any]) -> Any:
@@ -155,6 +156,12 @@ def record_of(row: dict[str, Any]) -> Any:
     return DedupRecord(row["key"], row["article_id"], row["version"], row["license_code"], row["pixels"], row["exact"],
                        (row["hi"] << 64) | row["lo"], tuple(row["caption"].split()), row["group"], row["label"],
                        tuple(row["box"] or ()), row["width"], row["height"])
+
+
+def read_records(asm: Assembly) -> list[Any]:
+    """Every dedup record as a ``DedupRecord`` (what a runner's shuffle takes; small builds, tests)."""
+    rows = asm.spool.db.execute(f"SELECT * FROM {asm.record_table} ORDER BY sample").to_arrow_table().to_pylist()
+    return [record_of(r) for r in rows]
 
 
 def apply_dedup(asm: Assembly, result: Any, articles: dict[str, str]) -> None:

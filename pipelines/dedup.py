@@ -34,15 +34,15 @@ def dedup(runner: Any, job: Any, asm: Assembly) -> tuple[DedupResult, dict[str, 
     """The removals over the spooled records, and each dropped key's article id."""
     options = job.config.dedup_options()
     db = asm.spool.db
-    _twins_table(db, asm.dedup_records, options)
+    _twins_table(db, asm.record_table, options)
     twins = dict(db.execute("SELECT key, lead FROM twins").fetchall())
-    db.execute(f"CREATE TEMP VIEW solo AS SELECT * FROM {asm.dedup_records} ANTI JOIN twins USING (key)")
+    db.execute(f"CREATE OR REPLACE TEMP VIEW solo AS SELECT * FROM {asm.record_table} ANTI JOIN twins USING (key)")
     if runner.name == "local":
         pairs = local_pairs(db, options)
     else:
         solo = [record_of(r) for b in db.execute("SELECT * FROM solo").to_arrow_reader(BATCH) for r in b.to_pylist()]
         pairs = shuffled_pairs(runner, job, solo, options)
-    records, newest = _involved(db, asm.dedup_records, pairs)
+    records, newest = _involved(db, asm.record_table, pairs)
     result = finish(records, pairs, options, twins=twins, newest=newest)
     return result, {k: records[k].article_id for k in result.matches}
 

@@ -84,16 +84,17 @@ def test_distributed_dedup_gives_the_same_removals(reprint_build: Path, runner_n
     cfg = load_config(REPO / "dataflow.yaml")
     staging = Staging(reprint_build / "_work" / "staging")
     tokens = sorted(p.stem for p in (reprint_build / "_work" / "staging").rglob("*.meta"))
-    asm = assemble.collect(((t, staging.read_meta(t)) for t in tokens), cfg)
+    asm = assemble.collect(((t, staging.read_meta(t)) for t in tokens), cfg, tmp_path / "spool")
+    records = assemble.read_records(asm)
     options = cfg.dedup_options()
-    expected = finish({r.key: r for r in asm.dedup_records},  # the in-process shuffle
-                      shuffled_pairs(LocalRunner(1), Job(cfg, None, str(tmp_path), str(tmp_path)),  # type: ignore[arg-type]
-                                     asm.dedup_records, options), options)
-    assert expected.matches == dedup_local(asm.dedup_records, options).matches  # numpy bands agree
+    job = Job(cfg, None, str(tmp_path / "staging"), str(tmp_path / "out"))  # type: ignore[arg-type]
+    expected = finish({r.key: r for r in records},  # the in-process shuffle
+                      shuffled_pairs(LocalRunner(1), job, records, options), options)
+    assert expected.matches == dedup_local(records, options).matches  # numpy bands agree
+    assert dedup(LocalRunner(1), job, asm)[0].matches == expected.matches  # and the build's spooled path
     runner = make_runner(runner_name, 2, config=cfg)
     try:
-        got = dedup(runner, Job(cfg, None, str(tmp_path / "staging"), str(tmp_path / "out")),  # type: ignore[arg-type]
-                    list(reversed(asm.dedup_records)))
+        got, _ = dedup(runner, job, asm)
     finally:
         if runner_name == "beam":
             runner.close()

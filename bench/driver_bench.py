@@ -1,0 +1,204 @@
+"""The driver after staging: peak memory and wall time of everything a build does once every unit
+is staged (collect, dedup, plan, write the shards and the tables, publish), by corpus size.
+
+The staged records are **synthetic** (no images: each sample's members are a few bytes, its row a
+real staged row of the shared articles with a new key, article, caption and hashes), so only the
+driver's work grows. Each corpus: ``--per-unit`` samples per unit (an article), 1% exact copies
+and 1% near copies (5 of 128 hash bits flipped) of earlier samples in other articles, same caption.
+``--cluster N`` adds a corpus of N samples that are one image (and one caption) in N articles: the
+placeholder-image case, linear with copies following one lead.
+
+    python bench/driver_bench.py --samples 100000 300000 1000000 --cluster 100000
+    python bench/driver_bench.py --samples 100000 --python /work/main/.venv/bin/python   # main's code
+
+Each build runs in a fresh process (``--workers`` shard writers beside it), so its peak RSS
+(``resource.getrusage``) is the driver's own; ``floor`` is the same process's RSS before the build
+(imports, config, stage preparation).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+REPO = Path(__file__).resolve().parent.parent
+WORDS = ("tumor cell image scale bar shows sections stained patient left right arrow panel control mice "
+         "expression level protein signal axial ct scan lesion mri contrast week dose group mean error "
+         "fluorescence microscopy tissue sample wild type mutant growth curve time response "
+         "representative images of the lung liver kidney heart brain during treatment with").split()
+STAGES = "[fetch, parse, image, quality]"
+
+
+class SyntheticSource:
+    """Units ``u00000000`` ... whose results are already staged (never opened)."""
+
+    name = "synthetic"
+    parser = "jats"
+
+    def __init__(self, units: int) -> None:
+        self.units = units
+
+    def list_units(self) -> Iterator[Any]:
+        from medcorpus.schemas.records import UnitRef
+
+        for i in range(self.units):
+            yield UnitRef("synthetic", f"u{i:08d}", f"synthetic/u{i:08d}", "fp1")
+
+    def open(self, unit: Any) -> Any:
+        raise RuntimeError("synthetic units are staged, never fetched")
+
+    read_media = open
+
+
+def config_file(work: Path) -> Path:
+    text = (REPO / "dataflow.yaml").read_text()
+    text = text.replace("stages: [fetch, parse, image, panels, concepts, quality]", f"stages: {STAGES}")
+    text = text.replace("builtin_data: ../shared/data", f"builtin_data: {REPO.parent / 'shared' / 'data'}")
+    path = work / "dataflow.yaml"
+    path.write_text(text)
+    return path
+
+
+def template() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """A real staged sample row, figure row and article row of the shared articles."""
+    from medcorpus.pipelines.build import build
+    from medcorpus.pipelines.config import load_config
+    from medcorpus.pipelines.runners import LocalRunner
+    from medcorpus.pipelines.sources.local import LocalSource
+
+    cache = Path("/tmp/driver-bench-template.pkl")
+    if not cache.exists():
+        out = Path("/tmp/driver-bench-template")
+        shutil.rmtree(out, ignore_errors=True)
+        cfg = config_file(Path("/tmp"))
+        build(load_config(cfg), LocalSource(str(REPO.parent / "shared/data/pmc/articles")), LocalRunner(1), str(out),
+              progress=False)
+        meta = next(p for p in sorted((out / "_work" / "staging").rglob("*.meta")))
+        result = pickle.loads(meta.read_bytes())
+        cache.write_bytes(pickle.dumps((result.samples[0].row, result.figures[0], result.articles[0])))
+    return pickle.loads(cache.read_bytes())
+
+
+def stage(work: Path, samples: int, per_unit: int, cluster: bool, seed: int = 0) -> int:
+    """Write the synthetic staged results; returns the number of units."""
+    from medcorpus import __version__
+    from medcorpus.pipelines.build import prepare_stages
+    from medcorpus.pipelines.config import load_config
+    from medcorpus.pipelines.staging import StagedSample, Staging, UnitResult, unit_token
+
+    row, figure, article = template()
+    row = {**row, "mentions": []}
+    config = load_config(config_file(work))
+    units = -(-samples // per_unit)
+    source = SyntheticSource(units)
+    _, prepared_hash = prepare_stages(config, str(work / "out" / "_work"), source)
+    config_hash = config.config_hash() + prepared_hash
+    staging = Staging(work / "out" / "_work" / "staging")
+    rng = random.Random(seed)
+    earlier: list[tuple[str, str, str]] = []  # (exact, phash, caption) of samples so far (copies come from them)
+    n = 0
+    for unit in source.list_units():
+        result = UnitResult(unit.unit_id)
+        art = f"10.5555/synthetic.{unit.unit_id}"
+        result.articles.append({**article, "article_id": art, "doi": art})
+        for j in range(min(per_unit, samples - n)):
+            exact, phash, caption = _hashes(rng, earlier, cluster)
+            key = f"{unit.unit_id}_f{j:03d}"
+            sample = {**row, "key": key, "article_id": art, "doi": art, "figure_id": f"f{j}", "caption": caption,
+                      "image_exact_hash": exact, "image_phash": phash}
+            members = {"jpg": b"\xff\xd8synthetic\xff\xd9", "txt": caption.encode()}
+            size = len(json.dumps(sample, default=str)) + sum(len(v) for v in members.values())
+            result.samples.append(StagedSample(key, "comm", sample, size))
+            result.members[key] = members
+            result.figures.append({**figure, "key": key, "article_id": art, "figure_id": f"f{j}", "caption": caption})
+            n += 1
+        staging.write(unit_token(unit, config_hash, __version__), result)
+    return units
+
+
+def _hashes(rng: random.Random, earlier: list[tuple[str, str, str]], cluster: bool) -> tuple[str, str, str]:
+    if cluster:
+        return "c" * 64, "0f" * 16, "Placeholder image reused in every article of this corpus for the benchmark run"
+    roll = rng.random()
+    if earlier and roll < 0.01:  # an exact copy
+        return rng.choice(earlier)
+    if earlier and roll < 0.02:  # a near copy
+        exact, phash, caption = rng.choice(earlier)
+        value = int(phash, 16)
+        for bit in rng.sample(range(128), 5):
+            value ^= 1 << bit
+        return f"{rng.getrandbits(256):064x}", f"{value:032x}", caption
+    entry = (f"{rng.getrandbits(256):064x}", f"{rng.getrandbits(128):032x}",
+             " ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 40))))
+    if len(earlier) < 100_000:
+        earlier.append(entry)
+    else:
+        earlier[rng.randrange(len(earlier))] = entry
+    return entry
+
+
+def measure(work: Path, units: int, runner: str, workers: int) -> dict[str, Any]:
+    """In this (fresh) process: build over the staged units; wall time and peak RSS."""
+    from medcorpus.pipelines.build import build
+    from medcorpus.pipelines.config import load_config
+    from medcorpus.pipelines.runners import make_runner
+
+    config = load_config(config_file(work))
+    floor = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t0 = time.perf_counter()
+    summary = build(config, SyntheticSource(units), make_runner(runner, workers, config=config), str(work / "out"),
+                    progress=False)
+    return {"seconds": round(time.perf_counter() - t0, 1), "peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "floor_mb": round(floor), "samples": summary.samples, "shards": summary.shards,
+            "dropped": summary.changes, "units_reused": summary.units_reused, "units": summary.units}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--samples", type=int, nargs="*", default=[100_000, 300_000, 1_000_000])
+    ap.add_argument("--cluster", type=int, default=0, help="also a corpus of N copies of one image")
+    ap.add_argument("--per-unit", type=int, default=8)
+    ap.add_argument("--runner", nargs="+", default=["local"])
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--work", default="/tmp/driver-bench")
+    ap.add_argument("--python", default=sys.executable, help="the interpreter (and so the medcorpus) to measure")
+    ap.add_argument("--measure", nargs=3, metavar=("WORK", "UNITS", "RUNNER"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.measure:
+        print(json.dumps(measure(Path(args.measure[0]), int(args.measure[1]), args.measure[2], args.workers)))
+        return
+    corpora = [(n, False) for n in args.samples] + ([(args.cluster, True)] if args.cluster else [])
+    for samples, cluster in corpora:
+        work = Path(args.work) / f"{'cluster' if cluster else 'corpus'}-{samples}"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        t0 = time.perf_counter()
+        units = stage(work, samples, 1 if cluster else args.per_unit, cluster)
+        staged_s = time.perf_counter() - t0
+        for runner in args.runner:
+            for path in ("out/manifest", "out/shards", "out/_complete.json"):
+                shutil.rmtree(work / path, ignore_errors=True) if (work / path).is_dir() else (work / path).unlink(missing_ok=True)
+            cmd = [args.python, __file__, "--workers", str(args.workers), "--measure", str(work), str(units), runner]
+            done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO,
+                                  env={**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"})
+            if done.returncode:
+                print(done.stderr[-3000:], file=sys.stderr)
+                continue
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            print(json.dumps({"corpus": "cluster" if cluster else "corpus", "staged_samples": samples,
+                              "runner": runner, "python": args.python, "staging_s": round(staged_s, 1), **result}),
+                  flush=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""The driver's streaming steps give what the in-memory ones gave: spooled tables written sorted are
+the bytes ``write_rows`` writes, plans cut from the DuckDB-sorted index are ``plan_shards``' plans,
+keys staged twice keep their first unit, and duplicates leave the plans with their evidence.
+
+Rows here are synthetic (the mechanics need more rows than the shared articles have: two row
+groups of a table, several shards per family); the end-to-end builds on real articles are in
+test_build.py, test_dedup_reprints.py and test_runners_parity.py.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from medcorpus.manifests.parquet import write_rows
+from medcorpus.manifests.shards import plan_shards
+from medcorpus.manifests.storage import Output
+from medcorpus.pipelines import assemble
+from medcorpus.pipelines.config import BuildConfig, ShardOptions
+from medcorpus.pipelines.spool import Spool, write_sorted
+from medcorpus.pipelines.staging import StagedSample, Staging, UnitResult
+from medcorpus.schemas import manifest as schema
+from medcorpus.transforms.dedup_clusters import DedupResult, Match
+
+SORT = ("input", "stage", "reason", "figure_id", "detail")
+
+
+def _errors(n: int) -> list[dict[str, object]]:
+    rng = random.Random(7)
+    words = ["α-fig", "Zeta", "zeta", "b", "", None, "é", "fig 10", "fig 9"]
+    return [{"input": f"{rng.choice(words[:5])}{rng.randrange(500)}", "stage": rng.choice(["parse", "image"]),
+             "reason": rng.choice(["image_not_found", "bad_xml"]), "detail": rng.choice(words),
+             "article_id": f"A{i}", "figure_id": rng.choice(words)} for i in range(n)]
+
+
+def test_spooled_table_has_the_bytes_write_rows_writes(tmp_path: Path) -> None:
+    output = Output(str(tmp_path / "out"))
+    spool = Spool(tmp_path / "spool")
+    for name, rows in (("big", _errors(60_000)), ("small", _errors(37)), ("empty", [])):
+        spool.declare(name, schema.ERRORS)
+        for start in range(0, len(rows), 7_000):  # appended unit by unit, flushed in between
+            spool.add(name, rows[start:start + 7_000])
+        spool.close(name)
+        assert write_sorted(output, f"b/{name}.parquet", spool, name, schema.ERRORS, SORT) == len(rows)
+        write_rows(output, f"a/{name}.parquet", rows, schema.ERRORS, SORT)
+        assert output.read_bytes(f"a/{name}.parquet") == output.read_bytes(f"b/{name}.parquet"), name
+    assert pq.ParquetFile(output.path("b/big.parquet")).metadata.num_row_groups == 2
+    spool.finish()
+    assert not (tmp_path / "spool").exists()
+
+
+def _units(rng: random.Random) -> list[tuple[str, UnitResult]]:
+    units = []
+    for u in range(300):
+        result = UnitResult(f"u{u}")
+        for j in range(rng.randint(0, 9)):
+            key = f"k{rng.randrange(2_000):05d}"  # some keys come from two units
+            family = rng.choice(["comm", "noncomm", "other"])
+            result.samples.append(StagedSample(key, family, {"article_id": f"A{u}", "figure_id": f"f{j}"},
+                                               rng.choice([10, 200, 5_000])))
+        units.append((f"token{u:04d}", result))
+    return units
+
+
+def test_streamed_plans_equal_the_in_memory_planner(tmp_path: Path) -> None:
+    rng = random.Random(3)
+    units = _units(rng)
+    config = replace(BuildConfig(stages=("fetch", "parse", "image")), shards=ShardOptions(max_samples=37, max_bytes=40_000),
+                     families=("comm", "noncomm"))
+    asm = assemble.collect(units, config, tmp_path / "spool")
+    first: dict[str, tuple[str, StagedSample]] = {}
+    for token, result in units:  # what the driver kept in memory: the first unit of each key wins
+        for s in result.samples:
+            if s.family in config.families:
+                first.setdefault(s.key, (token, s))
+    dropped = sorted(rng.sample(sorted(first), 40))
+    result = DedupResult({k: dropped[0] for k in dropped}, {dropped[0]: dropped[0]}, [],
+                         {k: Match(k, dropped[0], ("exact",), 0) for k in dropped[1:]})
+    assemble.apply_dedup(asm, result, {k: "A" for k in dropped})
+    staging = Staging(tmp_path / "staging")
+    assemble.plan(asm, config, staging)
+    expected = []
+    for family in config.families:
+        sizes = [(k, s.size) for k, (_, s) in first.items() if s.family == family and k not in result.matches]
+        expected += plan_shards(family, sizes, 37, 40_000, {k: result.columns(k) for k in result.cluster_of})
+    assert [(p.family, p.index, p.samples) for p in asm.plans] == [(p.family, p.index, len(p.keys)) for p in expected]
+    assert len(expected) > 6
+    for got, want in zip(asm.plans, expected):
+        keys, tokens, updates = assemble.plan_rows(got, staging)
+        assert keys == want.keys and tokens == {k: first[k][0] for k in keys}
+        assert updates == {k: v for k, v in want.updates.items() if v["dedup_cluster"]}
+    n_dup = sum(len(r.samples) for _, r in units) - asm.counters.get("family_not_written:other", 0) - len(first)
+    assemble.write_tables(asm, Output(str(tmp_path / "out")))
+    assert asm.errors_by_reason == {"duplicate_key": n_dup} and n_dup > 0
+    assert asm.count("dropped") == 39

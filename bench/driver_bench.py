@@ -170,7 +170,8 @@ def main() -> None:
     ap.add_argument("--runner", nargs="+", default=["local"])
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--work", default="/tmp/driver-bench")
-    ap.add_argument("--python", default=sys.executable, help="the interpreter (and so the medcorpus) to measure")
+    ap.add_argument("--python", nargs="+", default=[sys.executable],
+                    help="interpreters (and so the medcorpus each imports) to measure on the same staged units")
     ap.add_argument("--measure", nargs=3, metavar=("WORK", "UNITS", "RUNNER"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.measure:
@@ -184,10 +185,10 @@ def main() -> None:
         t0 = time.perf_counter()
         units = stage(work, samples, 1 if cluster else args.per_unit, cluster)
         staged_s = time.perf_counter() - t0
-        for runner in args.runner:
+        for runner, python in ((r, p) for r in args.runner for p in args.python):
             for path in ("out/manifest", "out/shards", "out/_complete.json"):
                 shutil.rmtree(work / path, ignore_errors=True) if (work / path).is_dir() else (work / path).unlink(missing_ok=True)
-            cmd = [args.python, __file__, "--workers", str(args.workers), "--measure", str(work), str(units), runner]
+            cmd = [python, __file__, "--workers", str(args.workers), "--measure", str(work), str(units), runner]
             done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO,
                                   env={**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"})
             if done.returncode:
@@ -195,7 +196,7 @@ def main() -> None:
                 continue
             result = json.loads(done.stdout.strip().splitlines()[-1])
             print(json.dumps({"corpus": "cluster" if cluster else "corpus", "staged_samples": samples,
-                              "runner": runner, "python": args.python, "staging_s": round(staged_s, 1), **result}),
+                              "runner": runner, "python": python, "staging_s": round(staged_s, 1), **result}),
                   flush=True)
         shutil.rmtree(work, ignore_errors=True)
 

@@ -66,17 +66,22 @@ def attribution_row(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def write_attribution(rows: Iterable[Mapping[str, Any]], path: str | Path) -> int:
-    """Write ``.csv`` or ``.jsonl`` (by suffix); returns the number of rows."""
-    out = sorted((attribution_row(r) for r in rows), key=lambda r: r["key"])
+def write_attribution(rows: Iterable[Mapping[str, Any]], path: str | Path, presorted: bool = False) -> int:
+    """Write ``.csv`` or ``.jsonl`` (by suffix) sorted by key (``presorted``: the rows come so, and
+    stream to the file); returns the number of rows."""
+    out: Iterable[dict[str, Any]] = (attribution_row(r) for r in rows)
+    if not presorted:
+        out = sorted(out, key=lambda r: r["key"])
     p = Path(path)
-    if p.suffix == ".jsonl":
-        with p.open("w", encoding="utf-8") as f:
-            for r in out:
-                f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    else:
-        with p.open("w", newline="", encoding="utf-8") as f:
-            w = csv.DictWriter(f, fieldnames=COLUMNS)
+    n = 0
+    with p.open("w", newline="", encoding="utf-8") as f:
+        w = None if p.suffix == ".jsonl" else csv.DictWriter(f, fieldnames=COLUMNS)
+        if w is not None:
             w.writeheader()
-            w.writerows(out)
-    return len(out)
+        for r in out:
+            if w is None:
+                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+            else:
+                w.writerow(r)
+            n += 1
+    return n

@@ -302,14 +302,23 @@ def write_deid_report(asm: Assembly, output: Output) -> None:
 
 
 def write_attribution(output: Output) -> int:
-    """``attribution.csv``: citation, license and URL of every sample in the release (CC BY asks it)."""
+    """``attribution.csv``: citation, license and URL of every sample in the release (CC BY asks it),
+    by key; on a local output DuckDB merges the manifest parts and the rows stream to the file."""
     from medcorpus.manifests import attribution
 
-    rows = []
-    for part in output.list("manifest/samples"):
-        rows.extend(read_table(output, part).select(attribution.INPUT_COLUMNS).to_pylist())
+    parts = output.list("manifest/samples")
     with output.staged_file("attribution.csv") as tmp:
-        return attribution.write_attribution(rows, tmp)
+        if not output.is_local or not parts:
+            rows = [r for part in parts for r in read_table(output, part).select(attribution.INPUT_COLUMNS).to_pylist()]
+            return attribution.write_attribution(rows, tmp)
+        import duckdb
+
+        files = ", ".join(f"'{output.path(part)}'" for part in parts)
+        columns = ", ".join(f'"{c}"' for c in attribution.INPUT_COLUMNS)
+        with duckdb.connect() as db:
+            db.execute("SET preserve_insertion_order=false")
+            reader = db.execute(f"SELECT {columns} FROM read_parquet([{files}]) ORDER BY key").to_arrow_reader(50_000)
+            return attribution.write_attribution((r for batch in reader for r in batch.to_pylist()), tmp, presorted=True)
 
 
 def remove_stale(asm: Assembly, output: Output) -> int:

@@ -162,6 +162,28 @@ def measure(work: Path, units: int, runner: str, workers: int) -> dict[str, Any]
             "dropped": summary.changes, "units_reused": summary.units_reused, "units": summary.units}
 
 
+def measure_dedup(copies: int) -> dict[str, Any]:
+    """In this (fresh) process: ``dedup_local`` over one image (and caption) in ``copies`` articles."""
+    from medcorpus.transforms.dedup import ImageHashes, make_record
+    from medcorpus.transforms.dedup_clusters import dedup_local
+
+    caption = "Placeholder image reused in every article of this corpus for the benchmark run"
+    records = [make_record(f"k{i:07d}", ImageHashes("c" * 64, 0x0F0F0F0F0F0F0F0F, 0x0F0F0F0F0F0F0F0F), caption,
+                           f"A{i}", 1, "CC BY", 100) for i in range(copies)]
+    floor = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t0 = time.perf_counter()
+    result = dedup_local(records)
+    return {"corpus": "dedup_cluster", "copies": copies, "seconds": round(time.perf_counter() - t0, 2),
+            "peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), "floor_mb": round(floor),
+            "dropped": len(result.matches), "pairs": len(result.pairs)}
+
+
+def _env() -> dict[str, str]:
+    """The measured interpreter imports its own medcorpus: never this checkout's through PYTHONPATH
+    (the repository root holds a ``medcorpus`` link)."""
+    return {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "HF_HUB_OFFLINE": "1"}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--samples", type=int, nargs="*", default=[100_000, 300_000, 1_000_000])
@@ -172,11 +194,21 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/driver-bench")
     ap.add_argument("--python", nargs="+", default=[sys.executable],
                     help="interpreters (and so the medcorpus each imports) to measure on the same staged units")
+    ap.add_argument("--dedup-cluster", type=int, nargs="*", default=[],
+                    help="copies of one image: time and memory of the dedup step alone (in memory, no staging)")
+    ap.add_argument("--measure-dedup", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--measure", nargs=3, metavar=("WORK", "UNITS", "RUNNER"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.measure:
         print(json.dumps(measure(Path(args.measure[0]), int(args.measure[1]), args.measure[2], args.workers)))
         return
+    if args.measure_dedup:
+        print(json.dumps(measure_dedup(args.measure_dedup)))
+        return
+    for copies, python in ((c, p) for c in args.dedup_cluster for p in args.python):
+        done = subprocess.run([python, __file__, "--measure-dedup", str(copies)], capture_output=True, text=True,
+                              cwd="/", env=_env(), timeout=1800)
+        print(done.stdout.strip().splitlines()[-1] if done.returncode == 0 else done.stderr[-2000:], python, flush=True)
     corpora = [(n, False) for n in args.samples] + ([(args.cluster, True)] if args.cluster else [])
     for samples, cluster in corpora:
         work = Path(args.work) / f"{'cluster' if cluster else 'corpus'}-{samples}"
@@ -189,8 +221,7 @@ def main() -> None:
             for path in ("out/manifest", "out/shards", "out/_complete.json"):
                 shutil.rmtree(work / path, ignore_errors=True) if (work / path).is_dir() else (work / path).unlink(missing_ok=True)
             cmd = [python, __file__, "--workers", str(args.workers), "--measure", str(work), str(units), runner]
-            done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO,
-                                  env={**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"})
+            done = subprocess.run(cmd, capture_output=True, text=True, cwd="/", env=_env())
             if done.returncode:
                 print(done.stderr[-3000:], file=sys.stderr)
                 continue

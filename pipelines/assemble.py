@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import posixpath
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -21,7 +21,7 @@ from medcorpus.manifests.storage import Output
 from medcorpus.schemas.manifest import to_table, with_version
 
 ORD = "_ord"
-FLUSH_ROWS = 20_000  # rows buffered per table before they are appended (one row group)
+FLUSH_ROWS = 5_000  # rows buffered per table before they are appended (one row group)
 MEMORY_LIMIT = "1GB"  # DuckDB's own budget; past it sorts and joins spill to temp_directory
 
 

@@ -149,11 +149,20 @@ def test_shared_linker_is_loaded_once_per_process(root: str) -> None:
     ("Abdominal US showing a hypoechoic mass.", ["ultrasound"]),
     ("H&E staining, original magnification x200.", ["histology"]),
     ("Kaplan-Meier survival curves of the two groups.", ["chart"]),
-    ("Coronal reformatted image of the pelvis.", ["radiology"]),
+    ("Coronal image of the pelvis.", ["radiology"]),
     ("Growth of the cells after siRNA transfection.", []),
+    # no modality named: read from the signs (real ROCO captions)
+    ("The lesion is hyperintense on T2 and shows restricted diffusion.", ["mri"]),
+    ("The right kidney appeared to contain a tubular structure with a hypoecogenic wall", ["ultrasound"]),
+    ("Mass with attenuation of 60HU that extends from postoperative bed to the perinephric space.", ["ct"]),
+    ("Infiltration over bilateral lung fields.", ["xray"]),
+    ("Octreotide scanning of the patient revealed 'hot-spots' in the liver (arrow).", ["spect"]),
+    ("Esophagram 18 months after surgery depicting a patent lumen.", ["fluoroscopy"]),
+    ("Pre-operative.", []),
 ])
 def test_caption_modality_hints(caption: str, expected: list[str]) -> None:
-    """Modality hints come from the caption's own words and abbreviations (with their case) too."""
+    """Modality hints come from the caption's own words and abbreviations (with their case), and where it
+    names none from the signs a radiologist reads it from; no sign, no hint."""
     assert concept_hints([], caption)["modality"] == expected
 
 

@@ -41,7 +41,7 @@ def _vocab_dir(tmp_root: str) -> Path:
 
 @pytest.fixture(scope="module")
 def linker(tmp_path_factory: pytest.TempPathFactory) -> ConceptLinker:
-    return ConceptLinker.load(_vocab_dir(str(tmp_path_factory.mktemp("mesh"))))
+    return ConceptLinker.load(_vocab_dir(str(tmp_path_factory.mktemp("mesh"))), negation=False)
 
 
 def test_headings_typed_by_form() -> None:
@@ -78,6 +78,13 @@ def test_gene_and_sirna_symbols_link_to_mesh(linker: ConceptLinker) -> None:
     assert ("BRCA1", "MESH:D019398") in got
     assert ("siRNA", "MESH:D034741") in got and ("siRNAs", "MESH:D034741") in got
     assert ("HeLa", "MESH:D006367") in {(c.mention, c.cui) for c in linker.link(HELA_CAPTION)}
+
+
+def test_computed_tomography_links_through_its_natural_order(linker: ConceptLinker) -> None:
+    """"Tomography, X-Ray Computed" also names "computed tomography", so the defined CT is that, not an ANN
+    neighbour such as SPECT/CT (a real ROCO caption)."""
+    got = {c.mention: c.name for c in linker.link("A computed tomography (CT) scan of the patient's neck showed")}
+    assert got["CT"] == got["computed tomography"] == "Tomography, X-Ray Computed"
 
 
 def test_no_link_outside_medicine(linker: ConceptLinker) -> None:

@@ -8,8 +8,9 @@ UMLS CUIs, so
 - a descriptor's semantic type is read from its heading's form (``MESH_TYPES``: "Genes, BRCA1" is a
   gene, "...ases" an enzyme, "...ectomy" a procedure); headings of no listed form (places, organisms,
   occupations, "... as Topic") are left out;
-- its names are the heading, its natural order ("Small Interfering RNA") and the short forms the
-  heading spells out (``derived_aliases``: "Genes, BRCA1" -> BRCA1; "RNA, Small Interfering" -> siRNA);
+- its names are the heading, its natural order ("Small Interfering RNA", and "Computed Tomography" for
+  "Tomography, X-Ray Computed") and the short forms the heading spells out (``derived_aliases``:
+  "Genes, BRCA1" -> BRCA1; "RNA, Small Interfering" -> siRNA);
 - its id is the descriptor's own, prefixed (``MESH:D019398``), never a made-up CUI;
 - it only fills gaps: a name the ontologies already carry keeps their CUI (``breast`` stays Uberon's).
 """
@@ -75,6 +76,9 @@ def derived_aliases(heading: str) -> list[str]:
     if len(parts) == 2 and all(parts):
         head, mod = parts
         out.append(f"{mod} {head}")
+        words = mod.split()
+        if len(words) > 1 and words[-1].isalpha() and len(words[-1]) > 3:  # "Tomography, X-Ray Computed"
+            out.append(f"{words[-1]} {head}")                                 # -> "Computed Tomography"
         if head in ("Genes", "Gene") and SYMBOL.match(mod):
             out += [mod, f"{mod} gene"]
         if head in ("RNA", "DNA") and re.fullmatch(r"[A-Z][a-z]+(?:[ -][A-Z][a-z]+)*", mod):

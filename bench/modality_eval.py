@@ -14,10 +14,11 @@
 - non-radiology: share of ROCO's non-radiology captions given a radiology modality (lower is better).
 
 Captions are split by a hash of their id: a quarter aside (looked at only at the end), the rest tune.
-Run: ``python bench/modality_eval.py``.
+Run: ``python bench/modality_eval.py [--aside]``.
 """
 from __future__ import annotations
 
+import sys
 import zlib
 from collections import Counter
 from pathlib import Path
@@ -72,8 +73,10 @@ def evaluate(kind: str = "radiology") -> dict[str, dict[str, float]]:
     for split in ("tune", "aside"):
         ids = [i for i in captions if split_of(i) == split]
         hints = {i: caption_modalities(captions[i]) for i in ids}
-        row = {"captions": len(ids), "radiology_modality": sum(bool(hints[i] & RADIOLOGY_MODALITIES) for i in ids) / len(ids),
-               "named_radiology": sum(bool(named_modalities(captions[i]) & RADIOLOGY_MODALITIES) for i in ids) / len(ids),
+        named = {i: named_modalities(captions[i]) & RADIOLOGY_MODALITIES for i in ids}
+        row = {"captions": len(ids),
+               "radiology_modality": sum(bool(hints[i] & RADIOLOGY_MODALITIES) for i in ids) / len(ids),
+               "named_radiology": sum(bool(named[i]) for i in ids) / len(ids),
                "no_evidence": sum(not h for h in hints.values()) / len(ids)}
         row.update(evidence_agreement([captions[i] for i in ids]))
         hit, total = Counter(), Counter()
@@ -91,7 +94,7 @@ def evaluate(kind: str = "radiology") -> dict[str, dict[str, float]]:
 def main() -> None:
     for kind in ("radiology", "non-radiology"):
         for split, row in evaluate(kind).items():
-            if split == "aside" and "--aside" not in __import__("sys").argv:
+            if split == "aside" and "--aside" not in sys.argv:  # looked at only at the end
                 continue
             print(kind, split, " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
                                         for k, v in row.items()))

@@ -63,7 +63,6 @@ def build_vocab(out: Path, *, umls_dir: Path | None = None, ontologies: Iterable
                                drop_suppressed=filters.drop_suppressed)
         return build_index(iter_umls_concepts(Path(umls_dir), filters), out, prov, ann=ann, ann_params=params)
     if ontologies:
-
         records = list(open_vocab_concepts(ontologies, frozenset(s.upper() for s in synonym_scopes)).values())
         files = [_file_info(p) for p in ontologies]
         if mesh:

@@ -152,7 +152,8 @@ def test_shared_linker_is_loaded_once_per_process(root: str) -> None:
     ("Coronal image of the pelvis.", ["radiology"]),
     ("Growth of the cells after siRNA transfection.", []),
     # no modality named: read from the signs (real ROCO captions)
-    ("The lesion is hyperintense on T2 and shows restricted diffusion.", ["mri"]),
+    ("T1WI shows hyperintense mass in the region of foramen of Monro extending superiorly into the frontal lobe",
+     ["mri"]),
     ("The right kidney appeared to contain a tubular structure with a hypoecogenic wall", ["ultrasound"]),
     ("Mass with attenuation of 60HU that extends from postoperative bed to the perinephric space.", ["ct"]),
     ("Infiltration over bilateral lung fields.", ["xray"]),

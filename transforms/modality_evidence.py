@@ -23,12 +23,13 @@ EVIDENCE: tuple[tuple[str, int, str, str | None], ...] = (
                r"gadoxetic|\bgd-?dtpa|fat[- ](?:sat\w*|suppress\w*)|\bstir\b|susceptibility|spectroscopy|"
                r"tractograph\w*|fractional anisotropy|spin[- ]echo|gradient[- ]echo|inversion recovery|"
                r"\bsequences?\b|\bangio-?mr\w*|\d(?:\.\d)? ?tesla|\d(?:\.\d)? ?T (?:scanner|magnet|MR)",
-     r"\bT[12]\b|\b(?:IRM|RMN|DWI|ADC|SWI|FLAIR|STIR|T1WI|T2WI|T1W|T2W|T2-WI|T1-WI|TSE|FSE|GRE|DTI|BOLD|MRS|FIESTA|SSFP)\b"),
+     r"\bT[12]\b|\b(?:IRM|RMN|DWI|ADC|SWI|FLAIR|STIR|T1WI|T2WI|T1W|T2W|T2-WI|T1-WI|TSE|FSE|GRE|DTI|BOLD|MRS|"
+     r"FIESTA|SSFP)\b"),
     # CT: density and attenuation, windows, reconstructions, HRCT signs, other languages' names
     ("ct", 1, r"hypo-?dens\w*|hyper-?dens\w*|iso-?dens\w*|\battenuation|hounsfield|\b\d+\s?HU\b|"
               r"(?:lung|bone|mediastinal|soft[- ]tissue|brain) window|reformat\w*|curv\w*[- ]?planar|"
-              r"multi-?planar|volume[- ]render\w*|3d[- ]reconstruct\w*|three-dimensional reconstruct\w*|maximum intensity|"
-              r"minimum intensity|ground[- ]glass|crazy[- ]paving|tree[- ]in[- ]bud|angiotomogra\w*|"
+              r"multi-?planar|volume[- ]render\w*|3d[- ]reconstruct\w*|three-dimensional reconstruct\w*|"
+              r"maximum intensity|minimum intensity|ground[- ]glass|crazy[- ]paving|tree[- ]in[- ]bud|angiotomogra\w*|"
               r"\btomogra\w*|endoluminal view|virtual (?:colonoscop|bronchoscop|endoscop)\w*|scanogra\w*|"
               r"topogra\w*|dose distribution|tomodensit\w*",
      r"\b(?:TC|TAC|TDM|MPR|MIP|MinIP|VRT|HU|CTV|PTV|GGO)\b|\bCT(?=[a-z])"),

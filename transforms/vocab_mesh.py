@@ -20,7 +20,7 @@ import csv
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from medcorpus.transforms.vocab_ontology import mesh_lite_csv, open_text
 from medcorpus.transforms.vocab_records import ConceptRecord
@@ -55,7 +55,8 @@ _TYPES = [(tui, re.compile(rx)) for tui, rx in MESH_TYPES]
 _NOT_TYPED = re.compile(r"^(?:Geography|Demography|Bibliography|Biography|Photography|Cartography|Topography|"
                         r"Oceanography|Choreography|Pornography|Telemetry|Symmetry|Geometry)\b|"
                         r"\b(?:Diseases?|Infections?|Failure|Programs?|Syndromes?|Neoplasms?|Complications|"
-                        r"Viruses|Virus|\w+omas?|Analysis|Databases?|Phases?|Bases?|Cases?|Releases?|Increases?|Decreases?)\b|"
+                        r"Viruses|Virus|\w+omas?|Analysis|Databases?|Phases?|Bases?|Cases?|Releases?|Increases?|"
+                        r"Decreases?)\b|"
                         r"as Topic")
 SYMBOL = re.compile(r"^(?=.*\d)(?=.*[A-Za-z])[A-Za-z0-9-]{2,8}$|^[a-z]+[A-Z][A-Za-z0-9]*$|^[A-Z][a-z]+[A-Z]\w*$")
 
@@ -106,7 +107,8 @@ def mesh_concepts(path: Path | None = None) -> Iterator[ConceptRecord]:
         yield rec
 
 
-def fill_gaps(records: Iterable[ConceptRecord], known_keys: set[str], norm) -> Iterator[ConceptRecord]:  # type: ignore[no-untyped-def]
+def fill_gaps(records: Iterable[ConceptRecord], known_keys: set[str], norm: Callable[[str], str]
+              ) -> Iterator[ConceptRecord]:
     """MeSH records whose heading the other vocabularies do not name (theirs keeps its UMLS CUI), less the
     derived names they already link."""
     for rec in records:

@@ -137,7 +137,7 @@ def shard_one(plan: ShardPlan, tokens: dict[str, str]) -> int:
     return write_shard(plan, tokens, _WORKER["staging"], _WORKER["output"])
 
 
-def chunks(items: list[Any], workers: int, per_worker: int = 4, most: int = 32) -> list[list[Any]]:
+def chunks(items: list[Any], workers: int, per_worker: int = 8, most: int = 32) -> list[list[Any]]:
     """Items in batches for runners that pay per task (a Ray task: scheduling and a round trip
     through the object store): a unit each is too many; ``per_worker`` batches per worker keep every
     worker busy to the end of the step, and ``most`` items per batch keep progress and retries fine."""

@@ -49,6 +49,7 @@ class BuildSummary:
     mode: str = incremental.SNAPSHOT  # snapshot | incremental (see pipelines/incremental.py)
     units_kept: int = 0  # incremental: units of the previous build carried over
     images_processed: int = 0  # images this run decoded (reused units count none)
+    worker_peak_rss: int = 0  # bytes: the largest peak resident memory of a worker that staged units
     llm_samples: int = 0  # samples the llm stage handled
     llm_failed: int = 0  # ... whose requests failed (``llm_failed`` errors; the next build retries them)
     release: int = 0  # the release this build published (manifests/releases.py)
@@ -190,6 +191,7 @@ def _run(config: BuildConfig, runner: Runner, job: Job, staging: Staging, units:
         with phase("staging units", staging.url):
             for done in runner.stage_units(job, todo):
                 _count(summary, done.counters)
+                summary.worker_peak_rss = max(summary.worker_peak_rss, done.rss)
                 for name, task in stage_tasks.items():
                     bar.advance(task, done.counters.get(f"in:{name}", 0))
                 bar.advance(units_task)
@@ -281,6 +283,8 @@ def summary_lines(summary: BuildSummary) -> list[str]:
         lines.append("llm: " + ", ".join(f"{k} {v}" for k, v in sorted(llm.items())))
     if summary.stage_seconds:
         lines.append("stage seconds (summed over workers, units processed this run): " + ", ".join(f"{k} {v:.2f}" for k, v in summary.stage_seconds.items()))
+    if summary.worker_peak_rss:
+        lines.append(f"worker peak memory (RSS): {summary.worker_peak_rss / 2**20:.0f} MiB")
     if summary.units_failed or summary.units_retry:
         lines.append(f"failed units {summary.units_failed} of {summary.units}; "
                      f"{summary.units_retry} retried by the next build (5xx, timeouts, 403"

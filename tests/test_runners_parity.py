@@ -29,6 +29,7 @@ def _build(runner_name: str, out: Path) -> None:
     cfg = load_config(REPO / "dataflow.yaml")
     summary = build(cfg, LocalSource(str(ARTICLES)), make_runner(runner_name, 2, config=cfg), str(out), progress=False)
     assert summary.samples > 0 and summary.units == 18
+    assert summary.worker_peak_rss > 100 * 2**20  # the workers' own peak memory came back (Ray rows, Beam metric)
 
 
 @pytest.mark.parametrize("runner_name", ["ray", "beam"])

@@ -46,7 +46,7 @@ from functools import lru_cache
 from typing import Annotated, Any, Iterable, Mapping, Sequence
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageOps
 from pydantic import Field
 from scipy.fft import dctn
 
@@ -110,26 +110,44 @@ class ImageHashes:
 
 
 def _decode(image: bytes | Image.Image) -> Image.Image:
+    """Oriented 8-bit RGB; an upright image (the image stage's decoded ones) is used as it is, uncopied."""
     img = image if isinstance(image, Image.Image) else Image.open(io.BytesIO(image))
-    return to_rgb(ImageOps.exif_transpose(img))
+    img.load()
+    if img.getexif().get(ExifTags.Base.Orientation, 1) != 1:
+        img = ImageOps.exif_transpose(img)
+    return to_rgb(img)
 
 
-def exact_pixel_hash(img: Image.Image) -> str:
+def exact_pixel_hash(img: Image.Image, gray: bool | None = None) -> str:
     """sha256 of the decoded, oriented RGB pixels (alpha over white) plus the size.
 
     Container, metadata and lossless re-encoding vanish (PNG ≡ TIFF ≡ BMP of one bitmap). Colour is
     *not* collapsed to gray: a colour figure and its gray print version are different bitmaps and
     are caught as near-duplicates instead; but a gray image stored as RGB hashes like its L form
     (channels equal → one channel), so storage mode alone never hides an exact duplicate.
+    ``gray``: whether the channels are equal, when the caller knows (a crop of a gray image is gray).
     """
-    a = np.asarray(img.convert("RGB"))
-    if a.size and (a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all():
+    a = np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
+    if gray is None:
+        gray = channels_equal(a)
+    if gray:
         a, mode = a[..., 0], "L"
     else:
         mode = "RGB"
     h = hashlib.sha256(f"{mode}:{a.shape[1]}x{a.shape[0]}:".encode())
-    h.update(np.ascontiguousarray(a).tobytes())
+    h.update(np.ascontiguousarray(a))
     return h.hexdigest()
+
+
+def channels_equal(rgb: np.ndarray) -> bool:
+    """Whether an RGB array is gray (R = G = B everywhere; an empty one is not). A sparse sample
+    rejects a colour image before the full comparison."""
+    if not rgb.size:
+        return False
+    for a in (rgb[::16, ::16], rgb):
+        if not ((a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all()):
+            return False
+    return True
 
 
 def trim_border(gray: np.ndarray, tolerance: int = 8) -> np.ndarray:

@@ -6,19 +6,24 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 if TYPE_CHECKING:
     from medcorpus.transforms.quality import FilterOptions, ImageStats
 
 
+Language = Callable[[str], tuple[str, float]]
+
+
 @dataclass(frozen=True)
 class Evidence:
-    """What filters judge: the caption, the article type, the image's statistics (None: undecodable)."""
+    """What filters judge: the caption, the article type, the image's statistics (None: undecodable),
+    and the language identifier (``identify_language``, or a caller's memo of it)."""
 
     caption: str
     article_type: str | None
     stats: "ImageStats | None"
+    language: Language | None = None
 
 
 @dataclass(frozen=True)
@@ -95,7 +100,7 @@ def identify_language(text: str) -> tuple[str, float]:
     return str(lang), float(prob)
 
 
-def allowed_sentence_share(text: str, options: "FilterOptions") -> float:
+def allowed_sentence_share(text: str, options: "FilterOptions", language: Language | None = None) -> float:
     """Share of the caption's characters in sentences of an allowed language (1.0 when its first
     sentence, the figure's title, is in one).
 
@@ -106,7 +111,7 @@ def allowed_sentence_share(text: str, options: "FilterOptions") -> float:
     total = sum(len(x) for x in sentences)
     if not total:
         return 0.0
-    allowed = [identify_language(x)[0] in options.languages for x in sentences]
+    allowed = [(language or identify_language)(x)[0] in options.languages for x in sentences]
     if allowed[0]:
         return 1.0
     return sum(len(x) for x, ok in zip(sentences, allowed) if ok) / total
@@ -119,10 +124,10 @@ class CaptionLanguage(Filter):
         text = ev.caption.strip()
         if not options.languages or len(text) < options.language_min_chars:
             return KEEP
-        lang, prob = identify_language(text)
+        lang, prob = (ev.language or identify_language)(text)
         kept_prob = prob if lang in options.languages else 1.0 - prob
         if lang not in options.languages or prob < options.min_language_prob:
-            kept_prob = max(kept_prob, allowed_sentence_share(text, options))
+            kept_prob = max(kept_prob, allowed_sentence_share(text, options, ev.language))
             lang, prob = (options.languages[0], kept_prob) if kept_prob >= options.min_language_prob else (lang, prob)
         scores = {"language_prob": round(kept_prob, 4)}
         if lang not in options.languages or prob < options.min_language_prob:

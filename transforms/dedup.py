@@ -351,11 +351,15 @@ def candidate_pairs(bucket_key: str, records: Iterable[DedupRecord],
         return [Pair(recs[0].key, r.key, "exact", 0.0) for r in recs[1:] if r.exact == recs[0].exact]
     if kind == "image":
         return _image_pairs_in_bucket(recs, options)
-    sh = [r.shingles(options) for r in recs]
+    shingled: dict[tuple[str, ...], set[str]] = {}  # reprints and versions share captions: shingle each once
+    for r in recs:
+        if r.caption_tokens not in shingled:
+            shingled[r.caption_tokens] = r.shingles(options)
+    sh = [shingled[r.caption_tokens] for r in recs]
     out = []
     for i in range(len(recs)):
         for j in range(i + 1, len(recs)):
-            jac = jaccard(sh[i], sh[j])
+            jac = 1.0 if sh[i] is sh[j] and sh[i] else jaccard(sh[i], sh[j])
             if jac >= options.caption_jaccard:
                 out.append(Pair(recs[i].key, recs[j].key, "caption", round(1.0 - jac, 6)))
     return out

@@ -3,10 +3,16 @@
 adding a filter is one class and one line there (and its name in ``quality.enabled``)."""
 from __future__ import annotations
 
+import base64
+import bz2
+import hashlib
+import pickle
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
+
+from medcorpus.files import atomic_write, cache_root
 
 if TYPE_CHECKING:
     from medcorpus.transforms.quality import FilterOptions, ImageStats
@@ -84,10 +90,32 @@ class CaptionLength(Filter):
 
 @lru_cache(maxsize=1)
 def _identifier() -> Any:
-    """langid's model ships inside the package (no download); loading takes seconds, so once per process."""
+    """langid's model ships inside the package (no download) as a bz2 pickle whose unpacking takes
+    seconds; its unpacked arrays are kept in ``cache_root()`` (named by the model's digest), so later
+    workers load them in a fraction of that. Once per process."""
     from langid.langid import LanguageIdentifier, model
 
-    return LanguageIdentifier.from_modelstring(model, norm_probs=True)
+    path = cache_root() / f"langid-{hashlib.sha256(model).hexdigest()[:16]}.pkl"
+    try:
+        with open(path, "rb") as fh:
+            parts = pickle.load(fh)
+    except (OSError, pickle.UnpicklingError, EOFError):
+        parts = _unpack_langid(model)
+        try:
+            atomic_write(path, lambda fh: pickle.dump(parts, fh, protocol=pickle.HIGHEST_PROTOCOL))
+        except OSError:
+            pass
+    nb_ptc, nb_pc, nb_classes, tk_nextmove, tk_output = parts
+    return LanguageIdentifier(nb_ptc, nb_pc, nb_ptc.shape[0], nb_classes, tk_nextmove, tk_output, norm_probs=True)
+
+
+def _unpack_langid(model: bytes) -> tuple[Any, ...]:
+    """What ``LanguageIdentifier.from_modelstring`` unpacks, as it does."""
+    import numpy as np
+
+    nb_ptc, nb_pc, nb_classes, tk_nextmove, tk_output = pickle.loads(bz2.decompress(base64.b64decode(model)))
+    pc = np.array(nb_pc)
+    return np.array(nb_ptc).reshape(int(len(nb_ptc) / len(nb_pc)), len(pc)), pc, nb_classes, tk_nextmove, tk_output
 
 
 LANGUAGE_SAMPLE_CHARS = 400  # langid's cost grows with length; a few sentences decide the language

@@ -118,19 +118,16 @@ def _decode(image: bytes | Image.Image) -> Image.Image:
     return to_rgb(img)
 
 
-def exact_pixel_hash(img: Image.Image, gray: bool | None = None) -> str:
+def exact_pixel_hash(img: Image.Image) -> str:
     """sha256 of the decoded, oriented RGB pixels (alpha over white) plus the size.
 
     Container, metadata and lossless re-encoding vanish (PNG ≡ TIFF ≡ BMP of one bitmap). Colour is
     *not* collapsed to gray: a colour figure and its gray print version are different bitmaps and
     are caught as near-duplicates instead; but a gray image stored as RGB hashes like its L form
     (channels equal → one channel), so storage mode alone never hides an exact duplicate.
-    ``gray``: whether the channels are equal, when the caller knows (a crop of a gray image is gray).
     """
     a = np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
-    if gray is None:
-        gray = channels_equal(a)
-    if gray:
+    if channels_equal(a):
         a, mode = a[..., 0], "L"
     else:
         mode = "RGB"

@@ -21,8 +21,9 @@ from typing import Callable, Literal
 from PIL import Image
 
 from .options import Fraction, PositiveInt
-from .panel_labels import LabelHit, candidate_regions, detect_labels, ocr_available
-from .panels import Box, Layout, LayoutOptions, analyze_layout, reading_order
+from .panel_anchors import cut_by_anchors
+from .panel_labels import LabelHit, candidate_regions, detect_labels, label_glyphs, ocr_available
+from .panels import Box, Layout, LayoutOptions, _analysis_arrays, _scale, analyze_layout, reading_order
 from .subcaptions import SubcaptionSplit, split_caption
 
 __all__ = [
@@ -141,8 +142,49 @@ def find_panels(image: Image.Image, options: SubfigureOptions | None = None) -> 
     return out
 
 
-def _ocr(image: Image.Image, boxes: list[Box], layout: Layout) -> list[LabelHit]:
-    return detect_labels(image, candidate_regions(tuple(boxes), layout.minor, image.size))
+def _ocr(image: Image.Image, boxes: list[Box], layout: Layout, mask: tuple | None = None) -> list[LabelHit]:
+    """Labels read at the panels' corners and, given the layout's content ``mask`` (content, gray,
+    scale), on every isolated letter-sized blob of the figure."""
+    candidates = candidate_regions(tuple(boxes), layout.minor, image.size)
+    if mask is not None:
+        candidates = list(dict.fromkeys([*candidates, *label_glyphs(mask[0], mask[2])]))
+    return detect_labels(image, candidates)
+
+
+def _pick_anchors(hits: list[LabelHit], labels: list[str]) -> dict[str, LabelHit] | None:
+    """One hit per caption label; a label read several times (a lane letter "C" beside panel C)
+    keeps the read whose letter height is nearest the labels' median height (panel labels share
+    one font size), then the most confident. None unless every label was read."""
+    by_label: dict[str, list[LabelHit]] = {}
+    for h in hits:
+        if h.label in labels:
+            by_label.setdefault(h.label, []).append(h)
+    if set(by_label) != set(labels) or not all(len(lab) == 1 for lab in labels):
+        return None
+    heights = sorted(max(h.box[3] - h.box[1] for h in hs) for hs in by_label.values())
+    ref = heights[len(heights) // 2]
+    return {lab: min(hs, key=lambda h: (abs(h.box[3] - h.box[1] - ref) > 0.2 * ref, -h.confidence, h.box))
+            for lab, hs in by_label.items()}
+
+
+def _anchored_pairs(image: Image.Image, split: SubcaptionSplit, hits: list[LabelHit], mask: tuple,
+                    n: int, opts: LayoutOptions) -> SubfigureResult | None:
+    """Every caption label read once on the figure: the figure cut into one panel per label
+    (``cut_by_anchors``), whatever layout analysis found. None unless each label was read."""
+    labels = split.labels
+    best = _pick_anchors(hits, labels)
+    if best is None:
+        return None
+    content, gray, scale = mask
+    anchors = {lab: (h.box[0] // scale, h.box[1] // scale, -(-h.box[2] // scale), -(-h.box[3] // scale))
+               for lab, h in best.items()}
+    cut = cut_by_anchors(content, gray, anchors, opts)
+    if cut is None:
+        return None
+    w, h = image.size
+    pairs = tuple(PanelPair(_scale(cut[lab], scale, w, h), lab, split.text_for(lab),
+                            round(CONF_OCR_BASE + 0.4 * best[lab].confidence, 4)) for lab in labels)
+    return SubfigureResult(True, pairs, None, split.shared, tuple(labels), n, "ocr_anchors")
 
 
 def _label_per_box(boxes: list[Box], hits: list[LabelHit]) -> dict[Box, LabelHit]:
@@ -296,7 +338,12 @@ def split_figure(image: Image.Image, caption: str, options: SubfigureOptions | N
         return SubfigureResult(True, pairs, None, split.shared, tuple(labels), n, "position")
 
     want_ocr = options.ocr == "always" or (options.ocr == "auto" and n != len(labels) and n > 1)
-    hits = _ocr(image, boxes, layout) if want_ocr and ocr_available() else []
+    mask = _analysis_arrays(image, options.layout) if want_ocr and n != len(labels) else None
+    hits = _ocr(image, boxes, layout, mask) if want_ocr and ocr_available() else []
+    if mask is not None and hits:
+        anchored = _anchored_pairs(image, split, hits, mask, n, options.layout)
+        if anchored is not None:
+            return anchored
     if hits and n > len(labels):
         groups = _group_by_labels(boxes, hits, labels)
         if groups is not None:

@@ -30,7 +30,15 @@ def cut_by_anchors(content: np.ndarray, gray: np.ndarray, anchors: dict[str, Box
     out: dict[str, Box] = {}
     if not _cut(content, gray, (0, 0, w, h), anchors, opts, out) or set(out) != set(anchors):
         return None
-    return out
+    return out if all(_plausible(out[k], b, w, h, opts) for k, b in anchors.items()) else None
+
+
+def _plausible(panel: Box, anchor: Box, w: int, h: int, opts: LayoutOptions) -> bool:
+    """A panel at least panel-sized, with its label in its upper left part."""
+    pw, ph = panel[2] - panel[0], panel[3] - panel[1]
+    side = opts.min_panel_side_frac * max(w, h)
+    return (min(pw, ph) >= side and pw * ph >= opts.min_panel_area_frac * w * h
+            and anchor[0] - panel[0] <= 0.5 * pw and anchor[1] - panel[1] <= 0.35 * ph)
 
 
 def _cut(content: np.ndarray, gray: np.ndarray, region: Box, anchors: dict[str, Box], opts: LayoutOptions,
@@ -41,7 +49,8 @@ def _cut(content: np.ndarray, gray: np.ndarray, region: Box, anchors: dict[str, 
     if len(anchors) == 1:
         out[next(iter(anchors))] = trimmed
         return True
-    best = _gutter_cut(content, gray, trimmed, anchors, opts) or _weak_cut(content, trimmed, anchors)
+    min_side = int(opts.min_panel_side_frac * max(content.shape))
+    best = _gutter_cut(content, gray, trimmed, anchors, opts, min_side) or _weak_cut(content, trimmed, anchors, min_side)
     if best is None:
         return False
     axis, pos = best
@@ -65,7 +74,7 @@ def _splits_anchors(anchors: dict[str, Box], axis: int, s: int, e: int) -> bool:
 
 
 def _gutter_cut(content: np.ndarray, gray: np.ndarray, box: Box, anchors: dict[str, Box],
-                opts: LayoutOptions) -> tuple[int, int] | None:
+                opts: LayoutOptions, min_side: int) -> tuple[int, int] | None:
     """The widest real gutter (relative to the region's extent) that separates the anchors; of the
     gutters giving the same split of anchors, the one nearest the later anchors (a panel's label
     sits at its top-left, so a gap above the label is the panel's edge, not a gap under a title)."""
@@ -79,7 +88,7 @@ def _gutter_cut(content: np.ndarray, gray: np.ndarray, box: Box, anchors: dict[s
         across = (y2 - y1) if axis == 0 else (x2 - x1)
         origin = x1 if axis == 0 else y1
         for s, e in _interior_gutters(_separators(counts, lines, across, opts), 1):
-            if not _splits_anchors(anchors, axis, origin + s, origin + e):
+            if not _splits_anchors(anchors, axis, origin + s, origin + e) or min(s, len(counts) - e) < min_side:
                 continue
             key = (axis, frozenset(k for k, b in anchors.items() if b[axis + 2] <= origin + e))
             width, _ = splits.get(key, (0.0, 0))
@@ -90,7 +99,7 @@ def _gutter_cut(content: np.ndarray, gray: np.ndarray, box: Box, anchors: dict[s
     return axis, pos
 
 
-def _weak_cut(content: np.ndarray, box: Box, anchors: dict[str, Box]) -> tuple[int, int] | None:
+def _weak_cut(content: np.ndarray, box: Box, anchors: dict[str, Box], min_side: int) -> tuple[int, int] | None:
     """No gutter: between the two anchor groups farthest apart along either axis, the row (column)
     with the least content, nearest to the later group; None if every such line is mostly content."""
     x1, y1, x2, y2 = box
@@ -101,7 +110,8 @@ def _weak_cut(content: np.ndarray, box: Box, anchors: dict[str, Box]) -> tuple[i
         counts = content[y1:y2, x1:x2].sum(axis=axis, dtype=np.int32)
         across = (y2 - y1) if axis == 0 else (x2 - x1)
         for a, b in zip(starts, starts[1:]):
-            lo, hi = a[axis + 2], b[axis]  # after the earlier label, before the later one
+            # after the earlier label, before the later one, leaving both sides panel-sized
+            lo, hi = max(a[axis + 2], origin + min_side), min(b[axis], origin + len(counts) - min_side)
             if hi - lo < 2:
                 continue
             seg = counts[lo - origin:hi - origin]

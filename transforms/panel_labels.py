@@ -24,7 +24,8 @@ __all__ = ["LabelHit", "ocr_available", "candidate_regions", "label_glyphs", "de
 
 _CELL_H = 64  # mosaic row height; a candidate is scaled to 40 px of text height
 _TEXT_H = 40
-_RE_LABEL = re.compile(r"^\(?([A-Za-z])\)?[.:]?$")
+# one letter, maybe bracketed; a bold capital is sometimes read twice ("Cc")
+_RE_LABEL = re.compile(r"^\(?([A-Za-z])(?i:\1)?\)?[.:]?$")
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ def label_glyphs(content: np.ndarray, scale: int = 1) -> list[Box]:
     for k, sl in enumerate(ndimage.find_objects(lab), start=1):
         y1, y2, x1, x2 = sl[0].start, sl[0].stop, sl[1].start, sl[1].stop
         h, w = y2 - y1, x2 - x1
-        if not (8 <= h * scale and h <= 0.06 * side and 0.15 * h <= w <= 1.3 * h):
+        if not (8 <= h * scale and h <= 0.06 * side and max(3, 0.15 * h) <= w <= 1.3 * h):
             continue
         m = max(2, int(0.35 * h))  # a margin of background a third of the letter's height
         ya, yb, xa, xb = max(0, y1 - m), min(content.shape[0], y2 + m), max(0, x1 - m), min(content.shape[1], x2 + m)

@@ -43,7 +43,11 @@ CONF_OCR_BASE = 0.6  # + 0.4 * OCR confidence when the label was read on the pan
 CONF_READING_ORDER = 0.5
 CONF_READING_ORDER_OCR_DISAGREES = 0.2
 CONF_POSITION = 0.6
-CONF_MERGED = 0.4  # pieces of a panel merged along the figure's rows or columns, then reading order
+CONF_MERGED = 0.4
+# reads this sure may anchor a panel (a label read several times keeps the best-fitting read);
+# pairing by the label on a layout panel wants CONF_OCR_READ
+ANCHOR_MIN_OCR = 0.2
+CONF_OCR_READ = 0.5  # pieces of a panel merged along the figure's rows or columns, then reading order
 
 
 @dataclass(frozen=True)
@@ -146,9 +150,10 @@ def _ocr(image: Image.Image, boxes: list[Box], layout: Layout, mask: tuple | Non
     """Labels read at the panels' corners and, given the layout's content ``mask`` (content, gray,
     scale), on every isolated letter-sized blob of the figure."""
     candidates = candidate_regions(tuple(boxes), layout.minor, image.size)
-    if mask is not None:
-        candidates = list(dict.fromkeys([*candidates, *label_glyphs(mask[0], mask[2])]))
-    return detect_labels(image, candidates)
+    if mask is None:
+        return detect_labels(image, candidates)
+    candidates = list(dict.fromkeys([*candidates, *label_glyphs(mask[0], mask[2])]))
+    return detect_labels(image, candidates, min_confidence=ANCHOR_MIN_OCR)
 
 
 def _pick_anchors(hits: list[LabelHit], labels: list[str]) -> dict[str, LabelHit] | None:
@@ -344,6 +349,7 @@ def split_figure(image: Image.Image, caption: str, options: SubfigureOptions | N
         anchored = _anchored_pairs(image, split, hits, mask, n, options.layout)
         if anchored is not None:
             return anchored
+        hits = [h for h in hits if h.confidence >= CONF_OCR_READ]
     if hits and n > len(labels):
         groups = _group_by_labels(boxes, hits, labels)
         if groups is not None:

@@ -64,10 +64,12 @@ def candidate_regions(panels: tuple[Box, ...], minor: tuple[Box, ...], size: tup
     return list(dict.fromkeys(out))
 
 
-def label_glyphs(content: np.ndarray, scale: int = 1) -> list[Box]:
-    """Isolated letter-sized blobs anywhere on the figure: a panel label printed inside a panel, or
-    in a panel that layout analysis did not separate, is one connected component with background
-    all around it. ``content`` = the layout's content mask (at ``scale`` times reduced size)."""
+def label_glyphs(content: np.ndarray, scale: int = 1, limit: int | None = None) -> list[Box]:
+    """Isolated letter-sized blobs anywhere on the figure, tallest first (at most ``limit``): a panel
+    label printed inside a panel, or in a panel that layout analysis did not separate, is one
+    connected component with background all around it, and panel labels are usually the figure's
+    largest letters (OCR time grows with the number of blobs). ``content`` = the layout's content
+    mask (at ``scale`` times reduced size)."""
     from scipy import ndimage
 
     lab, _ = ndimage.label(content, structure=np.ones((3, 3), dtype=bool))
@@ -84,7 +86,8 @@ def label_glyphs(content: np.ndarray, scale: int = 1) -> list[Box]:
         around = integral[yb, xb] - integral[ya, xb] - integral[yb, xa] + integral[ya, xa]
         if around == int(np.count_nonzero(lab[sl] == k)):
             out.append((x1 * scale, y1 * scale, x2 * scale, y2 * scale))
-    return out
+    out.sort(key=lambda b: (b[1] - b[3], b[1], b[0]))
+    return out[:limit]
 
 
 def _near_top_left(m: Box, p: Box, limit: float) -> bool:

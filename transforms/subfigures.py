@@ -47,6 +47,7 @@ CONF_MERGED = 0.4
 # reads this sure may anchor a panel (a label read several times keeps the best-fitting read);
 # pairing by the label on a layout panel wants CONF_OCR_READ
 ANCHOR_MIN_OCR = 0.2
+GLYPHS_PER_LABEL = 3  # blobs OCR'd per caption label (the largest ones)
 CONF_OCR_READ = 0.5  # pieces of a panel merged along the figure's rows or columns, then reading order
 
 
@@ -146,13 +147,15 @@ def find_panels(image: Image.Image, options: SubfigureOptions | None = None) -> 
     return out
 
 
-def _ocr(image: Image.Image, boxes: list[Box], layout: Layout, mask: tuple | None = None) -> list[LabelHit]:
+def _ocr(image: Image.Image, boxes: list[Box], layout: Layout, mask: tuple | None = None,
+         n_labels: int = 0) -> list[LabelHit]:
     """Labels read at the panels' corners and, given the layout's content ``mask`` (content, gray,
-    scale), on every isolated letter-sized blob of the figure."""
+    scale), on the figure's largest isolated letter-sized blobs (a few per caption label)."""
     candidates = candidate_regions(tuple(boxes), layout.minor, image.size)
     if mask is None:
         return detect_labels(image, candidates)
-    candidates = list(dict.fromkeys([*candidates, *label_glyphs(mask[0], mask[2])]))
+    glyphs = label_glyphs(mask[0], mask[2], limit=GLYPHS_PER_LABEL * n_labels + 8)
+    candidates = list(dict.fromkeys([*candidates, *glyphs]))
     return detect_labels(image, candidates, min_confidence=ANCHOR_MIN_OCR)
 
 
@@ -344,7 +347,7 @@ def split_figure(image: Image.Image, caption: str, options: SubfigureOptions | N
 
     want_ocr = options.ocr == "always" or (options.ocr == "auto" and n != len(labels) and n > 1)
     mask = _analysis_arrays(image, options.layout) if want_ocr and n != len(labels) else None
-    hits = _ocr(image, boxes, layout, mask) if want_ocr and ocr_available() else []
+    hits = _ocr(image, boxes, layout, mask, len(labels)) if want_ocr and ocr_available() else []
     if mask is not None and hits:
         anchored = _anchored_pairs(image, split, hits, mask, n, options.layout)
         if anchored is not None:

@@ -227,3 +227,15 @@ def test_anchored_cut_refuses_a_label_without_a_panel() -> None:
     two = cut_by_anchors(content, gray, {"a": (10, 10, 20, 20), "b": (210, 10, 220, 20)})
     assert two == {"a": (10, 10, 190, 190), "b": (210, 10, 390, 190)}
     assert cut_by_anchors(content, gray, {"a": (10, 10, 20, 20), "b": (12, 30, 20, 40), "c": (210, 10, 220, 20)}) is None
+
+
+@pytest.mark.skipif(not ocr_available(), reason="tesseract not installed")
+def test_figure_with_more_labels_than_the_caption_is_not_cut_by_them() -> None:
+    """elife-32671 fig4 prints A-F; a caption naming only A-C must not cut it into three panels
+    that each join several printed ones (D is read on the figure: more panels than labels)."""
+    from testdata import ARTICLES
+
+    img = Image.open(ARTICLES / "elife-32671" / "fig4.jpg").convert("RGB")
+    img.thumbnail((1024, 1024))
+    res = split_figure(img, "Cells. (A) Ensemble 1. (B) Ensemble 2. (C) Ensembles 1+2.", SubfigureOptions(ocr="auto"))
+    assert res.method not in ("ocr_anchors", "ocr_regroup")

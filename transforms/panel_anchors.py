@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .panels import Box, LayoutOptions, _interior_gutters, _runs, _separators, _trim
+from .panels import Box, LayoutOptions, _interior_gutters, _separators, _trim
 
 __all__ = ["cut_by_anchors"]
 
@@ -100,8 +100,8 @@ def _gutter_cut(content: np.ndarray, gray: np.ndarray, box: Box, anchors: dict[s
 
 
 def _weak_cut(content: np.ndarray, box: Box, anchors: dict[str, Box], min_side: int) -> tuple[int, int] | None:
-    """No gutter: between the two anchor groups farthest apart along either axis, the row (column)
-    with the least content, nearest to the later group; None if every such line is mostly content."""
+    """No gutter: between two anchors consecutive along either axis, the row (column) with the least
+    content, nearest the later anchor; the emptiest such line of all, None if each is mostly content."""
     x1, y1, x2, y2 = box
     best: tuple[float, int, int] | None = None
     for axis in (0, 1):

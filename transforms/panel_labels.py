@@ -10,6 +10,7 @@ returns no labels and the caller falls back to reading order with a lower confid
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -117,6 +118,9 @@ def detect_labels(image: Image.Image, candidates: list[Box], min_confidence: flo
         return []
     import pytesseract
 
+    # tesseract's OpenMP threads cost more than they give on one small mosaic (2x slower on a busy
+    # machine, and workers already use every core); a value the user set is kept
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
     cells = [_normalise(image, b) for b in candidates]
     width = max(c.width for c in cells) + 20
     mosaic = Image.new("L", (width, _CELL_H * len(cells)), 255)

@@ -31,7 +31,8 @@ def evaluate(ocr: str) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     for line in LABELS.read_text().splitlines():
         rec = json.loads(line)
-        image = encode_image((base / rec["article"] / rec["file"]).read_bytes(), ImageOptions(), keep_decoded=True).decoded
+        data = (base / rec["article"] / rec["file"]).read_bytes()
+        image = encode_image(data, ImageOptions(), keep_decoded=True).decoded
         t0 = time.perf_counter()
         res = split_figure(image, rec["caption"], options)
         spent = time.perf_counter() - t0

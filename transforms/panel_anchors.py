@@ -50,7 +50,8 @@ def _cut(content: np.ndarray, gray: np.ndarray, region: Box, anchors: dict[str, 
         out[next(iter(anchors))] = trimmed
         return True
     min_side = int(opts.min_panel_side_frac * max(content.shape))
-    best = _gutter_cut(content, gray, trimmed, anchors, opts, min_side) or _weak_cut(content, trimmed, anchors, min_side)
+    best = (_gutter_cut(content, gray, trimmed, anchors, opts, min_side)
+            or _weak_cut(content, trimmed, anchors, min_side))
     if best is None:
         return False
     axis, pos = best

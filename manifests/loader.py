@@ -33,6 +33,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from medcorpus.manifests import epochs
+from medcorpus.manifests.layout import resolve
 from medcorpus.manifests.ranges import RangeReader, member, sample_span
 from medcorpus.manifests.selection import Params, select
 from medcorpus.manifests.storage import Output
@@ -65,6 +66,7 @@ class ManifestDataset(IterableDataset):
                  batch_size: int = 1, even: bool = False, allow_incomplete: bool = False,
                  _selections: Sequence[tuple[str | None, float, Any]] | None = None,
                  samples_per_epoch: int | None = None) -> None:
+        out = resolve(out).url  # one release for the index and every read (manifests/layout.py)
         selections = _selections or [(where, 1.0, params)]
         self.shuffle, self.seed, self.even = shuffle, seed, even
         self.decode, self.transform, self.batch_size = decode, transform, int(batch_size)

@@ -26,7 +26,7 @@ import pyarrow.dataset as ds
 
 from medcorpus.manifests import layout
 from medcorpus.manifests.change_reasons import EVIDENCE
-from medcorpus.manifests.completion import PUBLISHED_DIRS, PUBLISHED_FILES, RECORD
+from medcorpus.manifests.completion import PUBLISHED_DIRS, PUBLISHED_FILES, RECORD, file_sha256
 from medcorpus.manifests.parquet import read_columns, read_table, shard_sha256
 from medcorpus.manifests.query import open_dataset
 from medcorpus.manifests.storage import Output
@@ -90,7 +90,9 @@ def link_shard(previous: Output, output: Output, part: str, shard: str,
     """Put the previous release's ``shard`` in place when it holds exactly these members (per sample,
     in order: key, image member name, image sha256, caption, sidecar sha256): the tar would come out
     the same. Returns the members' (offset, size) from the previous manifest part and the shard's
-    sha256, or None (nothing done) when anything differs."""
+    sha256, or None (nothing done) when anything differs or the file no longer hashes to what its
+    part says (reading a shard costs less than writing one, and on an object store the copy stays
+    on the server)."""
     if not (previous.exists(part) and previous.exists(shard)):
         return None
     digest = shard_sha256(previous, part)
@@ -101,8 +103,8 @@ def link_shard(previous: Output, output: Output, part: str, shard: str,
     except (KeyError, pa.ArrowInvalid):  # a part written before a column existed
         return None
     if digest is None or [{c: r[c] for c in compared} for r in rows] != list(members) or \
-            any(r["shard"] != shard for r in rows):
-        return None
+            any(r["shard"] != shard for r in rows) or file_sha256(previous, shard) != digest:
+        return None  # the sha256 check: a damaged shard is written again, never carried on
     output.copy_from(previous, shard, link=True)
     offsets: dict[str, tuple[int, int]] = {}
     for r in rows:

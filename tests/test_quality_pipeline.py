@@ -11,7 +11,7 @@ import re
 import tarfile
 from pathlib import Path
 
-from testdata import REPO, ROCO_CAPTIONS, copy_articles
+from testdata import REPO, ROCO_CAPTIONS, copy_articles, release_dir
 
 from medcorpus.manifests.query import query
 from medcorpus.pipelines.build import build
@@ -43,7 +43,7 @@ def test_eval_set_figure_is_removed_and_reported(tmp_path: Path) -> None:
     assert "caption" in dropped[0][3]
     _, captions = query(str(out), "SELECT caption FROM samples")
     assert not any(leaked[:40] in c for (c,) in captions)
-    with open(out / "manifest" / "decontam_report.csv", encoding="utf-8") as f:
+    with open(release_dir(out) / "manifest" / "decontam_report.csv", encoding="utf-8") as f:
         report = list(csv.DictReader(f))
     assert [(r["evalset"], r["samples_removed"]) for r in report] == [("roco-test", "1")]
 

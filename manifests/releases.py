@@ -73,6 +73,8 @@ def start(out: str) -> Baseline:
 def begin(out: str, baseline: Baseline) -> Output:
     """Release ``baseline.release + 1``'s folder, empty but for what it carries on."""
     root = Output(out)
+    if root.is_local and layout.read_pointer(root.fs, root.root) is not None:
+        layout.swap_link(root.root, baseline.release)  # a build killed between pointer and symlink left it behind
     rel = layout.release_rel(baseline.release + 1)
     if root.fs.exists(root.path(rel)):
         root.fs.rm(root.path(rel), recursive=True)  # a killed build's partial release: never published

@@ -21,7 +21,7 @@ from medcorpus.manifests.loader import ManifestDataset
 from medcorpus.pipelines.cli import app
 
 SQL = ("SELECT (SELECT count(*) FROM samples) n, (SELECT list(DISTINCT shard ORDER BY shard) FROM samples) shards, "
-       "(SELECT max(release) FROM runs) release")
+       "(SELECT max(\"release\") FROM runs) \"release\"")
 
 
 def _query(out: str) -> dict:

@@ -19,6 +19,9 @@ worker count, provided the DataLoader's batch size is the dataset's ``batch_size
 delivered; a new dataset with the same arguments given it by ``load_state_dict`` delivers exactly
 the rest of that order, then the next epochs as an uninterrupted run would.
 
+``out`` is an output (its current release, resolved once: the dataset reads that release however
+many are published while it runs) or ``OUT@N`` (release N).
+
 The predicate is one SQL expression over the ``samples`` view with bound ``params``
 (``manifests/selection.py``: parsed as an expression, never pasted as text).
 """

@@ -285,7 +285,7 @@ def test_declared_encodings_are_honoured_with_named_entities(tmp_path: Path, enc
     _, rows = query(str(out), "SELECT caption, shard, txt_offset, txt_size FROM samples ORDER BY key LIMIT 1")
     caption, shard, offset, size = rows[0]
     assert "Café δ-opioid – receptor, G6PD" in caption, caption
-    with open(out / shard, "rb") as f:
+    with open(release_dir(out) / shard, "rb") as f:
         f.seek(offset)
         assert f.read(size).decode("utf-8") == caption
 

@@ -43,7 +43,7 @@ def _table(out: Path, name: str) -> list[dict[str, Any]]:
 
 def _samples(out: Path) -> dict[str, dict[str, Any]]:
     """Every sample's row without its shard placement, plus the image bytes its offsets point at."""
-    output, rows = Output(str(out)), {}
+    output, rows = Output(str(release_dir(out))), {}
     for r in _table(out, "samples"):
         image = output.read_range(r["shard"], r["image_offset"], r["image_size"])
         rows[r["key"]] = {**{k: v for k, v in r.items() if k not in SHARD_COLUMNS}, "image": image}
@@ -132,7 +132,7 @@ def test_incremental_refuses_what_it_cannot_keep(tmp_path: Path) -> None:
     with pytest.raises(IncrementalError, match="full rebuild"):
         _run(src, out, Selection(ids=frozenset({"pone.0000010"})))
     assert tree_bytes(out) == before  # ... and then an incremental run writes nothing
-    (out / "manifest" / "units.parquet").unlink()  # an output made before units were recorded
+    (release_dir(out) / "manifest" / "units.parquet").unlink()  # an output made before units were recorded
     with pytest.raises(IncrementalError, match="units.parquet is missing"):
         _run(src, out, Selection(limit=1))
     assert _run(src, out).mode == "snapshot" and verify_output(str(out))[0] == []

@@ -71,7 +71,7 @@ def test_changes_since_processes_only_changed_versions_and_records_retractions(m
     first = CliRunner().invoke(app, cmd)
     assert first.exit_code == 0, first.output
     before = {r["key"]: r for r in pq.read_table(release_dir(out) / "manifest" / "samples").to_pylist()}
-    assert json.loads((out / "manifest/inventory/release-000001.json").read_text())["newest"] == DAYS[0]
+    assert json.loads((release_dir(out) / "manifest/inventory/release-000001.json").read_text())["newest"] == DAYS[0]
 
     _new_version(client, updated)
     _publish_inventory(client, DAYS[1])
@@ -88,9 +88,9 @@ def test_changes_since_processes_only_changed_versions_and_records_retractions(m
     gone = {r["key"] for r in rows if r["article_id"] == retracted}
     assert gone == {k for k, r in before.items() if r["article_id"] == retracted} and gone
     assert all("_v2_" in r["key"] for r in rows if r["change"] == "added")
-    record = json.loads((out / "manifest/inventory/release-000002.json").read_text())
+    record = json.loads((release_dir(out) / "manifest/inventory/release-000002.json").read_text())
     assert (record["base"], record["newest"], record["changed_articles"]) == (DAYS[0], DAYS[2], 2)
-    assert (out / "manifest/inventory" / DAYS[2] / "manifest.json").is_file()
+    assert (release_dir(out) / "manifest/inventory" / DAYS[2] / "manifest.json").is_file()
     assert verify_output(str(out))[0] == []
 
     print(second.output, *sorted(got), sep="\n")

@@ -69,7 +69,7 @@ def test_a_newer_version_replaces_the_older_one_as_canonical(tmp_path: Path) -> 
     assert v1_left == 0 and clustered == total == summary.samples
     # the sidecar in the shard carries the dedup cluster too
     _, [(shard, key)] = query(str(out), "SELECT shard, key FROM samples ORDER BY key LIMIT 1")
-    with tarfile.open(out / shard) as tar:
+    with tarfile.open(release_dir(out) / shard) as tar:
         meta = json.loads(tar.extractfile(f"{key}.json").read())
     assert meta["dedup_cluster"] and meta["duplicate_of"] is None
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import posixpath
 from collections import Counter
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 import duckdb
 import pyarrow as pa

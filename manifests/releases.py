@@ -80,10 +80,11 @@ def begin(out: str, baseline: Baseline) -> Output:
         root.fs.rm(root.path(rel), recursive=True)  # a killed build's partial release: never published
     output = Output(layout.join(out, rel))
     if baseline.output is not None:
-        for carried in CARRIED:
-            for name in baseline.output.list(carried) if not carried.endswith(".parquet") else [carried]:
-                if baseline.output.exists(name):
-                    output.copy_from(baseline.output, name)
+        for carried in CARRIED:  # a file, or a folder's files
+            is_file = baseline.output.fs.isfile(baseline.output.path(carried))
+            names = [carried] if is_file else baseline.output.list(carried)
+            for name in names:
+                output.copy_from(baseline.output, name)
     return output
 
 

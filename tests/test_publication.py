@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from medcorpus.manifests.layout import resolve
 from medcorpus.manifests.query import query
 from medcorpus.manifests.releases import publish
 from medcorpus.manifests.verify import verify_output
-from medcorpus.pipelines.build import build
+from medcorpus.pipelines.build import build, summary_lines
 from medcorpus.pipelines.config import from_dict
 from medcorpus.pipelines.runners import LocalRunner
 from medcorpus.pipelines.sources.base import Selection
@@ -203,6 +202,8 @@ def test_a_flat_output_migrates_and_keep_releases_removes_the_oldest(first_relea
     assert resolve(f"{out}@1").flat and _state(f"{out}@1") == flat  # the flat release, still readable
     third = _build(src, out)  # nothing changed: every shard is release 2's file, linked
     assert third.release == 3 and third.removed_releases == [1]  # keep_releases: 2
+    assert f"published: {out}/releases/000003 is current" in "\n".join(summary_lines(third))
+    assert "removed release 1" in "\n".join(summary_lines(third))
     two, three = release_dir(f"{out}@2"), release_dir(out)
     for tar in three.glob("shards/*/*.tar"):
         assert tar.stat().st_ino == (two / tar.relative_to(three)).stat().st_ino

@@ -26,9 +26,10 @@ import json
 import os
 import posixpath
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import fsspec
+from fsspec.implementations.local import LocalFileSystem
 
 from medcorpus.files import temp_name
 
@@ -42,8 +43,9 @@ _FOLDER = re.compile(r"^\d{6,}$")
 
 @dataclass(frozen=True)
 class Release:
-    """One release of an output: its number (None when unknown) and the URL of its folder (the
-    output's own top for a folder from before release folders)."""
+    """One release of an output: its number (None when unknown) and the URL of its folder. ``flat``:
+    its files are at the top of the folder named (an output from before release folders, or a
+    release folder named directly)."""
 
     number: int | None
     url: str
@@ -123,18 +125,26 @@ def resolve(ref: str) -> Release:
     fs, root = _fs(out)
     if wanted is None:
         found = current(out)
-        if found is not None:
-            return found
-        started = numbered(fs, root)
-        return Release(started[-1], join(out, release_rel(started[-1]))) if started else Release(None, out)
+        if found is None:
+            started = numbered(fs, root)
+            found = Release(started[-1], join(out, release_rel(started[-1]))) if started else Release(None, out)
+        return _pinned(fs, found)
     if wanted in numbered(fs, root):
-        return Release(wanted, join(out, release_rel(wanted)))
+        return _pinned(fs, Release(wanted, join(out, release_rel(wanted))))
     if flat_release(fs, root) == wanted:
-        return Release(wanted, out, flat=True)
+        return _pinned(fs, Release(wanted, out, flat=True))
     from medcorpus.manifests.completion import NotAnOutput
 
     kept = sorted(set(numbered(fs, root)) | ({n} if (n := flat_release(fs, root)) else set()))
     raise NotAnOutput(f"{out} holds no release {wanted} (releases kept: {', '.join(map(str, kept)) or 'none'})")
+
+
+def _pinned(fs: fsspec.AbstractFileSystem, release: Release) -> Release:
+    """On a local disk, the folder's real path: a path through the ``current`` symlink would follow
+    the next publication at every later open."""
+    if isinstance(fs, LocalFileSystem):
+        return replace(release, url=os.path.realpath(fs._strip_protocol(release.url)))
+    return release
 
 
 def _fs(out: str) -> tuple[fsspec.AbstractFileSystem, str]:

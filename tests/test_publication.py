@@ -209,6 +209,7 @@ def test_a_flat_output_migrates_and_keep_releases_removes_the_oldest(first_relea
         assert tar.stat().st_ino == (two / tar.relative_to(three)).stat().st_ino
     assert not (out / "manifest").exists() and not (out / "shards").exists() and not (out / "_complete.json").exists()
     assert _state(f"{out}@2") == _state(out)
+    assert resolve(str(out / "current")).url == str(three)  # pinned: not a path through the symlink
     with pytest.raises(Exception, match="holds no release 1 \\(releases kept: 2, 3\\)"):
         query(f"{out}@1", "SELECT 1")
     log = [json.loads(line) for line in (out / "release_log.jsonl").read_text().splitlines()]

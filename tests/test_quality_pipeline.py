@@ -85,7 +85,7 @@ def test_scores_tags_and_attribution_on_the_sample_build(sample_build: Path) -> 
     assert {"chart", "diagram"} <= {t for (t,) in types}
     _, drops = query(str(sample_build), "SELECT stage, dropped_by, reason FROM dropped WHERE stage = 'quality'")
     assert drops and all(reason for _, _, reason in drops)
-    with open(sample_build / "attribution.csv", encoding="utf-8") as f:
+    with open(release_dir(sample_build) / "attribution.csv", encoding="utf-8") as f:
         attribution = list(csv.DictReader(f))
     assert len(attribution) == n
     cc0 = [r for r in attribution if r["license_code"] == "CC0"]

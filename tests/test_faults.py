@@ -156,7 +156,7 @@ def test_a_full_disk_while_writing_shards_is_one_line_and_the_rerun_is_identical
     _FillsUp.room = 200_000
     monkeypatch.setattr(writers, "open", lambda path, mode="rb": _FillsUp(path, mode[0] + "b"), raising=False)
     full = _run(*args, "--out", out)
-    _one_line(full, 1, f"disk full: no space left on device under {out} while writing shards; about", "needed",
+    _one_line(full, 1, f"disk full: no space left on device under {out}/releases/000001 while writing shards; about", "needed",
               "hint: free space")
     assert len(full.output.strip().splitlines()) <= 3, full.output
     assert not (out / "current.json").exists() and not _temp_files(out)

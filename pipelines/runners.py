@@ -50,6 +50,7 @@ class Job:
     prepared: dict[str, Any] = field(default_factory=dict)  # stage name -> what the driver prepared for it
     stages: tuple[str, ...] | None = None  # run only these of the configured stages (see split_step)
     threads: int = 0  # threads per worker for threaded libraries (pipelines/threads.py); 0 = leave them
+    previous_url: str = ""  # the previous release's folder: shards it holds unchanged are linked, not rewritten
 
 
 class Runner(Protocol):
@@ -80,6 +81,7 @@ def init_worker(job: Job) -> None:
     _WORKER["job"] = job
     _WORKER["staging"] = Staging(job.staging_root)
     _WORKER["output"] = Output(job.output_url)
+    _WORKER["previous"] = Output(job.previous_url) if job.previous_url else None
 
 
 def _pipeline() -> Pipeline:
@@ -134,7 +136,7 @@ def step_one(token: str) -> UnitDone:
 
 
 def shard_one(plan: ShardPlan, tokens: dict[str, str]) -> int:
-    return write_shard(plan, tokens, _WORKER["staging"], _WORKER["output"])
+    return write_shard(plan, tokens, _WORKER["staging"], _WORKER["output"], previous=_WORKER["previous"])
 
 
 def chunks(items: list[Any], workers: int, per_worker: int = 8, most: int = 32) -> list[list[Any]]:

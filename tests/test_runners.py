@@ -11,7 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from testdata import ARTICLES, REPO
+from testdata import ARTICLES, REPO, release_dir
 
 from medcorpus.pipelines.config import load_config
 from medcorpus.pipelines.runners import Job, LocalRunner, chunks, make_runner, parse_beam_options, peak_rss
@@ -99,7 +99,7 @@ def test_a_local_build_never_imports_ray_or_beam(tmp_path: Path) -> None:
                          env={**os.environ, "PYTHONPATH": str(REPO)})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
-    assert (tmp_path / "out" / "manifest" / "samples").is_dir()
+    assert (release_dir(tmp_path / "out") / "manifest" / "samples").is_dir()
 
 
 def test_the_cli_takes_runner_options(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from conftest import tree_bytes
-from testdata import ARTICLES, REPO
+from testdata import ARTICLES, REPO, release_dir
 
 from medcorpus.manifests.verify import verify_output
 from medcorpus.pipelines.build import build
@@ -57,5 +57,5 @@ def test_runner_output_is_byte_identical_to_local(runner_name: str, sample_build
                 assert col == sorted(col), rel
         assert other[rel] == data, f"{rel} differs between local and {runner_name}"
     assert verify_output(str(out))[0] == []
-    runs = pq.read_table(out / "manifest" / "runs.parquet").to_pylist()
+    runs = pq.read_table(release_dir(out) / "manifest" / "runs.parquet").to_pylist()
     assert [(r["runner"], r["workers"]) for r in runs] == [(runner_name, 2)]

@@ -88,7 +88,9 @@ def manifest_loader(out: Path, where: str | None, workers: int, batch_size: int)
 def webdataset_loader(out: Path, workers: int, batch_size: int) -> torch.utils.data.DataLoader:
     import webdataset as wds
 
-    shards = sorted(str(p) for p in out.glob("shards/*/*.tar"))
+    from medcorpus.manifests.layout import resolve
+
+    shards = sorted(str(p) for p in Path(resolve(str(out)).url).glob("shards/*/*.tar"))  # the current release
     pipeline = wds.WebDataset(shards, shardshuffle=False, empty_check=False, workersplitter=wds.split_by_worker,
                               nodesplitter=None)
     pipeline = pipeline.to_tuple("jpg;png", "txt").map_tuple(to_tensor, lambda b: b.decode("utf-8"))

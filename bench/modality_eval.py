@@ -1,23 +1,30 @@
 """Modality hints on ROCO captions (``shared/data/evalsets/roco_test``): filled where the caption says so?
 
-- radiology: share of ROCO's radiology captions with a named radiology modality hint (CT, MRI ...),
-  and with that or the coarse ``radiology`` hint (planes, projections, radiological signs: "Axial
-  image showing ..."); goal >= 0.95; captions that name no modality at all count as misses;
+- radiology: share of ROCO's radiology captions with a radiology modality hint (CT, MRI ...), from the
+  caption's modality names or, where it names none, the signs of ``modality_evidence`` (goal >= 0.95);
+  ``named_radiology`` is the share naming one; ``no_evidence`` the share left with no hint at all
+  (captions such as "Normal right coronary artery." carry nothing to read the modality from);
+- evidence agreement: on the captions that name a radiology modality, the share whose signs alone (the
+  evidence table, names ignored) point to a named modality, per tier (``evidence_tier1``: signal,
+  density, echo words ...; ``evidence_tier2``: the weaker anatomy and finding priors) with how many
+  captions each tier decided (``..._n``);
 - agreement: against the modality concepts QuickUMLS found in each caption (ROCO's ``cuis.txt``, an
   independent silver standard that misses most abbreviations such as CT or MRI): share of captions
   with a reference modality whose hints include it, per modality;
 - non-radiology: share of ROCO's non-radiology captions given a radiology modality (lower is better).
 
 Captions are split by a hash of their id: a quarter aside (looked at only at the end), the rest tune.
-Run: ``python bench/modality_eval.py``.
+Run: ``python bench/modality_eval.py [--aside]``.
 """
 from __future__ import annotations
 
+import sys
 import zlib
 from collections import Counter
 from pathlib import Path
 
-from medcorpus.transforms.concept_hints import RADIOLOGY, RADIOLOGY_MODALITIES, caption_modalities
+from medcorpus.transforms.concept_hints import RADIOLOGY_MODALITIES, caption_modalities, named_modalities
+from medcorpus.transforms.modality_evidence import TIERS, indirect_modalities
 
 ROCO = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "evalsets" / "roco_test"
 # ROCO's QuickUMLS CUIs of modality concepts -> hint tag
@@ -39,6 +46,26 @@ def _read(path: Path) -> dict[str, list[str]]:
     return out
 
 
+def evidence_agreement(texts: list[str]) -> dict[str, float]:
+    """Per tier: of the captions naming a radiology modality and decided by that tier's signs, the share
+    whose signs point to a named one."""
+    hit, n = Counter(), Counter()
+    for text in texts:
+        named = named_modalities(text) & RADIOLOGY_MODALITIES
+        if not named:
+            continue
+        for tier in TIERS:
+            got, decided = indirect_modalities(text, max_tier=tier)
+            if decided == tier:
+                n[tier] += 1
+                hit[tier] += bool(got & named)
+    out: dict[str, float] = {}
+    for tier in TIERS:
+        out[f"evidence_tier{tier}"] = hit[tier] / n[tier] if n[tier] else 0.0
+        out[f"evidence_tier{tier}_n"] = n[tier]
+    return out
+
+
 def evaluate(kind: str = "radiology") -> dict[str, dict[str, float]]:
     captions = {k: " ".join(v) for k, v in _read(ROCO / kind / "captions.txt").items()}
     cuis = _read(ROCO / kind / "cuis.txt")
@@ -46,10 +73,12 @@ def evaluate(kind: str = "radiology") -> dict[str, dict[str, float]]:
     for split in ("tune", "aside"):
         ids = [i for i in captions if split_of(i) == split]
         hints = {i: caption_modalities(captions[i]) for i in ids}
-        radiology = sum(bool(hints[i] & RADIOLOGY_MODALITIES) for i in ids)
-        row = {"captions": len(ids), "any_modality": sum(bool(h) for h in hints.values()) / len(ids),
-               "radiology_modality": radiology / len(ids),
-               "radiology_or_named": sum(bool(hints[i] & RADIOLOGY) for i in ids) / len(ids)}
+        named = {i: named_modalities(captions[i]) & RADIOLOGY_MODALITIES for i in ids}
+        row = {"captions": len(ids),
+               "radiology_modality": sum(bool(hints[i] & RADIOLOGY_MODALITIES) for i in ids) / len(ids),
+               "named_radiology": sum(bool(named[i]) for i in ids) / len(ids),
+               "no_evidence": sum(not h for h in hints.values()) / len(ids)}
+        row.update(evidence_agreement([captions[i] for i in ids]))
         hit, total = Counter(), Counter()
         for i in ids:
             for tag in {REFERENCE[c] for c in cuis.get(i, []) if c in REFERENCE}:
@@ -65,6 +94,8 @@ def evaluate(kind: str = "radiology") -> dict[str, dict[str, float]]:
 def main() -> None:
     for kind in ("radiology", "non-radiology"):
         for split, row in evaluate(kind).items():
+            if split == "aside" and "--aside" not in sys.argv:  # looked at only at the end
+                continue
             print(kind, split, " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
                                         for k, v in row.items()))
 

@@ -6,9 +6,14 @@ output and work dir, so nothing is reused. Ray runs on one local cluster started
 (--ray-address to use an existing one; the cluster start is reported, not counted in the builds);
 Beam runs on its FnApiRunner, whose worker start-up is part of every build. Prints figures/s, the
 2-vs-1-worker scaling ratio of each runner and each runner's overhead against the local runner with
-the same number of workers, and checks that all builds wrote byte-identical output.
+the same number of workers, the largest peak resident memory (RSS) of a worker in each build, and
+checks that all builds wrote byte-identical output.
 
     python bench/runners_bench.py [--figures 300] [--runners local,ray,beam] [--workers 1,2]
+                                  [--stages fetch,parse,image] [--ray-address HOST:PORT]
+
+A quick subset: ``--runners ray --workers 1 --figures 100``. With ``--ray-address`` (e.g. the
+two-node loopback cluster of tests/raycluster.py) Ray's workers run where that cluster puts them.
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from build_bench import REPO, make_input  # noqa: E402
@@ -34,17 +40,22 @@ def digest(out: Path) -> str:
     return h.hexdigest()
 
 
-def run_one(name: str, workers: int, src: Path, out: Path, ray_address: str | None) -> tuple[float, int, int]:
+def run_one(name: str, workers: int, src: Path, out: Path, ray_address: str | None,
+            stages: tuple[str, ...] | None) -> tuple[float, Any]:
+    from dataclasses import replace
+
     from medcorpus.pipelines.build import build
     from medcorpus.pipelines.config import load_config
     from medcorpus.pipelines.runners import make_runner
     from medcorpus.pipelines.sources.local import LocalSource
 
     cfg = load_config(REPO / "dataflow.yaml")
+    if stages:
+        cfg = replace(cfg, stages=stages)
     runner = make_runner(name, workers, config=cfg, ray_address=ray_address)
     t0 = time.perf_counter()
     summary = build(cfg, LocalSource(str(src)), runner, str(out), progress=False)
-    return time.perf_counter() - t0, summary.figures, summary.samples
+    return time.perf_counter() - t0, summary
 
 
 def main() -> None:
@@ -53,7 +64,9 @@ def main() -> None:
     ap.add_argument("--runners", default="local,ray,beam")
     ap.add_argument("--workers", default="1,2")
     ap.add_argument("--ray-address", default=None, help="an existing Ray cluster (else one is started here)")
+    ap.add_argument("--stages", default=None, help="a subset of the stage graph (default: dataflow.yaml's)")
     args = ap.parse_args()
+    stages = tuple(args.stages.split(",")) if args.stages else None
     runners = args.runners.split(",")
     worker_counts = [int(w) for w in args.workers.split(",")]
     started_ray = False
@@ -75,16 +88,20 @@ def main() -> None:
             print(f"ray: local cluster with {max(worker_counts)} CPUs started in {time.perf_counter() - t0:.1f} s "
                   "(not counted below)", flush=True)
         results: dict[tuple[str, int], float] = {}
+        rss: dict[tuple[str, int], int] = {}
         digests = set()
         try:
             for name in runners:
                 for w in worker_counts:
                     out = Path(tmp) / f"out-{name}-{w}"
-                    seconds, figures, samples = run_one(name, w, src, out, args.ray_address)
-                    assert figures == n_figures, (name, w, figures, n_figures)
-                    results[(name, w)] = seconds
+                    seconds, summary = run_one(name, w, src, out, args.ray_address, stages)
+                    assert summary.figures == n_figures, (name, w, summary.figures, n_figures)
+                    results[(name, w)], rss[(name, w)] = seconds, summary.worker_peak_rss
                     digests.add(digest(out))
-                    print(f"  {name:6} workers {w}: {seconds:7.2f} s  {figures / seconds:7.1f} figures/s", flush=True)
+                    staged = ", ".join(f"{k} {v:.1f}" for k, v in summary.stage_seconds.items())
+                    print(f"  {name:6} workers {w}: {seconds:7.2f} s  {n_figures / seconds:7.1f} figures/s  "
+                          f"worker peak RSS {summary.worker_peak_rss / 2**20:.0f} MiB  load {os.getloadavg()[0]:.1f}  "
+                          f"(stage seconds: {staged})", flush=True)
         finally:
             if started_ray:
                 import ray
@@ -92,7 +109,7 @@ def main() -> None:
                 ray.shutdown()
     print()
     print(f"{'runner':8}{'workers':>8}{'seconds':>9}{'figures/s':>11}{'fig/s/worker':>14}{'scaling 2/1':>13}"
-          f"{'overhead vs local':>19}")
+          f"{'overhead vs local':>19}{'worker RSS MiB':>16}")
     for name in runners:
         for w in worker_counts:
             s = results[(name, w)]
@@ -100,7 +117,8 @@ def main() -> None:
                        if w == 2 and (name, 1) in results else "")
             overhead = (f"{(s / results[('local', w)] - 1) * 100:+.0f}%"
                         if name != "local" and ("local", w) in results else "")
-            print(f"{name:8}{w:>8}{s:>9.2f}{n_figures / s:>11.1f}{n_figures / s / w:>14.1f}{scaling:>13}{overhead:>19}")
+            print(f"{name:8}{w:>8}{s:>9.2f}{n_figures / s:>11.1f}{n_figures / s / w:>14.1f}{scaling:>13}{overhead:>19}"
+                  f"{rss[(name, w)] / 2**20:>16.0f}")
     print(f"outputs byte-identical across all builds: {'yes' if len(digests) == 1 else 'NO'}")
     print("(shared machine: other jobs run beside this one; compare within one run)")
 

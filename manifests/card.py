@@ -1,5 +1,6 @@
-"""The dataset card ``OUT/README.md``: YAML metadata that Hugging Face ``datasets`` reads, so
-``load_dataset(OUT)`` loads a build output unchanged, with declared (never inferred) features.
+"""The dataset card ``README.md`` of a release folder: YAML metadata that Hugging Face ``datasets``
+reads, so ``load_dataset("OUT/current")`` loads a release unchanged, with declared (never inferred)
+features. Its paths are relative to the release folder.
 
 Configs: ``all`` (the default: every shard) and one per license family (``datasets`` takes one
 builder per folder, so the Parquet manifest loads with the ``parquet`` builder instead). They
@@ -78,9 +79,10 @@ def card_text(formats: dict[str, dict[str, int]]) -> str:
             f"non-commercial lands in a commercial shard; every sample's `json` carries its license, source "
             f"and provenance, and `attribution.csv` cites every sample.\n\n"
             f"| config | samples | shards |\n|---|---|---|\n{counts}\n\n"
-            f"```python\nfrom datasets import load_dataset\nds = load_dataset(OUT)            # every family\n"
-            f"ds = load_dataset(OUT, \"comm\")    # one license family\n"
-            f"rows = load_dataset(\"parquet\", data_files=f\"{{OUT}}/manifest/samples/*.parquet\")  # the manifest\n```\n\n"
+            f"```python\nfrom datasets import load_dataset\nRELEASE = \"OUT/current\"         # this folder: the current release, or OUT/releases/NNNNNN\n"
+            f"ds = load_dataset(RELEASE)            # every family\n"
+            f"ds = load_dataset(RELEASE, \"comm\")    # one license family\n"
+            f"rows = load_dataset(\"parquet\", data_files=f\"{{RELEASE}}/manifest/samples/*.parquet\")  # the manifest\n```\n\n"
             f"Each shard folder holds `sizes.json` (samples per shard) for webdataset trainers.\n")
 
 

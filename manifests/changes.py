@@ -1,7 +1,7 @@
 """What changed between releases: ``manifest/changes.parquet`` and ``medcorpus diff``.
 
-A build compares the sample index of the previous release (``manifests/releases.py``) with the
-one it publishes: a key only in the old one is *removed*, only in the new one *added*, in both with
+A build compares the samples of the previous release (its folder: ``manifests/releases.py``) with
+the ones it publishes: a key only in the old one is *removed*, only in the new one *added*, in both with
 a different fingerprint *updated*; unchanged samples are not listed, and neither is a sample that
 only moved to another shard. The fingerprint is ``json_sha256``, the hash of the sample's JSON
 member, which holds every manifest column but the shard placement, so any change a consumer can
@@ -10,7 +10,7 @@ read from the manifest, never recomputed. The comparison runs in DuckDB over the
 only changed rows reach Python. Reasons come from ``change_reasons``.
 
 Every release's list is kept (``manifest/history/changes-NNNNNN.parquet``, the latest also as
-``manifest/changes.parquet``) rather than the whole key index of every release: a list holds only
+``manifest/changes.parquet``; each release's folder carries the lists of those before it) rather than the whole key index of every release: a list holds only
 what changed (a few rows a week against tens of millions per index), and composing the lists of
 releases N+1..M gives the changes from N to M exactly, because each row carries both sides
 (family, shard, image hashes, fingerprint).
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import posixpath
 from collections import Counter
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 import duckdb
 import pyarrow as pa
@@ -58,17 +58,6 @@ def _index_sql(data: ds.Dataset, table: str) -> str:
     return f"SELECT {', '.join(column(c) for c in INDEX_COLUMNS)} FROM {table}"
 
 
-def index_batches(output: Output) -> Iterator[pa.RecordBatch] | None:
-    """The published samples' index (key, the columns reasons look at, the fingerprint), streamed;
-    None when the output has no samples."""
-    data = open_dataset(output, "manifest/samples")
-    if data is None:
-        return None
-    con = duckdb.connect()
-    con.register("samples", data)
-    return iter(con.execute(_index_sql(data, "samples")).to_arrow_reader(batch_size=100_000))
-
-
 def _changed_pairs(baseline: Baseline, output: Output) -> list[tuple[dict | None, dict | None]]:
     """(old row, new row) for every key added, removed or with another fingerprint."""
     con = duckdb.connect()
@@ -76,8 +65,8 @@ def _changed_pairs(baseline: Baseline, output: Output) -> list[tuple[dict | None
     old_data, new_data = baseline.index_dataset(), open_dataset(output, "manifest/samples")
     old_sql = new_sql = empty
     if old_data is not None:
-        con.register("old_index", old_data)
-        old_sql = "SELECT * FROM old_index"
+        con.register("old_samples", old_data)
+        old_sql = _index_sql(old_data, "old_samples")
     if new_data is not None:
         con.register("new_samples", new_data)
         new_sql = _index_sql(new_data, "new_samples")

@@ -1,9 +1,10 @@
-"""The completion record ``OUT/_complete.json``: proof that a build finished writing its output.
+"""The completion record ``_complete.json`` of a release folder: proof that a build finished writing it.
 
-A build removes the record before it writes any shard or table and writes it last, after every
-shard, manifest part, table, ``attribution.csv`` and the ``runs`` row. A folder without it is a
-build that was killed, ran out of disk, or is still running; ``query`` and the reader refuse such a
-folder unless told otherwise, and ``verify`` reports it.
+A build writes its release into a folder of its own (``manifests/layout.py``) and the record last
+there, after every shard, manifest part, table, ``attribution.csv`` and the ``runs`` row; only then
+is the release published. A folder without it is a build that was killed, ran out of disk, or is
+still running; ``query`` and the reader refuse such a folder unless told otherwise, and ``verify``
+reports it.
 
 The record lists every published file with its size; manifest files and ``attribution.csv`` also
 carry their sha256 (they are small, and hashing them catches a rewritten or emptied table). Shards
@@ -21,6 +22,7 @@ from typing import Any
 import fsspec
 
 from medcorpus import __version__
+from medcorpus.manifests.layout import resolve
 from medcorpus.manifests.storage import Output
 from medcorpus.schemas.manifest import SCHEMA_VERSION
 
@@ -44,15 +46,17 @@ class IncompleteOutput(Exception):
 
 
 def open_output(out: str) -> Output:
-    """The output at ``out``, refusing (``NotAnOutput``) a path without a manifest; checked before
-    ``Output`` is made because that creates a missing local folder. fsspec shares one filesystem
-    object per URL in a process, so its listing cache is dropped first: a check must see the store
-    as it is now, not as an earlier listing in this process saw it."""
-    fs, root = fsspec.core.url_to_fs(out)
+    """The release ``out`` names (``OUT`` the current one, ``OUT@N`` release N: ``layout.resolve``,
+    once), refusing (``NotAnOutput``) a path without a manifest; checked before ``Output`` is made
+    because that creates a missing local folder. fsspec shares one filesystem object per URL in a
+    process, so its listing cache is dropped first: a check must see the store as it is now, not as
+    an earlier listing in this process saw it."""
+    url = resolve(out).url
+    fs, root = fsspec.core.url_to_fs(url)
     fs.invalidate_cache()
     if not fs.isdir(posixpath.join(root, "manifest")):
         raise NotAnOutput(f"{out} is not a medcorpus build output (it has no manifest/ folder)")
-    return Output(out)
+    return Output(url)
 
 
 def published_sizes(output: Output) -> dict[str, int]:
@@ -101,12 +105,6 @@ def write_record(output: Output, run_id: str, finished_at: dt.datetime, samples:
     """Write the record; call it after the build's last write to the output."""
     record = make_record(output, run_id, finished_at, samples, release)
     output.write_bytes(RECORD, json.dumps(record, indent=1, sort_keys=True).encode("utf-8"))
-
-
-def remove_record(output: Output) -> None:
-    """Remove the record before a build's first write, so a killed build never looks complete."""
-    if output.exists(RECORD):
-        output.remove(RECORD)
 
 
 def read_record(output: Output) -> dict[str, Any] | None:

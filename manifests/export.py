@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from medcorpus.manifests import card, completion
+from medcorpus.manifests.layout import resolve
 from medcorpus.manifests.parquet import write_rows
 from medcorpus.manifests.ranges import RangeReader, member, sample_span
 from medcorpus.manifests.selection import Params, select
@@ -37,6 +38,7 @@ def export(out: str, dest: str, where: str | None = None, params: Params = None,
     """Export the samples ``where`` selects from ``out`` into the empty folder or URL ``dest``."""
     if shard_size < 1:
         raise ExportError("shard size must be >= 1")
+    out = resolve(out).url  # one release for the selection and the shards (manifests/layout.py)
     rows = select(out, where, params, order_by="key", allow_incomplete=allow_incomplete).to_pylist()
     target = Output(dest)
     if target.list(""):

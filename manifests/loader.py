@@ -19,6 +19,9 @@ worker count, provided the DataLoader's batch size is the dataset's ``batch_size
 delivered; a new dataset with the same arguments given it by ``load_state_dict`` delivers exactly
 the rest of that order, then the next epochs as an uninterrupted run would.
 
+``out`` is an output (its current release, resolved once: the dataset reads that release however
+many are published while it runs) or ``OUT@N`` (release N).
+
 The predicate is one SQL expression over the ``samples`` view with bound ``params``
 (``manifests/selection.py``: parsed as an expression, never pasted as text).
 """
@@ -33,6 +36,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from medcorpus.manifests import epochs
+from medcorpus.manifests.layout import resolve
 from medcorpus.manifests.ranges import RangeReader, member, sample_span
 from medcorpus.manifests.selection import Params, select
 from medcorpus.manifests.storage import Output
@@ -65,6 +69,7 @@ class ManifestDataset(IterableDataset):
                  batch_size: int = 1, even: bool = False, allow_incomplete: bool = False,
                  _selections: Sequence[tuple[str | None, float, Any]] | None = None,
                  samples_per_epoch: int | None = None) -> None:
+        out = resolve(out).url  # one release for the index and every read (manifests/layout.py)
         selections = _selections or [(where, 1.0, params)]
         self.shuffle, self.seed, self.even = shuffle, seed, even
         self.decode, self.transform, self.batch_size = decode, transform, int(batch_size)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
+from medcorpus.manifests.layout import resolve
 from medcorpus.manifests.selection import Params, select
 from medcorpus.manifests.storage import Output
 
@@ -15,6 +16,7 @@ def iter_samples(out: str, where: str = "true", *, params: Params = None,
 
     Refuses (``IncompleteOutput``) an output whose build did not finish unless ``allow_incomplete``:
     a training job would otherwise silently stream a partial or inconsistent corpus."""
+    out = resolve(out).url  # one release for the rows and the shards (manifests/layout.py)
     columns = ["key", "shard", "image_offset", "image_size", "txt_offset", "txt_size"]
     rows = select(out, where, params, columns=columns, allow_incomplete=allow_incomplete).to_pylist()
     output = Output(out)

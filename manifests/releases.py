@@ -1,48 +1,53 @@
-"""Release numbers, and the previous release a build compares itself with.
+"""Release numbers, the previous release a build compares itself with, and publication.
 
-Every build that finishes publishes a release: 1, 2, 3 ... in the order they finished, recorded in
-the completion record (``release``) and in the ``runs`` row of that build. A build's changes
-(``manifests/changes.py``) are the difference between the previous release and what it publishes,
-so before its first write the build saves what it needs of the previous release under
-``OUT/_previous/`` (an index of the samples with their content fingerprints, and the small tables
-that hold the evidence for reasons: articles, figures, errors, dropped, units). The previous
-release's own files are overwritten as the build goes, so this copy is what lets a build that was
-killed halfway still be compared with the last complete release when it is rerun. The copy is
-made only from a complete release (one with a completion record), marked usable by writing
-``release.json`` last, and removed once the new release's completion record is written.
+Every build that finishes publishes a release: 1, 2, 3 ... recorded in the completion record
+(``release``) and in the ``runs`` row of that build. Release N is written into its own folder
+(``manifests/layout.py``) while release N-1 stays untouched and current, so the previous release
+*is* the baseline: its samples and evidence tables are read from its folder, and a build killed
+halfway is compared with it again when it is rerun.
+
+``begin`` starts release N's folder: a partial one that a killed build left is removed (no pointer
+ever named it), and what a release carries on from the one before is copied in (the ``runs``
+table, the change-list history and the archived inventories). ``link_shard`` gives a shard whose
+samples did not change the previous release's file (a hard link on a local disk, a copy on an
+object store) instead of writing it again. ``publish`` replaces the pointer, then removes the
+releases beyond ``keep`` and logs which and why.
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass, field
+from typing import Any, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 
-from medcorpus.manifests import completion
+from medcorpus.manifests import layout
 from medcorpus.manifests.change_reasons import EVIDENCE
-from medcorpus.manifests.parquet import read_table
+from medcorpus.manifests.completion import PUBLISHED_DIRS, PUBLISHED_FILES, RECORD, file_sha256
+from medcorpus.manifests.parquet import read_columns, read_table, shard_sha256
 from medcorpus.manifests.query import open_dataset
 from medcorpus.manifests.storage import Output
 
-PREVIOUS = "_previous"
-INDEX = f"{PREVIOUS}/samples.parquet"
-_MARK = f"{PREVIOUS}/release.json"
+CARRIED = ("manifest/runs.parquet", "manifest/history", "manifest/inventory")
+"""What each release carries on from the one before: every build's ``runs`` row, every release's
+change list (``diff`` composes them) and the inventories incremental pmc-cloud builds start from."""
+DEFAULT_KEEP = 3
 
 
 @dataclass
 class Baseline:
-    """The previous release: its number (0 before the first), its saved sample index and evidence
-    tables (the index stays on disk: it has a row per sample)."""
+    """The previous release: its number (0 before the first), its folder, its evidence tables."""
 
     release: int = 0
     output: Output | None = None
     tables: dict[str, pa.Table] = field(default_factory=dict)
 
     def index_dataset(self) -> ds.Dataset | None:
-        return open_dataset(self.output, INDEX) if self.output is not None and self.output.exists(INDEX) else None
+        """Its samples (the manifest parts, read in place)."""
+        return open_dataset(self.output, "manifest/samples") if self.output is not None else None
 
     def article_ids(self, among: list[str]) -> list[str]:
         """Which of these articles the previous release had samples of."""
@@ -53,62 +58,106 @@ class Baseline:
         return pc.unique(found["article_id"]).to_pylist()
 
 
-def start(output: Output) -> Baseline:
-    """The previous release of ``output``, saved under ``_previous/`` when the output is complete;
-    call it before the build's first write. Without a complete release and without a saved one
-    (the first build, or an output whose history predates releases) the baseline is empty."""
-    try:
-        record = completion.read_record(output)
-    except ValueError:
-        record = None
-    if record is not None:
-        _save(output, int(record.get("release") or runs_release(output)))
-    return _load(output) or Baseline(release=runs_release(output))
+def start(out: str) -> Baseline:
+    """The current release of ``out`` (empty before the first). A folder from before release folders
+    is its own previous release, complete or not (a killed build of an older medcorpus)."""
+    found = layout.current(out)
+    if found is None:
+        return Baseline()
+    previous = Output(found.url)
+    tables = {name: read_table(previous, f"manifest/{name}.parquet") for name in EVIDENCE
+              if previous.exists(f"manifest/{name}.parquet")}
+    return Baseline(found.number or 0, previous, tables)
 
 
-def _save(output: Output, release: int) -> None:
-    from medcorpus.manifests.changes import index_batches
-
-    if output.exists(_MARK):
-        output.remove(_MARK)  # a half-replaced copy is never used
-    if output.exists(INDEX):
-        output.remove(INDEX)
-    batches = index_batches(output)
-    first = next(batches, None) if batches is not None else None
-    if first is not None:
-        with output.staged_file(INDEX) as tmp, pq.ParquetWriter(tmp, first.schema, compression="zstd") as writer:
-            writer.write_batch(first)
-            for batch in batches:
-                writer.write_batch(batch)
-    for name in EVIDENCE:
-        rel, copy = f"manifest/{name}.parquet", f"{PREVIOUS}/{name}.parquet"
-        if output.exists(rel):
-            output.write_bytes(copy, output.read_bytes(rel))
-        elif output.exists(copy):
-            output.remove(copy)
-    output.write_bytes(_MARK, json.dumps({"release": release}).encode())
+def begin(out: str, baseline: Baseline) -> Output:
+    """Release ``baseline.release + 1``'s folder, empty but for what it carries on."""
+    root = Output(out)
+    if root.is_local and layout.read_pointer(root.fs, root.root) is not None:
+        layout.swap_link(root.root, baseline.release)  # a build killed between pointer and symlink left it behind
+    rel = layout.release_rel(baseline.release + 1)
+    if root.fs.exists(root.path(rel)):
+        root.fs.rm(root.path(rel), recursive=True)  # a killed build's partial release: never published
+    output = Output(layout.join(out, rel))
+    if baseline.output is not None:
+        for carried in CARRIED:  # a file, or a folder's files
+            is_file = baseline.output.fs.isfile(baseline.output.path(carried))
+            names = [carried] if is_file else baseline.output.list(carried)
+            for name in names:
+                output.copy_from(baseline.output, name)
+    return output
 
 
-def _load(output: Output) -> Baseline | None:
-    if not output.exists(_MARK):
+def link_shard(previous: Output, output: Output, part: str, shard: str,
+               members: Sequence[dict[str, Any]]) -> tuple[dict[str, tuple[int, int]], str] | None:
+    """Put the previous release's ``shard`` in place when it holds exactly these members (per sample,
+    in order: key, image member name, image sha256, caption, sidecar sha256): the tar would come out
+    the same. Returns the members' (offset, size) from the previous manifest part and the shard's
+    sha256, or None (nothing done) when anything differs or the file no longer hashes to what its
+    part says (reading a shard costs less than writing one, and on an object store the copy stays
+    on the server)."""
+    if not (previous.exists(part) and previous.exists(shard)):
         return None
-    release = int(json.loads(output.read_bytes(_MARK))["release"])
-    tables = {name: read_table(output, f"{PREVIOUS}/{name}.parquet") for name in EVIDENCE
-              if output.exists(f"{PREVIOUS}/{name}.parquet")}
-    return Baseline(release, output, tables)
+    digest = shard_sha256(previous, part)
+    compared = ["key", "image_member", "image_sha256", "caption", "json_sha256"]
+    spans = ["image_offset", "image_size", "txt_offset", "txt_size", "json_offset", "json_size"]
+    try:
+        rows = read_columns(previous, part, compared + spans + ["shard"]).to_pylist()
+    except (KeyError, pa.ArrowInvalid):  # a part written before a column existed
+        return None
+    if digest is None or [{c: r[c] for c in compared} for r in rows] != list(members) or \
+            any(r["shard"] != shard for r in rows) or file_sha256(previous, shard) != digest:
+        return None  # the sha256 check: a damaged shard is written again, never carried on
+    output.copy_from(previous, shard, link=True)
+    offsets: dict[str, tuple[int, int]] = {}
+    for r in rows:
+        offsets[r["image_member"]] = (r["image_offset"], r["image_size"])
+        offsets[f"{r['key']}.txt"] = (r["txt_offset"], r["txt_size"])
+        offsets[f"{r['key']}.json"] = (r["json_offset"], r["json_size"])
+    return offsets, digest
 
 
-def runs_release(output: Output) -> int:
-    """The last release the ``runs`` table knows: its largest ``release``, or for runs written
-    before releases were numbered, their count."""
-    if not output.exists("manifest/runs.parquet"):
-        return 0
-    runs = read_table(output, "manifest/runs.parquet").to_pylist()
-    numbered = [r["release"] for r in runs if r.get("release") is not None]
-    return max(numbered) if numbered else len(runs)
+def publish(out: str, release: int, keep: int = DEFAULT_KEEP) -> list[int]:
+    """Make ``release`` (its folder complete) the current one, then remove the releases beyond the
+    newest ``keep``; return the releases removed. The pointer is the one atomic step; the local
+    symlink follows it, and removal comes after both, so a reader of the release just replaced
+    keeps it until the next publication (``keep`` >= 2)."""
+    root = Output(out)
+    root.write_bytes(layout.POINTER, json.dumps({"release": release, "path": layout.release_rel(release)}).encode())
+    if root.is_local:
+        layout.swap_link(root.root, release)
+    removed = [n for n in _releases(root) if n <= release - keep]
+    for number in removed:
+        _remove(root, number)
+    _log(root, {"release": release, "published_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "removed": [{"release": n, "reason": f"older than the {keep} releases kept (output.keep_releases)"}
+                            for n in removed]})
+    return removed
 
 
-def finish(output: Output) -> None:
-    """Drop the saved previous release; call it after the new completion record is written."""
-    if output.fs.exists(output.path(PREVIOUS)):
-        output.fs.rm(output.path(PREVIOUS), recursive=True)
+def _releases(root: Output) -> list[int]:
+    """Every release on disk: the numbered folders and a flat one from before release folders."""
+    flat = layout.flat_release(root.fs, root.root)
+    return sorted(set(layout.numbered(root.fs, root.root)) | ({flat} if flat else set()))
+
+
+def _remove(root: Output, number: int) -> None:
+    """Remove one release, its completion record first, so a removal cut short leaves a folder
+    readers refuse as incomplete rather than one that looks whole."""
+    rel = layout.release_rel(number)
+    if root.exists(rel):
+        if root.exists(f"{rel}/{RECORD}"):
+            root.remove(f"{rel}/{RECORD}")
+        root.fs.rm(root.path(rel), recursive=True)
+        return
+    for name in (RECORD, *PUBLISHED_FILES, "report.html"):  # a flat release at the top of OUT
+        if root.exists(name):
+            root.remove(name)
+    for folder in (*PUBLISHED_DIRS, "_previous"):
+        if root.fs.exists(root.path(folder)):
+            root.fs.rm(root.path(folder), recursive=True)
+
+
+def _log(root: Output, entry: dict[str, Any]) -> None:
+    old = root.read_bytes(layout.LOG) if root.exists(layout.LOG) else b""
+    root.write_bytes(layout.LOG, old + json.dumps(entry, sort_keys=True).encode() + b"\n")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -65,6 +66,21 @@ class Output:
         rels = [p[len(root):] if p.startswith(root) else p for p in (str(x) for x in found)]
         return sorted(r for r in rels if not posixpath.basename(r).startswith("."))
 
+    def copy_from(self, source: "Output", rel: str, *, link: bool = False) -> None:
+        """Put ``source``'s file ``rel`` at ``rel`` here, atomically: on local disks a hard link when
+        ``link`` (the bytes are shared, never rewritten: every writer replaces files by renaming),
+        else a copy; on one object store a server-side copy."""
+        src, dest = source.path(rel), self.path(rel)
+        if self.is_local and source.is_local:
+            with atomic_path(dest, fsync=False) as tmp:
+                if not (link and _hard_link(src, tmp)):
+                    shutil.copyfile(src, tmp)
+        elif self.fs is source.fs:
+            self.fs.copy(src, dest)
+        else:
+            with source.fs.open(src, "rb") as f:
+                atomic_write(dest, f.read(), fs=self.fs)
+
     def remove(self, rel: str) -> None:
         self.fs.rm(self.path(rel))
 
@@ -76,3 +92,12 @@ class Output:
         with self.fs.open(self.path(rel), "rb") as f:
             f.seek(offset)
             return f.read(size)
+
+
+def _hard_link(src: str, dest: str) -> bool:
+    """Whether ``dest`` could be made a hard link of ``src`` (not across devices, nor on every filesystem)."""
+    try:
+        os.link(src, dest)
+    except OSError:
+        return False
+    return True

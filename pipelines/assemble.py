@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 
 from medcorpus.files import file_sha256
 from medcorpus.manifests.parquet import SHARD_SHA256, read_table, write_rows
+from medcorpus.manifests.releases import link_shard
 from medcorpus.manifests.shards import ShardPlan, cut_shards, sizes_path
 from medcorpus.manifests.storage import Output
 from medcorpus.manifests.writers import ShardWriter, TarShardWriter
@@ -213,20 +214,19 @@ def plan_rows(plan: ShardPlan, staging: Staging) -> tuple[tuple[str, ...], dict[
 
 
 def write_shard(plan: ShardPlan, tokens: dict[str, str], staging: Staging, output: Output,
-                writer: ShardWriter | None = None) -> int:
+                writer: ShardWriter | None = None, previous: Output | None = None) -> int:
     """Write one shard (a tar, unless another writer is given) and then its manifest part; return
-    the number of samples written."""
-    writer = writer or TarShardWriter()
+    the number of samples written. A tar the ``previous`` release holds with the same members is
+    linked from there instead (``releases.link_shard``)."""
     keys, updates = plan.keys, plan.updates
     if plan.rows:
         keys, tokens, updates = plan_rows(plan, staging)
     rows_by_key, members_by_key = _staged_samples(keys, updates, tokens, staging)
-    with output.staged_file(plan.name) as tmp:  # the shard is in place before its manifest part
-        writer.open(tmp)
-        for key in keys:
-            writer.write(key, members_by_key[key])
-        offsets = writer.close()
-        digest = file_sha256(tmp)
+    linked = None
+    if previous is not None and writer is None:
+        linked = link_shard(previous, output, plan.manifest_part, plan.name,
+                            [_member_digests(k, rows_by_key[k], members_by_key[k]) for k in keys])
+    offsets, digest = linked or _write_tar(plan.name, keys, members_by_key, output, writer or TarShardWriter())
     rows = []
     for key in keys:
         row = dict(rows_by_key[key])
@@ -239,6 +239,24 @@ def write_shard(plan: ShardPlan, tokens: dict[str, str], staging: Staging, outpu
         rows.append(row)
     write_rows(output, plan.manifest_part, rows, schema.SAMPLES, ("key",), {SHARD_SHA256: digest})
     return len(rows)
+
+
+def _write_tar(name: str, keys: tuple[str, ...], members_by_key: dict[str, dict[str, bytes]], output: Output,
+               writer: ShardWriter) -> tuple[dict[str, Any], str]:
+    """Write the shard's members in key order; its member offsets and sha256 (the shard is in place
+    before its manifest part)."""
+    with output.staged_file(name) as tmp:
+        writer.open(tmp)
+        for key in keys:
+            writer.write(key, members_by_key[key])
+        offsets = writer.close()
+        return offsets, file_sha256(tmp)
+
+
+def _member_digests(key: str, row: dict[str, Any], members: dict[str, bytes]) -> dict[str, Any]:
+    """What decides a sample's bytes in a tar: its member names and their contents' hashes."""
+    return {"key": key, "image_member": f"{key}.{row['image_format']}", "image_sha256": row["image_sha256"],
+            "caption": row["caption"], "json_sha256": hashlib.sha256(members["json"]).hexdigest()}
 
 
 def _staged_samples(keys: tuple[str, ...], updates: Any, tokens: dict[str, str],

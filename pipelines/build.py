@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from medcorpus import __version__
 from medcorpus.files import cache_root, remove_temp_files
-from medcorpus.manifests import card, completion, releases
+from medcorpus.manifests import card, completion, layout, releases
 from medcorpus.manifests.shards import write_sizes
 from medcorpus.manifests.storage import Output
 from medcorpus.pipelines import assemble, incremental, publish
@@ -49,10 +49,12 @@ class BuildSummary:
     mode: str = incremental.SNAPSHOT  # snapshot | incremental (see pipelines/incremental.py)
     units_kept: int = 0  # incremental: units of the previous build carried over
     images_processed: int = 0  # images this run decoded (reused units count none)
+    worker_peak_rss: int = 0  # bytes: the largest peak resident memory of a worker that staged units
     llm_samples: int = 0  # samples the llm stage handled
     llm_failed: int = 0  # ... whose requests failed (``llm_failed`` errors; the next build retries them)
     release: int = 0  # the release this build published (manifests/releases.py)
     changes: dict[str, int] = field(default_factory=dict)  # added / removed / updated since the previous one
+    removed_releases: list[int] = field(default_factory=list)  # older releases removed on publishing (keep_releases)
     composition: dict[str, str] = field(default_factory=dict)  # the release's samples_by_* columns of runs (JSON)
     out: str = ""
 
@@ -106,15 +108,15 @@ def _build(config: BuildConfig, source: Source, runner: Runner, out: str, *, sel
            named_ids: bool = False) -> BuildSummary:
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
-    output = Output(out)
+    root = Output(out)
     work = work_dir or default_work_dir(out)
     local_work = work if "://" not in work else default_work_dir(out)
-    for root in {output.root, local_work} if output.is_local else {local_work}:
-        remove_temp_files(root)  # what killed writers left (this build holds OUT's lock)
+    for folder in {root.root, local_work} if root.is_local else {local_work}:
+        remove_temp_files(folder)  # what killed writers left (this build holds OUT's lock)
     with phase("preparing the stages", local_work):
         staging = Staging(_join(work, "staging"))
         prepared, prepared_hash = prepare_stages(config, local_work, source)
-    job = Job(config, source, staging.url, out, prepared)
+    baseline = releases.start(out)  # the current release: read, never written
     config_hash = config.config_hash() + prepared_hash  # staged units depend on what was prepared too
 
     listed = [(u, unit_token(u, config_hash, __version__)) for u in select(source.list_units(), selection)]
@@ -122,11 +124,12 @@ def _build(config: BuildConfig, source: Source, runner: Runner, out: str, *, sel
         _missing_ids(selection, [u for u, _ in listed], console)
     todo = [(u, t) for u, t in listed if not staging.done(t)]
     summary = BuildSummary(units=len(listed), units_reused=len(listed) - len(todo))
-    units = _plan_units(summary, source, selection, listed, output, staging, config_hash)
+    units = _plan_units(summary, source, selection, listed, baseline.output, staging, config_hash)
 
-    with phase("saving the previous release", out):
-        baseline = releases.start(output)  # the previous release, saved before anything is overwritten
-    completion.remove_record(output)  # before the first write: a killed build never looks complete
+    with phase("starting the release folder", out):
+        output = releases.begin(out, baseline)  # the new release's own folder (manifests/layout.py)
+    job = Job(config, source, staging.url, output.url, prepared,
+              previous_url=baseline.output.url if baseline.output is not None else "")
     try:
         asm = _run(config, runner, job, staging, units, todo, summary, console, progress,
                    str(Path(local_work) / "assemble"))
@@ -152,8 +155,9 @@ def _build(config: BuildConfig, source: Source, runner: Runner, out: str, *, sel
     with phase("writing the completion record", out):
         assemble.append_run(output, run)
         completion.write_record(output, run["run_id"], run["finished_at"], summary.samples,
-                                release=summary.release)  # the last write
-        releases.finish(output)
+                                release=summary.release)  # the last write into the release folder
+    with phase("publishing the release", out):
+        summary.removed_releases = releases.publish(out, summary.release, config.output.keep_releases)
     return summary
 
 
@@ -173,10 +177,10 @@ def _missing_ids(selection: Selection, units: list[Any], console: Console) -> No
 
 
 def _plan_units(summary: BuildSummary, source: Source, selection: Selection, listed: list[tuple[Any, str]],
-                output: Output, staging: Staging, config_hash: str) -> list[tuple[Any, str]]:
+                previous: Output | None, staging: Staging, config_hash: str) -> list[tuple[Any, str]]:
     """Every unit of this build: the listed ones, plus (incremental) the previous build's others."""
     mode = incremental.build_mode(source, selection)
-    plan = incremental.plan_units(mode, listed, output, staging,
+    plan = incremental.plan_units(mode, listed, previous, staging,
                                   lambda u: unit_token(u, config_hash, __version__))
     summary.mode, summary.units_kept = plan.mode, plan.kept
     return plan.units
@@ -193,6 +197,7 @@ def _run(config: BuildConfig, runner: Runner, job: Job, staging: Staging, units:
         with phase("staging units", staging.url):
             for done in runner.stage_units(job, todo):
                 _count(summary, done.counters)
+                summary.worker_peak_rss = max(summary.worker_peak_rss, done.rss)
                 for name, task in stage_tasks.items():
                     bar.advance(task, done.counters.get(f"in:{name}", 0))
                 bar.advance(units_task)
@@ -291,6 +296,8 @@ def summary_lines(summary: BuildSummary) -> list[str]:
         lines.append("llm: " + ", ".join(f"{k} {v}" for k, v in sorted(llm.items())))
     if summary.stage_seconds:
         lines.append("stage seconds (summed over workers, units processed this run): " + ", ".join(f"{k} {v:.2f}" for k, v in summary.stage_seconds.items()))
+    if summary.worker_peak_rss:
+        lines.append(f"worker peak memory (RSS): {summary.worker_peak_rss / 2**20:.0f} MiB")
     if summary.units_failed or summary.units_retry:
         lines.append(f"failed units {summary.units_failed} of {summary.units}; "
                      f"{summary.units_retry} retried by the next build (5xx, timeouts, 403"
@@ -299,6 +306,9 @@ def summary_lines(summary: BuildSummary) -> list[str]:
         lines.append(f"llm requests failed for {summary.llm_failed} of {summary.llm_samples} samples "
                      "(errors, reason llm_failed); the next build retries them")
     if summary.out:
+        removed = f"; removed release {', '.join(map(str, summary.removed_releases))}" if summary.removed_releases else ""
+        lines.append(f"published: {layout.join(summary.out, layout.release_rel(summary.release))} is current "
+                     f"(read an older release as {summary.out}@N){removed}")
         lines.append(f"report: medcorpus report {summary.out}  (changes: medcorpus diff {summary.out})")
     if summary.all_failed:
         what = (f"all {summary.units} units failed" if summary.units_failed == summary.units else

@@ -223,7 +223,7 @@ def _run_build(*args: Any, **kwargs: Any) -> None:
 
 @app.command()
 def query(
-    out: str = typer.Argument(..., help="a build's output directory or URL"),
+    out: str = typer.Argument(..., help="a build's output directory or URL; OUT@N reads release N"),
     sql: str = typer.Argument(..., help="SQL over views samples, articles, figures, errors, runs, dropped, concepts"),
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table, csv or json"),
     allow_incomplete: bool = typer.Option(False, "--allow-incomplete",
@@ -262,7 +262,7 @@ def _print_rows(columns: list[str], rows: list[tuple], fmt: OutputFormat) -> Non
 
 
 @app.command()
-def verify(out: str = typer.Argument(..., help="a build's output directory or URL")) -> None:
+def verify(out: str = typer.Argument(..., help="a build's output directory or URL; OUT@N reads release N")) -> None:
     """Check the whole output: completion record, shards and manifest parts in pairs, no duplicate
     keys, no tar member outside the manifest, every member's bytes and hash. Exit 1 on any problem."""
     from medcorpus.manifests.completion import RERUN_HINT, NotAnOutput

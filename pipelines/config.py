@@ -11,9 +11,10 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
+from pydantic import Field
 
 from medcorpus.transforms.images import ImageOptions
 from medcorpus.transforms.licenses import DEFAULT_FAMILIES
@@ -23,7 +24,7 @@ from medcorpus.transforms.subfigures import SubfigureConfig
 T = TypeVar("T")
 
 FAMILIES = ("comm", "noncomm", "other")
-RUN_KEYS = ("runner", "workers", "ray", "beam", "profile")  # where and how fast, not what: outside the hash
+RUN_KEYS = ("runner", "workers", "ray", "beam", "output", "profile")  # where and how fast, not what: outside the hash
 # decontam keys that name where eval sets come from (the rest are DecontamOptions)
 DECONTAM_SOURCES = ("registry", "builtin_data")
 # concepts: where the vocabulary comes from (a built one, or sources to build it from) and how to link
@@ -36,6 +37,14 @@ DICOM_SOURCES = ("secret_file",)
 class ShardOptions:
     max_samples: PositiveInt = 10_000
     max_bytes: PositiveInt = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """How an output folder keeps its releases (``manifests/layout.py``). At least two: a reader
+    that opened the release a build replaces must find it until the next one is published."""
+
+    keep_releases: Annotated[int, Field(ge=2)] = 3
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,7 @@ class BuildConfig:
     workers: int = 0
     ray: dict[str, Any] = field(default_factory=dict)  # RayRunner settings (pipelines/runner_ray.py)
     beam: dict[str, Any] = field(default_factory=dict)  # BeamRunner settings (pipelines/runner_beam.py)
+    output: OutputOptions = OutputOptions()  # releases kept (not hashed: it changes no release's bytes)
     profile: str | None = None
 
     def output_options(self) -> dict[str, Any]:
@@ -130,7 +140,7 @@ def from_dict(raw: dict[str, Any], profile: str | None = None) -> BuildConfig:
         licenses=settings.get("licenses") or copy.deepcopy(DEFAULT_FAMILIES),
         families=tuple(settings.get("families", FAMILIES)), runner=settings.get("runner", "local"),
         workers=settings.get("workers", 0), ray=dict(settings.get("ray") or {}), beam=dict(settings.get("beam") or {}),
-        profile=profile)
+        output=validated(OutputOptions, settings.get("output"), "output"), profile=profile)
     from medcorpus.pipelines.validate import check_sections
 
     check_sections(cfg)

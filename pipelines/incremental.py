@@ -7,8 +7,8 @@ restricted (``--since``, ``--pmcids``, ``--limit``) only looked at part of the s
 over unchanged. Absence from a restricted listing says nothing about an article, so it never removes
 one.
 
-What the previous build held is recorded in ``manifest/units.parquet`` (one row per unit, with the
-token of its staged result). It lives beside the other manifest tables rather than under ``_work/``
+What the previous build held is recorded in its release's ``manifest/units.parquet`` (one row per
+unit, with the token of its staged result). It lives beside the other manifest tables rather than under ``_work/``
 because ``_work/`` is documented as safe to delete. A carried unit's samples, articles, figures,
 errors and dropped rows come from its staged result, so they pass through deduplication and shard
 planning exactly as in a snapshot build. When a carried unit cannot be reproduced exactly (its
@@ -55,7 +55,7 @@ def build_mode(source: Any, selection: Selection) -> str:
     return INCREMENTAL if restricted else SNAPSHOT
 
 
-def plan_units(mode: str, listed: list[tuple[UnitRef, str]], output: Output, staging: Staging,
+def plan_units(mode: str, listed: list[tuple[UnitRef, str]], output: Output | None, staging: Staging,
                token_of: Callable[[UnitRef], str]) -> UnitPlan:
     """This build's units. Incremental: the previous build's units minus those the listing gave
     again (same unit id, or an older version of a listed article), plus the listed ones."""
@@ -106,9 +106,11 @@ def check_carried(kept: list[tuple[UnitRef, str]], staging: Staging, token_of: C
             f"Pass the original --work-dir, or run a full rebuild (without --since, --pmcids or --limit).")
 
 
-def read_units(output: Output) -> list[tuple[UnitRef, str]]:
-    """The previous build's units; refuses an output that has samples but no units record
-    (made by an older medcorpus), whose samples an incremental run could not account for."""
+def read_units(output: Output | None) -> list[tuple[UnitRef, str]]:
+    """The previous release's units (none before the first); refuses a release that has samples but
+    no units record (made by an older medcorpus), whose samples an incremental run could not account for."""
+    if output is None:
+        return []
     if not output.exists(UNITS_TABLE):
         if output.list("manifest/samples"):
             raise IncrementalError(

@@ -32,6 +32,7 @@ from medcorpus.pipelines.staging import Staging
 from medcorpus.schemas.records import UnitRef
 
 LOCAL_RUNNERS = {None, "", "DirectRunner", "FnApiRunner", "local"}
+RSS_METRIC = "worker_peak_rss_bytes"  # a distribution: its max is the largest worker's peak
 
 
 def pipeline_options(options: dict[str, Any], workers: int, job_step: str = "") -> Any:
@@ -66,9 +67,13 @@ class _Step(beam.DoFn):
 
 
 class StageUnits(_Step):
+    def setup(self) -> None:
+        super().setup()
+        self.rss = beam.metrics.Metrics.distribution("medcorpus", RSS_METRIC)
+
     def process(self, blob: bytes) -> Iterator[str]:
         unit, token = pickle.loads(blob)
-        stage_one(unit, token)
+        self.rss.update(stage_one(unit, token).rss)
         yield token
 
 
@@ -78,6 +83,19 @@ class WriteShards(_Step):
 
 
 STEPS = {"units": StageUnits, "shards": WriteShards}
+
+
+def _peak_rss(result: Any) -> int:
+    """The largest peak RSS any worker of a finished pipeline reported (0 if the runner keeps no metrics)."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    if result is None:
+        return 0
+    try:
+        found = result.metrics().query(MetricsFilter().with_name(RSS_METRIC))["distributions"]
+    except (NotImplementedError, KeyError):
+        return 0
+    return max((int(m.committed.max) for m in found if m.committed and m.committed.count), default=0)
 
 
 class BeamRunner:
@@ -115,21 +133,23 @@ class BeamRunner:
 
         return replace(job, threads=share(self.workers or _cores()))
 
-    def _run(self, job: Job, step: str, items: list[Any]) -> None:
-        if items:
-            result = self.pipeline(job, step, items).run()
-            result.wait_until_finish()
-            state = str(getattr(result, "state", "DONE"))
-            if "DONE" not in state:
-                raise RuntimeError(f"beam pipeline ({step}) ended in state {state}")
+    def _run(self, job: Job, step: str, items: list[Any]) -> Any:
+        if not items:
+            return None
+        result = self.pipeline(job, step, items).run()
+        result.wait_until_finish()
+        state = str(getattr(result, "state", "DONE"))
+        if "DONE" not in state:
+            raise RuntimeError(f"beam pipeline ({step}) ended in state {state}")
+        return result
 
     def stage_units(self, job: Job, units: Sequence[tuple[UnitRef, str]]) -> Iterator[UnitDone]:
         units = list(units)
-        self._run(job, "units", units)
+        rss = _peak_rss(self._run(job, "units", units))
         staging = Staging(job.staging_root)
         for unit, token in units:
             r = staging.read_meta(token)
-            yield UnitDone(unit.unit_id, token, r.counters, len(r.samples), len(r.errors))
+            yield UnitDone(unit.unit_id, token, r.counters, len(r.samples), len(r.errors), rss)
 
     def write_shards(self, job: Job, plans: Sequence[ShardPlan], tokens: dict[str, str]) -> Iterator[int]:
         self._run(job, "shards", [(p, _subset(tokens, p)) for p in plans])

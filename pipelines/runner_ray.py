@@ -31,8 +31,8 @@ from dataclasses import replace
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from medcorpus.manifests.shards import ShardPlan
-from medcorpus.pipelines.runners import (Job, UnitDone, _subset, init_worker, pre_token, shard_one, split_step,
-                                         stage_one, step_one)
+from medcorpus.pipelines.runners import (Job, UnitDone, _subset, chunks, init_worker, pre_token, shard_one,
+                                         split_step, stage_one, step_one)
 from medcorpus.pipelines.staging import Staging
 from medcorpus.schemas.records import UnitRef
 
@@ -51,7 +51,8 @@ DEFAULTS: dict[str, Any] = {
 
 
 class _Step:
-    """A Ray Data callable class: the worker context is built once per actor, then one call per row."""
+    """A Ray Data callable class: the worker context is built once per actor (its models on its
+    first unit), then one call per batch of items (a row holds a pickled list of items)."""
 
     def __init__(self, job: Job) -> None:
         init_worker(job)
@@ -59,7 +60,7 @@ class _Step:
     def __call__(self, batch: Any) -> dict[str, Any]:
         import numpy as np
 
-        rows = [self.one(pickle.loads(blob)) for blob in batch.column("item").to_pylist()]
+        rows = [self.one(item) for blob in batch.column("items").to_pylist() for item in pickle.loads(blob)]
         return {"result": np.array(rows, dtype=object)}
 
     def one(self, item: Any) -> str:
@@ -68,14 +69,16 @@ class _Step:
 
 class _StageUnits(_Step):
     def one(self, item: tuple[UnitRef, str]) -> str:
-        done = stage_one(*item)
-        return json.dumps([done.unit_id, done.token, done.counters, done.samples, done.errors])
+        return _row(stage_one(*item))
 
 
 class _StageStep(_Step):
     def one(self, item: str) -> str:
-        done = step_one(item)
-        return json.dumps([done.unit_id, done.token, done.counters, done.samples, done.errors])
+        return _row(step_one(item))
+
+
+def _row(done: UnitDone) -> str:
+    return json.dumps([done.unit_id, done.token, done.counters, done.samples, done.errors, done.rss])
 
 
 class _WriteShards(_Step):
@@ -143,12 +146,15 @@ class RayRunner:
             return
         ray = self._connect()
         res = self.settings.get(step) or self.settings["units"]
-        ds = ray.data.from_items([{"item": pickle.dumps(i, protocol=5)} for i in items],
-                                 override_num_blocks=len(items))
-        # Ray Data restarts a dead actor and retries its task (max_restarts / max_task_retries = -1)
+        batches = chunks(items, self.workers)
+        ds = ray.data.from_items([{"items": pickle.dumps(b, protocol=5)} for b in batches],
+                                 override_num_blocks=len(batches))
+        # Ray Data restarts a dead actor and retries its task (max_restarts / max_task_retries = -1);
+        # one batch runs and one waits on each actor: no idle actor between tasks, and at the end of
+        # the step no actor holds a queue of batches while another has none
         job = replace(job, threads=max(1, int(res.get("num_cpus") or 1)))  # an actor's threads: its CPUs
-        ds = ds.map_batches(fn, fn_constructor_args=(job,), batch_size=1, batch_format="pyarrow",
-                            compute=ray.data.ActorPoolStrategy(size=max(1, min(self.workers, len(items)))),
+        pool = ray.data.ActorPoolStrategy(size=max(1, min(self.workers, len(batches))), max_tasks_in_flight_per_actor=2)
+        ds = ds.map_batches(fn, fn_constructor_args=(job,), batch_size=1, batch_format="pyarrow", compute=pool,
                             num_cpus=res.get("num_cpus", 1), num_gpus=res.get("num_gpus") or None,
                             memory=res.get("memory"), resources=res.get("resources") or None,
                             accelerator_type=res.get("accelerator_type"))
@@ -174,8 +180,7 @@ class RayRunner:
     @staticmethod
     def _done(raws: Iterator[str]) -> Iterator[UnitDone]:
         for raw in raws:
-            unit_id, token, counters, samples, errors = json.loads(raw)
-            yield UnitDone(unit_id, token, counters, samples, errors)
+            yield UnitDone(*json.loads(raw))
 
     def write_shards(self, job: Job, plans: Sequence[ShardPlan], tokens: dict[str, str]) -> Iterator[int]:
         for raw in self._run(job, "shards", _WriteShards, [(p, _subset(tokens, p)) for p in plans]):

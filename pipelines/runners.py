@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import resource
+import sys
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
@@ -34,6 +36,7 @@ class UnitDone:
     counters: dict[str, int]
     samples: int
     errors: int
+    rss: int = 0  # peak resident memory of the worker process that staged it, bytes (``peak_rss``)
 
 
 @dataclass
@@ -47,6 +50,7 @@ class Job:
     prepared: dict[str, Any] = field(default_factory=dict)  # stage name -> what the driver prepared for it
     stages: tuple[str, ...] | None = None  # run only these of the configured stages (see split_step)
     threads: int = 0  # threads per worker for threaded libraries (pipelines/threads.py); 0 = leave them
+    previous_url: str = ""  # the previous release's folder: shards it holds unchanged are linked, not rewritten
 
 
 class Runner(Protocol):
@@ -69,18 +73,40 @@ _WORKER: dict[str, Any] = {}
 
 
 def init_worker(job: Job) -> None:
+    """A worker's context for ``job``: its threads first (before any model loads), then storage.
+    The stages (models, vocabularies) are set up on the first unit, so a worker that only writes
+    shards never loads them."""
     limit_threads(job.threads)
+    _WORKER.clear()
     _WORKER["job"] = job
-    env = WorkerEnv(job.source, work_dir=os.path.dirname(job.staging_root), prepared=job.prepared)
-    _WORKER["pipeline"] = Pipeline(job.config, env, job.stages)
     _WORKER["staging"] = Staging(job.staging_root)
     _WORKER["output"] = Output(job.output_url)
+    _WORKER["previous"] = Output(job.previous_url) if job.previous_url else None
+
+
+def _pipeline() -> Pipeline:
+    """This worker's stage graph, each stage set up once."""
+    if "pipeline" not in _WORKER:
+        job: Job = _WORKER["job"]
+        env = WorkerEnv(job.source, work_dir=os.path.dirname(job.staging_root), prepared=job.prepared)
+        _WORKER["pipeline"] = Pipeline(job.config, env, job.stages)
+    return _WORKER["pipeline"]
+
+
+def peak_rss() -> int:
+    """This process's peak resident set size in bytes (Linux reports KiB, macOS bytes)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss if sys.platform == "darwin" else rss * 1024
+
+
+def _done(unit_id: str, token: str, result: Any) -> UnitDone:
+    return UnitDone(unit_id, token, result.counters, len(result.samples), len(result.errors), peak_rss())
 
 
 def stage_one(unit: UnitRef, token: str) -> UnitDone:
-    result = process_unit(unit, _WORKER["pipeline"])
+    result = process_unit(unit, _pipeline())
     _WORKER["staging"].write(token, result)
-    return UnitDone(unit.unit_id, token, result.counters, len(result.samples), len(result.errors))
+    return _done(unit.unit_id, token, result)
 
 
 def split_step(job: Job) -> tuple[Job, Job, str] | None:
@@ -103,14 +129,22 @@ def pre_token(token: str) -> str:
 
 def step_one(token: str) -> UnitDone:
     staging: Staging = _WORKER["staging"]
-    stage = _WORKER["pipeline"].stages[0]
+    stage = _pipeline().stages[0]
     result = stage.process_staged(staging.read_meta(pre_token(token)), staging.read_members(pre_token(token)))
     staging.write(token, result)
-    return UnitDone(result.unit_id, token, result.counters, len(result.samples), len(result.errors))
+    return _done(result.unit_id, token, result)
 
 
 def shard_one(plan: ShardPlan, tokens: dict[str, str]) -> int:
-    return write_shard(plan, tokens, _WORKER["staging"], _WORKER["output"])
+    return write_shard(plan, tokens, _WORKER["staging"], _WORKER["output"], previous=_WORKER["previous"])
+
+
+def chunks(items: list[Any], workers: int, per_worker: int = 8, most: int = 32) -> list[list[Any]]:
+    """Items in batches for runners that pay per task (a Ray task: scheduling and a round trip
+    through the object store): a unit each is too many; ``per_worker`` batches per worker keep every
+    worker busy to the end of the step, and ``most`` items per batch keep progress and retries fine."""
+    size = max(1, min(most, -(-len(items) // (max(1, workers) * per_worker))))
+    return [items[i:i + size] for i in range(0, len(items), size)]
 
 
 def default_workers() -> int:

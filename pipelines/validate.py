@@ -39,7 +39,7 @@ def check_settings(settings: Mapping[str, Any]) -> None:
     from medcorpus.pipelines.config import FAMILIES, SECTIONS, SETTINGS
 
     unknown_keys(settings, SETTINGS, "defaults")
-    for key in (*SECTIONS, "ray", "beam", "licenses"):
+    for key in (*SECTIONS, "ray", "beam", "output", "licenses"):
         value = settings.get(key)
         if value is not None and not isinstance(value, dict):
             raise ConfigError(f"{key}: {value!r} is not valid: expected a mapping of keys")

@@ -18,6 +18,8 @@ from typing import Any, Iterable
 
 from medcorpus.files import cache_root
 from medcorpus.pipelines.failures import MissingPath
+from medcorpus.transforms.vocab_ontology import mesh_lite_csv, mesh_records, open_vocab_concepts
+from medcorpus.transforms.vocab_records import ConceptRecord
 
 progress = logging.getLogger("medcorpus.progress")
 
@@ -44,9 +46,9 @@ def build_vocab(out: Path, *, umls_dir: Path | None = None, ontologies: Iterable
     from medcorpus.transforms.vocab_index import AnnParams, build_index
 
     ontologies = [Path(p) for p in ontologies]
-    kinds = sum([umls_dir is not None, bool(ontologies), mesh])
+    kinds = sum([umls_dir is not None, bool(ontologies), mesh and not ontologies])
     if kinds != 1:
-        raise ValueError("give exactly one of --umls-dir, --ontology FILE..., --mesh")
+        raise ValueError("give exactly one of --umls-dir, --ontology FILE... (optionally with --mesh), --mesh")
     tuis = frozenset(load_semantic_network().expand(semantic)) if list(semantic) else None
     params = AnnParams(m=ann_m, ef_construction=ann_ef_construction)
     prov: dict[str, Any] = {"medcorpus": __version__,
@@ -61,19 +63,28 @@ def build_vocab(out: Path, *, umls_dir: Path | None = None, ontologies: Iterable
                                drop_suppressed=filters.drop_suppressed)
         return build_index(iter_umls_concepts(Path(umls_dir), filters), out, prov, ann=ann, ann_params=params)
     if ontologies:
-        from medcorpus.transforms.vocab_ontology import open_vocab_concepts
-
-        records = open_vocab_concepts(ontologies, frozenset(s.upper() for s in synonym_scopes)).values()
+        records = list(open_vocab_concepts(ontologies, frozenset(s.upper() for s in synonym_scopes)).values())
+        files = [_file_info(p) for p in ontologies]
+        if mesh:
+            records += mesh_gap_records(records)
+            files.append(_file_info(mesh_lite_csv()))
         if tuis is not None:
             records = [r for r in records if tuis.intersection(r.tuis)]
-        prov.update(kind="ontology", files=[_file_info(p) for p in ontologies],
-                    synonym_scopes=sorted(synonym_scopes))
+        prov.update(kind="ontology", files=files, synonym_scopes=sorted(synonym_scopes), mesh=mesh)
         return build_index(records, out, prov, tuis_inferred=True, ann=ann, ann_params=params)
-    from medcorpus.transforms.vocab_ontology import mesh_lite_csv, mesh_records
-
     csv_path = mesh_lite_csv()
     prov.update(kind="mesh", files=[_file_info(csv_path)])
     return build_index(mesh_records(csv_path), out, prov, id_space="MSH", ann=ann, ann_params=params)
+
+
+def mesh_gap_records(records: Iterable[ConceptRecord]) -> list[ConceptRecord]:
+    """The typed MeSH descriptors (genes, chemicals, procedures, devices, cell lines) whose names the
+    given records lack (``vocab_mesh``)."""
+    from medcorpus.transforms.text_norm import norm_key
+    from medcorpus.transforms.vocab_mesh import fill_gaps, mesh_concepts
+
+    known = {norm_key(a) for r in records if r.matchable for a in (r.name, *r.aliases)}
+    return list(fill_gaps(mesh_concepts(), known, norm_key))
 
 
 def source_files(paths: Iterable[str | Path]) -> list[Path]:
@@ -91,14 +102,17 @@ def source_files(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def cached_vocab(ontologies: Iterable[str | Path] = (), umls_dir: str | Path | None = None, ann: bool = True,
-                 cache: Path | None = None) -> Path:
+                 cache: Path | None = None, mesh: bool = False) -> Path:
     """The vocabulary built from these sources: from the cache (default ``cache_root()/vocab``), or
-    built into it (a whole directory renamed into place, so a reader never sees half of one)."""
+    built into it (a whole directory renamed into place, so a reader never sees half of one). ``mesh``
+    adds MeSH's genes, chemicals, procedures and devices to open ontologies (a UMLS release has MeSH)."""
     cache = Path(cache) if cache else cache_root() / "vocab"
     from medcorpus import __version__
 
+    mesh = mesh and not umls_dir
     files = source_files(ontologies) if not umls_dir else sorted(Path(umls_dir).glob("MR*.RRF*"))
-    key = hashlib.sha256(json.dumps({"files": [_sha256(f) for f in files], "umls": bool(umls_dir), "ann": ann,
+    hashed = files + [mesh_lite_csv()] if mesh else files
+    key = hashlib.sha256(json.dumps({"files": [_sha256(f) for f in hashed], "umls": bool(umls_dir), "ann": ann,
                                      "medcorpus": __version__}, sort_keys=True).encode()).hexdigest()[:20]
     target = cache / key
     if (target / "vocab.json").exists():
@@ -109,7 +123,8 @@ def cached_vocab(ontologies: Iterable[str | Path] = (), umls_dir: str | Path | N
                   umls_dir or f"{len(files)} ontology files", target)
     t0 = time.perf_counter()
     try:
-        build_vocab(tmp, umls_dir=Path(umls_dir) if umls_dir else None, ontologies=[] if umls_dir else files, ann=ann)
+        build_vocab(tmp, umls_dir=Path(umls_dir) if umls_dir else None,
+                    ontologies=[] if umls_dir else files, mesh=mesh, ann=ann)
         os.replace(tmp, target)
         progress.info("concept vocabulary built in %.0f s", time.perf_counter() - t0)
     except OSError:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from fixtures_s3 import *  # noqa: F401,F403 - moto server, seeded PMC bucket, output bucket, fault proxy
-from testdata import ARTICLES, DATA, REPO
+from testdata import ARTICLES, DATA, REPO, release_dir
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -54,7 +54,9 @@ def ray_cluster():  # noqa: ANN201
 
 def tree_bytes(out: Path) -> dict[str, bytes]:
     """Every manifest table and every shard, by relative path; except runs (run facts) and the
-    change lists (what changed since the release before, so a rebuild's list differs)."""
+    change lists (what changed since the release before, so a rebuild's list differs); of the
+    current release."""
+    out = release_dir(out)
     files = sorted((out / "manifest").rglob("*.parquet")) + sorted((out / "shards").rglob("*.tar"))
     release_facts = ("manifest/runs.parquet", "manifest/changes.parquet", "manifest/history/")
     return {rel: f.read_bytes() for f in files if not (rel := f.relative_to(out).as_posix()).startswith(release_facts)}

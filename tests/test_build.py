@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from conftest import tree_bytes
-from testdata import ARTICLES, REPO, copy_articles
+from testdata import ARTICLES, REPO, copy_articles, release_dir
 
 from medcorpus.manifests.query import query
 from medcorpus.manifests.reader import iter_samples
@@ -75,7 +75,7 @@ def test_manifest_offsets_point_at_the_right_bytes(sample_build: Path) -> None:
                     "json_offset, json_size, width, height FROM samples")
     assert rows
     for key, shard, member, off, size, sha, caption, joff, jsize, w, h in rows:
-        with open(sample_build / shard, "rb") as f:
+        with open(release_dir(sample_build) / shard, "rb") as f:
             f.seek(off)
             data = f.read(size)
             f.seek(joff)
@@ -84,13 +84,13 @@ def test_manifest_offsets_point_at_the_right_bytes(sample_build: Path) -> None:
         assert data[:3] == b"\xff\xd8\xff", key  # every image member is a JPEG
         assert sidecar["key"] == key and sidecar["caption"] == caption
         assert (sidecar["width"], sidecar["height"]) == (w, h)
-        with tarfile.open(sample_build / shard) as tar:
+        with tarfile.open(release_dir(sample_build) / shard) as tar:
             assert tar.extractfile(member).read() == data
     assert verify_output(str(sample_build)) == ([], len(rows))
 
 
 def test_shard_members_follow_webdataset_naming(sample_build: Path) -> None:
-    for shard in sorted((sample_build / "shards").rglob("*.tar")):
+    for shard in sorted((release_dir(sample_build) / "shards").rglob("*.tar")):
         with tarfile.open(shard) as tar:
             names = tar.getnames()
         keys = {n.split(".", 1)[0] for n in names}
@@ -102,7 +102,7 @@ def test_shard_members_follow_webdataset_naming(sample_build: Path) -> None:
 def test_license_families_are_respected(sample_build: Path) -> None:
     cfg = load_config(REPO / "dataflow.yaml")
     seen = set()
-    for shard in sorted((sample_build / "shards").rglob("*.tar")):
+    for shard in sorted((release_dir(sample_build) / "shards").rglob("*.tar")):
         family = shard.parent.name
         with tarfile.open(shard) as tar:
             for m in tar.getmembers():
@@ -156,7 +156,7 @@ def test_rerun_is_idempotent_and_reuses_staged_units(tmp_path: Path) -> None:
     fresh = tmp_path / "fresh"
     build(cfg, LocalSource(str(src)), LocalRunner(2), str(fresh), progress=False)
     assert tree_bytes(fresh) == before
-    runs = pq.read_table(out / "manifest" / "runs.parquet").to_pylist()
+    runs = pq.read_table(release_dir(out) / "manifest" / "runs.parquet").to_pylist()
     assert [r["units_reused"] for r in runs] == [0, 3]
 
 
@@ -218,7 +218,7 @@ def test_compound_figures_become_linked_panel_samples(sample_build: Path) -> Non
         assert (x2 - x1, y2 - y1) == (w, h), key
         assert label and key.endswith(f"_p{label}") and 0 < conf <= 1
         assert caption and n >= 2 and fam == ffam
-        with open(sample_build / shard, "rb") as f:
+        with open(release_dir(sample_build) / shard, "rb") as f:
             f.seek(off)
             assert Image.open(io.BytesIO(f.read(size))).size == (w, h)
     _, [(parents, mismatched)] = query(str(sample_build), """

@@ -149,11 +149,21 @@ def test_shared_linker_is_loaded_once_per_process(root: str) -> None:
     ("Abdominal US showing a hypoechoic mass.", ["ultrasound"]),
     ("H&E staining, original magnification x200.", ["histology"]),
     ("Kaplan-Meier survival curves of the two groups.", ["chart"]),
-    ("Coronal reformatted image of the pelvis.", ["radiology"]),
+    ("Coronal image of the pelvis.", ["radiology"]),
     ("Growth of the cells after siRNA transfection.", []),
+    # no modality named: read from the signs (real ROCO captions)
+    ("T1WI shows hyperintense mass in the region of foramen of Monro extending superiorly into the frontal lobe",
+     ["mri"]),
+    ("The right kidney appeared to contain a tubular structure with a hypoecogenic wall", ["ultrasound"]),
+    ("Mass with attenuation of 60HU that extends from postoperative bed to the perinephric space.", ["ct"]),
+    ("Infiltration over bilateral lung fields.", ["xray"]),
+    ("Octreotide scanning of the patient revealed 'hot-spots' in the liver (arrow).", ["spect"]),
+    ("Esophagram 18 months after surgery depicting a patent lumen.", ["fluoroscopy"]),
+    ("Pre-operative.", []),
 ])
 def test_caption_modality_hints(caption: str, expected: list[str]) -> None:
-    """Modality hints come from the caption's own words and abbreviations (with their case) too."""
+    """Modality hints come from the caption's own words and abbreviations (with their case), and where it
+    names none from the signs a radiologist reads it from; no sign, no hint."""
     assert concept_hints([], caption)["modality"] == expected
 
 
@@ -185,3 +195,33 @@ def test_case_patterned_abbreviations_and_other_fields_phrases() -> None:
     assert m.match_tokens("diameter at breast height".split()) == []
     assert [x.key for x in m.match_tokens("breast MRI".split())] == ["breast"]
     assert m.match_tokens("at Ahus Island".split()) == [] and m.match_tokens("with aHUS".split())
+
+
+def test_concepts_stage_links_each_distinct_text_once(root: str, linker: ConceptLinker) -> None:
+    """Panels share their figure's citing paragraph, reprints share captions: the stage links each
+    distinct text once per worker and gives every sample what linking it alone gives, in dicts of its own."""
+    from dataclasses import replace
+
+    from testdata import REPO
+
+    from medcorpus.pipelines.config import load_config
+    from medcorpus.pipelines.stages import REGISTRY, WorkerEnv
+    from medcorpus.schemas.concepts import concept_dicts
+    from medcorpus.schemas.records import Sample
+
+    config = replace(load_config(REPO / "dataflow.yaml"), stages=("fetch", "parse", "image", "concepts"))
+    stage = REGISTRY["concepts"](config, WorkerEnv(None, prepared={"concepts": str(open_vocab_dir(root))}))  # type: ignore[arg-type]
+    stage.setup()
+    caption = "Axial CT of the chest shows a large pneumothorax and hepatic cysts in the liver."
+    paragraph = "The patient had no evidence of lung carcinoma; the kidney was normal (Fig 1)."
+    samples = [Sample(key=f"k{i}", image=b"", image_format="jpg", width=1, height=1, orig_width=1, orig_height=1,
+                      image_sha256="", text=caption, document_id=f"a{i}", license_code="CC BY",
+                      license_family="comm", source="pmc", context=[paragraph]) for i in range(3)]
+    out = [s for sample in samples for s in stage.process(sample)]
+    expected = concept_dicts(linker.link(caption))
+    assert expected and all(s.extra["concepts"] == expected for s in out)
+    assert all(s.extra["context_concepts"] == concept_dicts(linker.link(paragraph)) for s in out)
+    assert out[0].modality == concept_hints(linker.link(caption), caption)["modality"]
+    assert stage.caption.cache_info().misses == stage.paragraph.cache_info().misses == 1
+    out[0].extra["concepts"][0]["tuis"].append("T000")  # a later stage editing one row changes no other
+    assert out[1].extra["concepts"] == expected

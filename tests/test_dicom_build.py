@@ -24,7 +24,7 @@ from medcorpus.pipelines.sources import make_source
 from medcorpus.pipelines.sources.dicom import DicomSource, load_secret
 from medcorpus.transforms.dicom_deid import action_of
 from medcorpus.transforms.pseudonyms import pseudonym
-from testdata import DEID_DATA, DICOM_TEST_FILES
+from testdata import DEID_DATA, DICOM_TEST_FILES, release_dir
 
 STAGES = ["fetch", "parse", "image", "panels", "quality"]
 NOT_PHI = {"YES", "NO", "ISO_IR 100", "ISO_IR 192", "ORIGINAL", "PRIMARY", "DERIVED", "SECONDARY"}
@@ -80,8 +80,8 @@ def _build(source: DicomSource, out: Path, dicom: dict[str, Any] | None = None) 
 
 def _rows(out: Path, table: str) -> list[dict[str, Any]]:
     if table == "samples":
-        return [r for p in sorted((out / "manifest" / "samples").glob("*.parquet")) for r in pq.read_table(p).to_pylist()]
-    return pq.read_table(out / "manifest" / f"{table}.parquet").to_pylist()
+        return [r for p in sorted((release_dir(out) / "manifest" / "samples").glob("*.parquet")) for r in pq.read_table(p).to_pylist()]
+    return pq.read_table(release_dir(out) / "manifest" / f"{table}.parquet").to_pylist()
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +113,7 @@ def test_burned_in_annotation_and_text_are_dropped_with_reasons(deid_build: tupl
     row = dropped["burned_in_annotation"]
     assert pseudonym(secret, "instance", greyscale.SOPInstanceUID) in row["key"] and "BurnedInAnnotation" in row["reason"]
     assert "burned_in_text" in dropped and "OCR" in dropped["burned_in_text"]["reason"]
-    report = json.loads((out / "manifest" / "deid_report.json").read_text())
+    report = json.loads((release_dir(out) / "manifest" / "deid_report.json").read_text())
     assert report["instances"] == 10 and report["dropped"]["burned_in_annotation"] == 1
     assert report["removed"]["InstitutionName"] >= 1 and report["removed"]["private"] >= 1
     assert report["replaced"]["StudyInstanceUID"] >= 1 and report["emptied"]["PatientName"] >= 1

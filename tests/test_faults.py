@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 from conftest import tree_bytes
-from testdata import ARTICLES, BULK, REPO, copy_articles, fault_articles, roco_captions
+from testdata import ARTICLES, BULK, REPO, copy_articles, fault_articles, release_dir, roco_captions
 from typer.testing import CliRunner
 
 from medcorpus.manifests import writers
@@ -156,10 +156,10 @@ def test_a_full_disk_while_writing_shards_is_one_line_and_the_rerun_is_identical
     _FillsUp.room = 200_000
     monkeypatch.setattr(writers, "open", lambda path, mode="rb": _FillsUp(path, mode[0] + "b"), raising=False)
     full = _run(*args, "--out", out)
-    _one_line(full, 1, f"disk full: no space left on device under {out} while writing shards; about", "needed",
+    _one_line(full, 1, f"disk full: no space left on device under {out}/releases/000001 while writing shards; about", "needed",
               "hint: free space")
     assert len(full.output.strip().splitlines()) <= 3, full.output
-    assert not (out / "_complete.json").exists() and not _temp_files(out)
+    assert not (out / "current.json").exists() and not _temp_files(out)
     _one_line(_run("query", out, "SELECT count(*) FROM samples"), 2, "query:")
     verify = _run("verify", out)  # 2: no manifest yet (the first shard failed); 1: an incomplete one
     assert verify.exit_code in (1, 2) and isinstance(verify.exception, (SystemExit, type(None))), verify.output
@@ -206,9 +206,9 @@ def test_temporary_files_of_killed_writers_are_removed_by_the_next_build(tmp_pat
     assert _run(*args).exit_code == 0
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True).stdout.strip()
-    left = [out / "shards" / "other" / f".000000.tar.{dead}-0123abcd.tmp.tar",
+    left = [release_dir(out) / "shards" / "other" / f".000000.tar.{dead}-0123abcd.tmp.tar",
             out / "_work" / "staging" / "ab" / f".ab12.meta.{dead}-0123abcd.tmp.meta"]
-    live = out / "manifest" / f".articles.parquet.{os.getppid()}-89abcdef.tmp.parquet"
+    live = release_dir(out) / "manifest" / f".articles.parquet.{os.getppid()}-89abcdef.tmp.parquet"
     for p in [*left, live]:
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(b"partial")
@@ -285,7 +285,7 @@ def test_declared_encodings_are_honoured_with_named_entities(tmp_path: Path, enc
     _, rows = query(str(out), "SELECT caption, shard, txt_offset, txt_size FROM samples ORDER BY key LIMIT 1")
     caption, shard, offset, size = rows[0]
     assert "Café δ-opioid – receptor, G6PD" in caption, caption
-    with open(out / shard, "rb") as f:
+    with open(release_dir(out) / shard, "rb") as f:
         f.seek(offset)
         assert f.read(size).decode("utf-8") == caption
 

@@ -16,7 +16,7 @@ from medcorpus.pipelines.build import build
 from medcorpus.pipelines.config import from_dict
 from medcorpus.pipelines.runners import LocalRunner
 from medcorpus.pipelines.sources.idc import IdcSource, default_index, select_series
-from testdata import DEID_DATA, DICOM_TEST_FILES
+from testdata import DEID_DATA, DICOM_TEST_FILES, release_dir
 
 FILES = [DICOM_TEST_FILES / "CT_small.dcm", DICOM_TEST_FILES / "MR_small.dcm", DEID_DATA / "humans" / "ctbrain1.dcm"]
 
@@ -54,7 +54,7 @@ def test_idc_build_takes_license_and_collection_from_the_index(idc_bucket: list[
     config = from_dict({"stages": ["fetch", "parse", "image"], "defaults": {"dicom": {"slices": "all", "ocr": "never"}}}, None)
     summary = build(config, source, LocalRunner(1), str(tmp_path / "out"), progress=False)
     assert summary.units == 2 and summary.errors == 0 and summary.samples == 4
-    rows = [r for p in (tmp_path / "out" / "manifest" / "samples").glob("*.parquet") for r in pq.read_table(p).to_pylist()]
+    rows = [r for p in (release_dir(tmp_path / "out") / "manifest" / "samples").glob("*.parquet") for r in pq.read_table(p).to_pylist()]
     by_collection = {r["dataset_name"]: r for r in rows}
     for s in idc_bucket:
         row = by_collection[s["collection"]]

@@ -12,7 +12,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 from conftest import tree_bytes
-from testdata import ARTICLES, REPO, copy_articles
+from testdata import ARTICLES, REPO, copy_articles, release_dir
 
 from medcorpus.manifests.storage import Output
 from medcorpus.manifests.verify import verify_output
@@ -35,7 +35,7 @@ def _config() -> BuildConfig:
 
 
 def _table(out: Path, name: str) -> list[dict[str, Any]]:
-    path = out / "manifest" / name
+    path = release_dir(out) / "manifest" / name
     if path.is_dir():
         return [r for part in sorted(path.glob("*.parquet")) for r in pq.read_table(part).to_pylist()]
     return pq.read_table(path).to_pylist()
@@ -43,7 +43,7 @@ def _table(out: Path, name: str) -> list[dict[str, Any]]:
 
 def _samples(out: Path) -> dict[str, dict[str, Any]]:
     """Every sample's row without its shard placement, plus the image bytes its offsets point at."""
-    output, rows = Output(str(out)), {}
+    output, rows = Output(str(release_dir(out))), {}
     for r in _table(out, "samples"):
         image = output.read_range(r["shard"], r["image_offset"], r["image_size"])
         rows[r["key"]] = {**{k: v for k, v in r.items() if k not in SHARD_COLUMNS}, "image": image}
@@ -83,7 +83,7 @@ def test_restricted_builds_keep_every_other_sample(tmp_path: Path) -> None:
     lost = {k for k in gone if "-g001" in k}  # the deleted image's figure and its panels
     assert lost and lost < gone and set(after) == set(before) - lost
     assert {k: r for k, r in after.items() if k not in gone} == {k: r for k, r in before.items() if k not in gone}
-    assert set(p.name for p in (out / "shards").iterdir()) == {"comm", "other"}
+    assert set(p.name for p in (release_dir(out) / "shards").iterdir()) == {"comm", "other"}
     errors_after, pone = _table(out, "errors.parquet"), {"10.1371/journal.pone.0038869"}
     assert len(_of_articles(errors_after, pone)) == len(_of_articles(errors_before, pone)) + 1  # the deleted image
     others = {r["article_id"] for r in errors_before} - pone
@@ -119,7 +119,7 @@ def test_full_rebuild_is_a_snapshot_that_drops_vanished_articles(tmp_path: Path)
     summary = _run(src, out)
     assert summary.mode == "snapshot" and summary.units == 3
     assert not any(r["license_family"] == "other" for r in _samples(out).values())
-    assert not list((out / "shards").glob("other/*.tar"))
+    assert not list((release_dir(out) / "shards").glob("other/*.tar"))
     assert "elife-32671" not in {r["unit_id"] for r in _table(out, "units.parquet")}
     assert verify_output(str(out))[0] == []
 
@@ -132,7 +132,7 @@ def test_incremental_refuses_what_it_cannot_keep(tmp_path: Path) -> None:
     with pytest.raises(IncrementalError, match="full rebuild"):
         _run(src, out, Selection(ids=frozenset({"pone.0000010"})))
     assert tree_bytes(out) == before  # ... and then an incremental run writes nothing
-    (out / "manifest" / "units.parquet").unlink()  # an output made before units were recorded
+    (release_dir(out) / "manifest" / "units.parquet").unlink()  # an output made before units were recorded
     with pytest.raises(IncrementalError, match="units.parquet is missing"):
         _run(src, out, Selection(limit=1))
     assert _run(src, out).mode == "snapshot" and verify_output(str(out))[0] == []

@@ -11,6 +11,7 @@ from pathlib import Path
 import fsspec
 import pytest
 from loader_build import small_build
+from testdata import release_dir
 from typer.testing import CliRunner
 
 from medcorpus.manifests.completion import RECORD, IncompleteOutput
@@ -140,7 +141,7 @@ def test_mix_takes_each_selection_by_weight(out: Path) -> None:
 
 def test_refuses_an_output_without_its_completion_record(out: Path, tmp_path: Path) -> None:
     copy = tmp_path / "copy"
-    shutil.copytree(out, copy, ignore=shutil.ignore_patterns("_work"))
+    shutil.copytree(release_dir(out), copy)  # the release folder alone
     (copy / RECORD).unlink()
     with pytest.raises(IncompleteOutput, match="--allow-incomplete"):
         ManifestDataset(str(copy))
@@ -169,9 +170,10 @@ def test_ranged_reads_from_s3(out: Path, s3_output_bucket) -> None:  # noqa: ANN
 
 
 def test_shards_for_trainers_and_export(out: Path, tmp_path: Path) -> None:
-    sizes = json.loads((out / "shards/comm/sizes.json").read_text())
-    assert sizes == json.loads((out / "shards/other/sizes.json").read_text())
-    tars = sorted(p.name for p in out.glob("shards/*/*.tar"))
+    current = release_dir(out)
+    sizes = json.loads((current / "shards/comm/sizes.json").read_text())
+    assert sizes == json.loads((current / "shards/other/sizes.json").read_text())
+    tars = sorted(p.name for p in current.glob("shards/*/*.tar"))
     assert sorted(sizes) == tars and len(set(tars)) == len(tars) and sum(sizes.values()) == len(_keys(out))
     dest = tmp_path / "export"
     result = CliRunner().invoke(app, ["export", str(out), "--where", "parent_key IS NULL", "--out", str(dest),
@@ -204,7 +206,7 @@ def test_huggingface_datasets_loads_the_output_unchanged(out: Path, tmp_path: Pa
     _, rows = query(str(out), "SELECT key, parent_key, panel_index, panel_box, panel_label, license_family, "
                               "map_from_entries(image_type_scores)['other'] FROM samples")
     want = {r[0]: r for r in rows}
-    ds = datasets.load_dataset(str(out), split="train", streaming=streaming, cache_dir=str(tmp_path / "hf"))
+    ds = datasets.load_dataset(str(out / "current"), split="train", streaming=streaming, cache_dir=str(tmp_path / "hf"))
     got = {}
     for sample in ds:
         meta = sample["json"]
@@ -213,14 +215,14 @@ def test_huggingface_datasets_loads_the_output_unchanged(out: Path, tmp_path: Pa
                                   {s["name"]: s["value"] for s in meta["image_type_scores"]}.get("other"))
         assert sample["jpg"].size == (meta["width"], meta["height"]) and sample["txt"] == meta["caption"]
     assert got == want and sum(1 for r in rows if r[1]) > 0  # panels keep parent_key and panel_*
-    other = datasets.load_dataset(str(out), "other", split="train", streaming=streaming, cache_dir=str(tmp_path / "hf"))
+    other = datasets.load_dataset(str(out / "current"), "other", split="train", streaming=streaming, cache_dir=str(tmp_path / "hf"))
     assert sorted(s["__key__"] for s in other) == _keys(out, "license_family = 'other'")
 
 
 @pytest.mark.parametrize("streaming", [False, True])
 def test_huggingface_datasets_reads_the_manifest(out: Path, tmp_path: Path, streaming: bool) -> None:
     datasets = pytest.importorskip("datasets")
-    parts = str(out / "manifest/samples/*.parquet")
+    parts = str(out / "current/manifest/samples/*.parquet")
     ds = datasets.load_dataset("parquet", data_files=parts, split="train", streaming=streaming,
                                cache_dir=str(tmp_path / "hf"))
     rows = {r["key"]: r for r in ds}
@@ -235,7 +237,7 @@ def test_card_declares_the_features_datasets_would_derive(out: Path) -> None:
 
     from medcorpus.schemas.manifest import SIDECAR
 
-    meta = yaml.safe_load((out / "README.md").read_text().split("---\n")[1])
+    meta = yaml.safe_load((out / "current/README.md").read_text().split("---\n")[1])
     assert [c["config_name"] for c in meta["configs"]] == ["all", "comm", "other"]
     features = {i["config_name"]: i["features"] for i in meta["dataset_info"]}["all"]
     declared = datasets.Features._from_yaml_list(features)

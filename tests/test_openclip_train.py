@@ -44,9 +44,9 @@ def test_open_clip_trains_from_two_families_with_default_workers(tmp_path: Path)
     from open_clip_train.params import parse_args
 
     out = small_build(tmp_path)
-    sizes = json.loads((out / "shards/comm/sizes.json").read_text())
+    sizes = json.loads((out / "current/shards/comm/sizes.json").read_text())  # the current release
     comm = sorted(n for n in sizes if n.startswith("comm-"))
-    train_data = (f"{out}/shards/{{comm/comm-{{{comm[0][5:11]}..{comm[-1][5:11]}}},other/other-000000}}.tar")
+    train_data = (f"{out}/current/shards/{{comm/comm-{{{comm[0][5:11]}..{comm[-1][5:11]}}},other/other-000000}}.tar")
     config = tmp_path / "tiny-clip.json"
     config.write_text(json.dumps(TINY_CLIP))
     open_clip.add_model_config(config)

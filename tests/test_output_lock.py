@@ -89,7 +89,7 @@ def test_a_second_build_into_the_same_out_fails_at_once_naming_the_holder(small,
         assert len(lines) == 1 and "Traceback" not in b.stderr
         assert f"is locked by another build (pid {a.pid} on " in lines[0] and "--wait" in lines[0]
         assert str(out) in lines[0] and "medcorpus build" in lines[0]
-        assert not (out / "manifest").exists()  # B wrote nothing
+        assert not list(out.rglob("manifest"))  # B wrote nothing
         t = subprocess.run(_cli(src, cfg, out, "--wait-timeout", "0.5"), capture_output=True, text=True, timeout=120)
         assert t.returncode == 2 and "still locked after waiting" in t.stderr and "Traceback" not in t.stderr
     finally:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 from fixtures_s3 import moto_server, s3_client, seed_pmc_bucket  # noqa: F401
+from testdata import release_dir
 from typer.testing import CliRunner
 
 from medcorpus.manifests.verify import verify_output
@@ -54,7 +55,7 @@ def _retract(client: Any, pmcid: str) -> None:
 
 
 def _changes(out: Path) -> list[dict[str, Any]]:
-    return pq.read_table(out / "manifest" / "changes.parquet").to_pylist()
+    return pq.read_table(release_dir(out) / "manifest" / "changes.parquet").to_pylist()
 
 
 def test_changes_since_processes_only_changed_versions_and_records_retractions(moto_server, tmp_path: Path) -> None:  # noqa: ANN001,F811
@@ -69,8 +70,8 @@ def test_changes_since_processes_only_changed_versions_and_records_retractions(m
     _publish_inventory(client, DAYS[0])
     first = CliRunner().invoke(app, cmd)
     assert first.exit_code == 0, first.output
-    before = {r["key"]: r for r in pq.read_table(out / "manifest" / "samples").to_pylist()}
-    assert json.loads((out / "manifest/inventory/release-000001.json").read_text())["newest"] == DAYS[0]
+    before = {r["key"]: r for r in pq.read_table(release_dir(out) / "manifest" / "samples").to_pylist()}
+    assert json.loads((release_dir(out) / "manifest/inventory/release-000001.json").read_text())["newest"] == DAYS[0]
 
     _new_version(client, updated)
     _publish_inventory(client, DAYS[1])
@@ -87,9 +88,9 @@ def test_changes_since_processes_only_changed_versions_and_records_retractions(m
     gone = {r["key"] for r in rows if r["article_id"] == retracted}
     assert gone == {k for k, r in before.items() if r["article_id"] == retracted} and gone
     assert all("_v2_" in r["key"] for r in rows if r["change"] == "added")
-    record = json.loads((out / "manifest/inventory/release-000002.json").read_text())
+    record = json.loads((release_dir(out) / "manifest/inventory/release-000002.json").read_text())
     assert (record["base"], record["newest"], record["changed_articles"]) == (DAYS[0], DAYS[2], 2)
-    assert (out / "manifest/inventory" / DAYS[2] / "manifest.json").is_file()
+    assert (release_dir(out) / "manifest/inventory" / DAYS[2] / "manifest.json").is_file()
     assert verify_output(str(out))[0] == []
 
     print(second.output, *sorted(got), sep="\n")

@@ -124,3 +124,36 @@ def test_english_caption_citing_a_foreign_source_is_kept() -> None:
                "Fuente: Encuesta Continua de Hogares 2013.")
     assert check_caption(english, FilterOptions())
     assert not check_caption(spanish, FilterOptions())
+
+
+def test_langid_model_cache_gives_langids_own_identifier(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """The unpacked model kept in the cache is langid's: the same arrays and the same answers, whether
+    unpacked now or loaded from the cache by a later worker; a memo of it decides as it does."""
+    from functools import lru_cache
+
+    import numpy as np
+    from langid.langid import LanguageIdentifier, model
+
+    from medcorpus.transforms.quality_filters import FILTERS, Evidence, _identifier, identify_language
+
+    monkeypatch.setenv("MEDCORPUS_CACHE", str(tmp_path))
+    reference = LanguageIdentifier.from_modelstring(model, norm_probs=True)
+    texts = [CAPTION, "Distribución de la población según edad y sexo.", "Röntgenaufnahme des Thorax, seitlich."]
+    for _ in ("unpacked", "cached"):
+        _identifier.cache_clear()
+        ident = _identifier()
+        assert np.array_equal(ident.nb_ptc, reference.nb_ptc) and ident.tk_output == reference.tk_output
+        assert [ident.classify(t) for t in texts] == [reference.classify(t) for t in texts]
+        assert list(tmp_path.glob("langid-*.pkl"))
+    _identifier.cache_clear()
+    memo = lru_cache(maxsize=8)(identify_language)
+    check = FILTERS["caption_language"].filter
+
+    def judge_all() -> None:
+        for text in texts:
+            assert check(Evidence(text, None, None, memo), FilterOptions()) == check(Evidence(text, None, None),
+                                                                                   FilterOptions())
+    judge_all()
+    identified = memo.cache_info().misses
+    judge_all()
+    assert memo.cache_info().misses == identified > 0  # the second pass identified nothing again

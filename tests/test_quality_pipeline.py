@@ -11,7 +11,7 @@ import re
 import tarfile
 from pathlib import Path
 
-from testdata import REPO, ROCO_CAPTIONS, copy_articles
+from testdata import REPO, ROCO_CAPTIONS, copy_articles, release_dir
 
 from medcorpus.manifests.query import query
 from medcorpus.pipelines.build import build
@@ -43,7 +43,7 @@ def test_eval_set_figure_is_removed_and_reported(tmp_path: Path) -> None:
     assert "caption" in dropped[0][3]
     _, captions = query(str(out), "SELECT caption FROM samples")
     assert not any(leaked[:40] in c for (c,) in captions)
-    with open(out / "manifest" / "decontam_report.csv", encoding="utf-8") as f:
+    with open(release_dir(out) / "manifest" / "decontam_report.csv", encoding="utf-8") as f:
         report = list(csv.DictReader(f))
     assert [(r["evalset"], r["samples_removed"]) for r in report] == [("roco-test", "1")]
 
@@ -69,7 +69,7 @@ def test_a_newer_version_replaces_the_older_one_as_canonical(tmp_path: Path) -> 
     assert v1_left == 0 and clustered == total == summary.samples
     # the sidecar in the shard carries the dedup cluster too
     _, [(shard, key)] = query(str(out), "SELECT shard, key FROM samples ORDER BY key LIMIT 1")
-    with tarfile.open(out / shard) as tar:
+    with tarfile.open(release_dir(out) / shard) as tar:
         meta = json.loads(tar.extractfile(f"{key}.json").read())
     assert meta["dedup_cluster"] and meta["duplicate_of"] is None
 
@@ -85,7 +85,7 @@ def test_scores_tags_and_attribution_on_the_sample_build(sample_build: Path) -> 
     assert {"chart", "diagram"} <= {t for (t,) in types}
     _, drops = query(str(sample_build), "SELECT stage, dropped_by, reason FROM dropped WHERE stage = 'quality'")
     assert drops and all(reason for _, _, reason in drops)
-    with open(sample_build / "attribution.csv", encoding="utf-8") as f:
+    with open(release_dir(sample_build) / "attribution.csv", encoding="utf-8") as f:
         attribution = list(csv.DictReader(f))
     assert len(attribution) == n
     cc0 = [r for r in attribution if r["license_code"] == "CC0"]

@@ -16,9 +16,10 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-from testdata import REPO, copy_articles
+from testdata import REPO, copy_articles, release_dir
 from typer.testing import CliRunner
 
+from medcorpus.manifests.query import query
 from medcorpus.manifests.verify import verify_output
 from medcorpus.pipelines.build import build, summary_lines
 from medcorpus.pipelines.cli import app
@@ -34,7 +35,7 @@ ARTICLE_IDS = {PONE10: "10.1371/journal.pone.0000010", PONE38: "10.1371/journal.
 
 
 def _table(out: Path, rel: str) -> list[dict[str, Any]]:
-    path = out / "manifest" / rel
+    path = release_dir(out) / "manifest" / rel
     if path.is_dir():
         return [r for part in sorted(path.glob("*.parquet")) for r in pq.read_table(part).to_pylist()]
     return pq.read_table(path).to_pylist()
@@ -82,8 +83,11 @@ def test_each_build_is_a_numbered_release(releases: dict[str, Any]) -> None:
     out, summaries = releases["out"], releases["summaries"]
     assert [s.release for s in summaries] == [1, 2, 3]
     assert [r["release"] for r in _table(out, "runs.parquet")] == [1, 2, 3]
-    assert json.loads((out / "_complete.json").read_text())["release"] == 3
-    assert not (out / "_previous").exists()  # the saved previous release goes once the new one is complete
+    assert json.loads((release_dir(out) / "_complete.json").read_text())["release"] == 3
+    assert sorted(p.name for p in (out / "releases").iterdir()) == ["000001", "000002", "000003"]  # keep_releases 3
+    for number, state in enumerate(releases["states"], 1):  # OUT@N reads release N, whole
+        assert query(f"{out}@{number}", "SELECT count(*) FROM samples")[1] == [(len(state),)]
+        assert verify_output(f"{out}@{number}") == ([], len(state))
     assert "release 2: added" in "\n".join(summary_lines(summaries[1]))
     runs = _table(out, "runs.parquet")
     first = json.loads(runs[0]["samples_by_family"])
@@ -154,6 +158,7 @@ def test_diff_cli_composes_releases_and_writes_the_removal_list(releases: dict[s
 def test_croissant_validates_and_loads_records_with_mlcroissant(releases: dict[str, Any]) -> None:
     mlc = pytest.importorskip("mlcroissant")
     out, state = releases["out"], releases["states"][2]
+    out = release_dir(out)
     doc = json.loads((out / "croissant.json").read_text(encoding="utf-8"))
     assert doc["conformsTo"] == "http://mlcommons.org/croissant/1.1" and doc["version"] == "3.0.0"
     for name in ("dataCollection", "dataPreprocessingProtocol", "personalSensitiveInformation", "dataLimitations",
@@ -203,22 +208,23 @@ def test_report_is_self_contained_and_covers_the_release(releases: dict[str, Any
 
 
 def test_a_killed_build_is_compared_with_the_last_complete_release(tmp_path: Path) -> None:
-    from medcorpus.manifests import completion, releases
-    from medcorpus.manifests.storage import Output
-
     src, out = copy_articles(tmp_path / "in", [PONE10]), tmp_path / "out"
     config = replace(load_config(REPO / "dataflow.yaml"), stages=("fetch", "parse", "image"))
     first = build(config, LocalSource(str(src)), LocalRunner(1), str(out), progress=False)
-    # what a build killed after its first writes leaves: the saved release, no record, a part gone
-    output = Output(str(out))
-    releases.start(output)
-    completion.remove_record(output)
-    for part in (out / "manifest" / "samples").glob("*.parquet"):
+    # what a build killed after its first writes leaves: release 2's folder, unpublished, without
+    # its record, a part gone, a stray file
+    partial = out / "releases" / "000002"
+    shutil.copytree(release_dir(out), partial)
+    (partial / "_complete.json").unlink()
+    for part in (partial / "manifest" / "samples").glob("*.parquet"):
         part.unlink()
+    (partial / "shards" / "stray.tar").write_bytes(b"half")
+    assert query(str(out), "SELECT count(*) FROM samples")[1] == [(first.samples,)]  # still release 1
     again = build(config, LocalSource(str(src)), LocalRunner(1), str(out), progress=False)
     assert (first.release, again.release) == (1, 2)
     assert again.changes == {"added": 0, "removed": 0, "updated": 0}  # against release 1, not the damaged folder
-    assert _table(out, "changes.parquet") == [] and not (out / "_previous").exists()
+    assert _table(out, "changes.parquet") == [] and not (partial / "shards" / "stray.tar").exists()
+    assert verify_output(str(out)) == ([], first.samples)
 
 
 def test_reasons_follow_the_evidence() -> None:
@@ -259,7 +265,7 @@ def test_reasons_follow_the_evidence() -> None:
 
 
 def test_releases_of_an_s3_output(tmp_path: Path, s3_output_bucket) -> None:  # noqa: ANN001
-    """The previous release is saved beside an object-store output too, and removed after."""
+    """Release folders and the pointer on an object store: release 1 stays readable beside release 2."""
     import fsspec
 
     src, url = copy_articles(tmp_path / "in", [PONE10, PONE38]), f"{s3_output_bucket.url}/corpus"
@@ -274,5 +280,7 @@ def test_releases_of_an_s3_output(tmp_path: Path, s3_output_bucket) -> None:  # 
     fs = fsspec.filesystem("s3", **s3_output_bucket.storage_options)
     fs.invalidate_cache()
     keys = fs.find(f"{s3_output_bucket.name}/corpus")
-    assert not any("/_previous/" in k for k in keys) and any(k.endswith("manifest/history/changes-000002.parquet") for k in keys)
-    assert verify_output(url)[0] == []
+    assert any(k.endswith("corpus/releases/000002/manifest/history/changes-000001.parquet") for k in keys)
+    assert json.loads(fs.cat_file(f"{s3_output_bucket.name}/corpus/current.json"))["release"] == 2
+    assert verify_output(url) == ([], second.samples) and verify_output(f"{url}@1") == ([], first.samples)
+    assert query(f"{url}@1", "SELECT count(*) FROM samples")[1] == [(first.samples,)]

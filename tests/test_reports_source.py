@@ -16,7 +16,7 @@ from medcorpus.pipelines.cli import app
 from medcorpus.pipelines.sources.reports import ReportsSource
 from medcorpus.transforms.deid_text import scrub
 from medcorpus.transforms.report_sections import parse_sections
-from testdata import DATA, REPO
+from testdata import DATA, REPO, release_dir
 
 def build(source: str, out: Path) -> None:
     result = CliRunner().invoke(app, ["build", "--config", str(REPO / "dataflow.yaml"), "--source", source,
@@ -25,11 +25,11 @@ def build(source: str, out: Path) -> None:
 
 
 def samples(out: Path) -> list[dict]:
-    return [r for p in sorted((out / "manifest" / "samples").glob("*.parquet")) for r in pq.read_table(p).to_pylist()]
+    return [r for p in sorted((release_dir(out) / "manifest" / "samples").glob("*.parquet")) for r in pq.read_table(p).to_pylist()]
 
 
 def table(out: Path, name: str) -> list[dict]:
-    return pq.read_table(out / "manifest" / f"{name}.parquet").to_pylist()
+    return pq.read_table(release_dir(out) / "manifest" / f"{name}.parquet").to_pylist()
 
 
 def assert_no_phi(out: Path, identifiers: list[str]) -> None:

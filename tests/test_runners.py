@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -10,10 +11,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from testdata import ARTICLES, REPO
+from testdata import ARTICLES, REPO, release_dir
 
 from medcorpus.pipelines.config import load_config
-from medcorpus.pipelines.runners import Job, LocalRunner, make_runner, parse_beam_options
+from medcorpus.pipelines.runners import Job, LocalRunner, chunks, make_runner, parse_beam_options, peak_rss
 from medcorpus.pipelines.sources.local import LocalSource
 from medcorpus.pipelines.staging import unit_token
 
@@ -28,6 +29,31 @@ def test_make_runner_knows_local_ray_and_beam() -> None:
     assert beam_runner.name == "beam" and beam_runner.options == {"runner": "FlinkRunner", "flink_master": "h:8081"}
     with pytest.raises(ValueError, match="known: local, ray, beam"):
         make_runner("spark", 1)
+
+
+def test_units_travel_in_batches_that_keep_every_worker_busy() -> None:
+    """Ray pays per task: units go in batches, in order, about 8 per worker, never more than 32 units."""
+    units = list(range(126))
+    for workers, size in ((1, 16), (2, 8), (8, 2), (64, 1)):
+        batches = chunks(units, workers)
+        assert [u for b in batches for u in b] == units and {len(b) for b in batches[:-1]} == {size}
+    assert len(chunks(list(range(10_000)), 2)[0]) == 32
+    assert chunks(list(range(3)), 2) == [[0], [1], [2]] and chunks([], 2) == []
+
+
+def test_pool_workers_report_their_own_peak_memory(tmp_path: Path) -> None:
+    """Every worker reports its process's peak RSS (the build summary's ``worker peak memory`` is the
+    largest): the kernel's high-water mark of the process, in bytes."""
+    cfg = load_config(REPO / "dataflow.yaml")
+    runner = LocalRunner(2)
+    job = Job(type(cfg)(stages=("fetch", "parse", "image")), None, str(tmp_path / "s"), str(tmp_path / "o"))  # type: ignore[arg-type]
+    try:
+        reported = list(runner._map(job, peak_rss, [(), ()]))
+    finally:
+        runner.close()
+    assert len(reported) == 2 and all(20 * 2**20 < rss < 1.5 * 2**30 for rss in reported)
+    high_water = int(re.search(r"VmHWM:\s+(\d+) kB", Path("/proc/self/status").read_text())[1]) * 1024
+    assert abs(peak_rss() - high_water) < 16 * 2**20
 
 
 def test_ray_settings_merge_per_step_and_reject_unknown_keys(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -73,7 +99,7 @@ def test_a_local_build_never_imports_ray_or_beam(tmp_path: Path) -> None:
                          env={**os.environ, "PYTHONPATH": str(REPO)})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
-    assert (tmp_path / "out" / "manifest" / "samples").is_dir()
+    assert (release_dir(tmp_path / "out") / "manifest" / "samples").is_dir()
 
 
 def test_the_cli_takes_runner_options(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from conftest import tree_bytes
-from testdata import ARTICLES, REPO
+from testdata import ARTICLES, REPO, release_dir
 
 from medcorpus.manifests.verify import verify_output
 from medcorpus.pipelines.build import build
@@ -29,6 +29,7 @@ def _build(runner_name: str, out: Path) -> None:
     cfg = load_config(REPO / "dataflow.yaml")
     summary = build(cfg, LocalSource(str(ARTICLES)), make_runner(runner_name, 2, config=cfg), str(out), progress=False)
     assert summary.samples > 0 and summary.units == 18
+    assert summary.worker_peak_rss > 100 * 2**20  # the workers' own peak memory came back (Ray rows, Beam metric)
 
 
 @pytest.mark.parametrize("runner_name", ["ray", "beam"])
@@ -56,5 +57,5 @@ def test_runner_output_is_byte_identical_to_local(runner_name: str, sample_build
                 assert col == sorted(col), rel
         assert other[rel] == data, f"{rel} differs between local and {runner_name}"
     assert verify_output(str(out))[0] == []
-    runs = pq.read_table(out / "manifest" / "runs.parquet").to_pylist()
+    runs = pq.read_table(release_dir(out) / "manifest" / "runs.parquet").to_pylist()
     assert [(r["runner"], r["workers"]) for r in runs] == [(runner_name, 2)]

@@ -36,6 +36,6 @@ def test_build_to_s3_url(tmp_path: Path, s3_output_bucket) -> None:  # noqa: ANN
     _, rows = query(url, "SELECT key, image_sha256 FROM samples WHERE license_family = 'comm' ORDER BY shard, image_offset")
     assert [hashlib.sha256(s["image"]).hexdigest() for s in streamed] == [sha for _, sha in rows]
     # the shard on S3 is a plain WebDataset tar
-    with fs.open(f"{s3_output_bucket.name}/corpus/v1/shards/comm/comm-000000.tar", "rb") as f:
+    with fs.open(f"{s3_output_bucket.name}/corpus/v1/releases/000001/shards/comm/comm-000000.tar", "rb") as f:
         names = tarfile.open(fileobj=io.BytesIO(f.read())).getnames()
     assert len(names) == 3 * n

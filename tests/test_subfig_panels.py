@@ -194,3 +194,49 @@ def test_count_mismatch_without_clean_rows_or_columns_stays_whole() -> None:
     boxes = [(0, 0, 60, 100), (40, 0, 100, 40), (70, 50, 100, 100)]
     assert merge_panels(boxes, 2) is None
     assert merge_panels([(0, 0, 10, 10), (0, 20, 10, 30), (20, 0, 30, 30)], 2) == [(0, 0, 10, 30), (20, 0, 30, 30)]
+
+
+@pytest.mark.skipif(not ocr_available(), reason="tesseract not installed")
+def test_labels_read_on_the_figure_cut_it_into_the_captions_panels() -> None:
+    """A real eLife figure (elife-46793 fig3, counted by eye: 6 panels A-F): layout finds 9 pieces
+    (table F in four, labels apart); the letters read on the figure cut it into one panel per label."""
+    from testdata import ARTICLES
+
+    img = Image.open(ARTICLES / "elife-46793-v1" / "fig3.jpg").convert("RGB")
+    img.thumbnail((1024, 1024))
+    caption = ("G4 sensitiser genes. (A) shRNAs depleted. (B) Depleted genes. (C) G4 sensitiser genes. "
+               "(D) Validated lethalities. (E) Additional genes. (F) Curated genes.")
+    assert len(analyze_layout(img).panels) != 6
+    res = split_figure(img, caption, SubfigureOptions(ocr="auto"))
+    assert res.method == "ocr_anchors" and [p.label for p in res.panels] == list("abcdef")
+    box = {p.label: p.box for p in res.panels}
+    assert all(box[k][2] <= box["d"][0] for k in "abc")  # A-C the left column, D-F the right one
+    assert box["d"][3] <= box["e"][1] <= box["f"][1] and box["f"][3] - box["f"][1] > 0.5 * img.height
+    assert split_figure(img, caption, NEVER).panels == ()  # without OCR the figure stays whole
+
+
+def test_anchored_cut_refuses_a_label_without_a_panel() -> None:
+    """Anchors that would leave a panel smaller than a panel (a letter with nothing beside it)
+    give no cut: the figure stays whole rather than split into a sliver."""
+    import numpy as np
+    from medcorpus.transforms.panel_anchors import cut_by_anchors
+
+    content = np.zeros((200, 400), dtype=bool)
+    content[10:190, 10:190] = content[10:190, 210:390] = True
+    gray = np.where(content, 0, 255).astype(np.uint8)
+    two = cut_by_anchors(content, gray, {"a": (10, 10, 20, 20), "b": (210, 10, 220, 20)})
+    assert two == {"a": (10, 10, 190, 190), "b": (210, 10, 390, 190)}
+    sliver = {"a": (10, 10, 20, 20), "b": (12, 30, 20, 40), "c": (210, 10, 220, 20)}
+    assert cut_by_anchors(content, gray, sliver) is None
+
+
+@pytest.mark.skipif(not ocr_available(), reason="tesseract not installed")
+def test_figure_with_more_labels_than_the_caption_is_not_cut_by_them() -> None:
+    """elife-32671 fig4 prints A-F; a caption naming only A-C must not cut it into three panels
+    that each join several printed ones (D is read on the figure: more panels than labels)."""
+    from testdata import ARTICLES
+
+    img = Image.open(ARTICLES / "elife-32671" / "fig4.jpg").convert("RGB")
+    img.thumbnail((1024, 1024))
+    res = split_figure(img, "Cells. (A) Ensemble 1. (B) Ensemble 2. (C) Ensembles 1+2.", SubfigureOptions(ocr="auto"))
+    assert res.method not in ("ocr_anchors", "ocr_regroup")

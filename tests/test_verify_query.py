@@ -17,7 +17,7 @@ import duckdb
 import fsspec
 import pyarrow.parquet as pq
 import pytest
-from testdata import copy_articles
+from testdata import copy_articles, release_dir
 from typer.testing import CliRunner
 
 from medcorpus import __version__
@@ -72,7 +72,8 @@ def _verify_cli(out: Path) -> tuple[int, str]:
 
 
 def test_good_build_has_a_complete_record_and_verifies(built: dict[str, Path]) -> None:
-    out = built["good"]
+    out = release_dir(built["good"])
+    assert out == built["good"] / "releases" / "000001"
     record = json.loads((out / RECORD).read_text())
     _, runs = query(str(out), "SELECT run_id FROM runs")
     assert record["run_id"] == runs[-1][0]
@@ -97,7 +98,7 @@ def _stale_rebuild_shard(out: Path, built: dict[str, Path]) -> None:
     """A rebuild with other shard boundaries, killed after its first shard: the new shard 0 (all 6
     samples) beside the old shard 1, so its 3 samples are listed twice."""
     for rel in ("shards/comm/comm-000000.tar", "manifest/samples/comm-000000.parquet"):
-        shutil.copyfile(built["good6"] / rel, out / rel)
+        shutil.copyfile(release_dir(built["good6"]) / rel, out / rel)
 
 
 def _extra_member(out: Path, _built: dict[str, Path]) -> None:
@@ -138,9 +139,9 @@ DAMAGE = {
 @pytest.mark.parametrize("case", list(DAMAGE))
 def test_verify_finds_damage_and_a_rerun_repairs_it(built: dict[str, Path], case: str, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    shutil.copytree(built["good"], out)  # with its _work/, as the damaged build would have it
+    shutil.copytree(built["good"], out, symlinks=True)  # with its _work/, as the damaged build would have it
     damage, expected = DAMAGE[case]
-    damage(out, built)
+    damage(release_dir(out), built)
     code, output = _verify_cli(out)
     assert code == 1, output
     for line in expected:
@@ -151,33 +152,36 @@ def test_verify_finds_damage_and_a_rerun_repairs_it(built: dict[str, Path], case
 
 
 def _kill_rebuild(built: dict[str, Path], out: Path, log: Path) -> bool:
-    """Start the same build again and SIGKILL it between removing the record and writing it again;
-    False when the build finished before the kill landed."""
+    """Start the same build again and SIGKILL it once it has begun release 2's folder; False when
+    the build published before the kill landed."""
     proc = subprocess.Popen([CLI, *_build_args(built["src"], built["cfg"], out)], stdout=subprocess.DEVNULL,
                             stderr=log.open("w"), start_new_session=True)
-    record = out / RECORD
-    while record.exists() and proc.poll() is None:
+    started = out / "releases" / "000002" / "manifest"
+    while not started.exists() and proc.poll() is None:
         time.sleep(0.001)
     if proc.poll() is None:
         os.kill(proc.pid, signal.SIGKILL)
-    return proc.wait(timeout=60) == -signal.SIGKILL and not record.exists()
+    return proc.wait(timeout=60) == -signal.SIGKILL and json.loads((out / "current.json").read_text())["release"] == 1
 
 
-def test_killed_build_is_refused_and_reported_until_rerun(built: dict[str, Path], tmp_path: Path) -> None:
+def test_a_killed_rebuild_leaves_the_previous_release_and_its_own_is_refused(built: dict[str, Path],
+                                                                             tmp_path: Path) -> None:
     out = tmp_path / "out"
-    shutil.copytree(built["good"], out)
+    shutil.copytree(built["good"], out, symlinks=True)
     assert any(_kill_rebuild(built, out, tmp_path / "build.log") for _ in range(5)), (tmp_path / "build.log").read_text()
-    code, output = _verify_cli(out)
+    assert _verify_cli(out) == (0, f"checked {SAMPLES} samples, 0 problems\n")  # release 1, untouched
+    assert query(str(out), "SELECT count(*) FROM samples")[1] == [(SAMPLES,)]
+    code, output = _verify_cli(Path(f"{out}@2"))
     assert code == 1 and "no completion record" in output and RERUN in output
-    refused = cli.invoke(app, ["query", str(out), "SELECT count(*) FROM samples"])
+    refused = cli.invoke(app, ["query", f"{out}@2", "SELECT count(*) FROM samples"])
     assert refused.exit_code == 2 and len(refused.output.strip().splitlines()) == 1
     assert "--allow-incomplete" in refused.output and RERUN in refused.output
     with pytest.raises(IncompleteOutput):
-        next(iter_samples(str(out)))
-    assert query(str(out), "SELECT count(*) FROM samples", allow_incomplete=True)[1] == [(SAMPLES,)]
-    assert len(list(iter_samples(str(out), allow_incomplete=True))) == SAMPLES
+        next(iter_samples(f"{out}@2"))
+    assert query(f"{out}@2", "SELECT 1", allow_incomplete=True)[1] == [(1,)]  # read as it is when asked
     _cli_build(built["src"], built["cfg"], out)
     assert _verify_cli(out)[0] == 0 and len(list(iter_samples(str(out)))) == SAMPLES
+    assert json.loads((out / "current.json").read_text())["release"] == 2
 
 
 def test_not_an_output_is_one_line(tmp_path: Path) -> None:
@@ -191,7 +195,7 @@ def test_not_an_output_is_one_line(tmp_path: Path) -> None:
 
 
 def _manifest_bytes(out: Path) -> dict[Path, bytes]:
-    return {p: p.read_bytes() for p in (out / "manifest").rglob("*") if p.is_file()}
+    return {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and "_work" not in p.parts}
 
 
 @pytest.mark.parametrize("sql", [
@@ -209,9 +213,9 @@ def test_query_cannot_write_read_outside_or_unlock(built: dict[str, Path], sql: 
     out = built["good"]
     before = _manifest_bytes(out)
     with pytest.raises((duckdb.PermissionException, duckdb.InvalidInputException)):
-        query(str(out), sql.format(out=out))
+        query(str(out), sql.format(out=release_dir(out)))
     assert _manifest_bytes(out) == before
-    result = cli.invoke(app, ["query", str(out), sql.format(out=out)])
+    result = cli.invoke(app, ["query", str(out), sql.format(out=release_dir(out))])
     assert result.exit_code == 2 and result.output.startswith("query: ") and result.output.count("\n") == 1
 
 
@@ -255,7 +259,7 @@ def test_s3_output_record_verify_and_refusal(built: dict[str, Path], s3_output_b
     summary = build(load_config(built["cfg"]), LocalSource(str(built["src"])), LocalRunner(1), url,
                     work_dir=str(tmp_path / "work"), progress=False)
     fs = fsspec.filesystem("s3", **s3_output_bucket.storage_options)
-    base = f"{s3_output_bucket.name}/complete"
+    base = f"{s3_output_bucket.name}/complete/releases/000001"
     record = json.loads(fs.cat_file(f"{base}/{RECORD}"))
     assert record["samples"] == summary.samples == SAMPLES
     assert {"shards/comm/comm-000000.tar", "manifest/samples/comm-000000.parquet"} <= {f["path"] for f in record["files"]}

@@ -44,3 +44,11 @@ def fault_articles(dest: Path) -> Path:
 DICOM = DATA / "dicom"
 DICOM_TEST_FILES = DICOM / "pydicom_test_files"
 DEID_DATA = DICOM / "deid_data"
+
+
+def release_dir(out: Path | str) -> Path:
+    """The folder of the release ``out`` names (``OUT``: the current one, ``OUT@N``), through the
+    same resolver every reader uses (``manifests/layout.py``)."""
+    from medcorpus.manifests.layout import resolve
+
+    return Path(resolve(str(out)).url)

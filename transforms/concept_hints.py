@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable
 
+from medcorpus.transforms.modality_evidence import indirect_modalities
+
 # coarse body region <- words in the name of an anatomy concept (first matching rule wins)
 REGION_RULES: tuple[tuple[str, str], ...] = (
     ("head", r"\b(brain|cerebr\w*|cerebell\w*|skull|cranium|cranial|head|face|orbit|eye|retina|nose|nasal|"
@@ -49,35 +51,25 @@ MODALITY_RULES: tuple[tuple[str, str], ...] = (
     ("oct", r"\b(optical coherence tomography)\b"),
     ("dermoscopy", r"\b(dermoscop\w*|dermatoscop\w*)\b"),
 )
-# imaging modality <- the caption's own words: (tag, case-insensitive words, case-sensitive abbreviations).
+# imaging modality <- the caption's own names for it: (tag, case-insensitive words, case-sensitive abbreviations).
 # Abbreviations keep their case (CT, US, MR) so "us", "mr" in prose and MR = mitral regurgitation
-# ("severe MR") do not count; MR counts only before an imaging word.
+# ("severe MR") do not count; MR counts only before an imaging word. Signs that imply a modality without
+# naming it (hyperintense, hypoechoic, SUV ...) are the evidence table of ``modality_evidence``.
 CAPTION_MODALITY_RULES: tuple[tuple[str, str, str | None], ...] = (
     ("ct", r"computed tomogra\w*|computeri[sz]ed (axial )?tomogra\w*|\bcat scan|tomodensitometr\w*|"
-           r"hounsfield|\btdm\b|multi-?detector|multi-?slice|cone[- ]beam|topogram|\bscout\b|"
-           r"hypo-?dens\w*|hyper-?dens\w*|"
-           r"iso-?dens\w*|\bscanner\b", r"\b(?:CT|CECT|NCCT|HRCT|MDCT|CBCT|CTA|CTPA|CTU)\b"),
-    ("mri", r"magnetic resonance|\bt[12][- ]?weighted|\bflair\b|diffusion[- ]weighted|gadolinium|"
-            r"\bfat[- ]sat\w*|susceptibility[- ]weighted|\bstir\b|\bmr (?:image|imaging|angiogra\w*|scan)|"
-            r"proton density|"
-            r"spin[- ]echo|gradient[- ]echo|\bt[12] (?:map|image|sequence|signal)|hyperintens\w*|hypointens\w*|"
-            r"isointens\w*|\bsequences?\b|signal intensity",
-     r"\b(?:MRI|fMRI|MRA|MRV|MRCP|DWI|FLAIR|STIR|SWI|T1WI|T2WI|T1W|T2W|ADC|FSE|TSE|VIBE|SPGR|GRE|TOF)\b|"
+           r"\btdm\b|multi-?detector|multi-?slice|cone[- ]beam", r"\b(?:CT|CECT|NCCT|HRCT|MDCT|CBCT|CTA|CTPA|CTU)\b"),
+    ("mri", r"magnetic resonance|\bt[12][- ]?weighted|diffusion[- ]weighted|\bmr (?:image|imaging|angiogra\w*|scan)",
+     r"\b(?:MRI|fMRI|MRA|MRV|MRCP)\b|"
      r"\bMR(?=[\s-]+(?:imag|angio|scan|venog|sequence|spectro|enterog|arthrog|cholangio|T[12]|exam|study|urogra|"
      r"neurogra|elastogra|section|slice|view|axial|coronal|sagittal))"),
-    ("xray", r"radiogra\w*|x ?-? ?rays?\b|roentgen\w*|plain films?|chest films?|orthopantomogra\w*|skiagra\w*|"
-             r"radiolucen\w*|radio-?opaque|orthopant\w*|periapical|bitewing|cephalo(?:gram|metric)\w*|\bfilms?\b",
-     r"\b(?:CXR|KUB|OPG|OPT|IOPA|DR)\b"),
-    ("ultrasound", r"ultraso\w*|sonogra\w*|echocardiogra\w*|echogra\w*|doppler|hyperechoic|hypoechoic|anechoic|"
-                   r"echogenic\w*|elastogra\w*|transvaginal|transrectal|b-mode|\bduplex|transducer|parasternal|"
-                   r"four[- ]chamber|bicaval|\bsono-?\w*|\becho(?:c\w*)?\b|\bultrasound",
+    ("xray", r"radiogra\w*|x ?-? ?rays?\b|roentgen\w*|plain films?|chest films?|orthopantomogra\w*|\bfilms?\b",
+     r"\b(?:CXR|KUB|OPG|IOPA|DR)\b"),
+    ("ultrasound", r"ultraso\w*|sonogra\w*|echocardiogra\w*|echogra\w*|\bduplex|\bsono-?\w*|\becho(?:c\w*)?\b",
      r"\b(?:US|USG|TTE|TEE|TOE|EUS|IVUS|CEUS|2D echo)\b"),
-    ("pet", r"positron emission|fluorodeoxyglucose|\b18f\b|\bfdg\b", r"\bPET\b"),
-    ("spect", r"single[- ]photon|scintigra\w*|bone scan|radionuclide|\bmibg\b|tc-?99m|technetium|\bsestamibi",
-     r"\bSPECT\b"),
+    ("pet", r"positron emission", r"\bPET\b"),
+    ("spect", r"single[- ]photon|scintigra\w*|bone scan|radionuclide", r"\bSPECT\b"),
     ("angiography", r"(?<!fluorescein )(?<!indocyanine green )(?<!fluorescein-)(?<!icg )angiogra\w*|arteriogra\w*|"
-                    r"venogra\w*|digital subtraction|portogra\w*|cholangiogra\w*|lymphangiogra\w*|aortogra\w*|"
-                    r"catheteri[sz]ation|coronary (?:artery )?(?:injection|stent\w*)|\bstent(?:s|ing)?\b",
+                    r"venogra\w*|digital subtraction|portogra\w*|cholangiogra\w*|lymphangiogra\w*|aortogra\w*",
      r"\b(?:DSA|CTA|MRA|CTPA)\b"),
     ("mammography", r"mammogra\w*|tomosynthesis", None),
     ("fluoroscopy", r"fluoroscop\w*|barium (?:swallow|meal|enema|study)|contrast (?:swallow|enema)|cystourethrogra\w*|"
@@ -114,6 +106,7 @@ CAPTION_MODALITY_RULES: tuple[tuple[str, str, str | None], ...] = (
 RADIOLOGY_MODALITIES = frozenset({"ct", "mri", "xray", "ultrasound", "pet", "spect", "angiography", "mammography",
                                   "fluoroscopy"})
 RADIOLOGY = RADIOLOGY_MODALITIES | {"radiology"}
+UNSPECIFIC = frozenset({"radiology", "photograph", "chart", "diagram"})  # names that do not tell the modality
 _REGION = [(tag, re.compile(rx, re.I)) for tag, rx in REGION_RULES]
 _MODALITY = [(tag, re.compile(rx, re.I)) for tag, rx in MODALITY_RULES]
 _CAPTION_MODALITY = [(tag, re.compile(words, re.I), re.compile(abbr) if abbr else None)
@@ -131,10 +124,19 @@ def _first_tag(rules: list[tuple[str, re.Pattern[str]]], text: str) -> str | Non
     return None
 
 
+def named_modalities(text: str) -> set[str]:
+    """The modalities a caption names in its own words ("axial CT", "T2-weighted", "H&E", "fundus photograph")."""
+    return {tag for tag, words, abbr in _CAPTION_MODALITY if words.search(text) or (abbr and abbr.search(text))}
+
+
 def caption_modalities(text: str) -> set[str]:
-    """The modalities a caption names in its own words ("axial CT", "T2-weighted", "H&E", "fundus photograph");
-    ``radiology`` where it speaks of imaging planes or radiological signs but names no radiology modality."""
-    tags = {tag for tag, words, abbr in _CAPTION_MODALITY if words.search(text) or (abbr and abbr.search(text))}
+    """The modalities a caption names, and where it names none, those its signs point to (``modality_evidence``:
+    "hyperintense on T2" is MRI); ``radiology`` where it speaks of imaging planes but nothing tells the modality.
+    A caption naming only a photograph, chart or diagram still takes the strong signs ("photograph of the plain
+    abdominal view"), never the weaker priors."""
+    tags = named_modalities(text)
+    if not tags - UNSPECIFIC:
+        tags |= indirect_modalities(text, max_tier=1 if tags - {"radiology"} else 2)[0]
     if tags & RADIOLOGY_MODALITIES or tags - {"radiology"}:
         tags.discard("radiology")
     return tags

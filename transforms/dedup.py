@@ -46,7 +46,7 @@ from functools import lru_cache
 from typing import Annotated, Any, Iterable, Mapping, Sequence
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageOps
 from pydantic import Field
 from scipy.fft import dctn
 
@@ -110,8 +110,12 @@ class ImageHashes:
 
 
 def _decode(image: bytes | Image.Image) -> Image.Image:
+    """Oriented 8-bit RGB; an upright image (the image stage's decoded ones) is used as it is, uncopied."""
     img = image if isinstance(image, Image.Image) else Image.open(io.BytesIO(image))
-    return to_rgb(ImageOps.exif_transpose(img))
+    img.load()
+    if img.getexif().get(ExifTags.Base.Orientation, 1) != 1:
+        img = ImageOps.exif_transpose(img)
+    return to_rgb(img)
 
 
 def exact_pixel_hash(img: Image.Image) -> str:
@@ -122,14 +126,25 @@ def exact_pixel_hash(img: Image.Image) -> str:
     are caught as near-duplicates instead; but a gray image stored as RGB hashes like its L form
     (channels equal → one channel), so storage mode alone never hides an exact duplicate.
     """
-    a = np.asarray(img.convert("RGB"))
-    if a.size and (a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all():
+    a = np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
+    if channels_equal(a):
         a, mode = a[..., 0], "L"
     else:
         mode = "RGB"
     h = hashlib.sha256(f"{mode}:{a.shape[1]}x{a.shape[0]}:".encode())
-    h.update(np.ascontiguousarray(a).tobytes())
+    h.update(np.ascontiguousarray(a))
     return h.hexdigest()
+
+
+def channels_equal(rgb: np.ndarray) -> bool:
+    """Whether an RGB array is gray (R = G = B everywhere; an empty one is not). A sparse sample
+    rejects a colour image before the full comparison."""
+    if not rgb.size:
+        return False
+    for a in (rgb[::16, ::16], rgb):
+        if not ((a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all()):
+            return False
+    return True
 
 
 def trim_border(gray: np.ndarray, tolerance: int = 8) -> np.ndarray:
@@ -333,11 +348,15 @@ def candidate_pairs(bucket_key: str, records: Iterable[DedupRecord],
         return [Pair(recs[0].key, r.key, "exact", 0.0) for r in recs[1:] if r.exact == recs[0].exact]
     if kind == "image":
         return _image_pairs_in_bucket(recs, options)
-    sh = [r.shingles(options) for r in recs]
+    shingled: dict[tuple[str, ...], set[str]] = {}  # reprints and versions share captions: shingle each once
+    for r in recs:
+        if r.caption_tokens not in shingled:
+            shingled[r.caption_tokens] = r.shingles(options)
+    sh = [shingled[r.caption_tokens] for r in recs]
     out = []
     for i in range(len(recs)):
         for j in range(i + 1, len(recs)):
-            jac = jaccard(sh[i], sh[j])
+            jac = 1.0 if sh[i] is sh[j] and sh[i] else jaccard(sh[i], sh[j])
             if jac >= options.caption_jaccard:
                 out.append(Pair(recs[i].key, recs[j].key, "caption", round(1.0 - jac, 6)))
     return out

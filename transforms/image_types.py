@@ -156,10 +156,11 @@ def _blend(parts: list[tuple[float, dict[str, float]]]) -> dict[str, float]:
 
 
 def tag_image(image: Image.Image | None, caption: str, options: ImageTypeOptions = ImageTypeOptions(),
-              model: ZeroShot | None = None) -> ImageTags:
+              model: ZeroShot | None = None, text_scores: Mapping[str, float] | None = None) -> ImageTags:
     """Label, confidence and per-label scores from the caption, the image statistics and (when given
-    or configured) a zero-shot model."""
-    text = caption_scores(caption)
+    or configured) a zero-shot model. ``text_scores``: the caption's ``caption_scores`` when the
+    caller has them (a worker's memo)."""
+    text = dict(text_scores) if text_scores is not None else caption_scores(caption)
     img = image_scores(image_features(image)) if image is not None else {}
     scores = _blend([(options.text_weight, text), (1.0 - options.text_weight, img)])
     if model is None and options.model_path and image is not None:

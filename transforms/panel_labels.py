@@ -10,6 +10,7 @@ returns no labels and the caller falls back to reading order with a lower confid
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -20,11 +21,12 @@ from PIL import Image, ImageOps
 
 from .panels import Box
 
-__all__ = ["LabelHit", "ocr_available", "candidate_regions", "detect_labels"]
+__all__ = ["LabelHit", "ocr_available", "candidate_regions", "label_glyphs", "detect_labels"]
 
 _CELL_H = 64  # mosaic row height; a candidate is scaled to 40 px of text height
 _TEXT_H = 40
-_RE_LABEL = re.compile(r"^\(?([A-Za-z])\)?[.:]?$")
+# one letter, maybe bracketed; a bold capital is sometimes read twice ("Cc")
+_RE_LABEL = re.compile(r"^\(?([A-Za-z])(?i:\1)?\)?[.:]?$")
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,32 @@ def candidate_regions(panels: tuple[Box, ...], minor: tuple[Box, ...], size: tup
     return list(dict.fromkeys(out))
 
 
+def label_glyphs(content: np.ndarray, scale: int = 1, limit: int | None = None) -> list[Box]:
+    """Isolated letter-sized blobs anywhere on the figure, tallest first (at most ``limit``): a panel
+    label printed inside a panel, or in a panel that layout analysis did not separate, is one
+    connected component with background all around it, and panel labels are usually the figure's
+    largest letters (OCR time grows with the number of blobs). ``content`` = the layout's content
+    mask (at ``scale`` times reduced size)."""
+    from scipy import ndimage
+
+    lab, _ = ndimage.label(content, structure=np.ones((3, 3), dtype=bool))
+    side = max(content.shape)
+    integral = np.pad(content.astype(np.int32).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    out: list[Box] = []
+    for k, sl in enumerate(ndimage.find_objects(lab), start=1):
+        y1, y2, x1, x2 = sl[0].start, sl[0].stop, sl[1].start, sl[1].stop
+        h, w = y2 - y1, x2 - x1
+        if not (8 <= h * scale and h <= 0.06 * side and max(3, 0.15 * h) <= w <= 1.3 * h):
+            continue
+        m = max(2, int(0.35 * h))  # a margin of background a third of the letter's height
+        ya, yb, xa, xb = max(0, y1 - m), min(content.shape[0], y2 + m), max(0, x1 - m), min(content.shape[1], x2 + m)
+        around = integral[yb, xb] - integral[ya, xb] - integral[yb, xa] + integral[ya, xa]
+        if around == int(np.count_nonzero(lab[sl] == k)):
+            out.append((x1 * scale, y1 * scale, x2 * scale, y2 * scale))
+    out.sort(key=lambda b: (b[1] - b[3], b[1], b[0]))
+    return out[:limit]
+
+
 def _near_top_left(m: Box, p: Box, limit: float) -> bool:
     cx, cy = (m[0] + m[2]) / 2, (m[1] + m[3]) / 2
     return p[0] - limit <= cx <= p[0] + limit and p[1] - limit <= cy <= p[1] + limit
@@ -71,7 +99,9 @@ def _near_top_left(m: Box, p: Box, limit: float) -> bool:
 def _normalise(image: Image.Image, box: Box) -> Image.Image:
     """The candidate with a small margin, scaled smoothly to ~_TEXT_H, binarised, dark on white."""
     pad = 3
-    crop = image.crop((box[0] - pad, box[1] - pad, box[2] + pad, box[3] + pad)).convert("L")
+    w, h = image.size  # a margin beyond the image would read as black: clamp, then pad with the page
+    crop = image.crop((max(0, box[0] - pad), max(0, box[1] - pad), min(w, box[2] + pad), min(h, box[3] + pad)))
+    crop = ImageOps.expand(crop.convert("L"), border=pad, fill=int(np.asarray(crop.convert("L")).max()))
     scale = _TEXT_H / max(1, crop.height)
     crop = crop.resize((max(1, min(int(crop.width * scale), 3 * _TEXT_H)), _TEXT_H), Image.LANCZOS)
     g = np.asarray(crop, dtype=np.uint8)
@@ -88,6 +118,9 @@ def detect_labels(image: Image.Image, candidates: list[Box], min_confidence: flo
         return []
     import pytesseract
 
+    # tesseract's OpenMP threads cost more than they give on one small mosaic (2x slower on a busy
+    # machine, and workers already use every core); a value the user set is kept
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
     cells = [_normalise(image, b) for b in candidates]
     width = max(c.width for c in cells) + 20
     mosaic = Image.new("L", (width, _CELL_H * len(cells)), 255)

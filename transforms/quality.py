@@ -18,7 +18,7 @@ from PIL import Image, UnidentifiedImageError
 from medcorpus.schemas.quality import score_entries
 from medcorpus.transforms.images import to_8bit
 from medcorpus.transforms.options import Fraction, NonNegative, NonNegativeInt, Positive, known_names, validated
-from medcorpus.transforms.quality_filters import FILTERS as FILTER_REGISTRY, Evidence, caption_counts
+from medcorpus.transforms.quality_filters import FILTERS as FILTER_REGISTRY, Evidence, Language, caption_counts
 
 MEASURE_SIDE = 128
 FILTERS = tuple(FILTER_REGISTRY)  # names, in the order in which a failure drops (transforms/quality_filters.py)
@@ -129,16 +129,17 @@ def image_scores(stats: ImageStats | None) -> dict[str, float]:
 # ---- the decision --------------------------------------------------------------------------------
 
 def assess(image: bytes | Image.Image | ImageStats | None, caption: str, article_type: str | None = None,
-           options: FilterOptions = FilterOptions()) -> QualityDecision:
+           options: FilterOptions = FilterOptions(), language: Language | None = None) -> QualityDecision:
     """Run every enabled filter in ``FILTERS`` order; the first failure drops the sample, and the
     scores of every measurement and enabled filter are kept for audit.
 
-    ``image`` may be the original bytes, a decoded PIL image, or precomputed ``ImageStats``.
+    ``image`` may be the original bytes, a decoded PIL image, or precomputed ``ImageStats``;
+    ``language`` replaces ``identify_language`` (a worker's memo of it).
     """
     stats = image if isinstance(image, ImageStats) else measure_image(image)
     chars, words = caption_counts(caption or "")
     scores = {"caption_chars": float(chars), "caption_words": float(words)}
-    evidence = Evidence(caption or "", article_type, stats)
+    evidence = Evidence(caption or "", article_type, stats, language)
     failure: tuple[str, str | None] | None = None
     for name, check in FILTER_REGISTRY.items():
         if name not in options.enabled:

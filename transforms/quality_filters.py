@@ -3,22 +3,33 @@
 adding a filter is one class and one line there (and its name in ``quality.enabled``)."""
 from __future__ import annotations
 
+import base64
+import bz2
+import hashlib
+import pickle
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
+
+from medcorpus.files import atomic_write, cache_root
 
 if TYPE_CHECKING:
     from medcorpus.transforms.quality import FilterOptions, ImageStats
 
 
+Language = Callable[[str], tuple[str, float]]
+
+
 @dataclass(frozen=True)
 class Evidence:
-    """What filters judge: the caption, the article type, the image's statistics (None: undecodable)."""
+    """What filters judge: the caption, the article type, the image's statistics (None: undecodable),
+    and the language identifier (``identify_language``, or a caller's memo of it)."""
 
     caption: str
     article_type: str | None
     stats: "ImageStats | None"
+    language: Language | None = None
 
 
 @dataclass(frozen=True)
@@ -79,10 +90,32 @@ class CaptionLength(Filter):
 
 @lru_cache(maxsize=1)
 def _identifier() -> Any:
-    """langid's model ships inside the package (no download); loading takes seconds, so once per process."""
+    """langid's model ships inside the package (no download) as a bz2 pickle whose unpacking takes
+    seconds; its unpacked arrays are kept in ``cache_root()`` (named by the model's digest), so later
+    workers load them in a fraction of that. Once per process."""
     from langid.langid import LanguageIdentifier, model
 
-    return LanguageIdentifier.from_modelstring(model, norm_probs=True)
+    path = cache_root() / f"langid-{hashlib.sha256(model).hexdigest()[:16]}.pkl"
+    try:
+        with open(path, "rb") as fh:
+            parts = pickle.load(fh)
+    except (OSError, pickle.UnpicklingError, EOFError):
+        parts = _unpack_langid(model)
+        try:
+            atomic_write(path, lambda fh: pickle.dump(parts, fh, protocol=pickle.HIGHEST_PROTOCOL))
+        except OSError:
+            pass
+    nb_ptc, nb_pc, nb_classes, tk_nextmove, tk_output = parts
+    return LanguageIdentifier(nb_ptc, nb_pc, nb_ptc.shape[0], nb_classes, tk_nextmove, tk_output, norm_probs=True)
+
+
+def _unpack_langid(model: bytes) -> tuple[Any, ...]:
+    """What ``LanguageIdentifier.from_modelstring`` unpacks, as it does."""
+    import numpy as np
+
+    nb_ptc, nb_pc, nb_classes, tk_nextmove, tk_output = pickle.loads(bz2.decompress(base64.b64decode(model)))
+    pc = np.array(nb_pc)
+    return np.array(nb_ptc).reshape(int(len(nb_ptc) / len(nb_pc)), len(pc)), pc, nb_classes, tk_nextmove, tk_output
 
 
 LANGUAGE_SAMPLE_CHARS = 400  # langid's cost grows with length; a few sentences decide the language
@@ -95,7 +128,7 @@ def identify_language(text: str) -> tuple[str, float]:
     return str(lang), float(prob)
 
 
-def allowed_sentence_share(text: str, options: "FilterOptions") -> float:
+def allowed_sentence_share(text: str, options: "FilterOptions", language: Language | None = None) -> float:
     """Share of the caption's characters in sentences of an allowed language (1.0 when its first
     sentence, the figure's title, is in one).
 
@@ -106,7 +139,7 @@ def allowed_sentence_share(text: str, options: "FilterOptions") -> float:
     total = sum(len(x) for x in sentences)
     if not total:
         return 0.0
-    allowed = [identify_language(x)[0] in options.languages for x in sentences]
+    allowed = [(language or identify_language)(x)[0] in options.languages for x in sentences]
     if allowed[0]:
         return 1.0
     return sum(len(x) for x, ok in zip(sentences, allowed) if ok) / total
@@ -119,10 +152,10 @@ class CaptionLanguage(Filter):
         text = ev.caption.strip()
         if not options.languages or len(text) < options.language_min_chars:
             return KEEP
-        lang, prob = identify_language(text)
+        lang, prob = (ev.language or identify_language)(text)
         kept_prob = prob if lang in options.languages else 1.0 - prob
         if lang not in options.languages or prob < options.min_language_prob:
-            kept_prob = max(kept_prob, allowed_sentence_share(text, options))
+            kept_prob = max(kept_prob, allowed_sentence_share(text, options, ev.language))
             lang, prob = (options.languages[0], kept_prob) if kept_prob >= options.min_language_prob else (lang, prob)
         scores = {"language_prob": round(kept_prob, 4)}
         if lang not in options.languages or prob < options.min_language_prob:

@@ -3,7 +3,9 @@
 ``split_figure(image, caption, options)`` finds panels (layout analysis, or a learned detector when
 configured), splits the caption per label, and pairs panels with subcaptions:
 
-1. panel labels read by OCR on the figure, when they name the caption's labels (highest confidence);
+1. panel labels read by OCR on the figure, when they name the caption's labels (highest confidence):
+   when the panel and label counts disagree and every caption label is read once, the figure is cut
+   into one panel per label around them (``panel_anchors``: touching panels, sub-plots of a panel);
 2. otherwise reading order (row-major), when the panel and label counts agree;
 3. positional captions ("Left: ... Right: ...") pair by geometry;
 4. more panels than labels (at most twice as many): the pieces merged into as many clean rows or
@@ -21,8 +23,9 @@ from typing import Callable, Literal
 from PIL import Image
 
 from .options import Fraction, PositiveInt
-from .panel_labels import LabelHit, candidate_regions, detect_labels, ocr_available
-from .panels import Box, Layout, LayoutOptions, analyze_layout, reading_order
+from .panel_anchors import cut_by_anchors
+from .panel_labels import LabelHit, candidate_regions, detect_labels, label_glyphs, ocr_available
+from .panels import Box, Layout, LayoutOptions, _analysis_arrays, _scale, analyze_layout, reading_order
 from .subcaptions import SubcaptionSplit, split_caption
 
 __all__ = [
@@ -43,6 +46,11 @@ CONF_READING_ORDER = 0.5
 CONF_READING_ORDER_OCR_DISAGREES = 0.2
 CONF_POSITION = 0.6
 CONF_MERGED = 0.4  # pieces of a panel merged along the figure's rows or columns, then reading order
+# OCR reads this sure may anchor a panel (a label read several times keeps its best-fitting read);
+# labelling a layout panel by the letter read on it wants CONF_OCR_READ
+ANCHOR_MIN_OCR = 0.2
+CONF_OCR_READ = 0.5
+GLYPHS_PER_LABEL = 3  # letter blobs OCR'd per caption label (the largest ones)
 
 
 @dataclass(frozen=True)
@@ -63,9 +71,10 @@ class SubfigureOptions:
     """How the stage splits figures.
 
     ocr: "never" (default: layout + reading order only, ~165 figures/s per core), "auto" (OCR only
-    when the panel and label counts disagree, so labels on the figure can regroup panels), "always" (OCR every compound
-    figure, so each pair is confirmed by the label printed on it). One tesseract call costs
-    ~0.2 s per figure, so "auto"/"always" are far below the 50 figures/s corpus budget.
+    when the panel and label counts disagree, so labels on the figure can cut or regroup panels),
+    "always" (OCR every compound figure, so each pair is confirmed by the label printed on it). One
+    tesseract call costs ~0.1-0.5 s per OCR'd figure, so "always" is far below the 50 figures/s
+    corpus budget; "auto" pays it only where counts disagree (~1 figure in 5 on the sample).
     keep_whole_figure: whether the pipeline also keeps the parent figure as a sample; carried here
     so the stage's config lives in one place (split_figure itself does not use it).
     detector: a callable image -> [(box, score)] (e.g. ``LearnedPanelDetector``) replacing the
@@ -141,8 +150,66 @@ def find_panels(image: Image.Image, options: SubfigureOptions | None = None) -> 
     return out
 
 
-def _ocr(image: Image.Image, boxes: list[Box], layout: Layout) -> list[LabelHit]:
-    return detect_labels(image, candidate_regions(tuple(boxes), layout.minor, image.size))
+def _ocr(image: Image.Image, boxes: list[Box], layout: Layout, mask: tuple | None = None,
+         n_labels: int = 0) -> list[LabelHit]:
+    """Labels read at the panels' corners and, given the layout's content ``mask`` (content, gray,
+    scale), on the figure's largest isolated letter-sized blobs (a few per caption label)."""
+    candidates = candidate_regions(tuple(boxes), layout.minor, image.size)
+    if mask is None:
+        return detect_labels(image, candidates)
+    glyphs = label_glyphs(mask[0], mask[2], limit=GLYPHS_PER_LABEL * n_labels + 8)
+    candidates = list(dict.fromkeys([*candidates, *glyphs]))
+    return detect_labels(image, candidates, min_confidence=ANCHOR_MIN_OCR)
+
+
+def _pick_anchors(hits: list[LabelHit], labels: list[str]) -> dict[str, LabelHit] | None:
+    """One hit per caption label; a label read several times (a lane letter "C" beside panel C)
+    keeps the read whose letter height is nearest the labels' median height (panel labels share
+    one font size), then the most confident. None unless every label was read, or when the letter
+    after the caption's last one is read in that size too (the figure has more panels than the
+    caption names: cutting it by the caption's labels would join panels)."""
+    by_label: dict[str, list[LabelHit]] = {}
+    for h in hits:
+        if h.label in labels:
+            by_label.setdefault(h.label, []).append(h)
+    if set(by_label) != set(labels) or not all(len(lab) == 1 for lab in labels):
+        return None
+    heights = sorted(min(h.box[3] - h.box[1] for h in hs) for hs in by_label.values())
+    ref = heights[len(heights) // 2]
+
+    def off_size(h: LabelHit) -> bool:
+        return abs(h.box[3] - h.box[1] - ref) > 0.2 * ref
+
+    if _reads_next_label([h for h in hits if not off_size(h)], labels):
+        return None
+    return {lab: min(hs, key=lambda h: (off_size(h), -h.confidence, h.box)) for lab, hs in by_label.items()}
+
+
+def _reads_next_label(hits: list[LabelHit], labels: list[str]) -> bool:
+    """The letter after the caption's last label is read on the figure: it has more panels than
+    the caption names, so grouping panels under the caption's labels would join panels."""
+    after = chr(ord(max(labels)) + 1) if all(len(lab) == 1 for lab in labels) else ""
+    return any(h.label == after and h.confidence >= CONF_OCR_READ for h in hits)
+
+
+def _anchored_pairs(image: Image.Image, split: SubcaptionSplit, hits: list[LabelHit], mask: tuple,
+                    n: int, opts: LayoutOptions) -> SubfigureResult | None:
+    """Every caption label read once on the figure: the figure cut into one panel per label
+    (``cut_by_anchors``), whatever layout analysis found. None unless each label was read."""
+    labels = split.labels
+    best = _pick_anchors(hits, labels)
+    if best is None:
+        return None
+    content, gray, scale = mask
+    anchors = {lab: (h.box[0] // scale, h.box[1] // scale, -(-h.box[2] // scale), -(-h.box[3] // scale))
+               for lab, h in best.items()}
+    cut = cut_by_anchors(content, gray, anchors, opts)
+    if cut is None:
+        return None
+    w, h = image.size
+    pairs = tuple(PanelPair(_scale(cut[lab], scale, w, h), lab, split.text_for(lab),
+                            round(CONF_OCR_BASE + 0.4 * best[lab].confidence, 4)) for lab in labels)
+    return SubfigureResult(True, pairs, None, split.shared, tuple(labels), n, "ocr_anchors")
 
 
 def _label_per_box(boxes: list[Box], hits: list[LabelHit]) -> dict[Box, LabelHit]:
@@ -295,9 +362,15 @@ def split_figure(image: Image.Image, caption: str, options: SubfigureOptions | N
         pairs = tuple(PanelPair(b, lab, split.text_for(lab), round(CONF_POSITION * score[b], 4)) for b, lab in paired)
         return SubfigureResult(True, pairs, None, split.shared, tuple(labels), n, "position")
 
-    want_ocr = options.ocr == "always" or (options.ocr == "auto" and n != len(labels) and n > 1)
-    hits = _ocr(image, boxes, layout) if want_ocr and ocr_available() else []
-    if hits and n > len(labels):
+    want_ocr = options.ocr == "always" or (options.ocr == "auto" and n != len(labels))
+    mask = _analysis_arrays(image, options.layout) if want_ocr and n != len(labels) else None
+    hits = _ocr(image, boxes, layout, mask, len(labels)) if want_ocr and ocr_available() else []
+    if mask is not None and hits:
+        anchored = _anchored_pairs(image, split, hits, mask, n, options.layout)
+        if anchored is not None:
+            return anchored
+        hits = [h for h in hits if h.confidence >= CONF_OCR_READ]
+    if hits and n > len(labels) and not _reads_next_label(hits, labels):
         groups = _group_by_labels(boxes, hits, labels)
         if groups is not None:
             pairs = tuple(

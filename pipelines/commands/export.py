@@ -13,7 +13,7 @@ __all__ = ["register"]
 def register(app: typer.Typer) -> None:
     @app.command("export")
     def export_cmd(
-        out: str = typer.Argument(..., help="a build's output directory or URL"),
+        out: str = typer.Argument(..., help="a build's output directory or URL; OUT@N reads release N"),
         dest: str = typer.Option(..., "--out", help="an empty folder or URL for the exported shards"),
         where: Optional[str] = typer.Option(None, "--where", help="SQL predicate over samples columns (default: all)"),
         shard_size: int = typer.Option(1000, "--shard-size", min=1, help="samples per shard (the last two are balanced)"),

@@ -73,7 +73,7 @@ def report(out: str, path: Optional[str]) -> None:
 def register(app: typer.Typer) -> None:
     @app.command("diff")
     def diff_cmd(
-        out: str = typer.Argument(..., help="a build's output directory or URL"),
+        out: str = typer.Argument(..., help="a build's output directory or URL; OUT@N reads release N"),
         start: Optional[int] = typer.Option(None, "--from", help="the earlier release (default: the one before --to)"),
         end: Optional[int] = typer.Option(None, "--to", help="the later release (default: the latest)"),
         removals: Optional[Path] = typer.Option(None, "--removals",
@@ -85,7 +85,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("report")
     def report_cmd(
-        out: str = typer.Argument(..., help="a build's output directory or URL"),
+        out: str = typer.Argument(..., help="a build's output directory or URL; OUT@N reads release N"),
         path: Optional[str] = typer.Option(None, "--out", help="where to write the HTML (default OUT/report.html)"),
     ) -> None:
         """Write a self-contained HTML report of the release: composition over releases, sizes, captions,

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
+from medcorpus.manifests.layout import resolve
 from medcorpus.manifests.storage import Output
 
 log = logging.getLogger(__name__)
@@ -137,7 +138,7 @@ def prepare(source: Any, out: str, changes_since: int | None) -> None:
     available = dates(source)
     if not available:
         raise InventoryError(f"s3://{source.bucket}/{prefix(source.bucket)} holds no inventory")
-    base = base_date(Output(out), changes_since, available)
+    base = base_date(Output(resolve(out).url), changes_since, available)
     newest = read(source, available[-1])
     changed = changed_pmcids(read(source, base), newest) if base != newest.date else frozenset()
     source.inventory = Basis(newest, base, changed)

@@ -1,8 +1,14 @@
 """concepts: UMLS concepts of the caption and of the paragraphs citing the figure, and the anatomy
-and modality hints derived from them (which the quality stage's image-type tags read)."""
+and modality hints derived from them (which the quality stage's image-type tags read).
+
+Linking is a pure function of the text, so each worker links a distinct text once: a panel's
+subcaption shared with other panels, a paragraph citing several figures, a caption reprinted in
+another article or version all reuse the first result (a bounded memo, per worker and build).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -12,6 +18,7 @@ from medcorpus.schemas.records import Sample
 from medcorpus.transforms.options import ConfigError
 
 NO_VOCAB = "concepts: the concepts stage needs concepts.vocab, .ontologies or .umls_dir"
+TEXT_MEMO = 8192  # distinct texts a worker remembers (captions, subcaptions, paragraphs): tens of MB
 
 
 @dataclass(frozen=True)
@@ -21,6 +28,7 @@ class ConceptsConfig:
     vocab: str | None = None                 # a vocabulary built by ``medcorpus vocab build`` ...
     ontologies: tuple[str, ...] = ()         # ... or its sources (open ontologies; built once, cached)
     umls_dir: str | None = None              # ... or a UMLS release directory
+    mesh: bool = True                        # add MeSH genes, chemicals, procedures, devices to ontologies
     ann: bool = True                         # the TF-IDF + ANN candidate index
     ner_model: str | None = None             # a local scispacy NER pipeline for mentions
     context: bool = True                     # link the citing paragraphs too
@@ -41,7 +49,7 @@ class Concepts(Stage):
         if c.vocab:
             path = Path(c.vocab)
         elif c.ontologies or c.umls_dir:
-            path = cached_vocab(c.ontologies, c.umls_dir, ann=c.ann)
+            path = cached_vocab(c.ontologies, c.umls_dir, ann=c.ann, mesh=c.mesh)
         else:
             raise ConfigError(NO_VOCAB)
         return Prepared(str(path), "-" + vocab_id(path))
@@ -56,24 +64,32 @@ class Concepts(Stage):
             raise ConfigError(NO_VOCAB)
         self.linker = shared_linker(vocab, self.opts.ner_model)
         self.vocab_id = vocab_id(vocab)
-        self.paragraphs: dict[str, list[Any]] = {}  # a paragraph citing several figures is linked once per unit
+        self.caption = lru_cache(maxsize=TEXT_MEMO)(self._caption)
+        self.paragraph = lru_cache(maxsize=TEXT_MEMO)(self._paragraph)
 
-    def process(self, item: Sample) -> Iterator[Sample]:
+    def _caption(self, text: str) -> tuple[list[dict[str, Any]], tuple[str, ...], tuple[str, ...]]:
+        """A caption's concepts (as manifest dicts), anatomy and modality hints."""
         from medcorpus.schemas.concepts import concept_dicts
         from medcorpus.transforms.concepts import concept_hints
 
-        caption = self.linker.link(item.text)
-        context = []
-        if self.opts.context:
-            for paragraph in item.context:
-                if paragraph not in self.paragraphs:
-                    self.paragraphs[paragraph] = self.linker.link(paragraph)
-                context.extend(self.paragraphs[paragraph])
-        hints = concept_hints(caption, item.text)
-        item.anatomy, item.modality = hints["anatomy"], hints["modality"]
-        item.extra.update(concepts=concept_dicts(caption), context_concepts=concept_dicts(context),
-                          anatomy=item.anatomy, modality=item.modality, concept_vocab=self.vocab_id)
+        concepts = self.linker.link(text)
+        hints = concept_hints(concepts, text)
+        return concept_dicts(concepts), tuple(hints["anatomy"]), tuple(hints["modality"])
+
+    def _paragraph(self, text: str) -> list[dict[str, Any]]:
+        from medcorpus.schemas.concepts import concept_dicts
+
+        return concept_dicts(self.linker.link(text))
+
+    def process(self, item: Sample) -> Iterator[Sample]:
+        caption, anatomy, modality = self.caption(item.text)
+        context = [c for p in item.context for c in self.paragraph(p)] if self.opts.context else []
+        item.anatomy, item.modality = list(anatomy), list(modality)
+        item.extra.update(concepts=_copies(caption), context_concepts=_copies(context), anatomy=item.anatomy,
+                          modality=item.modality, concept_vocab=self.vocab_id)
         yield item
 
-    def end_unit(self) -> None:
-        self.paragraphs.clear()
+
+def _copies(concepts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each sample its own dicts: the memo's stay as linked whatever a later stage does to a row."""
+    return [{**c, "tuis": list(c["tuis"])} for c in concepts]

@@ -1,10 +1,14 @@
 """quality: score and tag every sample, hash it, and drop what fails a filter or appears in an
 evaluation set (each drop a ``dropped`` row with its reason). Deduplication, which needs every
-sample at once, runs after the stages on these hashes (pipelines/assemble.py)."""
+sample at once, runs after the stages on these hashes (pipelines/assemble.py).
+
+What depends on the text alone (language identification, the caption's image-type keywords) is
+computed once per distinct text per worker (a bounded memo, as the concepts stage's)."""
 from __future__ import annotations
 
 import hashlib
 from dataclasses import replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -17,6 +21,8 @@ from medcorpus.schemas.records import Sample
 from medcorpus.transforms.dedup import DedupOptions
 from medcorpus.transforms.image_types import ImageTypeOptions
 from medcorpus.transforms.quality import FilterOptions
+
+TEXT_MEMO = 8192  # distinct texts a worker remembers
 
 
 class Quality(Stage):
@@ -49,7 +55,8 @@ class Quality(Stage):
 
     def setup(self) -> None:
         from medcorpus.manifests.evalsets import build_index, read_registry
-        from medcorpus.transforms.image_types import load_zero_shot
+        from medcorpus.transforms.image_types import caption_scores, load_zero_shot
+        from medcorpus.transforms.quality_filters import identify_language
 
         opts = self.options(self.config)
         self.filters: FilterOptions = opts["quality"]
@@ -59,6 +66,8 @@ class Quality(Stage):
         self.zero_shot = load_zero_shot(self.types.model_path, self.types.device) if self.types.model_path else None
         registry = self.env.prepared.get(self.name)
         self.evalsets = build_index(read_registry(registry), opts["decontam"]) if registry else None
+        self.language = lru_cache(maxsize=TEXT_MEMO)(identify_language)
+        self.caption_scores = lru_cache(maxsize=TEXT_MEMO)(caption_scores)
 
     def process(self, item: Sample) -> Iterator[Sample | DroppedRow]:
         from medcorpus.schemas.quality import decontam_columns
@@ -68,9 +77,11 @@ class Quality(Stage):
 
         image = item.decoded
         filters = self.template_filters if item.source in TEMPLATE_CAPTION_SOURCES else self.filters
-        decision = assess(image, item.text, item.article.article_type if item.article else None, filters)
+        decision = assess(image, item.text, item.article.article_type if item.article else None, filters,
+                          self.language)
         modality = " ".join(item.modality)  # concept hints feed the image-type tags
-        tags = tag_image(image, f"{item.text} {modality}".strip(), self.types, self.zero_shot)
+        text = f"{item.text} {modality}".strip()
+        tags = tag_image(image, text, self.types, self.zero_shot, self.caption_scores(text))
         hashes = hash_image(image) if image is not None else None
         hits = self._decontaminate(item, hashes.perceptual if hashes else None)
         item.extra.update({**decision.columns(), **tags.columns(), **decontam_columns(hits)})

@@ -58,6 +58,23 @@ def run_one(name: str, workers: int, src: Path, out: Path, ray_address: str | No
     return time.perf_counter() - t0, summary
 
 
+def print_table(runners: list[str], worker_counts: list[int], results: dict[tuple[str, int], float],
+                rss: dict[tuple[str, int], int], n_figures: int) -> None:
+    """Seconds, rates, 2/1 scaling and overhead against local, one row per build."""
+    print()
+    print(f"{'runner':8}{'workers':>8}{'seconds':>9}{'figures/s':>11}{'fig/s/worker':>14}{'scaling 2/1':>13}"
+          f"{'overhead vs local':>19}{'worker RSS MiB':>16}")
+    for name in runners:
+        for w in worker_counts:
+            s = results[(name, w)]
+            scaling = (f"{results[(name, 1)] / results[(name, 2)]:.2f}x"
+                       if w == 2 and (name, 1) in results else "")
+            overhead = (f"{(s / results[('local', w)] - 1) * 100:+.0f}%"
+                        if name != "local" and ("local", w) in results else "")
+            print(f"{name:8}{w:>8}{s:>9.2f}{n_figures / s:>11.1f}{n_figures / s / w:>14.1f}{scaling:>13}{overhead:>19}"
+                  f"{rss[(name, w)] / 2**20:>16.0f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--figures", type=int, default=300)
@@ -107,18 +124,7 @@ def main() -> None:
                 import ray
 
                 ray.shutdown()
-    print()
-    print(f"{'runner':8}{'workers':>8}{'seconds':>9}{'figures/s':>11}{'fig/s/worker':>14}{'scaling 2/1':>13}"
-          f"{'overhead vs local':>19}{'worker RSS MiB':>16}")
-    for name in runners:
-        for w in worker_counts:
-            s = results[(name, w)]
-            scaling = (f"{results[(name, 1)] / results[(name, 2)]:.2f}x"
-                       if w == 2 and (name, 1) in results else "")
-            overhead = (f"{(s / results[('local', w)] - 1) * 100:+.0f}%"
-                        if name != "local" and ("local", w) in results else "")
-            print(f"{name:8}{w:>8}{s:>9.2f}{n_figures / s:>11.1f}{n_figures / s / w:>14.1f}{scaling:>13}{overhead:>19}"
-                  f"{rss[(name, w)] / 2**20:>16.0f}")
+    print_table(runners, worker_counts, results, rss, n_figures)
     print(f"outputs byte-identical across all builds: {'yes' if len(digests) == 1 else 'NO'}")
     print("(shared machine: other jobs run beside this one; compare within one run)")
 

@@ -3,7 +3,7 @@ page draws (charts, tables) the way a reader sees it.
 
     python bench/report_screenshot.py OUT [--png report.png] [--height 6000]
 
-writes ``OUT/report.html`` (``medcorpus report``) and a PNG of it. The browser is Debian's
+writes ``OUT/reports/release-N.html`` (``medcorpus report``) and a PNG of it. The browser is Debian's
 ``chromium`` package (``apt-get install -y chromium``), else ``chromium-browser``, ``google-chrome``
 or ``firefox`` from PATH; nothing is downloaded. ``tests/test_releases.py`` uses it and skips the
 screenshot when no browser is installed.
@@ -46,14 +46,16 @@ def screenshot(html: Path, png: Path, width: int = 1000, height: int = 6000, tim
 
 def main() -> None:
     from medcorpus.manifests.completion import require_complete
+    from medcorpus.manifests.layout import parse_ref
     from medcorpus.manifests.report import write_report
+    from medcorpus.manifests.storage import Output
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", help="a build's output folder")
     parser.add_argument("--png", default="report.png")
     parser.add_argument("--height", type=int, default=6000)
     args = parser.parse_args()
-    page = write_report(require_complete(args.out))
+    page = write_report(require_complete(args.out), root=Output(parse_ref(args.out)[0]))
     print(f"report: {page}")
     print(f"screenshot: {screenshot(Path(page), Path(args.png), height=args.height)}")
 

@@ -20,7 +20,7 @@ from medcorpus.manifests.completion import read_record
 from medcorpus.manifests.query import connect
 from medcorpus.manifests.storage import Output
 
-REPORT = "report.html"
+REPORTS = "reports"
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:960px;color:#222}
 h1{font-size:1.6em}h2{font-size:1.2em;border-bottom:1px solid #ccc;margin-top:2em}
 table{border-collapse:collapse;font-size:.85em;margin:.5em 0}td,th{border:1px solid #ddd;padding:.2em .5em;text-align:left}
@@ -28,12 +28,16 @@ th{background:#f3f3f3}.facts td:first-child{font-weight:600}img{max-width:100%}.
 Section = Callable[[duckdb.DuckDBPyConnection], str]
 
 
-def write_report(output: Output, path: str | None = None) -> str:
-    """Write the report (default ``OUT/report.html``) and return where it went."""
+def write_report(output: Output, path: str | None = None, root: Output | None = None) -> str:
+    """Write the report of the release ``output`` holds and return where it went: ``path``, else
+    ``reports/release-N.html`` under ``root`` (the output folder the releases live in). A published
+    release folder is never written to again, so the report lives beside the releases, not in one."""
     page = render(output)
     if path is None:
-        output.write_bytes(REPORT, page.encode("utf-8"))
-        return output.path(REPORT) if output.is_local else f"{output.url.rstrip('/')}/{REPORT}"
+        dest = root or output
+        name = f"{REPORTS}/release-{int((read_record(output) or {}).get('release') or 0):06d}.html"
+        dest.write_bytes(name, page.encode("utf-8"))
+        return dest.path(name) if dest.is_local else f"{dest.url.rstrip('/')}/{name}"
     with open(path, "w", encoding="utf-8") as f:
         f.write(page)
     return path

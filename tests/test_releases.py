@@ -197,6 +197,11 @@ def test_report_is_self_contained_and_covers_the_release(releases: dict[str, Any
     assert not re.search(r'(src|href)="(?!data:)', text)  # nothing outside the file
     assert "medcorpus release 3" in text and "source changed" in text and "image_not_found" in text
 
+    default = CliRunner().invoke(app, ["report", f"{out}@2"])  # beside the releases: they stay as published
+    assert default.exit_code == 0, default.output
+    assert (out / "reports" / "release-000002.html").read_text(encoding="utf-8").count("<h1>medcorpus release 2</h1>") == 1
+    assert not list(out.glob("releases/*/report.html"))
+
     shot = pytest.importorskip("bench.report_screenshot")
     if shot.browser() is None:
         pytest.skip("no chromium or firefox on this machine")

@@ -66,8 +66,11 @@ def diff(out: str, start: Optional[int], end: Optional[int], removals: Optional[
 def report(out: str, path: Optional[str]) -> None:
     from medcorpus.manifests.report import write_report
 
+    from medcorpus.manifests.layout import parse_ref
+    from medcorpus.manifests.storage import Output
+
     output, _ = _latest_release(out)
-    print(f"report: {write_report(output, path)}")
+    print(f"report: {write_report(output, path, Output(parse_ref(out)[0]))}")
 
 
 def register(app: typer.Typer) -> None:
@@ -86,7 +89,7 @@ def register(app: typer.Typer) -> None:
     @app.command("report")
     def report_cmd(
         out: str = typer.Argument(..., help="a build's output directory or URL; OUT@N reads release N"),
-        path: Optional[str] = typer.Option(None, "--out", help="where to write the HTML (default OUT/report.html)"),
+        path: Optional[str] = typer.Option(None, "--out", help="where to write the HTML (default OUT/reports/release-N.html)"),
     ) -> None:
         """Write a self-contained HTML report of the release: composition over releases, sizes, captions,
         drops, duplicates, concepts, panels, errors and this release's changes."""

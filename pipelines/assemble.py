@@ -222,10 +222,11 @@ def write_shard(plan: ShardPlan, tokens: dict[str, str], staging: Staging, outpu
     if plan.rows:
         keys, tokens, updates = plan_rows(plan, staging)
     rows_by_key, members_by_key = _staged_samples(keys, updates, tokens, staging)
+    json_sha256 = {k: hashlib.sha256(members_by_key[k]["json"]).hexdigest() for k in keys}
     linked = None
     if previous is not None and writer is None:
         linked = link_shard(previous, output, plan.manifest_part, plan.name,
-                            [_member_digests(k, rows_by_key[k], members_by_key[k]) for k in keys])
+                            [_member_digests(k, rows_by_key[k], json_sha256[k]) for k in keys])
     offsets, digest = linked or _write_tar(plan.name, keys, members_by_key, output, writer or TarShardWriter())
     rows = []
     for key in keys:
@@ -235,7 +236,7 @@ def write_shard(plan: ShardPlan, tokens: dict[str, str], staging: Staging, outpu
         row["image_offset"], row["image_size"] = offsets[image_member]
         row["txt_offset"], row["txt_size"] = offsets[f"{key}.txt"]
         row["json_offset"], row["json_size"] = offsets[f"{key}.json"]
-        row["json_sha256"] = hashlib.sha256(members_by_key[key]["json"]).hexdigest()
+        row["json_sha256"] = json_sha256[key]
         rows.append(row)
     write_rows(output, plan.manifest_part, rows, schema.SAMPLES, ("key",), {SHARD_SHA256: digest})
     return len(rows)
@@ -253,10 +254,10 @@ def _write_tar(name: str, keys: tuple[str, ...], members_by_key: dict[str, dict[
         return offsets, file_sha256(tmp)
 
 
-def _member_digests(key: str, row: dict[str, Any], members: dict[str, bytes]) -> dict[str, Any]:
+def _member_digests(key: str, row: dict[str, Any], json_sha256: str) -> dict[str, Any]:
     """What decides a sample's bytes in a tar: its member names and their contents' hashes."""
     return {"key": key, "image_member": f"{key}.{row['image_format']}", "image_sha256": row["image_sha256"],
-            "caption": row["caption"], "json_sha256": hashlib.sha256(members["json"]).hexdigest()}
+            "caption": row["caption"], "json_sha256": json_sha256}
 
 
 def _staged_samples(keys: tuple[str, ...], updates: Any, tokens: dict[str, str],

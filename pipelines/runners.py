@@ -205,8 +205,6 @@ class LocalRunner:
                 groups[key].append(item)
         return [out for key in sorted(groups) for out in reduce(key, groups[key])]
 
-        return dedup_local(records, job.config.dedup_options())
-
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -142,15 +143,47 @@ def test_ocr_reads_labels_outside_panels(sources) -> None:
 
 def test_ocr_optional_without_tesseract(monkeypatch, sources) -> None:
     import medcorpus.transforms.panel_labels as pl
+    monkeypatch.setattr(pl, "ocr_engine", lambda: None)
     monkeypatch.setattr(pl.shutil, "which", lambda _: None)
-    pl.ocr_available.cache_clear()
+    pl._command_available.cache_clear()
     try:
+        assert not ocr_available()
         fig = make_figure(3, sources)
         assert detect_labels(fig.image, [(0, 0, 30, 30)]) == []
         panels = find_panels(fig.image, SubfigureOptions(ocr="always"))
         assert all(p.label is None for p in panels)
     finally:
-        pl.ocr_available.cache_clear()
+        pl._command_available.cache_clear()
+
+
+def test_one_engine_per_thread_reads_as_the_tesseract_command(monkeypatch) -> None:
+    """A worker thread makes one in-process tesseract and reuses it for every figure; its reads of a
+    real figure's labels (elife-46793 fig3, A-F printed) are the tesseract command's."""
+    import shutil
+
+    import medcorpus.transforms.panel_labels as pl
+    from medcorpus.transforms.panels import _analysis_arrays
+    from testdata import ARTICLES
+
+    tesserocr = pytest.importorskip("tesserocr")
+    if pl.ocr_engine() is None or shutil.which("tesseract") is None:
+        pytest.skip("needs both tesserocr with English tessdata and the tesseract command")
+    img = Image.open(ARTICLES / "elife-46793-v1" / "fig3.jpg").convert("RGB")
+    img.thumbnail((1024, 1024))
+    layout = analyze_layout(img)
+    content, _, scale = _analysis_arrays(img, SubfigureOptions().layout)
+    candidates = candidate_regions(layout.panels, layout.minor, img.size) + pl.label_glyphs(content, scale, 26)
+    made, real = [], tesserocr.PyTessBaseAPI
+    monkeypatch.setattr(tesserocr, "PyTessBaseAPI", lambda **kw: made.append(kw) or real(**kw))
+    reads: list = []
+    worker = threading.Thread(target=lambda: reads.extend(detect_labels(img, candidates, 0.2) for _ in range(3)))
+    worker.start()
+    worker.join()
+    assert len(made) == 1 and reads[0] == reads[1] == reads[2]
+    monkeypatch.setattr(pl, "ocr_engine", lambda: None)  # the tesseract command, one process per figure
+    by_command = detect_labels(img, candidates, 0.2)
+    assert reads[0] == by_command
+    assert set("abcdef") <= {h.label for h in by_command}
 
 
 def test_learned_detector_torchscript(tmp_path) -> None:

@@ -2,17 +2,22 @@
 
 Why only small regions: OCR of a whole figure costs a second and reads every tick label; panel
 labels sit at panel corners or as tiny isolated pieces in the gutters. We crop those candidates,
-normalise each to dark-on-white at a fixed height, paste them into one mosaic and call tesseract
-once per figure (one process start instead of one per candidate).
+normalise each to dark-on-white at a fixed height, paste them into one mosaic and OCR it once
+per figure.
 
-The OCR is optional: without the ``tesseract`` binary (or ``pytesseract``) ``detect_labels``
-returns no labels and the caller falls back to reading order with a lower confidence.
+The OCR runs in-process: each thread keeps one tesseract engine (``tesserocr``, built against the
+system's libtesseract, the library the ``tesseract`` command uses, so the reads are the command's),
+made on first use and reused for every figure; a process start and model load per figure cost
+about ten times the recognition itself. Without ``tesserocr`` the ``tesseract`` command is run
+once per figure (``pytesseract``); without either ``detect_labels`` returns no labels and the
+caller falls back to reading order with a lower confidence.
 """
 from __future__ import annotations
 
 import os
 import re
 import shutil
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -21,12 +26,14 @@ from PIL import Image, ImageOps
 
 from .panels import Box
 
-__all__ = ["LabelHit", "ocr_available", "candidate_regions", "label_glyphs", "detect_labels"]
+__all__ = ["LabelHit", "ocr_available", "ocr_engine", "candidate_regions", "label_glyphs", "detect_labels"]
 
 _CELL_H = 64  # mosaic row height; a candidate is scaled to 40 px of text height
 _TEXT_H = 40
 # one letter, maybe bracketed; a bold capital is sometimes read twice ("Cc")
 _RE_LABEL = re.compile(r"^\(?([A-Za-z])(?i:\1)?\)?[.:]?$")
+_TIMEOUT_MS = 10_000  # one mosaic; a read that takes longer gives no labels
+_engines = threading.local()  # a tesseract engine is not thread-safe: one per thread
 
 
 @dataclass(frozen=True)
@@ -38,14 +45,39 @@ class LabelHit:
     confidence: float
 
 
+def ocr_engine():  # -> tesserocr.PyTessBaseAPI | None
+    """This thread's in-process tesseract engine (English, one block of text: psm 6), made on the
+    first call and kept; None when ``tesserocr`` is missing or finds no English tessdata."""
+    if not hasattr(_engines, "api"):
+        _engines.api = _new_engine()
+    return _engines.api
+
+
+def _new_engine():  # -> tesserocr.PyTessBaseAPI | None
+    # tesseract's OpenMP threads cost more than they give on one small mosaic (2-5x slower on a
+    # busy machine, and workers already use every core); read when libgomp loads, so set before
+    # the import; a value the user set is kept
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+    try:
+        import tesserocr
+
+        return tesserocr.PyTessBaseAPI(lang="eng", psm=tesserocr.PSM.SINGLE_BLOCK)
+    except (ImportError, RuntimeError):
+        return None
+
+
 @lru_cache(maxsize=1)
-def ocr_available() -> bool:
-    """True when pytesseract imports and the tesseract binary is on PATH."""
+def _command_available() -> bool:
     try:
         import pytesseract  # noqa: F401
     except ImportError:
         return False
     return shutil.which("tesseract") is not None
+
+
+def ocr_available() -> bool:
+    """True when labels can be read: the in-process engine, or pytesseract and the tesseract command."""
+    return ocr_engine() is not None or _command_available()
 
 
 def candidate_regions(panels: tuple[Box, ...], minor: tuple[Box, ...], size: tuple[int, int]) -> list[Box]:
@@ -113,32 +145,42 @@ def _normalise(image: Image.Image, box: Box) -> Image.Image:
 
 
 def detect_labels(image: Image.Image, candidates: list[Box], min_confidence: float = 0.5) -> list[LabelHit]:
-    """OCR every candidate in one tesseract call; keep single-letter reads."""
+    """OCR every candidate in one tesseract read; keep single-letter reads."""
     if not candidates or not ocr_available():
         return []
-    import pytesseract
-
-    # tesseract's OpenMP threads cost more than they give on one small mosaic (2x slower on a busy
-    # machine, and workers already use every core); a value the user set is kept
-    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
     cells = [_normalise(image, b) for b in candidates]
     width = max(c.width for c in cells) + 20
     mosaic = Image.new("L", (width, _CELL_H * len(cells)), 255)
     for i, c in enumerate(cells):
         mosaic.paste(c, (10, i * _CELL_H))
-    try:
-        data = pytesseract.image_to_data(
-            mosaic, config="--psm 6", output_type=pytesseract.Output.DICT, timeout=10
-        )
-    except (RuntimeError, pytesseract.TesseractError):
-        return []
     best: dict[int, LabelHit] = {}
-    for text, conf, top, height in zip(data["text"], data["conf"], data["top"], data["height"]):
+    for text, conf, top, height in _read_words(mosaic):
         m = _RE_LABEL.match(text.strip())
-        conf = float(conf) / 100.0
+        conf = conf / 100.0
         if not m or conf < min_confidence:
             continue
         row = int((top + height / 2) // _CELL_H)
         if 0 <= row < len(candidates) and (row not in best or best[row].confidence < conf):
             best[row] = LabelHit(m.group(1).lower(), candidates[row], conf)
     return [best[k] for k in sorted(best)]
+
+
+def _read_words(mosaic: Image.Image) -> list[tuple[str, int, int, int]]:
+    """(text, confidence in whole percent, top, height) of each word tesseract reads on the mosaic:
+    tesseract's TSV, the same from the engine and the command; [] when the read fails or times out."""
+    api = ocr_engine()
+    if api is not None:
+        api.SetImage(mosaic)
+        tsv = api.GetTSVText(0) if api.Recognize(_TIMEOUT_MS) else ""
+        rows = [line.split("\t") for line in tsv.splitlines()]
+    else:
+        import pytesseract
+
+        os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+        try:
+            tsv = pytesseract.image_to_data(mosaic, config="--psm 6", timeout=_TIMEOUT_MS // 1000)
+        except (RuntimeError, pytesseract.TesseractError):
+            return []
+        rows = [line.split("\t") for line in tsv.splitlines()[1:]]
+    # columns: level page block par line word left top width height conf text; level 5 = a word
+    return [(r[11], int(float(r[10])), int(r[7]), int(r[9])) for r in rows if len(r) == 12 and r[0] == "5"]

@@ -10,6 +10,7 @@ from medcorpus.pipelines.stages.base import Stage
 from medcorpus.schemas.manifest import PANEL_FIELDS
 from medcorpus.schemas.records import Sample
 from medcorpus.transforms.images import encode_rgb
+from medcorpus.transforms.panel_labels import ocr_engine
 from medcorpus.transforms.subfigures import (PanelPair, SubfigureConfig, SubfigureOptions, crop_panel, panel_key,
                                              split_figure)
 
@@ -31,6 +32,8 @@ class Panels(Stage):
         self.split_options = SubfigureOptions(ocr=sub.ocr, keep_whole_figure=sub.keep_whole_figure,
                                               split_unlabeled=sub.split_unlabeled, max_panels=sub.max_panels,
                                               detector=detector)
+        if sub.ocr != "never":
+            ocr_engine()  # this worker's tesseract, loaded once and reused for every figure
 
     def process(self, item: Sample) -> Iterator[Sample]:
         if item.figure is None:  # a DICOM frame or a dataset image is one picture: never split

@@ -14,12 +14,15 @@ caller falls back to reading order with a lower confidence.
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import shutil
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Iterator
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -54,16 +57,40 @@ def ocr_engine():  # -> tesserocr.PyTessBaseAPI | None
 
 
 def _new_engine():  # -> tesserocr.PyTessBaseAPI | None
-    # tesseract's OpenMP threads cost more than they give on one small mosaic (2-5x slower on a
-    # busy machine, and workers already use every core); read when libgomp loads, so set before
-    # the import; a value the user set is kept
-    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
     try:
         import tesserocr
 
         return tesserocr.PyTessBaseAPI(lang="eng", psm=tesserocr.PSM.SINGLE_BLOCK)
     except (ImportError, RuntimeError):
         return None
+
+
+@lru_cache(maxsize=1)
+def _openmp() -> ctypes.CDLL | None:
+    """The process's OpenMP runtime, the one libtesseract calls (torch's copy when torch loaded first)."""
+    try:
+        return ctypes.CDLL("libgomp.so.1")
+    except OSError:
+        return None
+
+
+@contextmanager
+def _serial_openmp() -> Iterator[None]:
+    """Every OpenMP parallel region runs on one thread while tesseract reads: its LSTM asks for 4
+    threads per layer, which on one small mosaic cost ~5x the CPU (they spin while they wait) and
+    workers already use every core. OMP_THREAD_LIMIT cannot do it: the runtime reads it when it
+    loads, which in a worker is when spaCy imports torch. Restored after the read, so other stages
+    keep their threads."""
+    omp = _openmp()
+    if omp is None:
+        yield
+        return
+    levels = omp.omp_get_max_active_levels()
+    omp.omp_set_max_active_levels(0)
+    try:
+        yield
+    finally:
+        omp.omp_set_max_active_levels(levels)
 
 
 @lru_cache(maxsize=1)
@@ -171,12 +198,13 @@ def _read_words(mosaic: Image.Image) -> list[tuple[str, int, int, int]]:
     api = ocr_engine()
     if api is not None:
         api.SetImage(mosaic)
-        tsv = api.GetTSVText(0) if api.Recognize(_TIMEOUT_MS) else ""
+        with _serial_openmp():
+            tsv = api.GetTSVText(0) if api.Recognize(_TIMEOUT_MS) else ""
         rows = [line.split("\t") for line in tsv.splitlines()]
     else:
         import pytesseract
 
-        os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+        os.environ.setdefault("OMP_THREAD_LIMIT", "1")  # the command's OpenMP, for the reason above
         try:
             tsv = pytesseract.image_to_data(mosaic, config="--psm 6", timeout=_TIMEOUT_MS // 1000)
         except (RuntimeError, pytesseract.TesseractError):

@@ -73,8 +73,8 @@ class SubfigureOptions:
     ocr: "never" (default: layout + reading order only, ~165 figures/s per core), "auto" (OCR only
     when the panel and label counts disagree, so labels on the figure can cut or regroup panels),
     "always" (OCR every compound figure, so each pair is confirmed by the label printed on it). One
-    tesseract call costs ~0.1-0.5 s per OCR'd figure, so "always" is far below the 50 figures/s
-    corpus budget; "auto" pays it only where counts disagree (~1 figure in 5 on the sample).
+    read costs ~0.03-0.1 s of CPU per OCR'd figure (each worker's tesseract engine is loaded once);
+    "auto" pays it only where counts disagree (~1 figure in 5 on the sample).
     keep_whole_figure: whether the pipeline also keeps the parent figure as a sample; carried here
     so the stage's config lives in one place (split_figure itself does not use it).
     detector: a callable image -> [(box, score)] (e.g. ``LearnedPanelDetector``) replacing the

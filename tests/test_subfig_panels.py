@@ -173,6 +173,8 @@ def test_one_engine_per_thread_reads_as_the_tesseract_command(monkeypatch) -> No
     layout = analyze_layout(img)
     content, _, scale = _analysis_arrays(img, SubfigureOptions().layout)
     candidates = candidate_regions(layout.panels, layout.minor, img.size) + pl.label_glyphs(content, scale, 26)
+    omp = pl._openmp()
+    levels = omp.omp_get_max_active_levels() if omp else None
     made, real = [], tesserocr.PyTessBaseAPI
     monkeypatch.setattr(tesserocr, "PyTessBaseAPI", lambda **kw: made.append(kw) or real(**kw))
     reads: list = []
@@ -180,6 +182,7 @@ def test_one_engine_per_thread_reads_as_the_tesseract_command(monkeypatch) -> No
     worker.start()
     worker.join()
     assert len(made) == 1 and reads[0] == reads[1] == reads[2]
+    assert omp is None or omp.omp_get_max_active_levels() == levels  # OpenMP serial only during a read
     monkeypatch.setattr(pl, "ocr_engine", lambda: None)  # the tesseract command, one process per figure
     by_command = detect_labels(img, candidates, 0.2)
     assert reads[0] == by_command

@@ -13,6 +13,7 @@ import re
 from typing import Any, Iterable
 
 from medcorpus.transforms.modality_evidence import indirect_modalities
+from medcorpus.transforms.modality_model import is_radiology
 
 # coarse body region <- words in the name of an anatomy concept (first matching rule wins)
 REGION_RULES: tuple[tuple[str, str], ...] = (
@@ -129,17 +130,27 @@ def named_modalities(text: str) -> set[str]:
     return {tag for tag, words, abbr in _CAPTION_MODALITY if words.search(text) or (abbr and abbr.search(text))}
 
 
-def caption_modalities(text: str) -> set[str]:
+def caption_modalities(text: str, learned: bool = True) -> set[str]:
     """The modalities a caption names, and where it names none, those its signs point to (``modality_evidence``:
     "hyperintense on T2" is MRI); ``radiology`` where it speaks of imaging planes but nothing tells the modality.
     A caption naming only a photograph, chart or diagram still takes the strong signs ("photograph of the plain
-    abdominal view"), never the weaker priors."""
+    abdominal view"), never the weaker priors. A caption with neither a name nor a sign gets ``radiology`` where
+    it names inner anatomy and the learned word model (``modality_model``, with ``learned``) is confident it
+    describes a radiology image: the model alone, trained on ROCO, calls long genomics and ecology captions
+    radiology."""
     tags = named_modalities(text)
     if not tags - UNSPECIFIC:
         tags |= indirect_modalities(text, max_tier=1 if tags - {"radiology"} else 2)[0]
     if tags & RADIOLOGY_MODALITIES or tags - {"radiology"}:
         tags.discard("radiology")
+    if not tags and learned and names_inner_anatomy(text) and is_radiology(text):
+        tags.add("radiology")
     return tags
+
+
+def names_inner_anatomy(text: str) -> bool:
+    """Does the caption name a body region below the skin (``REGION_RULES``): what radiology images show."""
+    return any(rx.search(text) for tag, rx in _REGION if tag != "skin")
 
 
 def hints(concepts: Iterable[Any], text: str | None = None) -> dict[str, list[str]]:

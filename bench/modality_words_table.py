@@ -7,9 +7,10 @@ table). Model: scikit-learn logistic regression over binary word features (``mod
 classes weighted to balance (ROCO is 93% radiology; PMC at large is not).
 
 The threshold: 5-fold cross-validated probabilities on the same captions, applied as ``caption_modalities``
-does (only to captions with no modality word or sign that name inner anatomy); the lowest threshold whose added non-radiology
-captions stay within ``MAX_FP_RISE`` of the share without the model. Prints that curve, so the cost of
-each coverage is on record. Run: ``python bench/modality_words_table.py``.
+does (only to captions that name inner anatomy but no modality word or sign); the lowest threshold whose
+added non-radiology captions stay within ``MAX_FP_RISE`` of the share without the model. Prints that
+curve, so the cost of each coverage is on record. Rebuilds the table byte-identically (fixed folds, lbfgs).
+Run: ``python bench/modality_words_table.py``.
 """
 from __future__ import annotations
 

@@ -115,8 +115,8 @@ def cached_vocab(ontologies: Iterable[str | Path] = (), umls_dir: str | Path | N
     mesh = mesh and not umls_dir
     files = source_files(ontologies) if not umls_dir else sorted(Path(umls_dir).glob("MR*.RRF*"))
     hashed = files + [mesh_lite_csv()] if mesh else files
-    key = hashlib.sha256(json.dumps({"files": [_sha256(f) for f in hashed], "umls": bool(umls_dir), "ann": ann, "recipe": RECIPE,
-                                     "medcorpus": __version__}, sort_keys=True).encode()).hexdigest()[:20]
+    key = hashlib.sha256(json.dumps({"files": [_sha256(f) for f in hashed], "umls": bool(umls_dir), "ann": ann,
+                                     "recipe": RECIPE, "medcorpus": __version__}, sort_keys=True).encode()).hexdigest()[:20]
     target = cache / key
     if (target / "vocab.json").exists():
         return target

@@ -54,6 +54,7 @@ def test_table_round_trip(tmp_path: Path) -> None:
 
 
 def test_training_reads_tune_captions_only() -> None:
+    pytest.importorskip("sklearn")
     sys.path.insert(0, str(BENCH))
     try:
         from modality_eval import ROCO, _read, split_of

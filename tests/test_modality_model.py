@@ -20,6 +20,7 @@ G4 = ("Strategy identifying genetic vulnerabilities involved with G4 biology. St
       "vulnerabilities involved with G4 biology")
 DBH = ("Relationships between the mean diameter at breast height (DBH) and (A) seed length and (B) seed "
        "weight of the eight sampled populations")
+DBH_PANEL = "Relationships between the mean diameter at breast height (DBH) and seed length and"  # its subcaption
 
 
 def test_inner_anatomy_without_modality_words_is_radiology() -> None:
@@ -33,9 +34,10 @@ def test_below_the_threshold_stays_empty() -> None:
     assert caption_modalities(THYMIC) == set()
 
 
-@pytest.mark.parametrize("caption", [G4, DBH])
+@pytest.mark.parametrize("caption", [G4, DBH, DBH_PANEL])
 def test_captions_outside_radiology_get_nothing(caption: str) -> None:
-    """Genomics and ecology captions name no inner anatomy, so the model is never asked."""
+    """Genomics and ecology captions name no inner anatomy (a forest's "breast height" is none), so the model
+    is never asked."""
     assert caption_modalities(caption) == set()
 
 

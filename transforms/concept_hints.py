@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable
 
+from medcorpus.transforms.concept_matcher import NON_MEDICAL_PHRASES
 from medcorpus.transforms.modality_evidence import indirect_modalities
 from medcorpus.transforms.modality_model import is_radiology
 
@@ -110,6 +111,7 @@ RADIOLOGY = RADIOLOGY_MODALITIES | {"radiology"}
 UNSPECIFIC = frozenset({"radiology", "photograph", "chart", "diagram"})  # names that do not tell the modality
 _REGION = [(tag, re.compile(rx, re.I)) for tag, rx in REGION_RULES]
 _MODALITY = [(tag, re.compile(rx, re.I)) for tag, rx in MODALITY_RULES]
+_NOT_BODY = re.compile(r"\b(?:" + "|".join(r"\s+".join(map(re.escape, p)) for p in NON_MEDICAL_PHRASES) + r")\b", re.I)
 _CAPTION_MODALITY = [(tag, re.compile(words, re.I), re.compile(abbr) if abbr else None)
                      for tag, words, abbr in CAPTION_MODALITY_RULES]
 
@@ -149,7 +151,9 @@ def caption_modalities(text: str, learned: bool = True) -> set[str]:
 
 
 def names_inner_anatomy(text: str) -> bool:
-    """Does the caption name a body region below the skin (``REGION_RULES``): what radiology images show."""
+    """Does the caption name a body region below the skin (``REGION_RULES``): what radiology images show.
+    A body word inside another field's phrase ("diameter at breast height") is no body."""
+    text = _NOT_BODY.sub(" ", text)
     return any(rx.search(text) for tag, rx in _REGION if tag != "skin")
 
 

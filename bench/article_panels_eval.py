@@ -9,6 +9,11 @@ article figures) and ``widened`` (MedICaT sample, PMC7003341, EXSCLAIM Nature an
 article figures). Per-figure rows are printed for the tune split only, unless ``--rows all``.
 
     python bench/article_panels_eval.py [--ocr auto|never|always] [--unlabeled layout|whole] [--rows tune|all]
+
+``--articles`` instead splits every figure of the shared sample articles as the panels stage does and
+prints the share of figures whose caption names panels that end split with every panel paired, the
+kept-whole reasons, and the false-split check: every figure left whole, given the made-up caption
+"(A) ... (B) ... (C) ...", should stay whole (a split there is cut from layout and letters alone).
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ import argparse
 import json
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 _ROOT = Path(__file__).resolve().parents[1]
@@ -24,6 +30,8 @@ if str(_ROOT) not in sys.path:
 
 from bench.synthetic_compound import data_dir  # noqa: E402
 from medcorpus.transforms.images import ImageOptions, encode_image  # noqa: E402
+from medcorpus.transforms.jats import parse_article  # noqa: E402
+from medcorpus.transforms.subcaptions import split_caption  # noqa: E402
 from medcorpus.transforms.subfigures import SubfigureOptions, split_figure  # noqa: E402
 
 LABELS = _ROOT / "tests" / "data" / "compound_panels_by_eye.jsonl"
@@ -60,12 +68,62 @@ def evaluate(ocr: str, unlabeled: str, rows: str) -> dict[tuple[str, str], dict[
     return out
 
 
+FAKE_CAPTION = "(A) The first panel. (B) The second panel. (C) The third panel."
+
+
+def article_figures() -> list[tuple[str, Path, str]]:
+    """(name, image file, caption) of every figure of the shared sample articles that has an image."""
+    out = []
+    for art in sorted((data_dir() / "pmc" / "articles").iterdir()):
+        files = {p.stem: p for p in art.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".gif")}
+        for xml in sorted(art.rglob("*.xml")):
+            try:
+                parsed = parse_article(xml.read_bytes(), fallback_id=art.name)
+            except Exception:  # noqa: BLE001 - manifests and other XML beside the article
+                continue
+            for fig in parsed.figures:
+                g = fig.primary_graphic()
+                path = files.get(Path(g.href).stem) if g else None
+                if path is not None:
+                    out.append((f"{art.name}/{path.name}", path, fig.caption))
+            break
+    return out
+
+
+def evaluate_articles(ocr: str) -> None:
+    options = SubfigureOptions(ocr=ocr)  # type: ignore[arg-type]
+    named = paired = 0
+    reasons: Counter[str] = Counter()
+    whole: list[tuple[str, object]] = []
+    for name, path, caption in article_figures():
+        image = encode_image(path.read_bytes(), ImageOptions(), keep_decoded=True).decoded
+        res = split_figure(image, caption, options)
+        if not res.panels:
+            whole.append((name, image))
+        if len(split_caption(caption).labels) < 2:
+            continue
+        named += 1
+        if res.panels and set(res.caption_labels) <= {p.label for p in res.panels}:
+            paired += 1
+        else:
+            reasons[(res.kept_whole_reason or "not_all_paired").split(":")[0]] += 1
+            print(f"  whole {name}: {res.kept_whole_reason}")
+    print(f"captions naming panels: {named}; split with every panel paired: {paired}/{named}")
+    print("kept whole:", dict(reasons.most_common()))
+    false = [name for name, image in whole if split_figure(image, FAKE_CAPTION, options).panels]  # type: ignore[arg-type]
+    print(f"false-split check: {len(false)} of {len(whole)} figures left whole split under a made-up (A)(B)(C) caption: {false}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ocr", default="auto", choices=["never", "auto", "always"])
     ap.add_argument("--unlabeled", default="layout", choices=["layout", "whole"])
     ap.add_argument("--rows", default="tune", choices=["tune", "all"])
+    ap.add_argument("--articles", action="store_true", help="the sample articles' split share and false-split check")
     args = ap.parse_args(argv)
+    if args.articles:
+        evaluate_articles(args.ocr)
+        return 0
     for (split, group), r in sorted(evaluate(args.ocr, args.unlabeled, args.rows).items()):
         print(f"{split} {group}: exact {r['exact']}/{r['figures']}, within one {r['within_one']}/{r['figures']}, "
               f"{r['seconds'] / r['figures']:.2f} s/figure")

@@ -59,16 +59,17 @@ def _after(a: Box, b: Box, tol: float, axis: int) -> bool:
     return b[axis] > a[axis] + tol or (abs(b[axis] - a[axis]) <= tol and b[other] > a[other])
 
 
-def _disorder(chosen: dict[str, LabelHit], labels: list[str], tol: float) -> tuple[int, set[str]]:
-    """How many consecutive caption labels are out of reading order, in rows or in columns
-    (whichever fits better), and the labels of those pairs."""
+def _disorder(chosen: dict[str, LabelHit], labels: list[str], tol: float) -> tuple[int, int, set[str]]:
+    """How many consecutive caption labels are out of reading order in rows or in columns,
+    whichever fits better; the count in both summed (ties go to the set that fits both better);
+    the labels of the pairs out of order in the better fit."""
     placed = [lab for lab in labels if lab in chosen]
-    best: tuple[int, set[str]] | None = None
+    fits = []
     for axis in (1, 0):
         bad = [(a, b) for a, b in zip(placed, placed[1:]) if not _after(chosen[a].box, chosen[b].box, tol, axis)]
-        if best is None or len(bad) < best[0]:
-            best = (len(bad), {lab for pair in bad for lab in pair})
-    return best  # type: ignore[return-value]
+        fits.append((len(bad), {lab for pair in bad for lab in pair}))
+    best = min(fits, key=lambda f: f[0])
+    return best[0], fits[0][0] + fits[1][0], best[1]
 
 
 def _ranked_reads(hits: list[LabelHit], labels: list[str], panels: list[Box]) -> tuple[dict[str, list[LabelHit]], int]:
@@ -116,12 +117,12 @@ def anchor_sets(hits: list[LabelHit], labels: list[str], panels: list[Box]) -> I
     if not missing:
         yield base
     tol = 1.5 * ref
-    disorder, suspects = _disorder(base, labels, tol)
+    disorder, _, suspects = _disorder(base, labels, tol)
     suspects |= set(missing)
     read_boxes = [h.box for hs in ranked.values() for h in hs]
     corners = [LabelHit("", (p[0], p[1], p[0] + ref, p[1] + ref), 0.0) for p in panels
                if not any(_at_corner(b, p) for b in read_boxes)]
-    found: list[tuple[int, int, int, dict[str, LabelHit]]] = []
+    found: list[tuple[int, int, int, int, dict[str, LabelHit]]] = []
     tried = 0
     for k in range(max(1, len(missing)), len(labels) // 4 + 1):
         for changed in combinations(sorted(suspects, key=labels.index), k):
@@ -133,9 +134,9 @@ def anchor_sets(hits: list[LabelHit], labels: list[str], panels: list[Box]) -> I
                 if tried > _MAX_TRIED:
                     break
                 chosen = {**base, **dict(zip(changed, choice))}
-                n_bad = _disorder(chosen, labels, tol)[0]
+                n_bad, both, _ = _disorder(chosen, labels, tol)
                 # a changed read must mend the order; a missing label placed must not spoil it
                 if n_bad < disorder or (missing and n_bad <= disorder):
-                    found.append((k, n_bad, len(found), chosen))
-    for *_, chosen in sorted(found, key=lambda f: f[:3])[:MAX_SETS]:
+                    found.append((k, n_bad, both, len(found), chosen))
+    for *_, chosen in sorted(found, key=lambda f: f[:4])[:MAX_SETS]:
         yield chosen

@@ -122,7 +122,7 @@ def anchor_sets(hits: list[LabelHit], labels: list[str], panels: list[Box]) -> I
     read_boxes = [h.box for hs in ranked.values() for h in hs]
     corners = [LabelHit("", (p[0], p[1], p[0] + ref, p[1] + ref), 0.0) for p in panels
                if not any(_at_corner(b, p) for b in read_boxes)]
-    found: list[tuple[int, int, int, int, dict[str, LabelHit]]] = []
+    found: list[tuple[int, int, int, float, int, dict[str, LabelHit]]] = []
     tried = 0
     for k in range(max(1, len(missing)), len(labels) // 4 + 1):
         for changed in combinations(sorted(suspects, key=labels.index), k):
@@ -137,6 +137,8 @@ def anchor_sets(hits: list[LabelHit], labels: list[str], panels: list[Box]) -> I
                 n_bad, both, _ = _disorder(chosen, labels, tol)
                 # a changed read must mend the order; a missing label placed must not spoil it
                 if n_bad < disorder or (missing and n_bad <= disorder):
-                    found.append((k, n_bad, both, len(found), chosen))
-    for *_, chosen in sorted(found, key=lambda f: f[:4])[:MAX_SETS]:
+                    given_up = sum(base[lab].confidence for lab in changed if lab in base)
+                    found.append((k, n_bad, both, given_up, len(found), chosen))
+    # fewest changes, best order, then the least sure reads given up
+    for *_, chosen in sorted(found, key=lambda f: f[:5])[:MAX_SETS]:
         yield chosen

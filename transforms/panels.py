@@ -90,6 +90,11 @@ def _background_rgb(frame: np.ndarray) -> np.ndarray:
 
 def _analysis_arrays(image: Image.Image, opts: LayoutOptions) -> tuple[np.ndarray, np.ndarray, int]:
     """(content mask, gray, scale): content = pixels that differ from the background colour."""
+    return _analysis(image, opts)[:3]
+
+
+def _analysis(image: Image.Image, opts: LayoutOptions) -> tuple[np.ndarray, np.ndarray, int, bool]:
+    """``_analysis_arrays`` and whether the background found is dark."""
     rgb = image if image.mode == "RGB" else image.convert("RGB")
     bg = _background_rgb(_frame(rgb))
     # some channel farther than the tolerance from the background's: a per-band lookup table marks
@@ -102,7 +107,7 @@ def _analysis_arrays(image: Image.Image, opts: LayoutOptions) -> tuple[np.ndarra
         h, w = (content.shape[0] // scale) * scale, (content.shape[1] // scale) * scale
         content = content[:h, :w].reshape(h // scale, scale, w // scale, scale).any(axis=(1, 3))
         gray = gray[:h:scale, :w:scale]
-    return content, gray, scale
+    return content, gray, scale, int(bg.mean()) < 128
 
 
 def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
@@ -137,6 +142,8 @@ def _separators(counts: np.ndarray, lines: np.ndarray, across: int, opts: Layout
         for s, e in _runs(uniform):
             if not (s == 0 or e == n) and (e - s <= max_line or white[s:e].all()):
                 empty[s:e] = True
+    if full.size < 4:  # a hairline needs solid lines on both sides
+        return empty
     flank = max(2, int(_HAIRLINE_FLANK * n))
     for s, e in _runs((counts <= 0.03 * across) & ~empty):
         if (e - s <= max_line and s >= flank and e + flank <= n
@@ -303,9 +310,8 @@ def analyze_layout(image: Image.Image, opts: LayoutOptions | None = None) -> Lay
     w, h = image.size
     if w < 8 or h < 8:
         return Layout(w, h, ((0, 0, w, h),), ())
-    content, gray, scale = _analysis_arrays(image, opts)
+    content, gray, scale, dark = _analysis(image, opts)
     ch, cw = content.shape
-    dark = int(_background_rgb(_frame(image if image.mode == "RGB" else image.convert("RGB"))).mean()) < 128
     leaves = _xy_cut(content, gray, (0, 0, cw, ch), 0, opts, opts.min_panel_side_frac * max(cw, ch), dark)
     majors = [b for b in leaves if _is_major(b, cw, ch, opts)]
     minors = [b for b in leaves if b not in majors]

@@ -6,8 +6,9 @@ letter. The caption says which letters exist, and a figure prints them in readin
 reads of each label are ranked (panel letters share one size and sit at panel corners), and a
 label that no read names may stand at the top-left corner of a layout panel that no read letter
 claims. A set that picks a less preferred read, or puts a label at such a corner, is offered only
-when each of its letters comes after the caption's previous letter and before its next one in
-rows or in columns; the caller keeps the first set that cuts the figure cleanly.
+when it leaves fewer consecutive letters out of reading order (in rows or in columns) than the
+preferred reads do, or, placing an unread letter, no more; the caller keeps the first set that
+cuts the figure cleanly.
 """
 from __future__ import annotations
 
@@ -113,9 +114,17 @@ def anchor_sets(hits: list[LabelHit], labels: list[str], panels: list[Box]) -> I
         return
     base = {lab: hs[0] for lab, hs in ranked.items()}
     missing = [lab for lab in labels if lab not in base]
-    budget = len(labels) // 4
     if not missing:
         yield base
+    if len(missing) <= len(labels) // 4:
+        yield from _alternatives(base, ranked, missing, labels, panels, ref)
+
+
+def _alternatives(base: dict[str, LabelHit], ranked: dict[str, list[LabelHit]], missing: list[str],
+                  labels: list[str], panels: list[Box], ref: int) -> list[dict[str, LabelHit]]:
+    """Sets changing up to a quarter of the labels (all the missing ones among them) that mend the
+    reading order, fewest changes, best order, then least sure reads given up first. ``ref`` =
+    the labels' letter height (rows and columns are that close, times 1.5)."""
     tol = 1.5 * ref
     disorder, _, suspects = _disorder(base, labels, tol)
     suspects |= set(missing)
@@ -132,13 +141,11 @@ def anchor_sets(hits: list[LabelHit], labels: list[str], panels: list[Box]) -> I
             for choice in product(*alternatives):
                 tried += 1
                 if tried > _MAX_TRIED:
-                    break
+                    return [f[-1] for f in sorted(found, key=lambda f: f[:5])[:MAX_SETS]]
                 chosen = {**base, **dict(zip(changed, choice))}
                 n_bad, both, _ = _disorder(chosen, labels, tol)
                 # a changed read must mend the order; a missing label placed must not spoil it
                 if n_bad < disorder or (missing and n_bad <= disorder):
                     given_up = sum(base[lab].confidence for lab in changed if lab in base)
                     found.append((k, n_bad, both, given_up, len(found), chosen))
-    # fewest changes, best order, then the least sure reads given up
-    for *_, chosen in sorted(found, key=lambda f: f[:5])[:MAX_SETS]:
-        yield chosen
+    return [f[-1] for f in sorted(found, key=lambda f: f[:5])[:MAX_SETS]]

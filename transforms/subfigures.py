@@ -4,7 +4,8 @@
 configured), splits the caption per label, and pairs panels with subcaptions:
 
 1. panel labels read by OCR on the figure, when they name the caption's labels (highest confidence):
-   when the panel and label counts disagree and every caption label is read once, the figure is cut
+   when the panel and label counts disagree and the caption's labels are read (``anchor_sets``: which
+   read of a letter, an unread one placed at a free panel corner in reading order), the figure is cut
    into one panel per label around them (``panel_anchors``: touching panels, sub-plots of a panel);
 2. otherwise reading order (row-major), when the panel and label counts agree;
 3. positional captions ("Left: ... Right: ...") pair by geometry;

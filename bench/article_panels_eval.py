@@ -5,8 +5,8 @@ the predicted count is the number of panels (1 when kept whole). A figure whose 
 panels is counted as layout analysis splits it (``split_unlabeled``), unless ``--unlabeled whole``
 (the pipeline's default: such figures stay whole). Prints exact and within-one counts per split
 (tune; aside, to be looked at only after tuning) and per set: ``shared21`` (the first 21 shared
-article figures) and ``widened`` (MedICaT sample, PMC7003341, EXSCLAIM Nature and more shared
-article figures). Per-figure rows are printed for the tune split only, unless ``--rows all``.
+article figures), ``widened`` (MedICaT sample, PMC7003341, EXSCLAIM Nature and more shared
+article figures) and ``late`` (16 more shared article figures, all aside, counted after tuning). Per-figure rows are printed for the tune split only, unless ``--rows all``.
 
     python bench/article_panels_eval.py [--ocr auto|never|always] [--unlabeled layout|whole] [--rows tune|all]
 
@@ -54,7 +54,7 @@ def evaluate(ocr: str, unlabeled: str, rows: str) -> dict[tuple[str, str], dict[
         res = split_figure(image, rec["caption"], options)
         spent = time.perf_counter() - t0
         n = len(res.panels) or 1
-        group = "widened" if "path" in rec else "shared21"
+        group = rec.get("set") or ("widened" if "path" in rec else "shared21")
         for key in ((rec["split"], group), (rec["split"], "all")):
             row = out.setdefault(key, {"figures": 0, "exact": 0, "within_one": 0, "seconds": 0.0})
             row["figures"] += 1

@@ -18,10 +18,11 @@ from typing import Any, Iterable
 
 from medcorpus.files import cache_root
 from medcorpus.pipelines.failures import MissingPath
-from medcorpus.transforms.vocab_ontology import mesh_lite_csv, mesh_records, open_vocab_concepts
-from medcorpus.transforms.vocab_records import ConceptRecord
+from medcorpus.transforms.vocab_ontology import mesh_crosswalk, mesh_lite_csv, mesh_records, open_vocab_concepts
+from medcorpus.transforms.vocab_records import ConceptRecord, merge_by_cui
 
 progress = logging.getLogger("medcorpus.progress")
+RECIPE = 2  # part of the cache key: raise it when the same files and options build a different vocabulary
 
 
 def _sha256(path: Path) -> str:
@@ -66,7 +67,7 @@ def build_vocab(out: Path, *, umls_dir: Path | None = None, ontologies: Iterable
         records = list(open_vocab_concepts(ontologies, frozenset(s.upper() for s in synonym_scopes)).values())
         files = [_file_info(p) for p in ontologies]
         if mesh:
-            records += mesh_gap_records(records)
+            records = list(merge_by_cui([*records, *mesh_gap_records(records, mesh_crosswalk(ontologies))]).values())
             files.append(_file_info(mesh_lite_csv()))
         if tuis is not None:
             records = [r for r in records if tuis.intersection(r.tuis)]
@@ -77,14 +78,16 @@ def build_vocab(out: Path, *, umls_dir: Path | None = None, ontologies: Iterable
     return build_index(mesh_records(csv_path), out, prov, id_space="MSH", ann=ann, ann_params=params)
 
 
-def mesh_gap_records(records: Iterable[ConceptRecord]) -> list[ConceptRecord]:
+def mesh_gap_records(records: Iterable[ConceptRecord], crosswalk: dict[str, str] | None = None
+                     ) -> list[ConceptRecord]:
     """The typed MeSH descriptors (genes, chemicals, procedures, devices, cell lines) whose names the
-    given records lack (``vocab_mesh``)."""
+    given records lack (``vocab_mesh``), under the UMLS CUI ``crosswalk`` gives a descriptor (merge them
+    by CUI: a mapped heading becomes a name of the ontologies' concept)."""
     from medcorpus.transforms.text_norm import norm_key
-    from medcorpus.transforms.vocab_mesh import fill_gaps, mesh_concepts
+    from medcorpus.transforms.vocab_mesh import fill_gaps, mesh_concepts, umls_ids
 
     known = {norm_key(a) for r in records if r.matchable for a in (r.name, *r.aliases)}
-    return list(fill_gaps(mesh_concepts(), known, norm_key))
+    return list(umls_ids(fill_gaps(mesh_concepts(), known, norm_key), crosswalk or {}))
 
 
 def source_files(paths: Iterable[str | Path]) -> list[Path]:
@@ -113,7 +116,7 @@ def cached_vocab(ontologies: Iterable[str | Path] = (), umls_dir: str | Path | N
     files = source_files(ontologies) if not umls_dir else sorted(Path(umls_dir).glob("MR*.RRF*"))
     hashed = files + [mesh_lite_csv()] if mesh else files
     key = hashlib.sha256(json.dumps({"files": [_sha256(f) for f in hashed], "umls": bool(umls_dir), "ann": ann,
-                                     "medcorpus": __version__}, sort_keys=True).encode()).hexdigest()[:20]
+                                     "recipe": RECIPE, "medcorpus": __version__}, sort_keys=True).encode()).hexdigest()[:20]
     target = cache / key
     if (target / "vocab.json").exists():
         return target

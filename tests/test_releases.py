@@ -151,6 +151,13 @@ def test_diff_cli_composes_releases_and_writes_the_removal_list(releases: dict[s
     assert f"release 1 -> 3: added {len(_keys_of(three, PLOS))}, removed 0, updated {len(relicensed)}" in result.output
     assert set(csv.DictReader(removals.open(encoding="utf-8")).fieldnames or []) >= {"key", "image_sha256"}
 
+    # without --removals the list goes beside the reports, never into the working directory
+    default = CliRunner().invoke(app, ["diff", str(out), "--from", "1", "--to", "2"])
+    assert default.exit_code == 0, default.output
+    written = out / "reports" / "removals-000001-000002.csv"
+    assert str(written) in default.output.replace("\n", "")
+    assert {r["key"] for r in csv.DictReader(written.open(encoding="utf-8"))} == gone | relicensed
+
     bad = CliRunner().invoke(app, ["diff", str(out), "--from", "3", "--to", "2"])
     assert bad.exit_code == 2 and "--from" in bad.output
 

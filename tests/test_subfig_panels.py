@@ -276,3 +276,69 @@ def test_figure_with_more_labels_than_the_caption_is_not_cut_by_them() -> None:
     img.thumbnail((1024, 1024))
     res = split_figure(img, "Cells. (A) Ensemble 1. (B) Ensemble 2. (C) Ensembles 1+2.", SubfigureOptions(ocr="auto"))
     assert res.method not in ("ocr_anchors", "ocr_regroup")
+
+
+def _article_figure(article: str, name: str) -> Image.Image:
+    from testdata import ARTICLES
+
+    img = Image.open(ARTICLES / article / name).convert("RGB")
+    img.thumbnail((1024, 1024))
+    return img
+
+
+@pytest.mark.skipif(not ocr_available(), reason="tesseract not installed")
+def test_capital_i_read_as_l_still_anchors_panel_i() -> None:
+    """elife-46793 fig8-figsupp3 (counted by eye: 10 panels A-J, B two bar charts): OCR reads the
+    printed I as "l"; the caption has no L, so it is I, and all ten letters cut the figure. The row
+    of labels D/H over their panels' gutter is not a cut (it would leave each label below its panel)."""
+    img = _article_figure("elife-46793-v1", "fig8-figsupp3.jpg")
+    caption = " ".join(f"({c}) Panel {c}." for c in "ABCDEFGHIJ")
+    res = split_figure(img, caption, SubfigureOptions(ocr="auto"))
+    assert res.method == "ocr_anchors" and [p.label for p in res.panels] == list("abcdefghij")
+    box = {p.label: p.box for p in res.panels}
+    w, h = img.size
+    assert box["i"][0] > 0.6 * w and 0.4 * h < box["i"][1] < box["j"][1]  # right column, third row
+    assert box["b"][3] - box["b"][1] > 0.45 * h  # both bar charts under B
+
+
+@pytest.mark.skipif(not ocr_available(), reason="tesseract not installed")
+def test_unread_letter_placed_at_the_free_panel_corner_reading_order_expects() -> None:
+    """elife-52882 fig2 (counted by eye: 13 panels A-M): the thin I is never read, and a stray "i"
+    is read inside panel B's plot. The stray read breaks the reading order (after H, before J); the
+    one layout panel corner no letter claims, right of H, mends it and anchors panel I."""
+    img = _article_figure("elife-52882-v2", "fig2.jpg")
+    caption = " ".join(f"({c}) Panel {c}." for c in "ABCDEFGHIJKLM")
+    res = split_figure(img, caption, SubfigureOptions(ocr="auto"))
+    assert res.method == "ocr_anchors" and len(res.panels) == 13
+    box = {p.label: p.box for p in res.panels}
+    assert box["h"][2] <= box["i"][0] < box["l"][0] and abs(box["i"][1] - box["h"][1]) < 0.05 * img.height
+    assert box["i"][3] <= box["k"][1] + 0.02 * img.height  # I above K, J-K-M the bottom row
+
+
+def test_anchor_sets_need_reading_order_to_change_a_read() -> None:
+    """The preferred reads come first as they are; another read, or a free panel corner, is only
+    offered when it mends the labels' reading order; a missing letter needs four labels per gap."""
+    from medcorpus.transforms.anchor_sets import anchor_sets
+    from medcorpus.transforms.panel_labels import LabelHit
+
+    panels = [(0, 0, 100, 100), (110, 0, 210, 100), (0, 110, 100, 210), (110, 110, 210, 210)]
+    hits = [LabelHit("a", (0, 0, 10, 10), 0.9), LabelHit("b", (110, 0, 120, 10), 0.9),
+            LabelHit("c", (0, 110, 10, 120), 0.9), LabelHit("d", (150, 50, 160, 60), 0.4)]
+    sets = [{k: h.box for k, h in s.items()} for s in anchor_sets(hits, list("abcd"), panels)]
+    assert sets[0]["d"] == (150, 50, 160, 60)  # as read, first
+    assert sets[1]["d"] == (110, 110, 120, 120) and sets[1]["c"] == (0, 110, 10, 120)  # the weak read moves first
+    assert list(anchor_sets(hits[:2], list("abc"), panels)) == []  # C missing of three: nothing
+    missing_d = [s["d"].box for s in anchor_sets(hits[:3], list("abcd"), panels)]
+    assert missing_d == [(110, 110, 120, 120)]
+
+
+def test_white_gutters_on_a_dark_figure_and_hairlines_between_photos() -> None:
+    """Real figures whose panels layout used to join: a MedICaT page crop of four MRI panels
+    (black photos reaching the frame, so black is the background and the white page gutters are
+    content), and PMC7003341 rows of CT slices touching along a one or two pixel light line."""
+    medicat = DATA / "compound/medicat_sample/figures/5f2d2f2ffbd20c7ff3ac30d514da54ee5bd825b4_2-Figure2-1.png"
+    assert len(analyze_layout(Image.open(medicat).convert("RGB")).panels) == 4
+    for fig, n in (("Fig2", 4), ("Fig4", 3)):
+        img = Image.open(DATA / f"compound/unlabeled_pmc7003341/PMC7003341_40779_2020_233_{fig}_HTML.jpg")
+        panels = analyze_layout(img.convert("RGB")).panels
+        assert len(panels) == n and all(b[3] - b[1] > 0.9 * img.height for b in panels)  # one row

@@ -97,3 +97,18 @@ def test_symbols_need_their_case_and_a_molecular_context() -> None:
     assert m.match_tokens("Loss of BRCA1 expression".split())
     assert not m.match_tokens("Loss of Brca1 expression".split())  # not as the vocabulary spells it
     assert not m.match_tokens("Station BRCA1 of the survey route".split())  # no molecular context
+
+
+def test_mesh_headings_take_the_cui_the_ontologies_cross_reference() -> None:
+    """Uberon cross-references MeSH D005187 (Fallopian Tubes) and UMLS C0015560 in one term, so the MeSH
+    heading becomes a name of that concept; an uncross-referenced heading keeps its MeSH id."""
+    from medcorpus.pipelines.vocab import mesh_gap_records
+    from medcorpus.transforms.vocab_ontology import mesh_crosswalk, open_vocab_concepts
+
+    crosswalk = mesh_crosswalk(TEST_ONTOLOGIES)
+    assert crosswalk["D005187"] == "C0015560"
+    assert all(c.startswith("C") and len(c) == 8 for c in crosswalk.values())
+    records = list(open_vocab_concepts(TEST_ONTOLOGIES).values())
+    gaps = {r.name: r for r in mesh_gap_records(records, crosswalk)}
+    assert gaps["Chromaffin Cells"].cui == "C0001629" and gaps["Chromaffin Cells"].tuis == []
+    assert gaps["Stents"].cui == "MESH:D015607"

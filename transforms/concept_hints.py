@@ -12,7 +12,9 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable
 
+from medcorpus.transforms.concept_matcher import NON_MEDICAL_PHRASES
 from medcorpus.transforms.modality_evidence import indirect_modalities
+from medcorpus.transforms.modality_model import is_radiology
 
 # coarse body region <- words in the name of an anatomy concept (first matching rule wins)
 REGION_RULES: tuple[tuple[str, str], ...] = (
@@ -109,6 +111,7 @@ RADIOLOGY = RADIOLOGY_MODALITIES | {"radiology"}
 UNSPECIFIC = frozenset({"radiology", "photograph", "chart", "diagram"})  # names that do not tell the modality
 _REGION = [(tag, re.compile(rx, re.I)) for tag, rx in REGION_RULES]
 _MODALITY = [(tag, re.compile(rx, re.I)) for tag, rx in MODALITY_RULES]
+_NOT_BODY = re.compile(r"\b(?:" + "|".join(r"\s+".join(map(re.escape, p)) for p in NON_MEDICAL_PHRASES) + r")\b", re.I)
 _CAPTION_MODALITY = [(tag, re.compile(words, re.I), re.compile(abbr) if abbr else None)
                      for tag, words, abbr in CAPTION_MODALITY_RULES]
 
@@ -129,17 +132,29 @@ def named_modalities(text: str) -> set[str]:
     return {tag for tag, words, abbr in _CAPTION_MODALITY if words.search(text) or (abbr and abbr.search(text))}
 
 
-def caption_modalities(text: str) -> set[str]:
+def caption_modalities(text: str, learned: bool = True) -> set[str]:
     """The modalities a caption names, and where it names none, those its signs point to (``modality_evidence``:
     "hyperintense on T2" is MRI); ``radiology`` where it speaks of imaging planes but nothing tells the modality.
     A caption naming only a photograph, chart or diagram still takes the strong signs ("photograph of the plain
-    abdominal view"), never the weaker priors."""
+    abdominal view"), never the weaker priors. A caption with neither a name nor a sign gets ``radiology`` where
+    it names inner anatomy and the learned word model (``modality_model``, with ``learned``) is confident it
+    describes a radiology image: the model alone, trained on ROCO, calls long genomics and ecology captions
+    radiology."""
     tags = named_modalities(text)
     if not tags - UNSPECIFIC:
         tags |= indirect_modalities(text, max_tier=1 if tags - {"radiology"} else 2)[0]
     if tags & RADIOLOGY_MODALITIES or tags - {"radiology"}:
         tags.discard("radiology")
+    if not tags and learned and names_inner_anatomy(text) and is_radiology(text):
+        tags.add("radiology")
     return tags
+
+
+def names_inner_anatomy(text: str) -> bool:
+    """Does the caption name a body region below the skin (``REGION_RULES``): what radiology images show.
+    A body word inside another field's phrase ("diameter at breast height") is no body."""
+    text = _NOT_BODY.sub(" ", text)
+    return any(rx.search(text) for tag, rx in _REGION if tag != "skin")
 
 
 def hints(concepts: Iterable[Any], text: str | None = None) -> dict[str, list[str]]:

@@ -74,6 +74,12 @@ def _splits_anchors(anchors: dict[str, Box], axis: int, s: int, e: int) -> bool:
     return before + after == len(anchors) and 0 < before < len(anchors)
 
 
+def _just_after_label(anchors: dict[str, Box], axis: int, pos: int) -> bool:
+    """A cut at ``pos`` would pass within a letter's size after a label: the label would end its
+    panel instead of starting it (a gutter between a row of labels and their panels)."""
+    return any(0 <= pos - b[axis + 2] < b[axis + 2] - b[axis] for b in anchors.values())
+
+
 def _gutter_cut(content: np.ndarray, gray: np.ndarray, box: Box, anchors: dict[str, Box],
                 opts: LayoutOptions, min_side: int) -> tuple[int, int] | None:
     """The widest real gutter (relative to the region's extent) that separates the anchors; of the
@@ -89,7 +95,8 @@ def _gutter_cut(content: np.ndarray, gray: np.ndarray, box: Box, anchors: dict[s
         across = (y2 - y1) if axis == 0 else (x2 - x1)
         origin = x1 if axis == 0 else y1
         for s, e in _interior_gutters(_separators(counts, lines, across, opts), 1):
-            if not _splits_anchors(anchors, axis, origin + s, origin + e) or min(s, len(counts) - e) < min_side:
+            if (not _splits_anchors(anchors, axis, origin + s, origin + e) or min(s, len(counts) - e) < min_side
+                    or _just_after_label(anchors, axis, origin + s)):
                 continue
             key = (axis, frozenset(k for k, b in anchors.items() if b[axis + 2] <= origin + e))
             width, _ = splits.get(key, (0.0, 0))

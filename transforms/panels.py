@@ -18,6 +18,8 @@ from PIL import Image
 __all__ = ["Box", "LayoutOptions", "Layout", "analyze_layout", "reading_order", "iou"]
 
 Box = tuple[int, int, int, int]
+_WHITE = 200  # a uniform band this light is page, not picture
+_HAIRLINE_FLANK = 0.15  # a hairline gutter has solid content this share of the piece on each side
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,11 @@ def _background_rgb(frame: np.ndarray) -> np.ndarray:
 
 def _analysis_arrays(image: Image.Image, opts: LayoutOptions) -> tuple[np.ndarray, np.ndarray, int]:
     """(content mask, gray, scale): content = pixels that differ from the background colour."""
+    return _analysis(image, opts)[:3]
+
+
+def _analysis(image: Image.Image, opts: LayoutOptions) -> tuple[np.ndarray, np.ndarray, int, bool]:
+    """``_analysis_arrays`` and whether the background found is dark."""
     rgb = image if image.mode == "RGB" else image.convert("RGB")
     bg = _background_rgb(_frame(rgb))
     # some channel farther than the tolerance from the background's: a per-band lookup table marks
@@ -100,7 +107,7 @@ def _analysis_arrays(image: Image.Image, opts: LayoutOptions) -> tuple[np.ndarra
         h, w = (content.shape[0] // scale) * scale, (content.shape[1] // scale) * scale
         content = content[:h, :w].reshape(h // scale, scale, w // scale, scale).any(axis=(1, 3))
         gray = gray[:h:scale, :w:scale]
-    return content, gray, scale
+    return content, gray, scale, int(bg.mean()) < 128
 
 
 def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
@@ -110,22 +117,38 @@ def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
 
 
-def _separators(counts: np.ndarray, lines: np.ndarray, across: int, opts: LayoutOptions) -> np.ndarray:
-    """Per row (or column) of a piece: empty of content, or part of a thin uniform line (a drawn
-    panel border). ``counts`` = content pixels per row, ``lines`` = the piece's gray rows, ``across``
-    = the row length; the gray range is only computed for rows that are nearly all content."""
+def _separators(counts: np.ndarray, lines: np.ndarray, across: int, opts: LayoutOptions,
+                white_gutters: bool = False) -> np.ndarray:
+    """Per row (or column) of a piece: empty of content, part of a thin uniform line (a drawn
+    panel border), part of a uniform white band of any width when ``white_gutters`` (the page
+    gutters of a figure whose background was found dark: photos reaching the frame), or a thin
+    near-empty line between two solid blocks (a hairline gutter between touching photos, with JPEG
+    noise in it). ``counts`` = content pixels per row, ``lines`` = the piece's gray rows,
+    ``across`` = the row length; the gray range is only computed for rows that are nearly all content."""
     empty = counts == 0
     if across < 8:
         return empty
-    full = np.flatnonzero(counts > 0.9 * across)
-    if full.size == 0:
+    n = len(counts)
+    max_line = max(2, int(opts.line_max_frac * n))
+    solid = counts > 0.9 * across
+    full = np.flatnonzero(solid)
+    if full.size:
+        uniform = np.zeros_like(empty)
+        white = np.zeros_like(empty)
+        rows = lines[full]
+        low = rows.min(axis=1)
+        uniform[full] = (rows.max(axis=1).astype(np.int16) - low) < 24
+        white[full] = white_gutters & (low >= _WHITE)
+        for s, e in _runs(uniform):
+            if not (s == 0 or e == n) and (e - s <= max_line or white[s:e].all()):
+                empty[s:e] = True
+    if full.size < 4:  # a hairline needs solid lines on both sides
         return empty
-    uniform = np.zeros_like(empty)
-    rows = lines[full]
-    uniform[full] = (rows.max(axis=1).astype(np.int16) - rows.min(axis=1)) < 24
-    max_line = max(2, int(opts.line_max_frac * len(counts)))
-    for s, e in _runs(uniform):
-        if e - s <= max_line and not (s == 0 or e == len(uniform)):
+    flank = max(2, int(_HAIRLINE_FLANK * n))
+    for s, e in _runs((counts <= 0.03 * across) & ~empty):
+        if (e - s <= max_line and s >= flank and e + flank <= n
+                and solid[s - 2:s].all() and solid[e:e + 2].all()
+                and counts[s - flank:s].mean() > 0.6 * across and counts[e:e + flank].mean() > 0.6 * across):
             empty[s:e] = True
     return empty
 
@@ -144,7 +167,8 @@ def _interior_gutters(sep: np.ndarray, min_gap: int) -> list[tuple[int, int]]:
     return [(s, e) for s, e in _runs(sep) if s > 0 and e < len(sep) and e - s >= min_gap]
 
 
-def _xy_cut(content: np.ndarray, gray: np.ndarray, box: Box, depth: int, opts: LayoutOptions, min_side: float) -> list[Box]:
+def _xy_cut(content: np.ndarray, gray: np.ndarray, box: Box, depth: int, opts: LayoutOptions, min_side: float,
+            white_gutters: bool = False) -> list[Box]:
     # Content pixels per row and per column, counted once per piece: trimming empty rows leaves the
     # column counts unchanged (and vice versa), so the trimmed piece's counts are slices of these.
     bx1, by1, bx2, by2 = box
@@ -161,8 +185,8 @@ def _xy_cut(content: np.ndarray, gray: np.ndarray, box: Box, depth: int, opts: L
     if (x2 - x1) < min_side or (y2 - y1) < min_side:
         return _split_strip(content, trimmed, col_n[c0:c1] if (x2 - x1) >= (y2 - y1) else row_n[r0:r1])
     sub_g = gray[y1:y2, x1:x2]
-    row_g = _interior_gutters(_separators(row_n[r0:r1], sub_g, x2 - x1, opts), opts.min_gutter_px)
-    col_g = _interior_gutters(_separators(col_n[c0:c1], sub_g.T, y2 - y1, opts), opts.min_gutter_px)
+    row_g = _interior_gutters(_separators(row_n[r0:r1], sub_g, x2 - x1, opts, white_gutters), opts.min_gutter_px)
+    col_g = _interior_gutters(_separators(col_n[c0:c1], sub_g.T, y2 - y1, opts, white_gutters), opts.min_gutter_px)
     if not row_g and not col_g:
         return [trimmed]
     widest_row = max((e - s for s, e in row_g), default=0) / (y2 - y1)
@@ -173,7 +197,7 @@ def _xy_cut(content: np.ndarray, gray: np.ndarray, box: Box, depth: int, opts: L
     for s, e in [*cuts, (None, None)]:
         end = s if s is not None else (y2 - y1 if horizontal else x2 - x1)
         piece = (x1, y1 + prev, x2, y1 + end) if horizontal else (x1 + prev, y1, x1 + end, y2)
-        out.extend(_xy_cut(content, gray, piece, depth + 1, opts, min_side))
+        out.extend(_xy_cut(content, gray, piece, depth + 1, opts, min_side, white_gutters))
         prev = e if e is not None else prev
     return out
 
@@ -286,9 +310,9 @@ def analyze_layout(image: Image.Image, opts: LayoutOptions | None = None) -> Lay
     w, h = image.size
     if w < 8 or h < 8:
         return Layout(w, h, ((0, 0, w, h),), ())
-    content, gray, scale = _analysis_arrays(image, opts)
+    content, gray, scale, dark = _analysis(image, opts)
     ch, cw = content.shape
-    leaves = _xy_cut(content, gray, (0, 0, cw, ch), 0, opts, opts.min_panel_side_frac * max(cw, ch))
+    leaves = _xy_cut(content, gray, (0, 0, cw, ch), 0, opts, opts.min_panel_side_frac * max(cw, ch), dark)
     majors = [b for b in leaves if _is_major(b, cw, ch, opts)]
     minors = [b for b in leaves if b not in majors]
     if len(majors) <= 1:

@@ -4,7 +4,8 @@
 configured), splits the caption per label, and pairs panels with subcaptions:
 
 1. panel labels read by OCR on the figure, when they name the caption's labels (highest confidence):
-   when the panel and label counts disagree and every caption label is read once, the figure is cut
+   when the panel and label counts disagree and the caption's labels are read (``anchor_sets``: which
+   read of a letter, an unread one placed at a free panel corner in reading order), the figure is cut
    into one panel per label around them (``panel_anchors``: touching panels, sub-plots of a panel);
 2. otherwise reading order (row-major), when the panel and label counts agree;
 3. positional captions ("Left: ... Right: ...") pair by geometry;
@@ -23,6 +24,7 @@ from typing import Callable, Literal
 from PIL import Image
 
 from .options import Fraction, PositiveInt
+from .anchor_sets import CONF_OCR_READ, anchor_sets, reads_next_label
 from .panel_anchors import cut_by_anchors
 from .panel_labels import LabelHit, candidate_regions, detect_labels, label_glyphs, ocr_available
 from .panels import Box, Layout, LayoutOptions, _analysis_arrays, _scale, analyze_layout, reading_order
@@ -47,9 +49,8 @@ CONF_READING_ORDER_OCR_DISAGREES = 0.2
 CONF_POSITION = 0.6
 CONF_MERGED = 0.4  # pieces of a panel merged along the figure's rows or columns, then reading order
 # OCR reads this sure may anchor a panel (a label read several times keeps its best-fitting read);
-# labelling a layout panel by the letter read on it wants CONF_OCR_READ
+# labelling a layout panel by the letter read on it wants CONF_OCR_READ (``anchor_sets``)
 ANCHOR_MIN_OCR = 0.2
-CONF_OCR_READ = 0.5
 GLYPHS_PER_LABEL = 3  # letter blobs OCR'd per caption label (the largest ones)
 
 
@@ -162,54 +163,23 @@ def _ocr(image: Image.Image, boxes: list[Box], layout: Layout, mask: tuple | Non
     return detect_labels(image, candidates, min_confidence=ANCHOR_MIN_OCR)
 
 
-def _pick_anchors(hits: list[LabelHit], labels: list[str]) -> dict[str, LabelHit] | None:
-    """One hit per caption label; a label read several times (a lane letter "C" beside panel C)
-    keeps the read whose letter height is nearest the labels' median height (panel labels share
-    one font size), then the most confident. None unless every label was read, or when the letter
-    after the caption's last one is read in that size too (the figure has more panels than the
-    caption names: cutting it by the caption's labels would join panels)."""
-    by_label: dict[str, list[LabelHit]] = {}
-    for h in hits:
-        if h.label in labels:
-            by_label.setdefault(h.label, []).append(h)
-    if set(by_label) != set(labels) or not all(len(lab) == 1 for lab in labels):
-        return None
-    heights = sorted(min(h.box[3] - h.box[1] for h in hs) for hs in by_label.values())
-    ref = heights[len(heights) // 2]
-
-    def off_size(h: LabelHit) -> bool:
-        return abs(h.box[3] - h.box[1] - ref) > 0.2 * ref
-
-    if _reads_next_label([h for h in hits if not off_size(h)], labels):
-        return None
-    return {lab: min(hs, key=lambda h: (off_size(h), -h.confidence, h.box)) for lab, hs in by_label.items()}
-
-
-def _reads_next_label(hits: list[LabelHit], labels: list[str]) -> bool:
-    """The letter after the caption's last label is read on the figure: it has more panels than
-    the caption names, so grouping panels under the caption's labels would join panels."""
-    after = chr(ord(max(labels)) + 1) if all(len(lab) == 1 for lab in labels) else ""
-    return any(h.label == after and h.confidence >= CONF_OCR_READ for h in hits)
-
-
 def _anchored_pairs(image: Image.Image, split: SubcaptionSplit, hits: list[LabelHit], mask: tuple,
-                    n: int, opts: LayoutOptions) -> SubfigureResult | None:
-    """Every caption label read once on the figure: the figure cut into one panel per label
-    (``cut_by_anchors``), whatever layout analysis found. None unless each label was read."""
+                    boxes: list[Box], opts: LayoutOptions) -> SubfigureResult | None:
+    """The caption's labels read on the figure: the figure cut into one panel per label
+    (``cut_by_anchors``), whatever layout analysis found; the first set of reads
+    (``anchor_sets``) that cuts cleanly wins. None when none does."""
     labels = split.labels
-    best = _pick_anchors(hits, labels)
-    if best is None:
-        return None
     content, gray, scale = mask
-    anchors = {lab: (h.box[0] // scale, h.box[1] // scale, -(-h.box[2] // scale), -(-h.box[3] // scale))
-               for lab, h in best.items()}
-    cut = cut_by_anchors(content, gray, anchors, opts)
-    if cut is None:
-        return None
     w, h = image.size
-    pairs = tuple(PanelPair(_scale(cut[lab], scale, w, h), lab, split.text_for(lab),
-                            round(CONF_OCR_BASE + 0.4 * best[lab].confidence, 4)) for lab in labels)
-    return SubfigureResult(True, pairs, None, split.shared, tuple(labels), n, "ocr_anchors")
+    for best in anchor_sets(hits, labels, boxes):
+        anchors = {lab: (b.box[0] // scale, b.box[1] // scale, -(-b.box[2] // scale), -(-b.box[3] // scale))
+                   for lab, b in best.items()}
+        cut = cut_by_anchors(content, gray, anchors, opts)
+        if cut is not None:
+            pairs = tuple(PanelPair(_scale(cut[lab], scale, w, h), lab, split.text_for(lab),
+                                    round(CONF_OCR_BASE + 0.4 * best[lab].confidence, 4)) for lab in labels)
+            return SubfigureResult(True, pairs, None, split.shared, tuple(labels), len(boxes), "ocr_anchors")
+    return None
 
 
 def _label_per_box(boxes: list[Box], hits: list[LabelHit]) -> dict[Box, LabelHit]:
@@ -366,11 +336,11 @@ def split_figure(image: Image.Image, caption: str, options: SubfigureOptions | N
     mask = _analysis_arrays(image, options.layout) if want_ocr and n != len(labels) else None
     hits = _ocr(image, boxes, layout, mask, len(labels)) if want_ocr and ocr_available() else []
     if mask is not None and hits:
-        anchored = _anchored_pairs(image, split, hits, mask, n, options.layout)
+        anchored = _anchored_pairs(image, split, hits, mask, boxes, options.layout)
         if anchored is not None:
             return anchored
         hits = [h for h in hits if h.confidence >= CONF_OCR_READ]
-    if hits and n > len(labels) and not _reads_next_label(hits, labels):
+    if hits and n > len(labels) and not reads_next_label(hits, labels):
         groups = _group_by_labels(boxes, hits, labels)
         if groups is not None:
             pairs = tuple(

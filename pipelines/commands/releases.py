@@ -3,6 +3,7 @@ drop) and ``medcorpus report OUT`` (an HTML report of the release)."""
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import Any, Optional
 
@@ -55,12 +56,27 @@ def diff(out: str, start: Optional[int], end: Optional[int], removals: Optional[
         table.add_row(change, reason, str(n))
     Console().print(table)
     gone = changes.removal_list(rows)
-    path = removals or Path(f"removals-{start}-{end}.csv")
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, REMOVAL_COLUMNS)
-        writer.writeheader()
-        writer.writerows(gone)
+    path = _write_removals(out, gone, f"removals-{start:06d}-{end:06d}.csv", removals)
     print(f"removal list: {path} ({len(gone)} samples: keys and image hashes, for purging derived copies)")
+
+
+def _write_removals(out: str, rows: list[dict[str, Any]], name: str, path: Optional[Path]) -> str:
+    """The removal list goes to ``path``, else beside the reports (``OUT/reports/NAME``): a read
+    command never leaves files in whatever folder it was started from, nor inside a release."""
+    from medcorpus.manifests.layout import parse_ref
+    from medcorpus.manifests.report import REPORTS
+    from medcorpus.manifests.storage import Output
+
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, REMOVAL_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    if path is not None:
+        path.write_text(text.getvalue(), encoding="utf-8", newline="")
+        return str(path)
+    root = Output(parse_ref(out)[0])
+    root.write_bytes(f"{REPORTS}/{name}", text.getvalue().encode("utf-8"))
+    return root.path(f"{REPORTS}/{name}") if root.is_local else f"{root.url.rstrip('/')}/{REPORTS}/{name}"
 
 
 def report(out: str, path: Optional[str]) -> None:
@@ -80,7 +96,7 @@ def register(app: typer.Typer) -> None:
         start: Optional[int] = typer.Option(None, "--from", help="the earlier release (default: the one before --to)"),
         end: Optional[int] = typer.Option(None, "--to", help="the later release (default: the latest)"),
         removals: Optional[Path] = typer.Option(None, "--removals",
-                                                help="where to write the removal list CSV (default removals-FROM-TO.csv)"),
+                                                help="where to write the removal list CSV (default OUT/reports/removals-FROM-TO.csv)"),
     ) -> None:
         """What changed between two releases (counts by change and reason), and the list of samples
         derived copies must drop, by key and image hashes."""

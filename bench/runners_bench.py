@@ -40,8 +40,36 @@ def digest(out: Path) -> str:
     return h.hexdigest()
 
 
+class Traced:
+    """A runner with the wall time of each of its steps recorded: ``start`` (from the step's call to
+    its first result: workers starting, models loading), the whole step, and the dedup shuffle."""
+
+    def __init__(self, runner: Any) -> None:
+        self.runner, self.seconds = runner, {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.runner, name)
+
+    def _timed(self, step: str, results: Any) -> Any:
+        t0 = time.perf_counter()
+        for i, r in enumerate(results):
+            if i == 0:
+                self.seconds[f"{step} start"] = self.seconds.get(f"{step} start", 0) + time.perf_counter() - t0
+            yield r
+        self.seconds[step] = self.seconds.get(step, 0) + time.perf_counter() - t0
+
+    def stage_units(self, job: Any, units: Any) -> Any:
+        return self._timed("staging", self.runner.stage_units(job, units))
+
+    def write_shards(self, job: Any, plans: Any, tokens: Any) -> Any:
+        return self._timed("shards", self.runner.write_shards(job, plans, tokens))
+
+    def shuffle(self, *args: Any, **kwargs: Any) -> Any:
+        return list(self._timed("dedup shuffle", self.runner.shuffle(*args, **kwargs)))
+
+
 def run_one(name: str, workers: int, src: Path, out: Path, ray_address: str | None,
-            stages: tuple[str, ...] | None) -> tuple[float, Any]:
+            stages: tuple[str, ...] | None) -> tuple[float, Any, dict[str, float]]:
     from dataclasses import replace
 
     from medcorpus.pipelines.build import build
@@ -52,10 +80,12 @@ def run_one(name: str, workers: int, src: Path, out: Path, ray_address: str | No
     cfg = load_config(REPO / "dataflow.yaml")
     if stages:
         cfg = replace(cfg, stages=stages)
-    runner = make_runner(name, workers, config=cfg, ray_address=ray_address)
+    runner = Traced(make_runner(name, workers, config=cfg, ray_address=ray_address))
     t0 = time.perf_counter()
     summary = build(cfg, LocalSource(str(src)), runner, str(out), progress=False)
-    return time.perf_counter() - t0, summary
+    seconds = time.perf_counter() - t0
+    return seconds, summary, {**runner.seconds, "rest": seconds - sum(v for k, v in runner.seconds.items()
+                                                                       if not k.endswith(" start"))}
 
 
 def print_table(runners: list[str], worker_counts: list[int], results: dict[tuple[str, int], float],
@@ -111,7 +141,7 @@ def main() -> None:
             for name in runners:
                 for w in worker_counts:
                     out = Path(tmp) / f"out-{name}-{w}"
-                    seconds, summary = run_one(name, w, src, out, args.ray_address, stages)
+                    seconds, summary, steps = run_one(name, w, src, out, args.ray_address, stages)
                     assert summary.figures == n_figures, (name, w, summary.figures, n_figures)
                     results[(name, w)], rss[(name, w)] = seconds, summary.worker_peak_rss
                     digests.add(digest(out))
@@ -119,6 +149,7 @@ def main() -> None:
                     print(f"  {name:6} workers {w}: {seconds:7.2f} s  {n_figures / seconds:7.1f} figures/s  "
                           f"worker peak RSS {summary.worker_peak_rss / 2**20:.0f} MiB  load {os.getloadavg()[0]:.1f}  "
                           f"(stage seconds: {staged})", flush=True)
+                    print("          steps, s: " + ", ".join(f"{k} {v:.1f}" for k, v in steps.items()), flush=True)
         finally:
             if started_ray:
                 import ray

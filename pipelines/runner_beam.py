@@ -156,24 +156,26 @@ class BeamRunner:
         for plan in plans:
             yield plan.samples
 
-    def shuffle(self, job: Job, items: Sequence[Any], keys: Callable[[Any], Iterable[str]],
-                reduce: Callable[[str, list[Any]], Iterable[Any]], name: str = "shuffle") -> list[Any]:
-        """items → (key, item) for each of ``keys(item)`` → GroupByKey → ``reduce(key, group)``; the
-        outputs are written to the staging folder and read back (they must be few)."""
+    def shuffle(self, job: Job, parts: Sequence[str], read: Callable[[str], Iterable[Any]],
+                keys: Callable[[Any], Iterable[str]], reduce: Callable[[str, list[Any]], Iterable[Any]],
+                name: str = "shuffle") -> list[Any]:
+        """parts → ``read`` → (key, item) for each of ``keys(item)`` → GroupByKey → ``reduce(key,
+        group)``; the outputs are written to the staging folder and read back (they must be few)."""
         import base64
 
         import fsspec
 
-        if not items:
+        if not parts:
             return []
         prefix = f"{job.staging_root.rstrip('/')}/{name}/{uuid.uuid4().hex}/out"
         opts = pipeline_options(self.options, self.workers, name)
         p = beam.Pipeline(runner=self._local_runner(), options=opts) if self.is_local else beam.Pipeline(options=opts)
         (p
-         | f"{name}/items" >> beam.Create([pickle.dumps(i, protocol=5) for i in items], reshuffle=False)
-         | f"{name}/keys" >> beam.FlatMap(lambda blob: [(k, blob) for k in keys(pickle.loads(blob))])
+         | f"{name}/parts" >> beam.Create(list(parts), reshuffle=False)
+         | f"{name}/spread" >> beam.Reshuffle()
+         | f"{name}/keys" >> beam.FlatMap(lambda part: ((k, item) for item in read(part) for k in keys(item)))
          | f"{name}/group" >> beam.GroupByKey()
-         | f"{name}/reduce" >> beam.FlatMap(lambda kv: reduce(kv[0], [pickle.loads(b) for b in kv[1]]))
+         | f"{name}/reduce" >> beam.FlatMap(lambda kv: reduce(kv[0], list(kv[1])))
          | f"{name}/encode" >> beam.Map(lambda out: base64.b64encode(pickle.dumps(out, protocol=5)).decode())
          | f"{name}/write" >> beam.io.WriteToText(prefix, file_name_suffix=".b64"))
         p.run().wait_until_finish()

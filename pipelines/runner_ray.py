@@ -10,8 +10,9 @@ A thin adapter over the same functions the local runner calls (``runners.init_wo
 * ``write_shards``: shard plans → the same, calling ``shard_one``.
 * a stage that declares a ``step`` of its own (the ``llm`` stage) runs after the others over the
   staged units, on actors with that step's resources (``ray.llm``: e.g. GPUs).
-* ``shuffle``: items → keys → ``groupby(key)`` → reduce per group (a shuffle across nodes): what
-  deduplication's steps run on (pipelines/dedup.py).
+* ``shuffle``: plain Ray tasks, one map task per Parquet part (items → one hash partition per
+  worker) and one reduce task per partition (group by key, reduce): what deduplication's bucket →
+  verify runs on (pipelines/dedup.py).
 
 Results travel through the staging directory (atomic writes), never through the object store, so
 only small rows (unit id, counters) come back. A retried task (a killed worker, a lost node) rewrites
@@ -31,8 +32,8 @@ from dataclasses import replace
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from medcorpus.manifests.shards import ShardPlan
-from medcorpus.pipelines.runners import (Job, UnitDone, _subset, chunks, init_worker, pre_token, shard_one,
-                                         split_step, stage_one, step_one)
+from medcorpus.pipelines.runners import (Job, UnitDone, _subset, chunks, init_worker, partition, pre_token,
+                                         reduce_partition, shard_one, split_step, stage_one, step_one)
 from medcorpus.pipelines.staging import Staging
 from medcorpus.schemas.records import UnitRef
 
@@ -84,6 +85,11 @@ def _row(done: UnitDone) -> str:
 class _WriteShards(_Step):
     def one(self, item: tuple[ShardPlan, dict[str, str]]) -> str:
         return json.dumps(shard_one(*item))
+
+
+def _reduce(reduce: Callable[[str, list[Any]], Iterable[Any]], *pieces: Any) -> list[Any]:
+    """A reduce task: its pieces arrive as separate arguments, so Ray fetches each one from its map task."""
+    return reduce_partition(reduce, pieces)
 
 
 def _checkout_root() -> str | None:
@@ -186,26 +192,25 @@ class RayRunner:
         for raw in self._run(job, "shards", _WriteShards, [(p, _subset(tokens, p)) for p in plans]):
             yield json.loads(raw)
 
-    def shuffle(self, job: Job, items: Sequence[Any], keys: Callable[[Any], Iterable[str]],
-                reduce: Callable[[str, list[Any]], Iterable[Any]], name: str = "shuffle") -> list[Any]:
-        """items → one row per ``keys(item)`` → ``groupby(key)`` (a hash shuffle across nodes) →
-        ``reduce(key, group)``; the outputs come back (they must be few)."""
-        import numpy as np
-
-        if not items:
+    def shuffle(self, job: Job, parts: Sequence[str], read: Callable[[str], Iterable[Any]],
+                keys: Callable[[Any], Iterable[str]], reduce: Callable[[str, list[Any]], Iterable[Any]],
+                name: str = "shuffle") -> list[Any]:
+        """A hash shuffle of plain Ray tasks: one map task per part reads its items and splits them
+        into one partition per worker (``runners.partition``), one reduce task per partition
+        groups and reduces (``runners.reduce_partition``); the partitions move between nodes
+        through the object store, only the reduce outputs come back. No dataset planning, so a
+        small shuffle costs a few task round trips."""
+        if not parts:
             return []
         ray = self._connect()
-
-        def keyed(row: dict[str, Any]) -> list[dict[str, Any]]:
-            return [{"key": k, "item": row["item"]} for k in keys(pickle.loads(row["item"]))]
-
-        def reduced(group: dict[str, Any]) -> dict[str, Any]:
-            outs = reduce(str(group["key"][0]), [pickle.loads(b) for b in group["item"]])
-            return {"out": np.array([pickle.dumps(o, protocol=5) for o in outs], dtype=object)}
-
-        ds = ray.data.from_items([{"item": pickle.dumps(i, protocol=5)} for i in items])
-        grouped = ds.flat_map(keyed).groupby("key").map_groups(reduced, batch_format="numpy")
-        return [pickle.loads(row["out"]) for row in grouped.iter_rows()]
+        n = max(1, self.workers)
+        cpus = self.settings["units"].get("num_cpus") or 1
+        mapper = ray.remote(partition).options(num_returns=n, num_cpus=cpus, name=f"{name}-map")
+        reducer = ray.remote(_reduce).options(num_cpus=cpus, name=f"{name}-reduce")
+        maps = [mapper.remote(part, read, keys, n) for part in parts]
+        maps = [m if n > 1 else [m] for m in maps]
+        outs = ray.get([reducer.remote(reduce, *[m[p] for m in maps]) for p in range(n)])
+        return [o for out in outs for o in out]
 
     def close(self) -> None:
         if self._started:

@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import resource
 import sys
+import zlib
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
@@ -61,10 +62,13 @@ class Runner(Protocol):
 
     def write_shards(self, job: Job, plans: Sequence[ShardPlan], tokens: dict[str, str]) -> Iterator[int]: ...
 
-    def shuffle(self, job: Job, items: Sequence[Any], keys: Callable[[Any], Iterable[str]],
-                reduce: Callable[[str, list[Any]], Iterable[Any]], name: str = "shuffle") -> list[Any]:
-        """Group items by each of their keys and reduce every group: the one all-to-all step a
-        runner provides (deduplication is built on it, pipelines/dedup.py). Outputs in any order."""
+    def shuffle(self, job: Job, parts: Sequence[str], read: Callable[[str], Iterable[Any]],
+                keys: Callable[[Any], Iterable[str]], reduce: Callable[[str, list[Any]], Iterable[Any]],
+                name: str = "shuffle") -> list[Any]:
+        """The items ``read(part)`` yields for every part (a file the workers reach), grouped by each
+        of their keys, every group reduced: the one all-to-all step a runner provides (deduplication
+        is built on it, pipelines/dedup.py). The items never pass through the driver; the outputs
+        come back to it (they must be few), in any order."""
 
     def close(self) -> None: ...
 
@@ -147,6 +151,34 @@ def chunks(items: list[Any], workers: int, per_worker: int = 8, most: int = 32) 
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
+def partition(part: str, read: Callable[[str], Iterable[Any]], keys: Callable[[Any], Iterable[str]],
+              n: int) -> list[tuple[list[Any], list[tuple[str, int]]]]:
+    """Map side of a hash shuffle: the items of ``part`` into ``n`` partitions by each of their keys
+    (CRC-32: the same partition in every process). Each partition holds its items once and
+    ``(key, index)`` per key, so an item with many keys is not copied for each."""
+    out: list[tuple[list[Any], list[tuple[str, int]]]] = [([], []) for _ in range(n)]
+    for item in read(part):
+        placed: dict[int, int] = {}
+        for key in keys(item):
+            p = zlib.crc32(key.encode()) % n
+            items, index = out[p]
+            if p not in placed:
+                placed[p] = len(items)
+                items.append(item)
+            index.append((key, placed[p]))
+    return out
+
+
+def reduce_partition(reduce: Callable[[str, list[Any]], Iterable[Any]],
+                     pieces: Sequence[tuple[list[Any], list[tuple[str, int]]]]) -> list[Any]:
+    """Reduce side: one partition's pieces (one per map task) grouped by key, each group reduced."""
+    groups: dict[str, list[Any]] = defaultdict(list)
+    for items, index in pieces:
+        for key, i in index:
+            groups[key].append(items[i])
+    return [out for key in sorted(groups) for out in reduce(key, groups[key])]
+
+
 def default_workers() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -197,13 +229,10 @@ class LocalRunner:
     def write_shards(self, job: Job, plans: Sequence[ShardPlan], tokens: dict[str, str]) -> Iterator[int]:
         return self._map(job, shard_one, [(plan, _subset(tokens, plan)) for plan in plans])
 
-    def shuffle(self, job: Job, items: Sequence[Any], keys: Callable[[Any], Iterable[str]],
-                reduce: Callable[[str, list[Any]], Iterable[Any]], name: str = "shuffle") -> list[Any]:
-        groups: dict[str, list[Any]] = defaultdict(list)
-        for item in items:
-            for key in keys(item):
-                groups[key].append(item)
-        return [out for key in sorted(groups) for out in reduce(key, groups[key])]
+    def shuffle(self, job: Job, parts: Sequence[str], read: Callable[[str], Iterable[Any]],
+                keys: Callable[[Any], Iterable[str]], reduce: Callable[[str, list[Any]], Iterable[Any]],
+                name: str = "shuffle") -> list[Any]:
+        return reduce_partition(reduce, [partition(part, read, keys, 1)[0] for part in parts])
 
     def close(self) -> None:
         if self._pool is not None:

@@ -11,10 +11,13 @@ from PIL import Image
 from testdata import ARTICLES, REPO
 
 from medcorpus.pipelines.config import load_config
-from medcorpus.pipelines.dedup import shuffled_pairs
+import pyarrow as pa
+
+from medcorpus.pipelines.assemble import DEDUP_RECORDS, _record_row
+from medcorpus.pipelines.dedup import shuffled_pairs, write_parts
 from medcorpus.pipelines.runners import Job, make_runner
 from medcorpus.transforms.dedup import make_record
-from medcorpus.transforms.dedup_clusters import dedup_local, finish
+from medcorpus.transforms.dedup_clusters import bucketed, dedup_local, finish
 
 
 def _records() -> list:
@@ -43,10 +46,15 @@ def test_distributed_dedup_equals_local(runner_name: str, tmp_path: Path, reques
     assert len(set(expected.cluster_of.values())) >= 6  # the reuses were found
     runner = make_runner(runner_name, 2, config=cfg)
     job = Job(cfg, None, str(tmp_path / "staging"), str(tmp_path / "out"))  # type: ignore[arg-type]
+    # the records outside the copies, in reverse order, as two Parquet parts (two map tasks)
+    rows = pa.Table.from_pylist([_record_row(r) for r in reversed(bucketed(records, cfg.dedup_options()))],
+                                schema=DEDUP_RECORDS)
+    parts = write_parts(rows.to_batches(max_chunksize=-(-rows.num_rows // 2)), str(tmp_path / "staging" / "parts"))
+    assert len(parts) == 2
     try:
         # the shuffle itself on every runner (the local build matches image bands vectorized instead)
-        got = finish({r.key: r for r in records}, shuffled_pairs(runner, job, list(reversed(records)),
-                                                                 cfg.dedup_options()), cfg.dedup_options())
+        got = finish({r.key: r for r in records}, shuffled_pairs(runner, job, parts, cfg.dedup_options()),
+                     cfg.dedup_options())
     finally:
         if runner_name == "beam":
             runner.close()

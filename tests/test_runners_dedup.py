@@ -56,8 +56,7 @@ def test_distributed_dedup_equals_local(runner_name: str, tmp_path: Path, reques
         got = finish({r.key: r for r in records}, shuffled_pairs(runner, job, parts, cfg.dedup_options()),
                      cfg.dedup_options())
     finally:
-        if runner_name == "beam":
-            runner.close()
+        runner.close()
     assert got.cluster_of == expected.cluster_of
     assert got.canonical_of == expected.canonical_of
     assert sorted(got.pairs) == sorted(expected.pairs)

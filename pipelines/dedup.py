@@ -32,6 +32,7 @@ from medcorpus.transforms.dedup import (DedupOptions, DedupRecord, Pair, bucket_
 from medcorpus.transforms.dedup_clusters import DedupResult, finish
 
 BATCH = 50_000
+PART = 10_000  # fewest records per shuffle part (map task) but the last: a task on fewer costs less than it waits
 
 
 def dedup(runner: Any, job: Any, asm: Assembly) -> tuple[DedupResult, dict[str, str]]:
@@ -45,7 +46,7 @@ def dedup(runner: Any, job: Any, asm: Assembly) -> tuple[DedupResult, dict[str, 
         pairs = local_pairs(db, options)
     else:
         folder = f"{job.staging_root.rstrip('/')}/dedup-{uuid.uuid4().hex}"
-        per_part = max(1, min(BATCH, -(-asm.records // max(1, runner.workers))))
+        per_part = min(BATCH, max(PART, -(-asm.records // max(1, runner.workers))))
         try:
             parts = write_parts(db.execute("SELECT * FROM solo").to_arrow_reader(per_part), folder)
             pairs = sorted(set(shuffled_pairs(runner, job, parts, options)))

@@ -111,7 +111,8 @@ class BeamRunner:
 
     def pipeline(self, job: Job, step: str, items: list[Any]) -> Any:
         """The Beam pipeline of one step (``units`` or ``shards``), built but not run."""
-        opts = pipeline_options(self.options, self.workers, step)
+        workers = self._step_workers(len(items))
+        opts = pipeline_options(self.options, workers, step)
         if self.is_local:
             from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
@@ -122,16 +123,21 @@ class BeamRunner:
         (p
          | f"{step}/list" >> beam.Create(blobs, reshuffle=False)
          | f"{step}/spread" >> beam.Reshuffle()
-         | f"{step}/run" >> beam.ParDo(STEPS[step](self._worker_job(job))))
+         | f"{step}/run" >> beam.ParDo(STEPS[step](self._worker_job(job, workers))))
         return p
 
-    def _worker_job(self, job: Job) -> Job:
+    def _step_workers(self, items: int) -> int:
+        """SDK workers of one local step: no more than its items (bundles). One runs in this
+        process (``in_memory``): a step of one shard plan or one shuffle part starts no worker."""
+        return max(1, min(self.workers or _cores(), items)) if self.is_local else self.workers
+
+    def _worker_job(self, job: Job, workers: int) -> Job:
         """Local workers share this machine's cores; a remote runner's machines size themselves."""
         if not self.is_local:
             return job
         from medcorpus.pipelines.threads import share
 
-        return replace(job, threads=share(self.workers or _cores()))
+        return replace(job, threads=share(workers))
 
     def _run(self, job: Job, step: str, items: list[Any]) -> Any:
         if not items:
@@ -168,7 +174,7 @@ class BeamRunner:
         if not parts:
             return []
         prefix = f"{job.staging_root.rstrip('/')}/{name}/{uuid.uuid4().hex}/out"
-        opts = pipeline_options(self.options, self.workers, name)
+        opts = pipeline_options(self.options, self._step_workers(len(parts)), name)
         p = beam.Pipeline(runner=self._local_runner(), options=opts) if self.is_local else beam.Pipeline(options=opts)
         (p
          | f"{name}/parts" >> beam.Create(list(parts), reshuffle=False)

@@ -10,10 +10,12 @@ the same number of workers, the largest peak resident memory (RSS) of a worker i
 checks that all builds wrote byte-identical output.
 
     python bench/runners_bench.py [--figures 300] [--runners local,ray,beam] [--workers 1,2]
-                                  [--stages fetch,parse,image] [--ray-address HOST:PORT]
+                                  [--stages fetch,parse,image] [--ray-address HOST:PORT | --ray-loopback]
 
-A quick subset: ``--runners ray --workers 1 --figures 100``. With ``--ray-address`` (e.g. the
-two-node loopback cluster of tests/raycluster.py) Ray's workers run where that cluster puts them.
+A quick subset: ``--runners ray --workers 1 --figures 100``. With ``--ray-address`` Ray's workers
+run where that cluster puts them; ``--ray-loopback`` starts the two-node loopback cluster of
+tests/raycluster.py with each node (its raylet and its one worker) pinned to a core of its own, so
+two Ray workers never share a core. Each build also prints its steps' wall times (``Traced``).
 """
 from __future__ import annotations
 
@@ -114,6 +116,9 @@ def main() -> None:
     ap.add_argument("--runners", default="local,ray,beam")
     ap.add_argument("--workers", default="1,2")
     ap.add_argument("--ray-address", default=None, help="an existing Ray cluster (else one is started here)")
+    ap.add_argument("--ray-loopback", action="store_true",
+                    help="run Ray on the two-node loopback cluster of tests/raycluster.py, one CPU per node, "
+                         "each node pinned to a core of its own (taskset)")
     ap.add_argument("--stages", default=None, help="a subset of the stage graph (default: dataflow.yaml's)")
     args = ap.parse_args()
     stages = tuple(args.stages.split(",")) if args.stages else None
@@ -125,7 +130,17 @@ def main() -> None:
         n_figures, images = make_input(src, args.figures)
         print(f"input: {n_figures} figures ({len(images)} with images) in {len(list(src.iterdir()))} articles; "
               f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at start", flush=True)
-        if "ray" in runners and not args.ray_address:
+        cluster = None
+        if "ray" in runners and args.ray_loopback:
+            sys.path.insert(0, str(REPO / "tests"))
+            from raycluster import LoopbackCluster
+
+            t0 = time.perf_counter()
+            cluster = LoopbackCluster(pin=True).start()
+            args.ray_address = cluster.address
+            print(f"ray: two-node loopback cluster, nodes pinned to cores, started in {time.perf_counter() - t0:.1f} s "
+                  "(not counted below)", flush=True)
+        elif "ray" in runners and not args.ray_address:
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
             os.environ.setdefault("RAY_DATA_USAGE_DISABLED", "1")
             import ray
@@ -154,6 +169,8 @@ def main() -> None:
                           f"(stage seconds: {staged})", flush=True)
                     print("          steps, s: " + ", ".join(f"{k} {v:.1f}" for k, v in steps.items()), flush=True)
         finally:
+            if cluster is not None:
+                cluster.stop()
             if started_ray:
                 import ray
 

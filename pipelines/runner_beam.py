@@ -27,7 +27,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import apache_beam as beam  # this module is imported only when the beam runner is chosen
 
 from medcorpus.manifests.shards import ShardPlan
-from medcorpus.pipelines.runners import Job, UnitDone, _subset, init_worker, shard_one, stage_one
+from medcorpus.pipelines.runners import (Job, UnitDone, _subset, init_worker, partition, reduce_partition, shard_one,
+                                         stage_one)
 from medcorpus.pipelines.staging import Staging
 from medcorpus.schemas.records import UnitRef
 
@@ -165,8 +166,10 @@ class BeamRunner:
     def shuffle(self, job: Job, parts: Sequence[str], read: Callable[[str], Iterable[Any]],
                 keys: Callable[[Any], Iterable[str]], reduce: Callable[[str, list[Any]], Iterable[Any]],
                 name: str = "shuffle") -> list[Any]:
-        """parts → ``read`` → (key, item) for each of ``keys(item)`` → GroupByKey → ``reduce(key,
-        group)``; the outputs are written to the staging folder and read back (they must be few)."""
+        """The hash shuffle the Ray runner runs, as a pipeline: parts → ``runners.partition`` (one
+        piece per partition, each item once) → GroupByKey on the partition → ``runners.
+        reduce_partition``; few elements cross the GroupByKey (parts × partitions, not items ×
+        keys). The outputs are written to the staging folder and read back (they must be few)."""
         import base64
 
         import fsspec
@@ -174,14 +177,17 @@ class BeamRunner:
         if not parts:
             return []
         prefix = f"{job.staging_root.rstrip('/')}/{name}/{uuid.uuid4().hex}/out"
-        opts = pipeline_options(self.options, self._step_workers(len(parts)), name)
+        workers = self._step_workers(len(parts))
+        n = max(1, workers or len(parts))  # partitions: one per worker
+        opts = pipeline_options(self.options, workers, name)
         p = beam.Pipeline(runner=self._local_runner(), options=opts) if self.is_local else beam.Pipeline(options=opts)
         (p
          | f"{name}/parts" >> beam.Create(list(parts), reshuffle=False)
          | f"{name}/spread" >> beam.Reshuffle()
-         | f"{name}/keys" >> beam.FlatMap(lambda part: ((k, item) for item in read(part) for k in keys(item)))
+         | f"{name}/map" >> beam.FlatMap(lambda part: [(i, piece) for i, piece in
+                                                       enumerate(partition(part, read, keys, n)) if piece[1]])
          | f"{name}/group" >> beam.GroupByKey()
-         | f"{name}/reduce" >> beam.FlatMap(lambda kv: reduce(kv[0], list(kv[1])))
+         | f"{name}/reduce" >> beam.FlatMap(lambda kv: reduce_partition(reduce, list(kv[1])))
          | f"{name}/encode" >> beam.Map(lambda out: base64.b64encode(pickle.dumps(out, protocol=5)).decode())
          | f"{name}/write" >> beam.io.WriteToText(prefix, file_name_suffix=".b64"))
         p.run().wait_until_finish()

@@ -161,6 +161,17 @@ def write_parts(batches: Iterable[Any], folder: str) -> list[str]:
     return parts
 
 
+def write_records(records: Sequence[DedupRecord], folder: str, parts: int = 1) -> list[str]:
+    """In-memory records as ``parts`` Parquet parts (``write_parts``): a shuffle's input for small
+    inputs and tests."""
+    import pyarrow as pa
+
+    from medcorpus.pipelines.assemble import DEDUP_RECORDS, _record_row
+
+    table = pa.Table.from_pylist([_record_row(r) for r in records], schema=DEDUP_RECORDS)
+    return write_parts(table.to_batches(max_chunksize=max(1, -(-len(records) // parts))), folder)
+
+
 def read_part(url: str) -> Iterator[DedupRecord]:
     """The dedup records of one part ``write_parts`` wrote (on a worker)."""
     import pyarrow.parquet as pq

@@ -11,10 +11,7 @@ from PIL import Image
 from testdata import ARTICLES, REPO
 
 from medcorpus.pipelines.config import load_config
-import pyarrow as pa
-
-from medcorpus.pipelines.assemble import DEDUP_RECORDS, _record_row
-from medcorpus.pipelines.dedup import shuffled_pairs, write_parts
+from medcorpus.pipelines.dedup import shuffled_pairs, write_records
 from medcorpus.pipelines.runners import Job, make_runner
 from medcorpus.transforms.dedup import make_record
 from medcorpus.transforms.dedup_clusters import bucketed, dedup_local, finish
@@ -47,9 +44,7 @@ def test_distributed_dedup_equals_local(runner_name: str, tmp_path: Path, reques
     runner = make_runner(runner_name, 2, config=cfg)
     job = Job(cfg, None, str(tmp_path / "staging"), str(tmp_path / "out"))  # type: ignore[arg-type]
     # the records outside the copies, in reverse order, as two Parquet parts (two map tasks)
-    rows = pa.Table.from_pylist([_record_row(r) for r in reversed(bucketed(records, cfg.dedup_options()))],
-                                schema=DEDUP_RECORDS)
-    parts = write_parts(rows.to_batches(max_chunksize=-(-rows.num_rows // 2)), str(tmp_path / "staging" / "parts"))
+    parts = write_records(list(reversed(bucketed(records, cfg.dedup_options()))), str(tmp_path / "parts"), 2)
     assert len(parts) == 2
     try:
         # the shuffle itself on every runner (the local build matches image bands vectorized instead)

@@ -3,8 +3,9 @@
 The embedded local runner uses a process pool: each worker builds its stage context once
 (``init_worker``) and then processes units. The Ray and Beam runners (``runner_ray.py``,
 ``runner_beam.py``) implement the same two methods with the same three functions (``init_worker``,
-``stage_one``, ``shard_one``); they are imported only when chosen, so a local build never imports
-Ray or Beam.
+``stage_one``, ``shard_one``), and their shuffles split and group with the same two
+(``partition``, ``reduce_partition``); they are imported only when chosen, so a local build never
+imports Ray or Beam.
 """
 from __future__ import annotations
 

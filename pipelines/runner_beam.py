@@ -28,7 +28,7 @@ import apache_beam as beam  # this module is imported only when the beam runner 
 
 from medcorpus.manifests.shards import ShardPlan
 from medcorpus.pipelines.runners import (Job, UnitDone, _subset, init_worker, partition, reduce_partition, shard_one,
-                                         stage_one)
+                                         stage_one, storage)
 from medcorpus.pipelines.staging import Staging
 from medcorpus.schemas.records import UnitRef
 
@@ -36,8 +36,9 @@ LOCAL_RUNNERS = {None, "", "DirectRunner", "FnApiRunner", "local"}
 RSS_METRIC = "worker_peak_rss_bytes"  # a distribution: its max is the largest worker's peak
 
 
-def pipeline_options(options: dict[str, Any], workers: int, job_step: str = "") -> Any:
-    """Beam ``PipelineOptions`` from a mapping; local runs get FnApiRunner worker settings."""
+def pipeline_options(options: dict[str, Any], workers: int, job_step: str = "", threads: bool = False) -> Any:
+    """Beam ``PipelineOptions`` from a mapping; local runs get FnApiRunner worker settings: one SDK
+    worker process per worker, or with ``threads`` one thread per worker in this process."""
     from apache_beam.options.pipeline_options import PipelineOptions
 
     opts = {k: v for k, v in options.items() if v is not None}
@@ -45,7 +46,8 @@ def pipeline_options(options: dict[str, Any], workers: int, job_step: str = "") 
         opts.pop("runner", None)
         n = workers or _cores()
         opts.setdefault("direct_num_workers", n)
-        opts.setdefault("direct_running_mode", "multi_processing" if n > 1 else "in_memory")
+        opts.setdefault("direct_running_mode", "in_memory" if n == 1 else "multi_threading" if threads
+                        else "multi_processing")
     if job_step and opts.get("job_name"):
         opts["job_name"] = f"{opts['job_name']}-{job_step}"
     return PipelineOptions.from_dictionary(opts)
@@ -78,9 +80,20 @@ class StageUnits(_Step):
         yield token
 
 
-class WriteShards(_Step):
+class WriteShards(beam.DoFn):
+    """Shard plans → tars. Writing a shard is I/O, so locally its workers are threads of the
+    driver's process (no SDK worker process to start); each DoFn instance keeps storage handles of
+    its own (``runners.storage``), not the process-wide worker context the threads would share."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+
+    def setup(self) -> None:
+        self.handles = storage(self.job)
+
     def process(self, blob: bytes) -> Iterator[int]:
-        yield shard_one(*pickle.loads(blob))
+        plan, tokens = pickle.loads(blob)
+        yield shard_one(plan, tokens, self.handles)
 
 
 STEPS = {"units": StageUnits, "shards": WriteShards}
@@ -113,7 +126,7 @@ class BeamRunner:
     def pipeline(self, job: Job, step: str, items: list[Any]) -> Any:
         """The Beam pipeline of one step (``units`` or ``shards``), built but not run."""
         workers = self._step_workers(len(items))
-        opts = pipeline_options(self.options, workers, step)
+        opts = pipeline_options(self.options, workers, step, threads=step == "shards")
         if self.is_local:
             from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 

@@ -83,10 +83,13 @@ def init_worker(job: Job) -> None:
     shards never loads them."""
     limit_threads(job.threads)
     _WORKER.clear()
-    _WORKER["job"] = job
-    _WORKER["staging"] = Staging(job.staging_root)
-    _WORKER["output"] = Output(job.output_url)
-    _WORKER["previous"] = Output(job.previous_url) if job.previous_url else None
+    _WORKER.update(storage(job), job=job)
+
+
+def storage(job: Job) -> dict[str, Any]:
+    """The staging, output and previous-release handles a worker reads and writes."""
+    return {"staging": Staging(job.staging_root), "output": Output(job.output_url),
+            "previous": Output(job.previous_url) if job.previous_url else None}
 
 
 def _pipeline() -> Pipeline:
@@ -140,8 +143,10 @@ def step_one(token: str) -> UnitDone:
     return _done(result.unit_id, token, result)
 
 
-def shard_one(plan: ShardPlan, tokens: dict[str, str]) -> int:
-    return write_shard(plan, tokens, _WORKER["staging"], _WORKER["output"], previous=_WORKER["previous"])
+def shard_one(plan: ShardPlan, tokens: dict[str, str], handles: dict[str, Any] | None = None) -> int:
+    """One shard, with this worker's storage (``init_worker``) or the given ``handles`` (``storage``)."""
+    ctx = handles or _WORKER
+    return write_shard(plan, tokens, ctx["staging"], ctx["output"], previous=ctx["previous"])
 
 
 def chunks(items: list[Any], workers: int, per_worker: int = 8, most: int = 32) -> list[list[Any]]:

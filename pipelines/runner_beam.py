@@ -1,4 +1,5 @@
-"""Apache Beam runner: the two parallel steps of a build as Beam pipelines.
+"""Apache Beam runner: the parallel steps of a build (stage units, dedup shuffle, write shards)
+as Beam pipelines.
 
 A thin adapter over the same functions the local runner calls (``runners.init_worker``,
 ``stage_one``, ``shard_one``): ``beam.Create`` of the units (or shard plans) → ``Reshuffle`` (so
@@ -11,8 +12,10 @@ Where it runs is chosen by Beam pipeline options (``beam.options`` in dataflow.y
 KEY=VALUE`` on the command line), passed through unchanged: ``runner: DataflowRunner`` (with
 project, region, temp_location, extra_packages ...), ``FlinkRunner``, ``SparkRunner``,
 ``PrismRunner``. With no runner, or ``DirectRunner``, it runs locally on Beam's ``FnApiRunner``
-(``multi_processing`` with one SDK worker process per worker, ``in_memory`` for one): never the
-Prism runner that a plain ``DirectRunner`` would try to download first.
+(``multi_processing`` with one SDK worker process per worker, ``in_memory`` for one; a step never
+gets more workers than it has items, and the shard step's workers are threads of this process,
+``multi_threading``: writing shards is I/O, not worth an SDK worker start): never the Prism runner
+that a plain ``DirectRunner`` would try to download first.
 
 On a remote runner the staging directory (``--work-dir``) and the output must be storage that both
 this driver and the workers reach: ``gs://`` / ``s3://`` URLs (``Staging`` and ``Output`` speak fsspec).

@@ -110,7 +110,7 @@ class RayRunner:
 
     # -- cluster -------------------------------------------------------------------------------
     def _connect(self) -> Any:
-        # no usage reporting: a build talks to its cluster only. Set here, before Ray reads them; the environment wins.
+        # no usage reporting: a build talks to its cluster only. Set before Ray reads it; the environment wins.
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         import ray
 
@@ -140,11 +140,12 @@ class RayRunner:
         ray = self._connect()
         res = self.settings.get(step) or self.settings["units"]
         resources = json.dumps(res, sort_keys=True, default=str)
-        if self._actors and self._pool_of is not None and self._pool_of[0] is job and self._pool_of[1] == resources:
-            return self._actors
+        if self._actors and self._pool_of and self._pool_of[0] is job and self._pool_of[1] == resources:
+            return self._actors  # the same job object (identity: a Job's fields are large to compare)
         self._end_actors()
-        opts = {"num_cpus": res.get("num_cpus", 1), "num_gpus": res.get("num_gpus") or None, "memory": res.get("memory"),
-                "resources": res.get("resources") or None, "accelerator_type": res.get("accelerator_type")}
+        opts = {"num_cpus": res.get("num_cpus", 1), "num_gpus": res.get("num_gpus") or None,
+                "memory": res.get("memory"), "resources": res.get("resources") or None,
+                "accelerator_type": res.get("accelerator_type")}
         actor = ray.remote(UnitWorker).options(max_restarts=-1, max_task_retries=-1,
                                                **{k: v for k, v in opts.items() if v is not None})
         worker_job = replace(job, threads=max(1, int(res.get("num_cpus") or 1)))  # an actor's threads: its CPUs

@@ -19,7 +19,6 @@ same removals (``tests/test_runners_dedup.py``).
 """
 from __future__ import annotations
 
-import uuid
 from functools import partial
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -45,15 +44,14 @@ def dedup(runner: Any, job: Any, asm: Assembly) -> tuple[DedupResult, dict[str, 
     if runner.name == "local":
         pairs = local_pairs(db, options)
     else:
-        folder = f"{job.staging_root.rstrip('/')}/dedup-{uuid.uuid4().hex}"
+        # one folder per work dir (one build at a time holds it): what a killed build left is replaced
+        folder = f"{job.staging_root.rstrip('/')}/dedup-parts"
         per_part = min(BATCH, max(PART, -(-asm.records // max(1, runner.workers))))
         try:
             parts = write_parts(db.execute("SELECT * FROM solo").to_arrow_reader(per_part), folder)
             pairs = sorted(set(shuffled_pairs(runner, job, parts, options)))
         finally:
-            fs, path = fsspec.core.url_to_fs(folder)
-            if fs.exists(path):
-                fs.rm(path, recursive=True)
+            _remove(folder)
     records, newest = _involved(db, asm.record_table, pairs)
     result = finish(records, pairs, options, twins=twins, newest=newest)
     return result, {k: records[k].article_id for k in result.matches}
@@ -145,11 +143,12 @@ def _involved(db: Any, source: str, pairs: Sequence[Pair]) -> tuple[dict[str, De
 
 
 def write_parts(batches: Iterable[Any], folder: str) -> list[str]:
-    """Each record batch as one Parquet part under ``folder`` (a local path or an fsspec URL the
-    workers reach): the input of the runner's shuffle, one map task per part."""
+    """Each record batch as one Parquet part in ``folder``, emptied first (a local path or an
+    fsspec URL the workers reach): the input of the runner's shuffle, one map task per part."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    _remove(folder)
     fs, path = fsspec.core.url_to_fs(folder)
     fs.makedirs(path, exist_ok=True)
     parts = []
@@ -170,6 +169,12 @@ def write_records(records: Sequence[DedupRecord], folder: str, parts: int = 1) -
 
     table = pa.Table.from_pylist([_record_row(r) for r in records], schema=DEDUP_RECORDS)
     return write_parts(table.to_batches(max_chunksize=max(1, -(-len(records) // parts))), folder)
+
+
+def _remove(folder: str) -> None:
+    fs, path = fsspec.core.url_to_fs(folder)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
 
 
 def read_part(url: str) -> Iterator[DedupRecord]:

@@ -12,10 +12,10 @@
 On the local runner the buckets are vectorized image bands over two uint64 columns
 (``near_pairs_array``) and DuckDB group-bys over the exact and caption band keys, so the driver
 holds 16 bytes per record plus the records that pair. On Ray and Beam, bucket → verify is the
-runner's shuffle (Ray map and reduce tasks over hash partitions, a Beam ``GroupByKey``) over the
-records outside the copies, which the driver streams into Parquet parts in the staging folder (one
-batch at a time, no Python rows) for the workers to read; every runner gives the same pairs, so the
-same removals (``tests/test_runners_dedup.py``).
+runner's shuffle (hash partitions: map and reduce calls on the Ray actors, a Beam ``GroupByKey``)
+over the records outside the copies, which the driver streams into Parquet parts in the staging
+folder (one batch at a time, no Python rows) for the workers to read; every runner gives the same
+pairs, so the same removals (``tests/test_runners_dedup.py``).
 """
 from __future__ import annotations
 

@@ -10,10 +10,12 @@ the same number of workers, the largest peak resident memory (RSS) of a worker i
 checks that all builds wrote byte-identical output.
 
     python bench/runners_bench.py [--figures 300] [--runners local,ray,beam] [--workers 1,2]
-                                  [--stages fetch,parse,image] [--ray-address HOST:PORT]
+                                  [--stages fetch,parse,image] [--ray-address HOST:PORT | --ray-loopback]
 
-A quick subset: ``--runners ray --workers 1 --figures 100``. With ``--ray-address`` (e.g. the
-two-node loopback cluster of tests/raycluster.py) Ray's workers run where that cluster puts them.
+A quick subset: ``--runners ray --workers 1 --figures 100``. With ``--ray-address`` Ray's workers
+run where that cluster puts them; ``--ray-loopback`` starts the two-node loopback cluster of
+tests/raycluster.py with each node (its raylet and its one worker) pinned to a core of its own, so
+two Ray workers never share a core. Each build also prints its steps' wall times (``Traced``).
 """
 from __future__ import annotations
 
@@ -40,8 +42,39 @@ def digest(out: Path) -> str:
     return h.hexdigest()
 
 
+class Traced:
+    """A runner with the wall time of each of its steps recorded: ``start`` (from the step's call to
+    its first result: workers starting, models loading), the whole step, and the dedup shuffle."""
+
+    def __init__(self, runner: Any) -> None:
+        self.runner, self.seconds = runner, {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.runner, name)
+
+    def _timed(self, step: str, results: Any) -> Any:
+        t0 = time.perf_counter()
+        for i, r in enumerate(results):
+            if i == 0:
+                self.seconds[f"{step} start"] = self.seconds.get(f"{step} start", 0) + time.perf_counter() - t0
+            yield r
+        self.seconds[step] = self.seconds.get(step, 0) + time.perf_counter() - t0
+
+    def stage_units(self, job: Any, units: Any) -> Any:
+        return self._timed("staging", self.runner.stage_units(job, units))
+
+    def write_shards(self, job: Any, plans: Any, tokens: Any) -> Any:
+        return self._timed("shards", self.runner.write_shards(job, plans, tokens))
+
+    def shuffle(self, *args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter()
+        out = self.runner.shuffle(*args, **kwargs)
+        self.seconds["dedup shuffle"] = time.perf_counter() - t0
+        return out
+
+
 def run_one(name: str, workers: int, src: Path, out: Path, ray_address: str | None,
-            stages: tuple[str, ...] | None) -> tuple[float, Any]:
+            stages: tuple[str, ...] | None) -> tuple[float, Any, dict[str, float]]:
     from dataclasses import replace
 
     from medcorpus.pipelines.build import build
@@ -52,10 +85,12 @@ def run_one(name: str, workers: int, src: Path, out: Path, ray_address: str | No
     cfg = load_config(REPO / "dataflow.yaml")
     if stages:
         cfg = replace(cfg, stages=stages)
-    runner = make_runner(name, workers, config=cfg, ray_address=ray_address)
+    runner = Traced(make_runner(name, workers, config=cfg, ray_address=ray_address))
     t0 = time.perf_counter()
     summary = build(cfg, LocalSource(str(src)), runner, str(out), progress=False)
-    return time.perf_counter() - t0, summary
+    seconds = time.perf_counter() - t0
+    return seconds, summary, {**runner.seconds, "rest": seconds - sum(v for k, v in runner.seconds.items()
+                                                                       if not k.endswith(" start"))}
 
 
 def print_table(runners: list[str], worker_counts: list[int], results: dict[tuple[str, int], float],
@@ -81,6 +116,9 @@ def main() -> None:
     ap.add_argument("--runners", default="local,ray,beam")
     ap.add_argument("--workers", default="1,2")
     ap.add_argument("--ray-address", default=None, help="an existing Ray cluster (else one is started here)")
+    ap.add_argument("--ray-loopback", action="store_true",
+                    help="run Ray on the two-node loopback cluster of tests/raycluster.py, one CPU per node, "
+                         "each node pinned to a core of its own (taskset)")
     ap.add_argument("--stages", default=None, help="a subset of the stage graph (default: dataflow.yaml's)")
     args = ap.parse_args()
     stages = tuple(args.stages.split(",")) if args.stages else None
@@ -92,7 +130,17 @@ def main() -> None:
         n_figures, images = make_input(src, args.figures)
         print(f"input: {n_figures} figures ({len(images)} with images) in {len(list(src.iterdir()))} articles; "
               f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at start", flush=True)
-        if "ray" in runners and not args.ray_address:
+        cluster = None
+        if "ray" in runners and args.ray_loopback:
+            sys.path.insert(0, str(REPO / "tests"))
+            from raycluster import LoopbackCluster
+
+            t0 = time.perf_counter()
+            cluster = LoopbackCluster(pin=True).start()
+            args.ray_address = cluster.address
+            print(f"ray: two-node loopback cluster, nodes pinned to cores, started in {time.perf_counter() - t0:.1f} s "
+                  "(not counted below)", flush=True)
+        elif "ray" in runners and not args.ray_address:
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
             os.environ.setdefault("RAY_DATA_USAGE_DISABLED", "1")
             import ray
@@ -111,7 +159,7 @@ def main() -> None:
             for name in runners:
                 for w in worker_counts:
                     out = Path(tmp) / f"out-{name}-{w}"
-                    seconds, summary = run_one(name, w, src, out, args.ray_address, stages)
+                    seconds, summary, steps = run_one(name, w, src, out, args.ray_address, stages)
                     assert summary.figures == n_figures, (name, w, summary.figures, n_figures)
                     results[(name, w)], rss[(name, w)] = seconds, summary.worker_peak_rss
                     digests.add(digest(out))
@@ -119,7 +167,10 @@ def main() -> None:
                     print(f"  {name:6} workers {w}: {seconds:7.2f} s  {n_figures / seconds:7.1f} figures/s  "
                           f"worker peak RSS {summary.worker_peak_rss / 2**20:.0f} MiB  load {os.getloadavg()[0]:.1f}  "
                           f"(stage seconds: {staged})", flush=True)
+                    print("          steps, s: " + ", ".join(f"{k} {v:.1f}" for k, v in steps.items()), flush=True)
         finally:
+            if cluster is not None:
+                cluster.stop()
             if started_ray:
                 import ray
 

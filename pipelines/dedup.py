@@ -12,22 +12,26 @@
 On the local runner the buckets are vectorized image bands over two uint64 columns
 (``near_pairs_array``) and DuckDB group-bys over the exact and caption band keys, so the driver
 holds 16 bytes per record plus the records that pair. On Ray and Beam, bucket → verify is the
-runner's shuffle (a Ray ``groupby``, a Beam ``GroupByKey``) over the records outside the copies;
-every runner gives the same pairs, so the same removals (``tests/test_runners_dedup.py``).
+runner's shuffle (hash partitions: map and reduce calls on the Ray actors, a Beam ``GroupByKey``)
+over the records outside the copies, which the driver streams into Parquet parts in the staging
+folder (one batch at a time, no Python rows) for the workers to read; every runner gives the same
+pairs, so the same removals (``tests/test_runners_dedup.py``).
 """
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
+import fsspec
 import numpy as np
 
 from medcorpus.pipelines.assemble import Assembly, record_of
 from medcorpus.transforms.dedup import (DedupOptions, DedupRecord, Pair, bucket_keys, caption_band_values,
                                         caption_minhash, candidate_pairs, near_pairs_array, text_only)
-from medcorpus.transforms.dedup_clusters import DedupResult, bucketed, finish
+from medcorpus.transforms.dedup_clusters import DedupResult, finish
 
 BATCH = 50_000
+PART = 10_000  # fewest records per shuffle part (map task) but the last: a task on fewer costs less than it waits
 
 
 def dedup(runner: Any, job: Any, asm: Assembly) -> tuple[DedupResult, dict[str, str]]:
@@ -40,8 +44,14 @@ def dedup(runner: Any, job: Any, asm: Assembly) -> tuple[DedupResult, dict[str, 
     if runner.name == "local":
         pairs = local_pairs(db, options)
     else:
-        solo = [record_of(r) for b in db.execute("SELECT * FROM solo").to_arrow_reader(BATCH) for r in b.to_pylist()]
-        pairs = shuffled_pairs(runner, job, solo, options)
+        # one folder per work dir (one build at a time holds it): what a killed build left is replaced
+        folder = f"{job.staging_root.rstrip('/')}/dedup-parts"
+        per_part = min(BATCH, max(PART, -(-asm.records // max(1, runner.workers))))
+        try:
+            parts = write_parts(db.execute("SELECT * FROM solo").to_arrow_reader(per_part), folder)
+            pairs = sorted(set(shuffled_pairs(runner, job, parts, options)))
+        finally:
+            _remove(folder)
     records, newest = _involved(db, asm.record_table, pairs)
     result = finish(records, pairs, options, twins=twins, newest=newest)
     return result, {k: records[k].article_id for k in result.matches}
@@ -132,7 +142,53 @@ def _involved(db: Any, source: str, pairs: Sequence[Pair]) -> tuple[dict[str, De
     return _records(db, "involved"), newest
 
 
-def shuffled_pairs(runner: Any, job: Any, records: Sequence[DedupRecord], options: DedupOptions) -> list[Pair]:
-    """bucket → verify on the runner's shuffle: every verified pair (in any order)."""
-    return runner.shuffle(job, bucketed(records, options), partial(bucket_keys, options=options),
+def write_parts(batches: Iterable[Any], folder: str) -> list[str]:
+    """Each record batch as one Parquet part in ``folder``, emptied first (a local path or an
+    fsspec URL the workers reach): the input of the runner's shuffle, one map task per part."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    _remove(folder)
+    fs, path = fsspec.core.url_to_fs(folder)
+    fs.makedirs(path, exist_ok=True)
+    parts = []
+    for i, batch in enumerate(batches):
+        if batch.num_rows:
+            parts.append(f"{folder.rstrip('/')}/part-{i:05d}.parquet")
+            with fs.open(f"{path.rstrip('/')}/part-{i:05d}.parquet", "wb") as f:
+                pq.write_table(pa.Table.from_batches([batch]), f)
+    return parts
+
+
+def write_records(records: Sequence[DedupRecord], folder: str, parts: int = 1) -> list[str]:
+    """In-memory records as ``parts`` Parquet parts (``write_parts``): a shuffle's input for small
+    inputs and tests."""
+    import pyarrow as pa
+
+    from medcorpus.pipelines.assemble import DEDUP_RECORDS, _record_row
+
+    table = pa.Table.from_pylist([_record_row(r) for r in records], schema=DEDUP_RECORDS)
+    return write_parts(table.to_batches(max_chunksize=max(1, -(-len(records) // parts))), folder)
+
+
+def _remove(folder: str) -> None:
+    fs, path = fsspec.core.url_to_fs(folder)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+
+
+def read_part(url: str) -> Iterator[DedupRecord]:
+    """The dedup records of one part ``write_parts`` wrote (on a worker)."""
+    import pyarrow.parquet as pq
+
+    fs, path = fsspec.core.url_to_fs(url)
+    with fs.open(path, "rb") as f:
+        for row in pq.read_table(f).to_pylist():
+            yield record_of(row)
+
+
+def shuffled_pairs(runner: Any, job: Any, parts: Sequence[str], options: DedupOptions) -> list[Pair]:
+    """bucket → verify on the runner's shuffle over the records in ``parts`` (Parquet, outside the
+    copies: ``write_parts``): every verified pair (in any order)."""
+    return runner.shuffle(job, parts, read_part, partial(bucket_keys, options=options),
                           partial(candidate_pairs, options=options), name="dedup")

@@ -1,23 +1,27 @@
-"""Ray runner: the two parallel steps of a build as Ray Data pipelines.
+"""Ray runner: the parallel steps of a build on long-lived Ray actors.
 
 A thin adapter over the same functions the local runner calls (``runners.init_worker``,
-``stage_one``, ``shard_one``):
+``stage_one``, ``shard_one``): one ``UnitWorker`` actor per worker (``num_cpus`` / ``num_gpus`` /
+custom ``resources`` of the step from the ``ray:`` settings) builds its context once (its models
+on its first unit) and then receives batches (``runners.chunks``), two in flight per actor so none
+waits between batches; results are consumed as they finish (progress per batch).
 
-* ``stage_units``: units → ``ray.data.from_items`` → ``map_batches`` with a callable class whose
-  constructor runs ``init_worker`` once per actor; ``concurrency`` = workers, ``num_cpus`` /
-  ``num_gpus`` / custom ``resources`` per step from the ``ray:`` settings. Execution is streaming
-  with Ray Data's backpressure; results are consumed as they finish (progress per unit).
-* ``write_shards``: shard plans → the same, calling ``shard_one``.
+* ``stage_units``: batches of units → ``UnitWorker.stage``.
+* ``write_shards``: batches of shard plans → ``UnitWorker.shards``, on the same actors when the
+  step's resources are the same (the default): no second start-up.
 * a stage that declares a ``step`` of its own (the ``llm`` stage) runs after the others over the
   staged units, on actors with that step's resources (``ray.llm``: e.g. GPUs).
-* ``shuffle``: items → keys → ``groupby(key)`` → reduce per group (a shuffle across nodes): what
-  deduplication's steps run on (pipelines/dedup.py).
+* ``shuffle``: a hash shuffle on the same actors, one map call per Parquet part (items → one
+  partition per worker) and one reduce call per partition (group by key, reduce); the partitions
+  move between nodes through the object store: what deduplication's bucket → verify runs on
+  (pipelines/dedup.py).
 
 Results travel through the staging directory (atomic writes), never through the object store, so
-only small rows (unit id, counters) come back. A retried task (a killed worker, a lost node) rewrites
-the same staged unit or the same shard under a temporary name and renames it: same bytes, no
-duplicates. The staging directory and the output must be reachable from every node: a local path
-on a single machine or shared filesystem, or an fsspec URL (``gs://``, ``s3://``) on a real cluster.
+only small rows (unit id, counters) come back. A killed actor is restarted and its calls retried
+(``max_restarts`` / ``max_task_retries`` = -1): a retried batch rewrites the same staged units or
+shards under temporary names and renames them: same bytes, no duplicates. The staging directory and
+the output must be reachable from every node: a local path on a single machine or shared
+filesystem, or an fsspec URL (``gs://``, ``s3://``) on a real cluster.
 
 Cluster: ``address`` (``--ray-address``), else ``RAY_ADDRESS``, else an existing ``ray.init`` in
 this process, else a local cluster started for the build and shut down with the runner.
@@ -26,13 +30,12 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 from dataclasses import replace
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from medcorpus.manifests.shards import ShardPlan
-from medcorpus.pipelines.runners import (Job, UnitDone, _subset, chunks, init_worker, pre_token, shard_one,
-                                         split_step, stage_one, step_one)
+from medcorpus.pipelines.runners import (Job, UnitDone, _subset, chunks, init_worker, partition, pre_token,
+                                         reduce_partition, shard_one, split_step, stage_one, step_one)
 from medcorpus.pipelines.staging import Staging
 from medcorpus.schemas.records import UnitRef
 
@@ -50,40 +53,34 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-class _Step:
-    """A Ray Data callable class: the worker context is built once per actor (its models on its
-    first unit), then one call per batch of items (a row holds a pickled list of items)."""
+class UnitWorker:
+    """One worker (a Ray actor): the worker context is built once, then batches of units, shard
+    plans and shuffle partitions run on it."""
 
     def __init__(self, job: Job) -> None:
         init_worker(job)
 
-    def __call__(self, batch: Any) -> dict[str, Any]:
-        import numpy as np
+    def stage(self, items: list[tuple[UnitRef, str]]) -> list[str]:
+        return [_row(stage_one(*item)) for item in items]
 
-        rows = [self.one(item) for blob in batch.column("items").to_pylist() for item in pickle.loads(blob)]
-        return {"result": np.array(rows, dtype=object)}
+    def step(self, tokens: list[str]) -> list[str]:
+        return [_row(step_one(token)) for token in tokens]
 
-    def one(self, item: Any) -> str:
-        raise NotImplementedError
+    def shards(self, items: list[tuple[ShardPlan, dict[str, str]]]) -> list[str]:
+        return [json.dumps(shard_one(*item)) for item in items]
 
+    def partition(self, part: str, read: Callable[[str], Iterable[Any]], keys: Callable[[Any], Iterable[str]],
+                  n: int) -> Any:
+        pieces = partition(part, read, keys, n)
+        return tuple(pieces) if n > 1 else pieces[0]
 
-class _StageUnits(_Step):
-    def one(self, item: tuple[UnitRef, str]) -> str:
-        return _row(stage_one(*item))
-
-
-class _StageStep(_Step):
-    def one(self, item: str) -> str:
-        return _row(step_one(item))
+    def reduce(self, reduce: Callable[[str, list[Any]], Iterable[Any]], *pieces: Any) -> list[Any]:
+        """Its pieces arrive as separate arguments, so Ray fetches each one from its map call."""
+        return reduce_partition(reduce, pieces)
 
 
 def _row(done: UnitDone) -> str:
     return json.dumps([done.unit_id, done.token, done.counters, done.samples, done.errors, done.rss])
-
-
-class _WriteShards(_Step):
-    def one(self, item: tuple[ShardPlan, dict[str, str]]) -> str:
-        return json.dumps(shard_one(*item))
 
 
 def _checkout_root() -> str | None:
@@ -108,13 +105,13 @@ class RayRunner:
         self._requested = workers
         self.workers = workers
         self._started = False
+        self._actors: list[Any] = []
+        self._pool_of: tuple[Job, str] | None = None  # the job and resources the actors were started with
 
     # -- cluster -------------------------------------------------------------------------------
     def _connect(self) -> Any:
-        # no usage reporting and no metrics polling (Ray Data polls a Prometheus at localhost:9090):
-        # a build talks to its cluster only. Set here, before Ray reads them; the environment wins.
+        # no usage reporting: a build talks to its cluster only. Set before Ray reads it; the environment wins.
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        os.environ.setdefault("RAY_DATA_USAGE_DISABLED", "1")
         import ray
 
         if not ray.is_initialized():
@@ -132,34 +129,52 @@ class RayRunner:
                 init = {"num_cpus": self._requested or None, "include_dashboard": False, **self.settings["init"]}
                 ray.init(**init, **kwargs)
             self._started = True
-        import ray.data
-
-        ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = False
         if not self.workers:
             cpus = ray.cluster_resources().get("CPU", 1)
             self.workers = max(1, int(cpus // (self.settings["units"].get("num_cpus") or 1)))
         return ray
 
-    def _run(self, job: Job, step: str, fn: type, items: list[Any]) -> Iterator[str]:
-        if not items:
-            return
+    def _pool(self, job: Job, step: str) -> list[Any]:
+        """The step's actors: the running ones when they were started for this job with the same
+        resources, else new ones (the old ones are ended first: they hold their CPUs)."""
         ray = self._connect()
         res = self.settings.get(step) or self.settings["units"]
-        batches = chunks(items, self.workers)
-        ds = ray.data.from_items([{"items": pickle.dumps(b, protocol=5)} for b in batches],
-                                 override_num_blocks=len(batches))
-        # Ray Data restarts a dead actor and retries its task (max_restarts / max_task_retries = -1);
-        # one batch runs and one waits on each actor: no idle actor between tasks, and at the end of
-        # the step no actor holds a queue of batches while another has none
-        job = replace(job, threads=max(1, int(res.get("num_cpus") or 1)))  # an actor's threads: its CPUs
-        pool = ray.data.ActorPoolStrategy(size=max(1, min(self.workers, len(batches))), max_tasks_in_flight_per_actor=2)
-        ds = ds.map_batches(fn, fn_constructor_args=(job,), batch_size=1, batch_format="pyarrow", compute=pool,
-                            num_cpus=res.get("num_cpus", 1), num_gpus=res.get("num_gpus") or None,
-                            memory=res.get("memory"), resources=res.get("resources") or None,
-                            accelerator_type=res.get("accelerator_type"))
-        for row in ds.iter_rows():
-            yield row["result"]
+        resources = json.dumps(res, sort_keys=True, default=str)
+        if self._actors and self._pool_of and self._pool_of[0] is job and self._pool_of[1] == resources:
+            return self._actors  # the same job object (identity: a Job's fields are large to compare)
+        self._end_actors()
+        opts = {"num_cpus": res.get("num_cpus", 1), "num_gpus": res.get("num_gpus") or None,
+                "memory": res.get("memory"), "resources": res.get("resources") or None,
+                "accelerator_type": res.get("accelerator_type")}
+        actor = ray.remote(UnitWorker).options(max_restarts=-1, max_task_retries=-1,
+                                               **{k: v for k, v in opts.items() if v is not None})
+        worker_job = replace(job, threads=max(1, int(res.get("num_cpus") or 1)))  # an actor's threads: its CPUs
+        self._actors = [actor.remote(worker_job) for _ in range(max(1, self.workers))]
+        self._pool_of = (job, resources)
+        return self._actors
+
+    def _run(self, job: Job, step: str, method: str, items: list[Any]) -> Iterator[str]:
+        """``items`` in batches over the step's actors, two batches in flight per actor."""
+        if not items:
+            return
+        import ray
+
+        actors = self._pool(job, step)
+        batches = iter(chunks(items, len(actors)))
+        pending: dict[Any, Any] = {}
+
+        def submit(actor: Any) -> None:
+            batch = next(batches, None)
+            if batch is not None:
+                pending[getattr(actor, method).remote(batch)] = actor
+
+        for actor in actors * 2:
+            submit(actor)
+        while pending:
+            [ready], _ = ray.wait(list(pending), num_returns=1)
+            actor = pending.pop(ready)
+            yield from ray.get(ready)
+            submit(actor)
 
     # -- the Runner protocol -------------------------------------------------------------------
     def stage_units(self, job: Job, units: Sequence[tuple[UnitRef, str]]) -> Iterator[UnitDone]:
@@ -168,14 +183,14 @@ class RayRunner:
         actors that load the model once, batch per unit)."""
         split = split_step(job)
         if split is None:
-            yield from self._done(self._run(job, "units", _StageUnits, list(units)))
+            yield from self._done(self._run(job, "units", "stage", list(units)))
             return
         pre_job, step_job, step = split
         staging = Staging(job.staging_root)
         pending = [(u, pre_token(t)) for u, t in units if not staging.done(pre_token(t))]
-        for _ in self._run(pre_job, "units", _StageUnits, pending):
+        for _ in self._run(pre_job, "units", "stage", pending):
             pass
-        yield from self._done(self._run(step_job, step, _StageStep, [t for _, t in units]))
+        yield from self._done(self._run(step_job, step, "step", [t for _, t in units]))
 
     @staticmethod
     def _done(raws: Iterator[str]) -> Iterator[UnitDone]:
@@ -183,31 +198,38 @@ class RayRunner:
             yield UnitDone(*json.loads(raw))
 
     def write_shards(self, job: Job, plans: Sequence[ShardPlan], tokens: dict[str, str]) -> Iterator[int]:
-        for raw in self._run(job, "shards", _WriteShards, [(p, _subset(tokens, p)) for p in plans]):
+        for raw in self._run(job, "shards", "shards", [(p, _subset(tokens, p)) for p in plans]):
             yield json.loads(raw)
 
-    def shuffle(self, job: Job, items: Sequence[Any], keys: Callable[[Any], Iterable[str]],
-                reduce: Callable[[str, list[Any]], Iterable[Any]], name: str = "shuffle") -> list[Any]:
-        """items → one row per ``keys(item)`` → ``groupby(key)`` (a hash shuffle across nodes) →
-        ``reduce(key, group)``; the outputs come back (they must be few)."""
-        import numpy as np
-
-        if not items:
+    def shuffle(self, job: Job, parts: Sequence[str], read: Callable[[str], Iterable[Any]],
+                keys: Callable[[Any], Iterable[str]], reduce: Callable[[str, list[Any]], Iterable[Any]],
+                name: str = "shuffle") -> list[Any]:
+        """A hash shuffle on the running actors (the build's own, no start-up): one map call per
+        part splits its items into one partition per actor (``runners.partition``), one reduce call
+        per partition groups and reduces (``runners.reduce_partition``); only the reduce outputs
+        come back."""
+        if not parts:
             return []
-        ray = self._connect()
+        import ray
 
-        def keyed(row: dict[str, Any]) -> list[dict[str, Any]]:
-            return [{"key": k, "item": row["item"]} for k in keys(pickle.loads(row["item"]))]
+        actors = self._actors or self._pool(job, "units")
+        n = len(actors)
+        maps = [actors[i % n].partition.options(num_returns=n).remote(part, read, keys, n)
+                for i, part in enumerate(parts)]
+        maps = [m if n > 1 else [m] for m in maps]
+        outs = ray.get([actors[p].reduce.remote(reduce, *[m[p] for m in maps]) for p in range(n)])
+        return [o for out in outs for o in out]
 
-        def reduced(group: dict[str, Any]) -> dict[str, Any]:
-            outs = reduce(str(group["key"][0]), [pickle.loads(b) for b in group["item"]])
-            return {"out": np.array([pickle.dumps(o, protocol=5) for o in outs], dtype=object)}
+    def _end_actors(self) -> None:
+        if self._actors:
+            import ray
 
-        ds = ray.data.from_items([{"item": pickle.dumps(i, protocol=5)} for i in items])
-        grouped = ds.flat_map(keyed).groupby("key").map_groups(reduced, batch_format="numpy")
-        return [pickle.loads(row["out"]) for row in grouped.iter_rows()]
+            for actor in self._actors:
+                ray.kill(actor)
+        self._actors, self._pool_of = [], None
 
     def close(self) -> None:
+        self._end_actors()
         if self._started:
             import ray
 

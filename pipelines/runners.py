@@ -3,8 +3,9 @@
 The embedded local runner uses a process pool: each worker builds its stage context once
 (``init_worker``) and then processes units. The Ray and Beam runners (``runner_ray.py``,
 ``runner_beam.py``) implement the same two methods with the same three functions (``init_worker``,
-``stage_one``, ``shard_one``); they are imported only when chosen, so a local build never imports
-Ray or Beam.
+``stage_one``, ``shard_one``), and their shuffles split and group with the same two
+(``partition``, ``reduce_partition``); they are imported only when chosen, so a local build never
+imports Ray or Beam.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import multiprocessing
 import os
 import resource
 import sys
+import zlib
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
@@ -61,10 +63,13 @@ class Runner(Protocol):
 
     def write_shards(self, job: Job, plans: Sequence[ShardPlan], tokens: dict[str, str]) -> Iterator[int]: ...
 
-    def shuffle(self, job: Job, items: Sequence[Any], keys: Callable[[Any], Iterable[str]],
-                reduce: Callable[[str, list[Any]], Iterable[Any]], name: str = "shuffle") -> list[Any]:
-        """Group items by each of their keys and reduce every group: the one all-to-all step a
-        runner provides (deduplication is built on it, pipelines/dedup.py). Outputs in any order."""
+    def shuffle(self, job: Job, parts: Sequence[str], read: Callable[[str], Iterable[Any]],
+                keys: Callable[[Any], Iterable[str]], reduce: Callable[[str, list[Any]], Iterable[Any]],
+                name: str = "shuffle") -> list[Any]:
+        """The items ``read(part)`` yields for every part (a file the workers reach), grouped by each
+        of their keys, every group reduced: the one all-to-all step a runner provides (deduplication
+        is built on it, pipelines/dedup.py). The items never pass through the driver; the outputs
+        come back to it (they must be few), in any order."""
 
     def close(self) -> None: ...
 
@@ -78,10 +83,13 @@ def init_worker(job: Job) -> None:
     shards never loads them."""
     limit_threads(job.threads)
     _WORKER.clear()
-    _WORKER["job"] = job
-    _WORKER["staging"] = Staging(job.staging_root)
-    _WORKER["output"] = Output(job.output_url)
-    _WORKER["previous"] = Output(job.previous_url) if job.previous_url else None
+    _WORKER.update(storage(job), job=job)
+
+
+def storage(job: Job) -> dict[str, Any]:
+    """The staging, output and previous-release handles a worker reads and writes."""
+    return {"staging": Staging(job.staging_root), "output": Output(job.output_url),
+            "previous": Output(job.previous_url) if job.previous_url else None}
 
 
 def _pipeline() -> Pipeline:
@@ -135,8 +143,10 @@ def step_one(token: str) -> UnitDone:
     return _done(result.unit_id, token, result)
 
 
-def shard_one(plan: ShardPlan, tokens: dict[str, str]) -> int:
-    return write_shard(plan, tokens, _WORKER["staging"], _WORKER["output"], previous=_WORKER["previous"])
+def shard_one(plan: ShardPlan, tokens: dict[str, str], handles: dict[str, Any] | None = None) -> int:
+    """One shard, with this worker's storage (``init_worker``) or the given ``handles`` (``storage``)."""
+    ctx = handles or _WORKER
+    return write_shard(plan, tokens, ctx["staging"], ctx["output"], previous=ctx["previous"])
 
 
 def chunks(items: list[Any], workers: int, per_worker: int = 8, most: int = 32) -> list[list[Any]]:
@@ -145,6 +155,34 @@ def chunks(items: list[Any], workers: int, per_worker: int = 8, most: int = 32) 
     worker busy to the end of the step, and ``most`` items per batch keep progress and retries fine."""
     size = max(1, min(most, -(-len(items) // (max(1, workers) * per_worker))))
     return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def partition(part: str, read: Callable[[str], Iterable[Any]], keys: Callable[[Any], Iterable[str]],
+              n: int) -> list[tuple[list[Any], list[tuple[str, int]]]]:
+    """Map side of a hash shuffle: the items of ``part`` into ``n`` partitions by each of their keys
+    (CRC-32: the same partition in every process). Each partition holds its items once and
+    ``(key, index)`` per key, so an item with many keys is not copied for each."""
+    out: list[tuple[list[Any], list[tuple[str, int]]]] = [([], []) for _ in range(n)]
+    for item in read(part):
+        placed: dict[int, int] = {}
+        for key in keys(item):
+            p = zlib.crc32(key.encode()) % n
+            items, index = out[p]
+            if p not in placed:
+                placed[p] = len(items)
+                items.append(item)
+            index.append((key, placed[p]))
+    return out
+
+
+def reduce_partition(reduce: Callable[[str, list[Any]], Iterable[Any]],
+                     pieces: Sequence[tuple[list[Any], list[tuple[str, int]]]]) -> list[Any]:
+    """Reduce side: one partition's pieces (one per map task) grouped by key, each group reduced."""
+    groups: dict[str, list[Any]] = defaultdict(list)
+    for items, index in pieces:
+        for key, i in index:
+            groups[key].append(items[i])
+    return [out for key in sorted(groups) for out in reduce(key, groups[key])]
 
 
 def default_workers() -> int:
@@ -197,13 +235,10 @@ class LocalRunner:
     def write_shards(self, job: Job, plans: Sequence[ShardPlan], tokens: dict[str, str]) -> Iterator[int]:
         return self._map(job, shard_one, [(plan, _subset(tokens, plan)) for plan in plans])
 
-    def shuffle(self, job: Job, items: Sequence[Any], keys: Callable[[Any], Iterable[str]],
-                reduce: Callable[[str, list[Any]], Iterable[Any]], name: str = "shuffle") -> list[Any]:
-        groups: dict[str, list[Any]] = defaultdict(list)
-        for item in items:
-            for key in keys(item):
-                groups[key].append(item)
-        return [out for key in sorted(groups) for out in reduce(key, groups[key])]
+    def shuffle(self, job: Job, parts: Sequence[str], read: Callable[[str], Iterable[Any]],
+                keys: Callable[[Any], Iterable[str]], reduce: Callable[[str, list[Any]], Iterable[Any]],
+                name: str = "shuffle") -> list[Any]:
+        return reduce_partition(reduce, [partition(part, read, keys, 1)[0] for part in parts])
 
     def close(self) -> None:
         if self._pool is not None:

@@ -54,6 +54,7 @@ def _reload_auth() -> None:
 class LoopbackCluster:
     cpus_per_node: int = 1
     object_store_bytes: int = 200_000_000
+    pin: bool = False  # each node (its raylet and every worker it starts) on a core of its own (taskset)
     address: str = ""
     temp_dir: str = ""
     procs: list[subprocess.Popen] = field(default_factory=list)
@@ -89,17 +90,25 @@ class LoopbackCluster:
         # Loopback only. Ray swaps 127.0.0.1 / localhost for the host's outward address, but keeps any
         # other loopback address: the head listens on 127.0.0.2; the second node (and every driver)
         # takes the address it reaches the head from, 127.0.0.1.
-        head = [ray_cli(), "start", "--head", "--port", str(port), "--include-dashboard=false",
+        head = [*self._pinned(0), ray_cli(), "start", "--head", "--port", str(port), "--include-dashboard=false",
                 "--node-ip-address", HEAD_IP,
                 "--ray-client-server-port", str(_free_port()), "--temp-dir", self.temp_dir,
                 "--resources", '{"node:head": 1}', *self._node_args()]
         self.procs.append(subprocess.Popen(head, env=self._env(), stdout=logs, stderr=logs, start_new_session=True))
         self._wait_for(1, timeout)
-        second = [ray_cli(), "start", "--address", self.address, "--resources", '{"node:second": 1}',
+        second = [*self._pinned(1), ray_cli(), "start", "--address", self.address, "--resources", '{"node:second": 1}',
                   *self._node_args()]
         self.procs.append(subprocess.Popen(second, env=self._env(), stdout=logs, stderr=logs, start_new_session=True))
         self._wait_for(2, timeout)
         return self
+
+    def _pinned(self, node: int) -> list[str]:
+        """``taskset`` for node ``node`` when pinning: cores ``node * cpus_per_node`` onwards."""
+        if not self.pin:
+            return []
+        cores = sorted(os.sched_getaffinity(0))
+        mine = [cores[(node * self.cpus_per_node + i) % len(cores)] for i in range(self.cpus_per_node)]
+        return ["taskset", "-c", ",".join(map(str, mine))]
 
     def _wait_for(self, nodes: int, timeout: float) -> None:
         """Connect this process to the cluster (``ray.init``) and wait until ``nodes`` nodes are alive."""

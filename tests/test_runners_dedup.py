@@ -11,10 +11,10 @@ from PIL import Image
 from testdata import ARTICLES, REPO
 
 from medcorpus.pipelines.config import load_config
-from medcorpus.pipelines.dedup import shuffled_pairs
+from medcorpus.pipelines.dedup import shuffled_pairs, write_records
 from medcorpus.pipelines.runners import Job, make_runner
 from medcorpus.transforms.dedup import make_record
-from medcorpus.transforms.dedup_clusters import dedup_local, finish
+from medcorpus.transforms.dedup_clusters import bucketed, dedup_local, finish
 
 
 def _records() -> list:
@@ -43,13 +43,15 @@ def test_distributed_dedup_equals_local(runner_name: str, tmp_path: Path, reques
     assert len(set(expected.cluster_of.values())) >= 6  # the reuses were found
     runner = make_runner(runner_name, 2, config=cfg)
     job = Job(cfg, None, str(tmp_path / "staging"), str(tmp_path / "out"))  # type: ignore[arg-type]
+    # the records outside the copies, in reverse order, as two Parquet parts (two map tasks)
+    parts = write_records(list(reversed(bucketed(records, cfg.dedup_options()))), str(tmp_path / "parts"), 2)
+    assert len(parts) == 2
     try:
         # the shuffle itself on every runner (the local build matches image bands vectorized instead)
-        got = finish({r.key: r for r in records}, shuffled_pairs(runner, job, list(reversed(records)),
-                                                                 cfg.dedup_options()), cfg.dedup_options())
+        got = finish({r.key: r for r in records}, shuffled_pairs(runner, job, parts, cfg.dedup_options()),
+                     cfg.dedup_options())
     finally:
-        if runner_name == "beam":
-            runner.close()
+        runner.close()
     assert got.cluster_of == expected.cluster_of
     assert got.canonical_of == expected.canonical_of
     assert sorted(got.pairs) == sorted(expected.pairs)

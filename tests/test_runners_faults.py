@@ -61,7 +61,7 @@ def test_killing_a_ray_worker_mid_build_still_gives_the_local_output(tmp_path: P
     killed, staged_at_kill = None, -1
     deadline = time.time() + 180
     while thread.is_alive() and time.time() < deadline and killed is None:
-        workers = ray_cluster.worker_pids("MapBatches(_StageUnits)")
+        workers = ray_cluster.worker_pids("ray::UnitWorker")
         n = len(list(staged.rglob("*.meta"))) if staged.exists() else 0
         if workers and n >= 1:
             os.kill(workers[0], signal.SIGKILL)

@@ -9,6 +9,7 @@ same schema and the same row groups (``ROW_GROUP`` rows, written one by one).
 from __future__ import annotations
 
 import shutil
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -22,7 +23,20 @@ from medcorpus.schemas.manifest import to_table, with_version
 
 ORD = "_ord"
 FLUSH_ROWS = 5_000  # rows buffered per table before they are appended (one row group)
-MEMORY_LIMIT = "1GB"  # DuckDB's own budget; past it sorts and joins spill to temp_directory
+MEMORY_LIMIT = "512MB"  # DuckDB's own budget in the driver; past it sorts and joins spill to temp_directory
+READ_ROWS = 10_000  # rows a result batch carries out of DuckDB (wide table rows: a few MB)
+THREADS = 2  # each DuckDB thread holds its own sort and join buffers inside that budget
+
+
+def driver_db(temp_directory: str | Path, memory_limit: str = MEMORY_LIMIT) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection for the driver's sorts and joins: a fixed memory budget that spills to
+    ``temp_directory`` instead of growing with the corpus (DuckDB's default is 80% of the RAM)."""
+    db = duckdb.connect()
+    db.execute(f"SET memory_limit='{memory_limit}'")
+    db.execute(f"SET temp_directory='{temp_directory}'")
+    db.execute("SET preserve_insertion_order=false")
+    db.execute(f"SET threads={THREADS}")
+    return db
 
 
 class Spool:
@@ -37,11 +51,7 @@ class Spool:
         self._schemas: dict[str, pa.Schema] = {}
         self._writers: dict[str, pq.ParquetWriter] = {}
         self.rows: dict[str, int] = {}
-        self.db = duckdb.connect()
-        self.db.execute(f"SET memory_limit='{memory_limit}'")
-        self.db.execute(f"SET temp_directory='{self.root / 'tmp'}'")
-        self.db.execute("SET preserve_insertion_order=false")
-        self.db.execute("SET threads=2")
+        self.db = driver_db(self.root / "tmp", memory_limit)
 
     def declare(self, name: str, schema: pa.Schema) -> None:
         self._schemas[name] = schema
@@ -82,7 +92,7 @@ class Spool:
         """The table as a DuckDB relation expression."""
         return f"read_parquet('{self.path(name)}')"
 
-    def batches(self, sql: str, params: list[Any] | None = None, size: int = ROW_GROUP) -> Iterator[pa.RecordBatch]:
+    def batches(self, sql: str, params: list[Any] | None = None, size: int = READ_ROWS) -> Iterator[pa.RecordBatch]:
         reader = self.db.execute(sql, params or []).to_arrow_reader(size)
         yield from reader
 
@@ -101,18 +111,33 @@ def sorted_sql(spool: Spool, name: str, sort_by: tuple[str, ...], where: str = "
 def write_sorted(output: Output, rel: str, spool: Spool, name: str, schema: pa.Schema,
                  sort_by: tuple[str, ...], metadata: dict[str, str] | None = None) -> int:
     """Stream a spooled table to ``rel`` sorted, row group by row group; returns its rows."""
+    batches = spool.batches(sorted_sql(spool, name, sort_by)) if spool.rows.get(name) else iter(())
+    return write_stream(output, (rel,), batches, schema, metadata)
+
+
+def write_stream(output: Output, rels: tuple[str, ...], batches: Iterable[pa.RecordBatch | pa.Table],
+                 schema: pa.Schema, metadata: dict[str, str] | None = None) -> int:
+    """Write batches already in their final order to each of ``rels``, a row group at a time;
+    returns the rows written."""
     target = with_version(schema)
     if metadata:
         target = target.with_metadata({**(target.metadata or {}), **{k.encode(): v.encode() for k, v in metadata.items()}})
     rows = 0
-    with output.staged_file(rel) as tmp, pq.ParquetWriter(tmp, target, **WRITE_OPTIONS) as writer:
-        if spool.rows.get(name):
-            for group in _row_groups(spool.batches(sorted_sql(spool, name, sort_by)), target):
+    with ExitStack() as stack:
+        writers = [stack.enter_context(pq.ParquetWriter(stack.enter_context(output.staged_file(rel)), target,
+                                                        **WRITE_OPTIONS)) for rel in rels]
+        for group in _row_groups((b for item in batches for b in _as_batches(item)), target):
+            for writer in writers:
                 writer.write_table(group, row_group_size=ROW_GROUP)
-                rows += group.num_rows
-        else:
-            writer.write_table(target.empty_table(), row_group_size=ROW_GROUP)
+            rows += group.num_rows
+        if not rows:
+            for writer in writers:
+                writer.write_table(target.empty_table(), row_group_size=ROW_GROUP)
     return rows
+
+
+def _as_batches(item: pa.RecordBatch | pa.Table) -> list[pa.RecordBatch]:
+    return item.to_batches() if isinstance(item, pa.Table) else [item]
 
 
 def _row_groups(batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> Iterator[pa.Table]:

@@ -78,13 +78,13 @@ def _index_sql(data: ds.Dataset | None, table: str) -> str:
     return f"SELECT {', '.join(column(c) for c in INDEX_COLUMNS)} FROM {table}"
 
 
-def _load_evidence(con: duckdb.DuckDBPyConnection, side: str, source: Output | None) -> None:
+def _load_evidence(con: duckdb.DuckDBPyConnection, side: str, source: Output) -> None:
     """Temp tables ``{side}_{name}`` of the release's evidence tables: the columns the rules read
     (null where a file lacks one), each with its row number, read a row group at a time."""
     for name, columns in EVIDENCE_COLUMNS.items():
         target = pa.schema([getattr(schema, name.upper()).field(c) for c in columns] + [pa.field("_row", pa.int64())])
         rel = f"manifest/{name}.parquet"
-        reader = pa.RecordBatchReader.from_batches(target, _numbered(source, rel, target) if source else iter(()))
+        reader = pa.RecordBatchReader.from_batches(target, _numbered(source, rel, target))
         con.execute(f"CREATE TEMP TABLE {side}_{name} AS SELECT * FROM reader")
 
 
@@ -130,34 +130,52 @@ def _changed_sql() -> str:
             f'ORDER BY coalesce(o."key", n."key")')
 
 
+def _first_sql(release: int) -> str:
+    """The change list of a first release, as ``_change_rows`` makes it, in SQL alone."""
+    sides = ", ".join(f'{"NULL" if side == "old" else "license_family" if name == "family" else name} '
+                      f'AS "{side}_{name}"' for side in ("old", "new") for name in SIDES)
+    return (f"SELECT {int(release)}::BIGINT AS release, 0::BIGINT AS previous_release, key, 'added' AS change, "
+            f"'new article' AS reason, NULL AS detail, article_id, {sides} FROM n_idx ORDER BY key")
+
+
 def write_changes(baseline: Baseline, output: Output, release: int, families: tuple[str, ...],
                   config_hash: str) -> Counter[tuple[str, str]]:
     """Work out the changes from the previous release to what ``output`` holds now (call it after
     the build wrote its shards and tables) and write them (``changes.parquet`` and the history):
     DuckDB joins both indexes and the evidence each reason reads, and the changed samples stream
-    through the rules and out to the files ``BATCH`` at a time. Returns (change, reason) -> samples."""
+    through the rules and out to the files ``BATCH`` at a time (a first release, where every sample
+    is a new article's, in SQL alone). Returns (change, reason) -> samples."""
     from medcorpus.pipelines.spool import driver_db, write_stream
 
     found: Counter[tuple[str, str]] = Counter()
+    files = (CHANGES, history_path(release))
     with tempfile.TemporaryDirectory(prefix="medcorpus-changes-") as work, driver_db(work) as con:
-        for side, data, source in (("o", baseline.index_dataset(), baseline.output),
-                                   ("n", open_dataset(output, "manifest/samples"), output)):
+        for side, data in (("o", baseline.index_dataset()), ("n", open_dataset(output, "manifest/samples"))):
             if data is not None:
                 con.register(f"{side}_samples", data)
             con.execute(f"CREATE TEMP VIEW {side}_idx AS {_index_sql(data, f'{side}_samples')}")
-            _load_evidence(con, side, source)
-        units = {side: dict(con.execute(f"SELECT unit_id, coalesce(fingerprint, '') FROM {side}_units ORDER BY _row")
-                            .fetchall()) for side in "on"}
-        unit_errors = [dict(zip(("input", "article_id", "figure_id", "stage", "reason", "detail"), r)) for r in
-                       con.execute("SELECT input, article_id, figure_id, stage, reason, detail FROM n_errors "
-                                   "WHERE stage = 'fetch' OR article_id IS NULL ORDER BY _row").fetchall()]
-        context = change_reasons.make_evidence({"units": [{"unit_id": u, "fingerprint": f} for u, f in units["o"].items()]},
-                                               {"units": [{"unit_id": u, "fingerprint": f} for u, f in units["n"].items()],
-                                                "errors": unit_errors}, families, config_hash, __version__)
+        if baseline.output is None:
+            write_stream(output, files, con.execute(_first_sql(release)).to_arrow_reader(BATCH), schema.CHANGES)
+            found["added", "new article"] = con.execute("SELECT count(*) FROM n_idx").fetchone()[0]
+            return found
+        _load_evidence(con, "o", baseline.output)
+        _load_evidence(con, "n", output)
+        context = _unit_evidence(con, families, config_hash)
         batches = (schema.to_table(_change_rows(b.to_pylist(), context, release, baseline.release, found),
                                    schema.CHANGES) for b in con.execute(_changed_sql()).to_arrow_reader(BATCH))
-        write_stream(output, (CHANGES, history_path(release)), batches, schema.CHANGES)
+        write_stream(output, files, batches, schema.CHANGES)
     return found
+
+
+def _unit_evidence(con: duckdb.DuckDBPyConnection, families: tuple[str, ...], config_hash: str) -> change_reasons.Evidence:
+    """The evidence every changed sample may read: both releases' units and the new unit-level errors."""
+    units = {side: [{"unit_id": u, "fingerprint": f} for u, f in con.execute(
+        f"SELECT unit_id, coalesce(fingerprint, '') FROM {side}_units ORDER BY _row").fetchall()] for side in "on"}
+    columns = EVIDENCE_COLUMNS["errors"]
+    errors = [dict(zip(columns, r)) for r in con.execute(
+        f"SELECT {', '.join(columns)} FROM n_errors WHERE stage = 'fetch' OR article_id IS NULL ORDER BY _row").fetchall()]
+    return change_reasons.make_evidence({"units": units["o"]}, {"units": units["n"], "errors": errors},
+                                        families, config_hash, __version__)
 
 
 def _change_rows(batch: list[dict[str, Any]], context: change_reasons.Evidence, release: int, previous: int,

@@ -265,6 +265,7 @@ def main() -> None:
     ap.add_argument("--runner", nargs="+", default=["local"])
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--work", default="/tmp/driver-bench")
+    ap.add_argument("--keep", action="store_true", help="keep the staged units (and reuse those of an earlier run)")
     ap.add_argument("--python", nargs="+", default=[sys.executable],
                     help="interpreters (and so the medcorpus each imports) to measure on the same staged units")
     ap.add_argument("--dedup-cluster", type=int, nargs="*", default=[],
@@ -285,11 +286,15 @@ def main() -> None:
     corpora = [(n, False) for n in args.samples] + ([(args.cluster, True)] if args.cluster else [])
     for samples, cluster in corpora:
         work = Path(args.work) / f"{'cluster' if cluster else 'corpus'}-{samples}"
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir(parents=True)
-        t0 = time.perf_counter()
-        units = stage(work, samples, 1 if cluster else args.per_unit, cluster)
-        staged_s = time.perf_counter() - t0
+        per_unit = 1 if cluster else args.per_unit
+        units, staged_s = -(-samples // per_unit), 0.0
+        if not (args.keep and (work / "staged.json").exists()):
+            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir(parents=True)
+            t0 = time.perf_counter()
+            stage(work, samples, per_unit, cluster)
+            staged_s = time.perf_counter() - t0
+            (work / "staged.json").write_text(json.dumps({"units": units, "seconds": staged_s}))
         for runner, python in ((r, p) for r in args.runner for p in args.python):
             for path in (work / "out").iterdir():  # every build starts without a release
                 if path.name != "_work":
@@ -303,7 +308,8 @@ def main() -> None:
             print(json.dumps({"corpus": "cluster" if cluster else "corpus", "staged_samples": samples,
                               "runner": runner, "python": python, "staging_s": round(staged_s, 1), **result}),
                   flush=True)
-        shutil.rmtree(work, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

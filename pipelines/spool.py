@@ -24,6 +24,7 @@ from medcorpus.schemas.manifest import to_table, with_version
 ORD = "_ord"
 FLUSH_ROWS = 5_000  # rows buffered per table before they are appended (one row group)
 MEMORY_LIMIT = "512MB"  # DuckDB's own budget in the driver; past it sorts and joins spill to temp_directory
+SORT_ROWS = 100_000  # rows DuckDB sorts at a time when a table streams out (wide rows fit its budget)
 READ_ROWS = 10_000  # rows a result batch carries out of DuckDB (wide table rows: a few MB)
 THREADS = 2  # each DuckDB thread holds its own sort and join buffers inside that budget
 
@@ -102,16 +103,29 @@ class Spool:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def sorted_sql(spool: Spool, name: str, sort_by: tuple[str, ...], where: str = "") -> str:
-    """The table's rows in ``write_rows`` order: sort columns as strings (None as ""), then append order."""
-    order = ", ".join(f"coalesce(CAST({_quote(c)} AS VARCHAR), '')" for c in sort_by)
-    return f"SELECT * EXCLUDE ({ORD}) FROM {spool.scan(name)} {where} ORDER BY {order}, {ORD}"
+def sorted_batches(spool: Spool, name: str, sort_by: tuple[str, ...]) -> Iterator[pa.RecordBatch]:
+    """The table's rows in ``write_rows`` order, sorted a key range at a time: DuckDB's sort of a
+    whole table of wide rows runs out of its memory budget (1 M figure rows in 512 MB), so a narrow
+    sort of the keys alone picks boundaries ``SORT_ROWS`` rows apart, and each range (a scan of the
+    spool) is sorted on its own. Ranges compare the sort columns joined by NUL (which no manifest
+    text holds: XML cannot), the same order as the columns one by one."""
+    parts = [f"coalesce(CAST({_quote(c)} AS VARCHAR), '')" for c in sort_by]
+    joined = " || chr(0) || ".join(parts)
+    bounds = [b for (b,) in spool.db.execute(
+        f"SELECT k FROM (SELECT k, row_number() OVER (ORDER BY k) AS n FROM (SELECT {joined} AS k FROM {spool.scan(name)})) "
+        f"WHERE n % {SORT_ROWS} = 0 ORDER BY k").fetchall()]
+    edges = [None, *dict.fromkeys(bounds), None]  # a key's rows stay in one range
+    for lo, hi in zip(edges, edges[1:]):
+        conds = [f"{joined} {op} ?" for op, edge in ((">=", lo), ("<", hi)) if edge is not None]
+        where = f"WHERE {' AND '.join(conds)}" if conds else ""
+        yield from spool.batches(f"SELECT * EXCLUDE ({ORD}) FROM {spool.scan(name)} {where} "
+                                 f"ORDER BY {', '.join(parts)}, {ORD}", [edge for edge in (lo, hi) if edge is not None])
 
 
 def write_sorted(output: Output, rel: str, spool: Spool, name: str, schema: pa.Schema,
                  sort_by: tuple[str, ...], metadata: dict[str, str] | None = None) -> int:
     """Stream a spooled table to ``rel`` sorted, row group by row group; returns its rows."""
-    batches = spool.batches(sorted_sql(spool, name, sort_by)) if spool.rows.get(name) else iter(())
+    batches = sorted_batches(spool, name, sort_by) if spool.rows.get(name) else iter(())
     return write_stream(output, (rel,), batches, schema, metadata)
 
 

@@ -11,9 +11,11 @@ placeholder-image case, linear with copies following one lead.
     python bench/driver_bench.py --samples 100000 300000 1000000 --cluster 100000
     python bench/driver_bench.py --samples 100000 --python /work/main/.venv/bin/python   # main's code
 
-Each build runs in a fresh process (``--workers`` shard writers beside it), so its peak RSS
+The staged units are written straight into the staging folder (the ``.data`` and ``.meta`` files a
+worker leaves; no stage runs), so 1 M samples stage in minutes; ``--keep`` keeps them for the next
+run. Each build runs in a fresh process (``--workers`` shard writers beside it), so its peak RSS
 (``resource.getrusage``) is the driver's own; ``floor`` is the same process's RSS before the build
-(imports, config, stage preparation).
+(imports, config); ``phases`` has the peak RSS and seconds of each build phase (``PhaseRSS``).
 """
 from __future__ import annotations
 
@@ -89,14 +91,17 @@ def template() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
 
 
 def stage(work: Path, samples: int, per_unit: int, cluster: bool, seed: int = 0) -> int:
-    """Write the synthetic staged results; returns the number of units."""
+    """Write the synthetic staged results straight into the staging folder (the files a worker
+    writes: ``.data`` members, then ``.meta`` rows; no images); returns the number of units."""
     from medcorpus import __version__
     from medcorpus.pipelines.build import prepare_stages
     from medcorpus.pipelines.config import load_config
     from medcorpus.pipelines.staging import StagedSample, Staging, UnitResult, unit_token
 
     row, figure, article = template()
-    row = {**row, "mentions": []}
+    row = {**row, "mentions": [], "caption_title": None, "title": "Synthetic article of the driver benchmark"}
+    figure = {k: (v[:200] if isinstance(v, str) else v) for k, v in figure.items()}
+    base_size = len(json.dumps(row, default=str)) + 16
     config = load_config(config_file(work))
     units = -(-samples // per_unit)
     source = SyntheticSource(units)
@@ -105,6 +110,7 @@ def stage(work: Path, samples: int, per_unit: int, cluster: bool, seed: int = 0)
     staging = Staging(work / "out" / "_work" / "staging")
     rng = random.Random(seed)
     earlier: list[tuple[str, str, str]] = []  # (exact, phash, caption) of samples so far (copies come from them)
+    jpg = b"\xff\xd8synthetic\xff\xd9"
     n = 0
     for unit in source.list_units():
         result = UnitResult(unit.unit_id)
@@ -115,14 +121,22 @@ def stage(work: Path, samples: int, per_unit: int, cluster: bool, seed: int = 0)
             key = f"{unit.unit_id}_f{j:03d}"
             sample = {**row, "key": key, "article_id": art, "doi": art, "figure_id": f"f{j}", "caption": caption,
                       "image_exact_hash": exact, "image_phash": phash}
-            members = {"jpg": b"\xff\xd8synthetic\xff\xd9", "txt": caption.encode()}
-            size = len(json.dumps(sample, default=str)) + sum(len(v) for v in members.values())
-            result.samples.append(StagedSample(key, "comm", sample, size))
-            result.members[key] = members
+            result.samples.append(StagedSample(key, "comm", sample, base_size + 2 * len(caption)))
+            result.members[key] = {"jpg": jpg, "txt": caption.encode()}
             result.figures.append({**figure, "key": key, "article_id": art, "figure_id": f"f{j}", "caption": caption})
             n += 1
-        staging.write(unit_token(unit, config_hash, __version__), result)
+        _write_staged(staging, unit_token(unit, config_hash, __version__), result)
     return units
+
+
+def _write_staged(staging: Any, token: str, result: Any) -> None:
+    """What ``Staging.write`` leaves for a final result, without its temporary names (nothing else
+    reads the folder while the benchmark writes it)."""
+    meta = staging._path(token, "meta")
+    meta.parent.mkdir(exist_ok=True)
+    members, result.members = result.members, {}
+    staging._path(token, "data").write_bytes(pickle.dumps(members, protocol=5))
+    meta.write_bytes(pickle.dumps(result, protocol=5))
 
 
 def _hashes(rng: random.Random, earlier: list[tuple[str, str, str]], cluster: bool) -> tuple[str, str, str]:
@@ -138,7 +152,7 @@ def _hashes(rng: random.Random, earlier: list[tuple[str, str, str]], cluster: bo
             value ^= 1 << bit
         return f"{rng.getrandbits(256):064x}", f"{value:032x}", caption
     entry = (f"{rng.getrandbits(256):064x}", f"{rng.getrandbits(128):032x}",
-             " ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 40))))
+             " ".join(rng.choices(WORDS, k=rng.randint(8, 40))))
     if len(earlier) < 100_000:
         earlier.append(entry)
     else:
@@ -146,20 +160,81 @@ def _hashes(rng: random.Random, earlier: list[tuple[str, str, str]], cluster: bo
     return entry
 
 
+PHASES = (("collect", "medcorpus.pipelines.assemble", "collect"), ("dedup", "medcorpus.pipelines.build", "dedup"),
+          ("plan", "medcorpus.pipelines.assemble", "plan"), ("tables", "medcorpus.pipelines.assemble", "write_tables"),
+          ("attribution", "medcorpus.pipelines.assemble", "write_attribution"),
+          ("changes", "medcorpus.pipelines.publish", "write_release_files"),
+          ("composition", "medcorpus.pipelines.publish", "composition"),
+          ("publish", "medcorpus.manifests.releases", "publish"))
+AFTER = {"plan": "shards", "attribution": "card"}  # what runs between a phase and the next one wrapped
+
+
+class PhaseRSS:
+    """Peak RSS and seconds by build phase: a thread samples ``/proc/self/statm`` every 20 ms
+    under the name of the phase last entered (each phase function in ``PHASES`` is wrapped)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.phase, self.peak, self.seconds = "setup", {}, {}
+        self._since, self._page = time.perf_counter(), os.sysconf("SC_PAGE_SIZE")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        with open("/proc/self/statm") as statm:
+            while not self._stop.wait(0.02):
+                statm.seek(0)
+                mb = int(statm.read().split()[1]) * self._page / 2**20
+                self.peak[self.phase] = max(self.peak.get(self.phase, 0.0), mb)
+
+    def enter(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[self.phase] = self.seconds.get(self.phase, 0.0) + now - self._since
+        self.phase, self._since = name, now
+
+    def wrap(self) -> None:
+        import importlib
+
+        for name, module, attr in PHASES:
+            mod = importlib.import_module(module)
+            setattr(mod, attr, self._wrapped(name, getattr(mod, attr)))
+
+    def _wrapped(self, name: str, fn: Any) -> Any:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            self.enter(name)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.enter(AFTER.get(name, f"after {name}"))
+        return run
+
+    def report(self) -> dict[str, Any]:
+        self.enter("end")
+        self._stop.set()
+        self._thread.join()
+        return {name: {"s": round(self.seconds.get(name, 0.0), 1), "peak_mb": round(self.peak.get(name, 0.0))}
+                for name in self.seconds if name != "end"}
+
+
 def measure(work: Path, units: int, runner: str, workers: int) -> dict[str, Any]:
-    """In this (fresh) process: build over the staged units; wall time and peak RSS."""
+    """In this (fresh) process: build over the staged units; wall time, peak RSS, and both by phase."""
     from medcorpus.pipelines.build import build
     from medcorpus.pipelines.config import load_config
     from medcorpus.pipelines.runners import make_runner
 
     config = load_config(config_file(work))
     floor = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    phases = PhaseRSS()
+    phases.wrap()
     t0 = time.perf_counter()
     summary = build(config, SyntheticSource(units), make_runner(runner, workers, config=config), str(work / "out"),
                     progress=False)
     return {"seconds": round(time.perf_counter() - t0, 1), "peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
             "floor_mb": round(floor), "samples": summary.samples, "shards": summary.shards,
-            "dropped": summary.changes, "units_reused": summary.units_reused, "units": summary.units}
+            "dropped": summary.changes, "units_reused": summary.units_reused, "units": summary.units,
+            "phases": phases.report()}
 
 
 def measure_dedup(copies: int) -> dict[str, Any]:
@@ -192,6 +267,7 @@ def main() -> None:
     ap.add_argument("--runner", nargs="+", default=["local"])
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--work", default="/tmp/driver-bench")
+    ap.add_argument("--keep", action="store_true", help="keep the staged units (and reuse those of an earlier run)")
     ap.add_argument("--python", nargs="+", default=[sys.executable],
                     help="interpreters (and so the medcorpus each imports) to measure on the same staged units")
     ap.add_argument("--dedup-cluster", type=int, nargs="*", default=[],
@@ -212,14 +288,19 @@ def main() -> None:
     corpora = [(n, False) for n in args.samples] + ([(args.cluster, True)] if args.cluster else [])
     for samples, cluster in corpora:
         work = Path(args.work) / f"{'cluster' if cluster else 'corpus'}-{samples}"
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir(parents=True)
-        t0 = time.perf_counter()
-        units = stage(work, samples, 1 if cluster else args.per_unit, cluster)
-        staged_s = time.perf_counter() - t0
+        per_unit = 1 if cluster else args.per_unit
+        units, staged_s = -(-samples // per_unit), 0.0
+        if not (args.keep and (work / "staged.json").exists()):
+            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir(parents=True)
+            t0 = time.perf_counter()
+            stage(work, samples, per_unit, cluster)
+            staged_s = time.perf_counter() - t0
+            (work / "staged.json").write_text(json.dumps({"units": units, "seconds": staged_s}))
         for runner, python in ((r, p) for r in args.runner for p in args.python):
-            for path in ("out/manifest", "out/shards", "out/_complete.json"):
-                shutil.rmtree(work / path, ignore_errors=True) if (work / path).is_dir() else (work / path).unlink(missing_ok=True)
+            for path in (work / "out").iterdir():  # every build starts without a release
+                if path.name != "_work":
+                    shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
             cmd = [python, __file__, "--workers", str(args.workers), "--measure", str(work), str(units), runner]
             done = subprocess.run(cmd, capture_output=True, text=True, cwd="/", env=_env())
             if done.returncode:
@@ -229,7 +310,8 @@ def main() -> None:
             print(json.dumps({"corpus": "cluster" if cluster else "corpus", "staged_samples": samples,
                               "runner": runner, "python": python, "staging_s": round(staged_s, 1), **result}),
                   flush=True)
-        shutil.rmtree(work, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -17,18 +17,20 @@ releases N+1..M gives the changes from N to M exactly, because each row carries 
 """
 from __future__ import annotations
 
+import dataclasses
 import posixpath
+import tempfile
 from collections import Counter
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from medcorpus import __version__
 from medcorpus.manifests import change_reasons
-from medcorpus.manifests.parquet import read_table, write_rows
+from medcorpus.manifests.parquet import read_table
 from medcorpus.manifests.query import open_dataset
 from medcorpus.manifests.releases import Baseline
 from medcorpus.manifests.storage import Output
@@ -46,9 +48,27 @@ def history_path(release: int) -> str:
     return f"{HISTORY}/changes-{release:06d}.parquet"
 
 
-def _index_sql(data: ds.Dataset, table: str) -> str:
+# what the reason rules read of each evidence table (manifests/change_reasons.py)
+EVIDENCE_COLUMNS = {"articles": ("article_id", "version", "license_family", "license_code", "source_md5"),
+                    "dropped": ("key", "stage", "dropped_by", "reason"),
+                    "errors": ("input", "article_id", "figure_id", "stage", "reason", "detail"),
+                    "figures": ("article_id", "figure_id"), "units": ("unit_id", "fingerprint")}
+# per changed sample: (evidence, release side, join columns (table, sample)); the last row wins, as in a dict
+LOOKUPS = (("new_dropped", "dropped", "n", "o", (("key", "key"),)),
+           ("new_errors", "errors", "n", "o", (("article_id", "article_id"), ("figure_id", "figure_id"))),
+           ("new_articles", "articles", "n", "o", (("article_id", "article_id"),)),
+           ("new_figures", "figures", "n", "o", (("article_id", "article_id"), ("figure_id", "figure_id"))),
+           ("old_articles", "articles", "o", "n", (("article_id", "article_id"),)),
+           ("old_dropped", "dropped", "o", "n", (("key", "key"),)),
+           ("old_errors", "errors", "o", "n", (("article_id", "article_id"), ("figure_id", "figure_id"))))
+BATCH = 20_000  # changed samples whose reasons are worked out at a time
+
+
+def _index_sql(data: ds.Dataset | None, table: str) -> str:
     """The index query over a samples dataset registered as ``table`` (a column its parts lack is
     null: parts written before ``json_sha256`` have no fingerprint, so their samples count as updated)."""
+    if data is None:
+        return "SELECT " + ", ".join(f'NULL::VARCHAR AS "{c}"' for c in INDEX_COLUMNS) + " WHERE false"
     names = set(data.schema.names)
     derived = {"caption_md5": ("caption", 'md5("caption")'), "fingerprint": ("json_sha256", '"json_sha256"')}
 
@@ -58,74 +78,136 @@ def _index_sql(data: ds.Dataset, table: str) -> str:
     return f"SELECT {', '.join(column(c) for c in INDEX_COLUMNS)} FROM {table}"
 
 
-def _changed_pairs(baseline: Baseline, output: Output) -> list[tuple[dict | None, dict | None]]:
-    """(old row, new row) for every key added, removed or with another fingerprint."""
-    con = duckdb.connect()
-    empty = "SELECT " + ", ".join(f'NULL::VARCHAR AS "{c}"' for c in INDEX_COLUMNS) + " WHERE false"
-    old_data, new_data = baseline.index_dataset(), open_dataset(output, "manifest/samples")
-    old_sql = new_sql = empty
-    if old_data is not None:
-        con.register("old_samples", old_data)
-        old_sql = _index_sql(old_data, "old_samples")
-    if new_data is not None:
-        con.register("new_samples", new_data)
-        new_sql = _index_sql(new_data, "new_samples")
-    cols = ", ".join(f'{s}."{c}" AS "{s}.{c}"' for s in "on" for c in INDEX_COLUMNS)
-    rows = con.execute(f'WITH o AS ({old_sql}), n AS ({new_sql}) SELECT {cols} FROM o FULL JOIN n ON o."key" = n."key" '
-                       f'WHERE o."key" IS NULL OR n."key" IS NULL OR o.fingerprint IS DISTINCT FROM n.fingerprint '
-                       f'ORDER BY coalesce(o."key", n."key")').to_arrow_table().to_pylist()
-    split = [({c: r[f"o.{c}"] for c in INDEX_COLUMNS}, {c: r[f"n.{c}"] for c in INDEX_COLUMNS}) for r in rows]
-    return [(old if old["key"] is not None else None, new if new["key"] is not None else None) for old, new in split]
+def _load_evidence(con: duckdb.DuckDBPyConnection, side: str, source: Output) -> None:
+    """Temp tables ``{side}_{name}`` of the release's evidence tables: the columns the rules read
+    (null where a file lacks one), each with its row number, read a row group at a time."""
+    for name, columns in EVIDENCE_COLUMNS.items():
+        target = pa.schema([getattr(schema, name.upper()).field(c) for c in columns] + [pa.field("_row", pa.int64())])
+        rel = f"manifest/{name}.parquet"
+        reader = pa.RecordBatchReader.from_batches(target, _numbered(source, rel, target))
+        con.execute(f"CREATE TEMP TABLE {side}_{name} AS SELECT * FROM reader")
 
 
-def compute(baseline: Baseline, output: Output, release: int, families: tuple[str, ...],
-            config_hash: str) -> list[dict[str, Any]]:
-    """The changes from the previous release to what ``output`` holds now (call it after the
-    build wrote its shards and tables)."""
-    pairs = _changed_pairs(baseline, output)
-    keys = [(old or new)["key"] for old, new in pairs]
-    article_ids = sorted({r["article_id"] for pair in pairs for r in pair if r and r.get("article_id")})
-    old_tables = {name: _only(name, baseline.tables[name], keys, article_ids) for name in baseline.tables}
-    new_tables = {name: _only(name, read_table(output, f"manifest/{name}.parquet"), keys, article_ids)
-                  for name in change_reasons.EVIDENCE if output.exists(f"manifest/{name}.parquet")}
-    evidence = change_reasons.make_evidence(old_tables, new_tables, families, config_hash, __version__)
-    old_articles = set(baseline.article_ids(article_ids))
+def _numbered(source: Output, rel: str, target: pa.Schema) -> Iterator[pa.RecordBatch]:
+    if not source.exists(rel):
+        return
+    row = 0
+    with source.fs.open(source.path(rel), "rb") as f:
+        parquet = pq.ParquetFile(f)
+        have = set(parquet.schema_arrow.names)
+        for batch in parquet.iter_batches(batch_size=BATCH, columns=[c for c in target.names if c in have]):
+            arrays = [batch.column(c).cast(t.type) if c in have else pa.nulls(batch.num_rows, t.type)
+                      for c, t in zip(target.names[:-1], target)]
+            arrays.append(pa.array(range(row, row + batch.num_rows), pa.int64()))
+            row += batch.num_rows
+            yield pa.RecordBatch.from_arrays(arrays, schema=target)
+
+
+def _lookup_sql(alias: str, table: str, on: tuple[tuple[str, str], ...], side: str) -> tuple[str, str]:
+    """(select expression, join) for one lookup: the last matching row of ``table`` as a struct, or null."""
+    columns = EVIDENCE_COLUMNS[table.split("_", 1)[1]]
+    keys = ", ".join(f'"{c}"' for c, _ in on)
+    match = " AND ".join(f'{alias}."{c}" IS NOT DISTINCT FROM {side}."{s}"' for c, s in on)
+    where = "WHERE article_id IS NOT NULL" if table.endswith("errors") else ""  # as make_evidence indexes them
+    last = f"(SELECT * FROM {table} {where} QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY _row DESC) = 1)"
+    fields = ", ".join(f'"{c}" := {alias}."{c}"' for c in columns)
+    return (f'CASE WHEN {alias}._row IS NULL THEN NULL ELSE struct_pack({fields}) END AS {alias}',
+            f"LEFT JOIN {last} {alias} ON {side}.\"key\" IS NOT NULL AND {match}")
+
+
+def _changed_sql() -> str:
+    """Every key added, removed or with another fingerprint, key-sorted, with its evidence."""
+    selects, joins = [], []
+    for alias, table, release, side, on in LOOKUPS:
+        sel, join = _lookup_sql(alias, f"{release}_{table}", on, side)
+        selects.append(sel)
+        joins.append(join)
+    sides = ", ".join(f'{s}."{c}" AS "{s}.{c}"' for s in "on" for c in INDEX_COLUMNS)
+    return (f"SELECT {sides}, {', '.join(selects)}, "
+            f'n."key" IS NOT NULL AND n.article_id IN (SELECT article_id FROM o_idx) AS old_has_article '
+            f'FROM o_idx o FULL JOIN n_idx n ON o."key" = n."key" {" ".join(joins)} '
+            f'WHERE o."key" IS NULL OR n."key" IS NULL OR o.fingerprint IS DISTINCT FROM n.fingerprint '
+            f'ORDER BY coalesce(o."key", n."key")')
+
+
+def _first_sql(release: int) -> str:
+    """The change list of a first release, as ``_change_rows`` makes it, in SQL alone."""
+    sides = ", ".join(f'{"NULL" if side == "old" else "license_family" if name == "family" else name} '
+                      f'AS "{side}_{name}"' for side in ("old", "new") for name in SIDES)
+    return (f"SELECT {int(release)}::BIGINT AS release, 0::BIGINT AS previous_release, key, 'added' AS change, "
+            f"'new article' AS reason, NULL AS detail, article_id, {sides} FROM n_idx ORDER BY key")
+
+
+def write_changes(baseline: Baseline, output: Output, release: int, families: tuple[str, ...],
+                  config_hash: str) -> Counter[tuple[str, str]]:
+    """Work out the changes from the previous release to what ``output`` holds now (call it after
+    the build wrote its shards and tables) and write them (``changes.parquet`` and the history):
+    DuckDB joins both indexes and the evidence each reason reads, and the changed samples stream
+    through the rules and out to the files ``BATCH`` at a time (a first release, where every sample
+    is a new article's, in SQL alone). Returns (change, reason) -> samples."""
+    from medcorpus.pipelines.spool import driver_db, write_stream
+
+    found: Counter[tuple[str, str]] = Counter()
+    files = (CHANGES, history_path(release))
+    with tempfile.TemporaryDirectory(prefix="medcorpus-changes-") as work, driver_db(work) as con:
+        for side, data in (("o", baseline.index_dataset()), ("n", open_dataset(output, "manifest/samples"))):
+            if data is not None:
+                con.register(f"{side}_samples", data)
+            con.execute(f"CREATE TEMP VIEW {side}_idx AS {_index_sql(data, f'{side}_samples')}")
+        if baseline.output is None:
+            write_stream(output, files, con.execute(_first_sql(release)).to_arrow_reader(BATCH), schema.CHANGES)
+            found["added", "new article"] = con.execute("SELECT count(*) FROM n_idx").fetchone()[0]
+            return found
+        _load_evidence(con, "o", baseline.output)
+        _load_evidence(con, "n", output)
+        context = _unit_evidence(con, families, config_hash)
+        batches = (schema.to_table(_change_rows(b.to_pylist(), context, release, baseline.release, found),
+                                   schema.CHANGES) for b in con.execute(_changed_sql()).to_arrow_reader(BATCH))
+        write_stream(output, files, batches, schema.CHANGES)
+    return found
+
+
+def _unit_evidence(con: duckdb.DuckDBPyConnection, families: tuple[str, ...], config_hash: str) -> change_reasons.Evidence:
+    """The evidence every changed sample may read: both releases' units and the new unit-level errors."""
+    units = {side: [{"unit_id": u, "fingerprint": f} for u, f in con.execute(
+        f"SELECT unit_id, coalesce(fingerprint, '') FROM {side}_units ORDER BY _row").fetchall()] for side in "on"}
+    columns = EVIDENCE_COLUMNS["errors"]
+    errors = [dict(zip(columns, r)) for r in con.execute(
+        f"SELECT {', '.join(columns)} FROM n_errors WHERE stage = 'fetch' OR article_id IS NULL ORDER BY _row").fetchall()]
+    return change_reasons.make_evidence({"units": units["o"]}, {"units": units["n"], "errors": errors},
+                                        families, config_hash, __version__)
+
+
+def _change_rows(batch: list[dict[str, Any]], context: change_reasons.Evidence, release: int, previous: int,
+                 found: Counter[tuple[str, str]]) -> list[dict[str, Any]]:
+    """The change rows of one batch of changed samples (each with its evidence), counted in ``found``."""
+    ev = dataclasses.replace(context, **{alias: {} for alias, *_ in LOOKUPS})
+    for r in batch:
+        for alias, _, _, side, on in LOOKUPS:
+            if r[alias] is not None:
+                key = tuple(r[f"{side}.{s}"] for _, s in on)
+                getattr(ev, alias)[key[0] if len(key) == 1 else key] = r[alias]
+    ev.new_figures = set(ev.new_figures)  # type: ignore[arg-type]
     rows = []
-    for old, new in pairs:
+    for r in batch:
+        old, new = ({c: r[f"{s}.{c}"] for c in INDEX_COLUMNS} for s in "on")
+        old, new = (old if old["key"] is not None else None), (new if new["key"] is not None else None)
         if old is None:
-            change, (reason, detail) = "added", change_reasons.added(new, evidence, old_articles)
+            change, (reason, detail) = "added", change_reasons.added(new, ev, {new["article_id"]} if r["old_has_article"] else set())
         elif new is None:
-            change, (reason, detail) = "removed", change_reasons.removed(old, evidence)
+            change, (reason, detail) = "removed", change_reasons.removed(old, ev)
         else:
-            change, (reason, detail) = "updated", change_reasons.updated(old, new, evidence)
-        rows.append({"release": release, "previous_release": baseline.release, "key": (old or new)["key"],
+            change, (reason, detail) = "updated", change_reasons.updated(old, new, ev)
+        found[change, reason] += 1
+        rows.append({"release": release, "previous_release": previous, "key": (old or new)["key"],
                      "change": change, "reason": reason, "detail": detail or None,
                      "article_id": (new or old).get("article_id"), **_side("old", old), **_side("new", new)})
     return rows
 
 
-def _only(name: str, table: pa.Table, keys: list[str], article_ids: list[str]) -> list[dict[str, Any]]:
-    """The rows of an evidence table about these samples or their articles (unit-level errors and
-    units are all kept: they name no parsed article)."""
-    if name == "dropped":
-        table = table.filter(pc.is_in(table["key"], pa.array(keys, pa.string())))
-    elif name in ("articles", "figures", "errors"):
-        mask = pc.is_in(table["article_id"], pa.array(article_ids, pa.string()))
-        if name == "errors":  # and the unit-level ones (change_reasons._unit_level)
-            mask = pc.or_kleene(pc.or_kleene(mask, pc.is_null(table["article_id"])), pc.equal(table["stage"], "fetch"))
-        table = table.filter(mask)
-    return table.to_pylist()
-
-
 def _side(side: str, row: dict[str, Any] | None) -> dict[str, Any]:
     row = row or {}
     return {f"{side}_{name}": row.get("license_family" if name == "family" else name) for name in SIDES}
-
-
-def write(output: Output, rows: list[dict[str, Any]], release: int) -> None:
-    """This release's list as ``changes.parquet`` and in the history."""
-    for rel in (CHANGES, history_path(release)):
-        write_rows(output, rel, rows, schema.CHANGES, ("key",))
 
 
 def releases_with_history(output: Output) -> list[int]:

@@ -17,17 +17,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from medcorpus.manifests import layout
-from medcorpus.manifests.change_reasons import EVIDENCE
 from medcorpus.manifests.completion import PUBLISHED_DIRS, PUBLISHED_FILES, RECORD, file_sha256
-from medcorpus.manifests.parquet import read_columns, read_table, shard_sha256
+from medcorpus.manifests.parquet import read_columns, shard_sha256
 from medcorpus.manifests.query import open_dataset
 from medcorpus.manifests.storage import Output
 
@@ -39,23 +37,15 @@ DEFAULT_KEEP = 3
 
 @dataclass
 class Baseline:
-    """The previous release: its number (0 before the first), its folder, its evidence tables."""
+    """The previous release: its number (0 before the first) and its folder, whose samples and
+    evidence tables are read in place when the changes are worked out (never held in memory)."""
 
     release: int = 0
     output: Output | None = None
-    tables: dict[str, pa.Table] = field(default_factory=dict)
 
     def index_dataset(self) -> ds.Dataset | None:
         """Its samples (the manifest parts, read in place)."""
         return open_dataset(self.output, "manifest/samples") if self.output is not None else None
-
-    def article_ids(self, among: list[str]) -> list[str]:
-        """Which of these articles the previous release had samples of."""
-        data = self.index_dataset()
-        if data is None or not among:
-            return []
-        found = data.to_table(columns=["article_id"], filter=pc.field("article_id").isin(among))
-        return pc.unique(found["article_id"]).to_pylist()
 
 
 def start(out: str) -> Baseline:
@@ -64,10 +54,7 @@ def start(out: str) -> Baseline:
     found = layout.current(out)
     if found is None:
         return Baseline()
-    previous = Output(found.url)
-    tables = {name: read_table(previous, f"manifest/{name}.parquet") for name in EVIDENCE
-              if previous.exists(f"manifest/{name}.parquet")}
-    return Baseline(found.number or 0, previous, tables)
+    return Baseline(found.number or 0, Output(found.url))
 
 
 def begin(out: str, baseline: Baseline) -> Output:

@@ -9,9 +9,7 @@ finished tar's headers (tarfile's ``offset_data``), so they are where each membe
 from __future__ import annotations
 
 import tarfile
-from typing import BinaryIO, Protocol
-
-import webdataset as wds
+from typing import Any, BinaryIO, Protocol
 
 MTIME = 0  # reproducible tars: a member's time says nothing about the sample
 
@@ -34,9 +32,11 @@ class TarShardWriter:
     def __init__(self) -> None:
         self._path = ""
         self._stream: BinaryIO | None = None
-        self._tar: wds.TarWriter | None = None
+        self._tar: Any = None  # webdataset.TarWriter
 
     def open(self, path: str) -> None:
+        import webdataset as wds  # imports torch: only the processes that write shards pay for it
+
         self._path = path
         self._stream = open(path, "wb")
         self._tar = wds.TarWriter(self._stream, encoder=False, mtime=MTIME, user="medcorpus", group="medcorpus")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +36,7 @@ from medcorpus.manifests.storage import Output
 from medcorpus.manifests.writers import ShardWriter, TarShardWriter
 from medcorpus.pipelines.config import BuildConfig
 from medcorpus.pipelines.graph import sidecar_jsons
-from medcorpus.pipelines.spool import ORD, Spool, write_sorted
+from medcorpus.pipelines.spool import ORD, Spool, driver_db, write_sorted
 from medcorpus.pipelines.staging import Staging, UnitResult
 from medcorpus.schemas import manifest as schema
 
@@ -329,12 +330,9 @@ def write_attribution(output: Output) -> int:
         if not output.is_local or not parts:
             rows = [r for part in parts for r in read_table(output, part).select(attribution.INPUT_COLUMNS).to_pylist()]
             return attribution.write_attribution(rows, tmp)
-        import duckdb
-
         files = ", ".join(f"'{output.path(part)}'" for part in parts)
         columns = ", ".join(f'"{c}"' for c in attribution.INPUT_COLUMNS)
-        with duckdb.connect() as db:
-            db.execute("SET preserve_insertion_order=false")
+        with tempfile.TemporaryDirectory(prefix="medcorpus-attribution-") as spill, driver_db(spill) as db:
             reader = db.execute(f"SELECT {columns} FROM read_parquet([{files}]) ORDER BY key").to_arrow_reader(50_000)
             return attribution.write_attribution((r for batch in reader for r in batch.to_pylist()), tmp, presorted=True)
 

@@ -79,13 +79,7 @@ def local_pairs(db: Any, options: DedupOptions) -> list[Pair]:
     """Every verified pair among the records outside the copies (the ``solo`` view), in one process."""
     pairs: set[Pair] = set()
     if "image" in options.kinds:
-        cols = db.execute("SELECT key, hi, lo FROM solo ORDER BY key").to_arrow_table()
-        keys = cols.column("key")
-        h = np.column_stack([cols.column("hi").to_numpy(), cols.column("lo").to_numpy()]).astype(np.uint64)
-        del cols
-        i, j, d = near_pairs_array(h, options)
-        a, b = keys.take(i).to_pylist(), keys.take(j).to_pylist()
-        pairs.update(Pair(*sorted((x, y)), "image", float(dist)) for x, y, dist in zip(a, b, d.tolist()))
+        pairs.update(_image_pairs(db, options))
     text = text_only(options)
     if text.kinds:
         _band_table(db, text)
@@ -95,6 +89,26 @@ def local_pairs(db: Any, options: DedupOptions) -> list[Pair]:
         for bucket, members in db.execute("SELECT * FROM shared ORDER BY band").fetchall():
             pairs.update(candidate_pairs(bucket, [records[k] for k in members], options))
     return sorted(pairs)
+
+
+def _image_pairs(db: Any, options: DedupOptions) -> Iterator[Pair]:
+    """Near image pairs from the two hash columns alone (16 bytes a record in memory); the keys
+    of the pairs found are looked up in DuckDB."""
+    import pyarrow as pa
+
+    db.execute("CREATE OR REPLACE TEMP TABLE hashes AS SELECT row_number() OVER (ORDER BY key) - 1 AS i, key, hi, lo "
+               "FROM solo")
+    cols = db.execute("SELECT hi, lo FROM hashes ORDER BY i").fetchnumpy()
+    h = np.empty((len(cols["hi"]), 2), np.uint64)
+    h[:, 0], h[:, 1] = cols.pop("hi"), cols.pop("lo")
+    i, j, d = near_pairs_array(h, options)
+    del h
+    db.register("found", pa.table({"i": i, "j": j, "d": d}))
+    rows = db.execute("SELECT a.key, b.key, found.d FROM found JOIN hashes a ON a.i = found.i "
+                      "JOIN hashes b ON b.i = found.j").fetchall()
+    db.unregister("found")
+    db.execute("DROP TABLE hashes")
+    return (Pair(*sorted((x, y)), "image", float(dist)) for x, y, dist in rows)
 
 
 def _band_table(db: Any, options: DedupOptions) -> None:

@@ -3,6 +3,7 @@ list (``manifests/changes.py``) and its Croissant description (``manifests/crois
 from __future__ import annotations
 
 import json
+import tempfile
 from collections import Counter
 from typing import Any
 
@@ -21,10 +22,11 @@ def write_release_files(output: Output, baseline: Baseline, release: int, config
         from medcorpus.pipelines.sources import pmc_inventory
 
         pmc_inventory.archive(output, release, basis)
-    rows = changes.compute(baseline, output, release, tuple(config.families), config.config_hash())
-    changes.write(output, rows, release)
+    by_reason = changes.write_changes(baseline, output, release, tuple(config.families), config.config_hash())
     croissant.write(output, release, preprocessing(config), source_spec)
-    found = Counter(r["change"] for r in rows)
+    found: Counter[str] = Counter()
+    for (change, _), samples in by_reason.items():
+        found[change] += samples
     return {change: found[change] for change in ("added", "removed", "updated")}
 
 
@@ -46,20 +48,19 @@ def preprocessing(config: BuildConfig) -> list[str]:
 def composition(output: Output) -> dict[str, str]:
     """The release's samples per license family, image type and imaging modality (JSON objects for
     the ``runs`` row), so the report can draw them over releases without older manifests."""
-    import duckdb
-
     from medcorpus.manifests.query import open_dataset
+    from medcorpus.pipelines.spool import driver_db
 
     out = {"samples_by_family": "{}", "samples_by_image_type": "{}", "samples_by_modality": "{}"}
     data = open_dataset(output, "manifest/samples")
     if data is None:
         return out
-    con = duckdb.connect()
-    con.register("samples", data)
-    for name, column in (("samples_by_family", "license_family"), ("samples_by_image_type", "image_type"),
-                         ("samples_by_modality", "image_modality")):
-        if column in data.schema.names:
-            rows = con.execute(f'SELECT "{column}", count(*) FROM samples WHERE "{column}" IS NOT NULL '
-                               f'GROUP BY 1 ORDER BY 1').fetchall()
-            out[name] = json.dumps(dict(rows), sort_keys=True)
+    with tempfile.TemporaryDirectory(prefix="medcorpus-composition-") as spill, driver_db(spill) as con:
+        con.register("samples", data)
+        for name, column in (("samples_by_family", "license_family"), ("samples_by_image_type", "image_type"),
+                             ("samples_by_modality", "image_modality")):
+            if column in data.schema.names:
+                rows = con.execute(f'SELECT "{column}", count(*) FROM samples WHERE "{column}" IS NOT NULL '
+                                   f'GROUP BY 1 ORDER BY 1').fetchall()
+                out[name] = json.dumps(dict(rows), sort_keys=True)
     return out

@@ -9,6 +9,7 @@ same schema and the same row groups (``ROW_GROUP`` rows, written one by one).
 from __future__ import annotations
 
 import shutil
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -22,7 +23,21 @@ from medcorpus.schemas.manifest import to_table, with_version
 
 ORD = "_ord"
 FLUSH_ROWS = 5_000  # rows buffered per table before they are appended (one row group)
-MEMORY_LIMIT = "1GB"  # DuckDB's own budget; past it sorts and joins spill to temp_directory
+MEMORY_LIMIT = "512MB"  # DuckDB's own budget in the driver; past it sorts and joins spill to temp_directory
+SORT_ROWS = 100_000  # rows DuckDB sorts at a time when a table streams out (wide rows fit its budget)
+READ_ROWS = 10_000  # rows a result batch carries out of DuckDB (wide table rows: a few MB)
+THREADS = 2  # each DuckDB thread holds its own sort and join buffers inside that budget
+
+
+def driver_db(temp_directory: str | Path, memory_limit: str = MEMORY_LIMIT) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection for the driver's sorts and joins: a fixed memory budget that spills to
+    ``temp_directory`` instead of growing with the corpus (DuckDB's default is 80% of the RAM)."""
+    db = duckdb.connect()
+    db.execute(f"SET memory_limit='{memory_limit}'")
+    db.execute(f"SET temp_directory='{temp_directory}'")
+    db.execute("SET preserve_insertion_order=false")
+    db.execute(f"SET threads={THREADS}")
+    return db
 
 
 class Spool:
@@ -37,11 +52,7 @@ class Spool:
         self._schemas: dict[str, pa.Schema] = {}
         self._writers: dict[str, pq.ParquetWriter] = {}
         self.rows: dict[str, int] = {}
-        self.db = duckdb.connect()
-        self.db.execute(f"SET memory_limit='{memory_limit}'")
-        self.db.execute(f"SET temp_directory='{self.root / 'tmp'}'")
-        self.db.execute("SET preserve_insertion_order=false")
-        self.db.execute("SET threads=2")
+        self.db = driver_db(self.root / "tmp", memory_limit)
 
     def declare(self, name: str, schema: pa.Schema) -> None:
         self._schemas[name] = schema
@@ -82,7 +93,7 @@ class Spool:
         """The table as a DuckDB relation expression."""
         return f"read_parquet('{self.path(name)}')"
 
-    def batches(self, sql: str, params: list[Any] | None = None, size: int = ROW_GROUP) -> Iterator[pa.RecordBatch]:
+    def batches(self, sql: str, params: list[Any] | None = None, size: int = READ_ROWS) -> Iterator[pa.RecordBatch]:
         reader = self.db.execute(sql, params or []).to_arrow_reader(size)
         yield from reader
 
@@ -92,27 +103,55 @@ class Spool:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def sorted_sql(spool: Spool, name: str, sort_by: tuple[str, ...], where: str = "") -> str:
-    """The table's rows in ``write_rows`` order: sort columns as strings (None as ""), then append order."""
-    order = ", ".join(f"coalesce(CAST({_quote(c)} AS VARCHAR), '')" for c in sort_by)
-    return f"SELECT * EXCLUDE ({ORD}) FROM {spool.scan(name)} {where} ORDER BY {order}, {ORD}"
+def sorted_batches(spool: Spool, name: str, sort_by: tuple[str, ...]) -> Iterator[pa.RecordBatch]:
+    """The table's rows in ``write_rows`` order, sorted a key range at a time: DuckDB's sort of a
+    whole table of wide rows runs out of its memory budget (1 M figure rows in 512 MB), so a narrow
+    sort of the keys alone picks boundaries ``SORT_ROWS`` rows apart, and each range (a scan of the
+    spool) is sorted on its own. Ranges compare the sort columns joined by NUL (which no manifest
+    text holds: XML cannot), the same order as the columns one by one."""
+    parts = [f"coalesce(CAST({_quote(c)} AS VARCHAR), '')" for c in sort_by]
+    joined = " || chr(0) || ".join(parts)
+    bounds = [b for (b,) in spool.db.execute(
+        f"SELECT k FROM (SELECT k, row_number() OVER (ORDER BY k) AS n FROM (SELECT {joined} AS k FROM {spool.scan(name)})) "
+        f"WHERE n % {SORT_ROWS} = 0 ORDER BY k").fetchall()]
+    edges = [None, *dict.fromkeys(bounds), None]  # a key's rows stay in one range
+    for lo, hi in zip(edges, edges[1:]):
+        conds = [f"{joined} {op} ?" for op, edge in ((">=", lo), ("<", hi)) if edge is not None]
+        where = f"WHERE {' AND '.join(conds)}" if conds else ""
+        yield from spool.batches(f"SELECT * EXCLUDE ({ORD}) FROM {spool.scan(name)} {where} "
+                                 f"ORDER BY {', '.join(parts)}, {ORD}", [edge for edge in (lo, hi) if edge is not None])
 
 
 def write_sorted(output: Output, rel: str, spool: Spool, name: str, schema: pa.Schema,
                  sort_by: tuple[str, ...], metadata: dict[str, str] | None = None) -> int:
     """Stream a spooled table to ``rel`` sorted, row group by row group; returns its rows."""
+    batches = sorted_batches(spool, name, sort_by) if spool.rows.get(name) else iter(())
+    return write_stream(output, (rel,), batches, schema, metadata)
+
+
+def write_stream(output: Output, rels: tuple[str, ...], batches: Iterable[pa.RecordBatch | pa.Table],
+                 schema: pa.Schema, metadata: dict[str, str] | None = None) -> int:
+    """Write batches already in their final order to each of ``rels``, a row group at a time;
+    returns the rows written."""
     target = with_version(schema)
     if metadata:
         target = target.with_metadata({**(target.metadata or {}), **{k.encode(): v.encode() for k, v in metadata.items()}})
     rows = 0
-    with output.staged_file(rel) as tmp, pq.ParquetWriter(tmp, target, **WRITE_OPTIONS) as writer:
-        if spool.rows.get(name):
-            for group in _row_groups(spool.batches(sorted_sql(spool, name, sort_by)), target):
+    with ExitStack() as stack:
+        writers = [stack.enter_context(pq.ParquetWriter(stack.enter_context(output.staged_file(rel)), target,
+                                                        **WRITE_OPTIONS)) for rel in rels]
+        for group in _row_groups((b for item in batches for b in _as_batches(item)), target):
+            for writer in writers:
                 writer.write_table(group, row_group_size=ROW_GROUP)
-                rows += group.num_rows
-        else:
-            writer.write_table(target.empty_table(), row_group_size=ROW_GROUP)
+            rows += group.num_rows
+        if not rows:
+            for writer in writers:
+                writer.write_table(target.empty_table(), row_group_size=ROW_GROUP)
     return rows
+
+
+def _as_batches(item: pa.RecordBatch | pa.Table) -> list[pa.RecordBatch]:
+    return item.to_batches() if isinstance(item, pa.Table) else [item]
 
 
 def _row_groups(batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> Iterator[pa.Table]:

@@ -13,12 +13,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 from medcorpus.manifests.parquet import write_rows
 from medcorpus.manifests.shards import plan_shards
 from medcorpus.manifests.storage import Output
 from medcorpus.pipelines import assemble
 from medcorpus.pipelines.config import BuildConfig, ShardOptions
+from medcorpus.pipelines import spool as spool_module
 from medcorpus.pipelines.spool import Spool, write_sorted
 from medcorpus.pipelines.staging import StagedSample, Staging, UnitResult
 from medcorpus.schemas import manifest as schema
@@ -35,7 +37,8 @@ def _errors(n: int) -> list[dict[str, object]]:
              "article_id": f"A{i}", "figure_id": rng.choice(words)} for i in range(n)]
 
 
-def test_spooled_table_has_the_bytes_write_rows_writes(tmp_path: Path) -> None:
+def test_spooled_table_has_the_bytes_write_rows_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(spool_module, "SORT_ROWS", 7_000)  # the big table is sorted in key ranges
     output = Output(str(tmp_path / "out"))
     spool = Spool(tmp_path / "spool")
     for name, rows in (("big", _errors(60_000)), ("small", _errors(37)), ("empty", [])):

@@ -19,6 +19,7 @@ import pytest
 from testdata import REPO, copy_articles, release_dir
 from typer.testing import CliRunner
 
+from medcorpus.manifests import changes
 from medcorpus.manifests.query import query
 from medcorpus.manifests.verify import verify_output
 from medcorpus.pipelines.build import build, summary_lines
@@ -56,7 +57,9 @@ def releases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     config = replace(load_config(REPO / "dataflow.yaml"), stages=("fetch", "parse", "image"))
 
     def run() -> Any:
-        return build(config, LocalSource(str(src)), LocalRunner(2), str(out), progress=False)
+        with pytest.MonkeyPatch.context() as mp:  # changes stream in batches: a few samples each here
+            mp.setattr(changes, "BATCH", 3)
+            return build(config, LocalSource(str(src)), LocalRunner(2), str(out), progress=False)
 
     states, summaries = [], []
     summaries.append(run())

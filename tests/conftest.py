@@ -52,6 +52,12 @@ def ray_cluster():  # noqa: ANN201
         cluster.stop()
 
 
+def staged_units(staging: Path) -> int:
+    """Units staged for good: a ``.meta`` under its own name (a write in flight has a hidden name
+    that ends in ``.meta`` too, and a kill may leave one behind)."""
+    return sum(not p.name.startswith(".") for p in staging.rglob("*.meta")) if staging.exists() else 0
+
+
 def tree_bytes(out: Path) -> dict[str, bytes]:
     """Every manifest table and every shard, by relative path; except runs (run facts) and the
     change lists (what changed since the release before, so a rebuild's list differs); of the

@@ -11,7 +11,7 @@ import tarfile
 import time
 from pathlib import Path
 
-from conftest import tree_bytes
+from conftest import staged_units, tree_bytes
 from testdata import ARTICLES, REPO
 
 from medcorpus.manifests.query import query
@@ -83,16 +83,16 @@ def test_killed_build_resumes_to_identical_output(tmp_path: Path) -> None:
     proc = subprocess.Popen([*cmd, "--out", str(out)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     staged = out / "_work" / "staging"
     deadline = time.time() + 120
-    while time.time() < deadline and len(list(staged.rglob("*.meta"))) < 3:
+    while time.time() < deadline and staged_units(staged) < 3:
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done_before = len(list(staged.rglob("*.meta")))
+    done_before = staged_units(staged)
     assert 3 <= done_before < 18, "the build should have been killed part-way"
     assert not (out / "current.json").exists()  # the killed build published nothing
     resumed = subprocess.run([*cmd, "--out", str(out)], env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
-    assert f"({done_before} reused" in resumed.stderr
+    assert f"({done_before} reused" in resumed.stderr, resumed.stderr
     subprocess.run([*cmd, "--out", str(fresh)], env=env, check=True, capture_output=True, timeout=300)
     assert tree_bytes(out) == tree_bytes(fresh)
     assert verify_output(str(out))[0] == []

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import tree_bytes
+from conftest import staged_units, tree_bytes
 from testdata import ARTICLES, REPO, fault_articles
 
 from medcorpus.manifests.query import query
@@ -62,7 +62,7 @@ def test_killing_a_ray_worker_mid_build_still_gives_the_local_output(tmp_path: P
     deadline = time.time() + 180
     while thread.is_alive() and time.time() < deadline and killed is None:
         workers = ray_cluster.worker_pids("ray::UnitWorker")
-        n = len(list(staged.rglob("*.meta"))) if staged.exists() else 0
+        n = staged_units(staged)
         if workers and n >= 1:
             os.kill(workers[0], signal.SIGKILL)
             killed, staged_at_kill = workers[0], n
@@ -85,11 +85,11 @@ def test_a_killed_build_resumes_without_duplicates_or_gaps(runner_name: str, wor
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     staged = out / "_work" / "staging"
     deadline = time.time() + 180
-    while time.time() < deadline and proc.poll() is None and len(list(staged.rglob("*.meta"))) < 3:
+    while time.time() < deadline and proc.poll() is None and staged_units(staged) < 3:
         time.sleep(0.01)
     os.killpg(proc.pid, signal.SIGKILL)  # the driver, and Beam's SDK worker processes with it
     proc.wait()
-    done_before = len(list(staged.rglob("*.meta")))
+    done_before = staged_units(staged)
     assert 3 <= done_before < 18, "the build should have been killed part-way"
     assert not (out / "current.json").exists()  # the killed build published nothing
     resumed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)

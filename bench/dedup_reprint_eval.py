@@ -25,7 +25,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from bench.reprints import SCENARIOS, counterpart, make_reprint
+from bench.reprints import SCENARIOS, counterpart, make_reprint, panel_counterparts
 
 REPO = Path(__file__).resolve().parents[1]
 ARTICLES = Path(os.environ.get("MEDCORPUS_SHARED", REPO.parent / "shared")) / "data" / "pmc" / "articles"
@@ -53,13 +53,15 @@ def build_corpus(names: list[str], scenario: object, root: Path, work: Path) -> 
     return out
 
 
-def score(out: Path) -> dict[str, float | int]:
-    """Counterpart pairs joined, wrong pairings and original samples lost, from the manifest."""
+def score(out: Path, work: Path) -> dict[str, float | int]:
+    """Counterpart pairs joined, wrong pairings and original samples lost, from the manifest; a
+    panel's counterpart is the other copy's panel covering the same region (``panel_counterparts``)."""
     from medcorpus.manifests.query import query
 
     _, kept = query(str(out), "SELECT key, parent_key IS NOT NULL FROM samples")
     _, dropped = query(str(out), "SELECT key, duplicate_of FROM dropped WHERE stage = 'dedup'")
     _, others = query(str(out), "SELECT key FROM dropped WHERE stage <> 'dedup'")
+    same_region = panel_counterparts(out, work)
     is_panel = {k: p for k, p in kept}
     dup_of = dict(dropped)
     for key in dup_of:
@@ -67,13 +69,12 @@ def score(out: Path) -> dict[str, float | int]:
     gone_for_other_reasons = {k for (k,) in others}
     stats = {"figures": 0, "figures_joined": 0, "panels": 0, "panels_joined": 0, "wrong": 0, "lost": 0}
     for key, panel in sorted(is_panel.items()):
-        if key.startswith("reprint-"):
-            other = counterpart(key)
-            if other in is_panel and other not in gone_for_other_reasons:
-                kind = "panels" if panel else "figures"
-                stats[kind] += 1
-                stats[f"{kind}_joined"] += dup_of.get(key) == other or dup_of.get(other) == key
-        if key in dup_of and dup_of[key] != counterpart(key):
+        other = same_region.get(key) if panel else counterpart(key)
+        if key.startswith("reprint-") and other in is_panel and other not in gone_for_other_reasons:
+            kind = "panels" if panel else "figures"
+            stats[kind] += 1
+            stats[f"{kind}_joined"] += dup_of.get(key) == other or dup_of.get(other) == key
+        if key in dup_of and dup_of[key] != other:
             stats["wrong"] += 1
             stats["lost"] += not key.startswith("reprint-")
     return stats
@@ -88,7 +89,7 @@ def run(names: list[str], scenarios: list[str]) -> list[dict[str, object]]:
                 continue
             t0 = time.perf_counter()
             out = build_corpus(names, scenario, Path(tmp) / scenario.name, work)
-            stats = score(out)
+            stats = score(out, work)
             rows.append({"scenario": scenario.name, **stats, "seconds": round(time.perf_counter() - t0, 1)})
             print(_line(rows[-1]), flush=True)
     return rows

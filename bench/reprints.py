@@ -5,10 +5,12 @@ A reprint is what deduplication meets in a real corpus: a figure reused by anoth
 publisher. The articles are the real shared packages; only the ids and the image bytes change,
 and that change is synthetic (stated here, where it is made).
 
-``counterpart(key)`` maps a sample key of either copy to the key the other copy gives the same
-figure or panel: the ground truth of ``bench/dedup_reprint_eval.py`` and of the dedup tests.
-(The pipeline may cut a transformed figure into other panels than the original; such panels have
-no counterpart key among the samples.)
+``counterpart(key)`` maps a figure's key in either copy to the other copy's key of the same figure.
+``panel_counterparts`` gives the same for panels by geometry: the other copy's panel covering the
+same region of that figure. Keys alone cannot say it, since a degraded copy whose panel labels
+cannot be read is labelled in reading order, which need not be the original's. Both are the ground
+truth of ``bench/dedup_reprint_eval.py`` and of the dedup tests. (The pipeline may cut a
+transformed figure into other panels than the original; such panels have no counterpart.)
 """
 from __future__ import annotations
 
@@ -92,6 +94,38 @@ def make_reprint(src: Path, dest: Path, scenario: Scenario, tag: str = "reprint"
         else:
             shutil.copyfile(f, target)
     return dest
+
+
+def panel_counterparts(out: Path, work: Path | None = None, tag: str = "reprint",
+                       min_iou: float = 0.5) -> dict[str, str]:
+    """Panel key -> the other copy's panel with the largest overlap (at least ``min_iou``) in the
+    counterpart figure, boxes relative to their figure (every scenario keeps the layout up to scale
+    or a 3 px crop). Read from the release's staged records (``work``: the build's work folder)."""
+    import pyarrow.parquet as pq
+
+    from medcorpus.manifests import layout
+    from medcorpus.pipelines.staging import Staging
+    from medcorpus.transforms.panels import iou
+
+    release = layout.resolve(str(out))
+    tokens = pq.read_table(f"{release.url}/manifest/units.parquet", columns=["token"]).column("token").to_pylist()
+    staging = Staging(str((work or out / "_work") / "staging"))
+    rows = [s.row for t in tokens for s in staging.read_meta(t).samples]
+    size = {r["key"]: (r["width"], r["height"]) for r in rows if not r.get("parent_key")}
+    panels: dict[str, list[tuple[str, tuple[float, ...]]]] = {}
+    for r in rows:
+        if r.get("parent_key") and r.get("panel_box") and r["parent_key"] in size:
+            w, h = size[r["parent_key"]]
+            x1, y1, x2, y2 = r["panel_box"]
+            panels.setdefault(r["parent_key"], []).append((r["key"], (x1 / w, y1 / h, x2 / w, y2 / h)))
+    out_map: dict[str, str] = {}
+    for figure, own in panels.items():
+        other = panels.get(counterpart(figure, tag), [])
+        for key, box in own:
+            best = max(other, key=lambda o: iou(box, o[1]), default=None)
+            if best is not None and iou(box, best[1]) >= min_iou:
+                out_map[key] = best[0]
+    return out_map
 
 
 def counterpart(key: str, tag: str = "reprint") -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from testdata import ARTICLES, REPO
 
-from bench.reprints import SCENARIOS, counterpart, make_reprint
+from bench.reprints import SCENARIOS, counterpart, make_reprint, panel_counterparts
 from medcorpus.manifests.query import query
 from medcorpus.manifests.verify import verify_output
 from medcorpus.pipelines import assemble
@@ -50,19 +50,24 @@ def test_every_duplicate_points_at_its_own_counterpart(reprint_build: Path) -> N
     drops = _dedup_drops(reprint_build)
     _, kept = query(str(reprint_build), "SELECT key FROM samples")
     kept_keys = {k for (k,) in kept}
-    reprint_keys = sorted(k for k in kept_keys | set(drops) if k.startswith("reprint-"))
-    wrong = {k: v for k, v in drops.items() if v != counterpart(k)}
+    same_region = panel_counterparts(reprint_build)
+    truth = {k: same_region.get(k) if "_p" in k.rsplit("_v", 1)[-1] else counterpart(k) for k in kept_keys | set(drops)}
+    wrong = {k: v for k, v in drops.items() if v != truth[k]}
     lost = [k for k in drops if not k.startswith("reprint-")]
     assert wrong == {} and lost == []
-    with_counterpart = [k for k in reprint_keys if counterpart(k) in kept_keys]
-    joined = {k for k in with_counterpart if drops.get(k) == counterpart(k)}
+    with_counterpart = [k for k in sorted(truth) if k.startswith("reprint-") and truth[k] in kept_keys]
+    joined = {k for k in with_counterpart if drops.get(k) == truth[k]}
     figures = [k for k in with_counterpart if "_p" not in k.rsplit("_v", 1)[-1]]
     panels = [k for k in with_counterpart if k not in figures]
-    # measured: every figure, and 60 of the 76 panels that the resized figures were cut into alike;
-    # a resized figure is sometimes cut a little differently (a label inside or outside a panel, or
-    # layout alone instead of the labels read), and such crops stay rather than risk a distinct panel
+    relabelled = [k for k in panels if truth[k] != counterpart(k)]
+    # measured: every figure, and 81 of the 98 panels that the resized figures were cut into alike.
+    # 14 of those 98 carry other labels in the reprint (its labels could not be read at 0.8x, JPEG
+    # quality 60, and reading order differs from the original's column order); 10 of them pair by
+    # place. The rest stay: a resized figure is sometimes cut a little differently (a label inside
+    # or outside a panel), and such crops stay rather than risk a distinct panel.
     assert (len(joined & set(figures)), len(figures)) == (19, 19)
-    assert len(panels) >= 30 and len(joined & set(panels)) >= 0.75 * len(panels)
+    assert len(relabelled) >= 10 and len(joined & set(relabelled)) >= 0.7 * len(relabelled)
+    assert len(panels) >= 30 and len(joined & set(panels)) >= 0.8 * len(panels)
     assert verify_output(str(reprint_build))[0] == []
 
 

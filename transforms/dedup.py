@@ -81,7 +81,7 @@ class DedupOptions:
     license_preference: tuple[str, ...] = LICENSE_PREFERENCE
     # panels of a duplicate figure pair with its counterpart's panels (dedup_clusters.pair_panels):
     panel_label_iou: Fraction = 0.5         # same label: boxes (relative to the figure) overlap at least this
-    panel_box_iou: Fraction = 0.7           # unlabelled panels: the best box overlap at least this
+    panel_box_iou: Fraction = 0.7           # labels missing or disagreeing: the best box overlap at least this
     panel_distance: Bits = 44               # and the two panels' hashes at most this far apart
 
     @classmethod

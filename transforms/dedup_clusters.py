@@ -21,8 +21,8 @@ look-alike panels of the original drags both into one cluster, and one of them i
    image reused 100,000 times is one record in the buckets and 99,999 direct links, never 5·10⁹
    pairs in each of 128 bands.
 5. **Panels follow their figure.** When a whole figure duplicates another, its panels are paired
-   with that figure's panels by label (by box position where labels are missing) and checked by
-   their own hashes; such panels are never matched with panels of other figures.
+   with that figure's panels by label (by a closer box overlap where labels are missing or
+   disagree) and checked by their own hashes; such panels are never matched with panels of other figures.
 
 Every result depends only on the set of records, never on their order, so the in-process path and
 the Ray/Beam shuffles (which only find the pairs) give the same removals.
@@ -218,15 +218,15 @@ def _normalized_box(panel: DedupRecord, parent: DedupRecord) -> tuple[float, ...
 
 def pair_panels(dup: list[DedupRecord], canon: list[DedupRecord], dup_parent: DedupRecord,
                 canon_parent: DedupRecord, options: DedupOptions) -> list[tuple[DedupRecord, DedupRecord]]:
-    """Panels of a duplicate figure with those of its canonical figure: the same label (or, for
-    unlabelled panels, the best-overlapping box) at about the same place, and hashes within
-    ``panel_distance``. Labels that disagree never pair."""
+    """Panels of a duplicate figure with those of its canonical figure: the same label at about
+    the same place, or otherwise (labels missing, or read differently in a degraded copy) the
+    best-overlapping box under the stricter ``panel_box_iou``; hashes within ``panel_distance``
+    either way. Labels are evidence, not a veto: a resized reprint whose labels could not be read
+    is labelled in reading order, which need not be the original's."""
     candidates = []
     for d in dup:
         for c in canon:
             same_label = bool(d.label) and d.label.lower() == c.label.lower()
-            if (d.label or c.label) and not same_label:
-                continue
             boxes = _normalized_box(d, dup_parent), _normalized_box(c, canon_parent)
             iou = box_iou(*boxes) if None not in boxes else 0.0  # type: ignore[arg-type]
             if iou >= (options.panel_label_iou if same_label else options.panel_box_iou):

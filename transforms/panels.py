@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-__all__ = ["Box", "LayoutOptions", "Layout", "analyze_layout", "reading_order", "iou"]
+__all__ = ["Box", "LayoutOptions", "Layout", "analyze_layout", "reading_order", "column_order", "iou"]
 
 Box = tuple[int, int, int, int]
 _WHITE = 200  # a uniform band this light is page, not picture
@@ -302,6 +302,13 @@ def reading_order(boxes: list[Box]) -> list[Box]:
         out.extend(row)
         rest = [b for b in rest if b not in row]
     return out
+
+
+def column_order(boxes: list[Box]) -> list[Box]:
+    """Column-major order (down each column, columns left to right): ``reading_order`` of the
+    transposed boxes, so columns are grouped the way rows are."""
+    flip = {(b[1], b[0], b[3], b[2]): b for b in boxes}
+    return [flip[t] for t in reading_order(list(flip))]
 
 
 def analyze_layout(image: Image.Image, opts: LayoutOptions | None = None) -> Layout:

@@ -27,6 +27,7 @@ from .options import Fraction, PositiveInt
 from .anchor_sets import CONF_OCR_READ, anchor_sets, reads_next_label
 from .panel_anchors import cut_by_anchors
 from .panel_labels import LabelHit, candidate_regions, detect_labels, label_glyphs, ocr_available
+from .panel_order import CONF_ORDER_UNCONFIRMED, OrderedLabels, label_per_box, order_labels, orders_differ
 from .panels import Box, Layout, LayoutOptions, _analysis_arrays, _scale, analyze_layout, reading_order
 from .subcaptions import SubcaptionSplit, split_caption
 
@@ -142,7 +143,7 @@ def find_panels(image: Image.Image, options: SubfigureOptions | None = None) -> 
     options = options or SubfigureOptions()
     boxes, scores, layout = _boxes(image, options)
     hits = _ocr(image, boxes, layout) if options.ocr != "never" and len(boxes) > 1 else []
-    by_box = _label_per_box(boxes, hits)
+    by_box = label_per_box(boxes, hits)
     out = []
     for b, s in zip(boxes, scores):
         hit = by_box.get(b)
@@ -179,25 +180,6 @@ def _anchored_pairs(image: Image.Image, split: SubcaptionSplit, hits: list[Label
             pairs = tuple(PanelPair(_scale(cut[lab], scale, w, h), lab, split.text_for(lab),
                                     round(CONF_OCR_BASE + 0.4 * best[lab].confidence, 4)) for lab in labels)
             return SubfigureResult(True, pairs, None, split.shared, tuple(labels), len(boxes), "ocr_anchors")
-    return None
-
-
-def _label_per_box(boxes: list[Box], hits: list[LabelHit]) -> dict[Box, LabelHit]:
-    """Each box gets the most confident label read at (or just outside) its top-left corner."""
-    out: dict[Box, LabelHit] = {}
-    for b in boxes:
-        tol = 0.25 * min(b[2] - b[0], b[3] - b[1])
-        near = [h for h in hits if _anchor_of(h, [b], tol) is not None]
-        if near:
-            out[b] = max(near, key=lambda h: (h.confidence, h.label))
-    return out
-
-
-def _anchor_of(hit: LabelHit, boxes: list[Box], tol: float) -> Box | None:
-    cx, cy = (hit.box[0] + hit.box[2]) / 2, (hit.box[1] + hit.box[3]) / 2
-    for b in boxes:
-        if b[0] - tol <= cx <= b[0] + tol and b[1] - tol <= cy <= b[1] + tol:
-            return b
     return None
 
 
@@ -332,7 +314,7 @@ def split_figure(image: Image.Image, caption: str, options: SubfigureOptions | N
         pairs = tuple(PanelPair(b, lab, split.text_for(lab), round(CONF_POSITION * score[b], 4)) for b, lab in paired)
         return SubfigureResult(True, pairs, None, split.shared, tuple(labels), n, "position")
 
-    want_ocr = options.ocr == "always" or (options.ocr == "auto" and n != len(labels))
+    want_ocr = options.ocr == "always" or (options.ocr == "auto" and (n != len(labels) or orders_differ(boxes)))
     mask = _analysis_arrays(image, options.layout) if want_ocr and n != len(labels) else None
     hits = _ocr(image, boxes, layout, mask, len(labels)) if want_ocr and ocr_available() else []
     if mask is not None and hits:
@@ -351,16 +333,28 @@ def split_figure(image: Image.Image, caption: str, options: SubfigureOptions | N
     if n != len(labels):
         merged = _merged_pairs(split, boxes, n, image.size) if n > len(labels) else None
         return merged or _whole(split, n > 1, f"count_mismatch:{n}_panels_{len(labels)}_labels", n)
-    by_box = _label_per_box(boxes, hits)
+    return _ordered_pairs(split, boxes, scores, hits if want_ocr else None, n)
+
+
+def _ordered_pairs(split: SubcaptionSplit, boxes: list[Box], scores: list[float], hits: list[LabelHit] | None,
+                   n: int) -> SubfigureResult:
+    """As many panels as labels: each label on the panel the letters read on the figure put it
+    (``order_labels``: the reads, rows or columns), else row-major; ``hits`` None = OCR is off
+    (``ocr: never``), row-major as configured. A pair is as sure as the read on its panel:
+    agreeing, none, disagreeing, or none where the order itself is a guess."""
+    labels = split.labels
+    by_box = label_per_box(boxes, hits or [])
+    order = (order_labels(boxes, labels, {b: h.label for b, h in by_box.items()}) if hits is not None
+             else OrderedLabels(tuple(boxes), "reading_order"))
+    score = dict(zip(boxes, scores))
     pairs = []
-    for b, s, lab in zip(boxes, scores, labels):
+    for b, lab in zip(order.boxes, labels):
         hit = by_box.get(b)
-        if hit is None:
-            conf = CONF_READING_ORDER
-        elif hit.label == lab:
+        if hit is not None and hit.label == lab:
             conf = CONF_OCR_BASE + 0.4 * hit.confidence
-        else:
+        elif hit is not None:
             conf = CONF_READING_ORDER_OCR_DISAGREES
-        pairs.append(PanelPair(b, lab, split.text_for(lab), round(conf * s, 4)))
-    method = "ocr+reading_order" if hits else "reading_order"
-    return SubfigureResult(True, tuple(pairs), None, split.shared, tuple(labels), n, method)
+        else:
+            conf = CONF_ORDER_UNCONFIRMED if b in order.guessed else CONF_READING_ORDER
+        pairs.append(PanelPair(b, lab, split.text_for(lab), round(conf * score[b], 4)))
+    return SubfigureResult(True, tuple(pairs), None, split.shared, tuple(labels), n, order.method)

@@ -7,7 +7,10 @@ configured), splits the caption per label, and pairs panels with subcaptions:
    when the panel and label counts disagree and the caption's labels are read (``anchor_sets``: which
    read of a letter, an unread one placed at a free panel corner in reading order), the figure is cut
    into one panel per label around them (``panel_anchors``: touching panels, sub-plots of a panel);
-2. otherwise reading order (row-major), when the panel and label counts agree;
+2. otherwise, when the panel and label counts agree, reading order (row-major) for one row or one
+   column of panels; a grid that rows and columns order apart gets the order the letters read at its
+   panel corners support (``panel_order``: the reads, rows or columns; row-major, marked a guess,
+   when no read tells them apart);
 3. positional captions ("Left: ... Right: ...") pair by geometry;
 4. more panels than labels (at most twice as many): the pieces merged into as many clean rows or
    columns as there are labels (``merge_panels``), then reading order or geometry (lower confidence);
@@ -60,7 +63,7 @@ class SubfigureConfig:
     """dataflow.yaml ``subfigures:``: the panels stage's settings (``SubfigureOptions`` adds the
     loaded detector)."""
 
-    ocr: Literal["never", "auto", "always"] = "never"  # auto: only when panel and label counts disagree
+    ocr: Literal["never", "auto", "always"] = "never"  # auto: counts disagree, or agree on a grid
     keep_whole_figure: bool = True  # the parent figure stays a sample beside its panels
     split_unlabeled: bool = False  # split figures whose caption names no panels (reading order only)
     max_panels: PositiveInt = 40
@@ -73,7 +76,8 @@ class SubfigureOptions:
     """How the stage splits figures.
 
     ocr: "never" (default: layout + reading order only, ~165 figures/s per core), "auto" (OCR only
-    when the panel and label counts disagree, so labels on the figure can cut or regroup panels),
+    when the panel and label counts disagree, so labels on the figure can cut or regroup panels,
+    or agree on a grid lettered along rows or down columns, so the letters can tell which),
     "always" (OCR every compound figure, so each pair is confirmed by the label printed on it). One
     read costs ~0.03-0.1 s of CPU per OCR'd figure (each worker's tesseract engine is loaded once);
     "auto" pays it only where counts disagree (~1 figure in 5 on the sample).

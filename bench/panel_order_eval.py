@@ -5,8 +5,9 @@ down columns or otherwise, each letter's rough position as fractions of the imag
 Each figure is decoded as the image stage does (longest side 1024), also as a degraded reprint
 (``bench/reprints.py``: 0.8x, JPEG quality 60), and split by ``split_figure`` (``--ocr auto``, the
 sample config). A figure counts as right when it is split and the panel each letter belongs to
-(letters and panels matched one to one by position) carries that letter's label. Prints, per split (tune; aside, to be looked at only after tuning) and copy,
-figures right / all, figures split, and the methods used.
+(letters and panels matched one to one by position) carries that letter's label. Prints, per split
+(tune; aside, to be looked at only after tuning) and copy, figures right / all, figures split, and
+the methods used.
 
     python bench/panel_order_eval.py [--split tune|aside|all] [--ocr auto|never|always] [--rows]
 """

@@ -60,13 +60,13 @@ def test_every_duplicate_points_at_its_own_counterpart(reprint_build: Path) -> N
     figures = [k for k in with_counterpart if "_p" not in k.rsplit("_v", 1)[-1]]
     panels = [k for k in with_counterpart if k not in figures]
     relabelled = [k for k in panels if truth[k] != counterpart(k)]
-    # measured: every figure, and 81 of the 98 panels that the resized figures were cut into alike.
-    # 14 of those 98 carry other labels in the reprint (its labels could not be read at 0.8x, JPEG
-    # quality 60, and reading order differs from the original's column order); 10 of them pair by
-    # place. The rest stay: a resized figure is sometimes cut a little differently (a label inside
-    # or outside a panel), and such crops stay rather than risk a distinct panel.
+    # measured: every figure, and 81 of the 98 panels that the resized figures were cut into alike,
+    # each carrying its original's label (a grid lettered down its columns, fig9-figsupp2, is
+    # labelled by the letters read on the reprint, not in row-major order). The rest stay: a
+    # resized figure is sometimes cut a little differently (a label inside or outside a panel), and
+    # such crops stay rather than risk a distinct panel.
     assert (len(joined & set(figures)), len(figures)) == (19, 19)
-    assert len(relabelled) >= 10 and len(joined & set(relabelled)) >= 0.7 * len(relabelled)
+    assert relabelled == []
     assert len(panels) >= 30 and len(joined & set(panels)) >= 0.8 * len(panels)
     assert verify_output(str(reprint_build))[0] == []
 

@@ -180,3 +180,43 @@ def test_copies_of_a_dropped_lead_go_to_its_canonical_or_keep_one() -> None:
     res = dedup_local([*(make_record(r.key, copies["a_orig"], CAPTION if r.key == "c1" else "", r.article_id, 1,
                                      "CC BY") for r in recs), other], DedupOptions(kinds=("exact", "caption")))
     assert {k: res.duplicate_of(k) for k in ("c1", "c2", "c3", "o")} == {"c1": "o", "c2": None, "c3": "c2", "o": None}
+
+
+# fig9-figsupp2 of elife-46793: 12 panels lettered down three columns (A-D, E-H, I-L), boxes as the
+# panels stage cuts the original (600 x 694)
+GRID = ARTICLES / "elife-46793-v1" / "fig9-figsupp2.jpg"
+GRID_BOXES = [(1, 2, 186, 165), (1, 182, 185, 346), (1, 358, 185, 515), (1, 534, 184, 691),
+              (199, 2, 393, 166), (199, 179, 395, 350), (203, 355, 396, 519), (203, 534, 397, 693),
+              (412, 2, 599, 143), (412, 179, 600, 325), (413, 356, 599, 500), (412, 534, 599, 676)]
+
+
+def _figure_records(prefix: str, img: Image.Image, boxes: list[tuple[int, ...]], labels: str) -> list:
+    fig = make_record(prefix, _bytes(img, quality=60), "", prefix, 1, "CC BY", group=prefix,
+                      width=img.width, height=img.height)
+    panels = [make_record(f"{prefix}_p{lab}", _bytes(img.crop(b), quality=60), "", prefix, 1, "CC BY", group=prefix,
+                          label=lab, box=b, width=img.width, height=img.height) for b, lab in zip(boxes, labels)]
+    return [fig, *panels]
+
+
+def test_panels_whose_labels_disagree_pair_by_place_and_a_replaced_panel_stays() -> None:
+    """A 0.8x copy of a real column-lettered grid whose letters were not read is labelled row by row
+    (a b c / d e f ...): its panels still pair with the original's panel at the same place, never by
+    label; a panel whose pixels the copy replaced (a correction) stays."""
+    orig = Image.open(GRID).convert("RGB")
+    copy = orig.resize((round(orig.width * 0.8), round(orig.height * 0.8)), Image.Resampling.BICUBIC)
+    boxes = [tuple(round(v * 0.8) for v in b) for b in GRID_BOXES]
+    other = Image.open(OTHERS[1]).convert("RGB")
+    replaced = boxes[5]  # the original's panel F
+    copy.paste(other.resize((replaced[2] - replaced[0], replaced[3] - replaced[1])), replaced[:2])
+    rows = sorted(range(12), key=lambda i: (GRID_BOXES[i][1] // 150, GRID_BOXES[i][0]))  # row-major
+    row_labels = {i: "abcdefghijkl"[rank] for rank, i in enumerate(rows)}
+    records = _figure_records("orig", orig, GRID_BOXES, "abcdefghijkl")
+    records += _figure_records("copy", copy, boxes, "".join(row_labels[i] for i in range(12)))
+    result = dedup_local(records)
+    assert result.matches["copy"].canonical == "orig"
+    same_place = {f"copy_p{row_labels[i]}": f"orig_p{'abcdefghijkl'[i]}" for i in range(12) if i != 5}
+    got = {k: m.canonical for k, m in result.matches.items() if k.startswith("copy_p")}
+    assert sum(row_labels[i] != "abcdefghijkl"[i] for i in range(12)) >= 8  # the labels do disagree
+    assert f"copy_p{row_labels[5]}" not in got  # the replaced panel stays
+    assert got == same_place
+    assert not any(k.startswith("orig") for k in result.matches)

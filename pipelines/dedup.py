@@ -20,6 +20,8 @@ pairs, so the same removals (``tests/test_runners_dedup.py``).
 from __future__ import annotations
 
 from functools import partial
+from itertools import groupby
+from operator import itemgetter
 from typing import Any, Iterable, Iterator, Sequence
 
 import fsspec
@@ -83,12 +85,23 @@ def local_pairs(db: Any, options: DedupOptions) -> list[Pair]:
     text = text_only(options)
     if text.kinds:
         _band_table(db, text)
-        db.execute("CREATE OR REPLACE TEMP TABLE shared AS SELECT band, list(key ORDER BY key) AS keys FROM bands "
-                   "GROUP BY band HAVING count(*) > 1")
-        records = _records(db, "solo", "key IN (SELECT unnest(keys) FROM shared)")
-        for bucket, members in db.execute("SELECT * FROM shared ORDER BY band").fetchall():
-            pairs.update(candidate_pairs(bucket, [records[k] for k in members], options))
+        for bucket, members in _shared_buckets(db):
+            pairs.update(candidate_pairs(bucket, members, options))
     return sorted(pairs)
+
+
+def _shared_buckets(db: Any) -> Iterator[tuple[str, list[DedupRecord]]]:
+    """Each bucket key of ``bands`` that two or more records share, with its records in key order.
+    Counting and joining spill within the driver's DuckDB budget; a ``list()`` aggregate over every
+    band (tens of millions of rows at a few million records) would not, so the members stream out
+    sorted and are grouped here."""
+    db.execute("CREATE OR REPLACE TEMP TABLE shared AS SELECT band FROM bands GROUP BY band HAVING count(*) > 1")
+    db.execute("CREATE OR REPLACE TEMP TABLE members AS SELECT band, key FROM bands SEMI JOIN shared USING (band)")
+    records = _records(db, "solo", "key IN (SELECT DISTINCT key FROM members)")
+    rows = db.execute("SELECT band, key FROM members ORDER BY band, key").to_arrow_reader(BATCH)
+    pairs = ((band, key) for batch in rows for band, key in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist()))
+    for bucket, group in groupby(pairs, key=itemgetter(0)):
+        yield bucket, [records[key] for _, key in group]
 
 
 def _image_pairs(db: Any, options: DedupOptions) -> Iterator[Pair]:

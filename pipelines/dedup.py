@@ -99,8 +99,8 @@ def _shared_buckets(db: Any) -> Iterator[tuple[str, list[DedupRecord]]]:
     db.execute("CREATE OR REPLACE TEMP TABLE members AS SELECT band, key FROM bands SEMI JOIN shared USING (band)")
     records = _records(db, "solo", "key IN (SELECT DISTINCT key FROM members)")
     rows = db.execute("SELECT band, key FROM members ORDER BY band, key").to_arrow_reader(BATCH)
-    pairs = ((band, key) for batch in rows for band, key in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist()))
-    for bucket, group in groupby(pairs, key=itemgetter(0)):
+    sorted_rows = ((band, key) for batch in rows for band, key in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist()))
+    for bucket, group in groupby(sorted_rows, key=itemgetter(0)):
         yield bucket, [records[key] for _, key in group]
 
 

@@ -25,7 +25,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from bench.reprints import SCENARIOS, counterpart, make_reprint, panel_counterparts
+from bench.reprints import SCENARIOS, counterpart, is_panel_key, make_reprint, panel_counterparts
 
 REPO = Path(__file__).resolve().parents[1]
 ARTICLES = Path(os.environ.get("MEDCORPUS_SHARED", REPO.parent / "shared")) / "data" / "pmc" / "articles"
@@ -65,7 +65,7 @@ def score(out: Path, work: Path) -> dict[str, float | int]:
     is_panel = {k: p for k, p in kept}
     dup_of = dict(dropped)
     for key in dup_of:
-        is_panel[key] = "_p" in key.rsplit("_v", 1)[-1]
+        is_panel[key] = is_panel_key(key)
     gone_for_other_reasons = {k for (k,) in others}
     stats = {"figures": 0, "figures_joined": 0, "panels": 0, "panels_joined": 0, "wrong": 0, "lost": 0}
     for key, panel in sorted(is_panel.items()):

@@ -128,6 +128,12 @@ def panel_counterparts(out: Path, work: Path | None = None, tag: str = "reprint"
     return out_map
 
 
+def is_panel_key(key: str) -> bool:
+    """A panel's key ends in ``_p`` and its label (``..._fig10_pa``); a figure id may itself hold
+    ``_p`` (``..._pone-0056489-g001``), never a label without a hyphen at the end."""
+    return re.search(r"_p[^_\-]+$", key) is not None
+
+
 def counterpart(key: str, tag: str = "reprint") -> str:
     """The other copy's key of the same figure or panel: article ids gain ``tag-`` in the reprint,
     and keys begin with the article id's slug."""

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from testdata import ARTICLES, REPO
 
-from bench.reprints import SCENARIOS, counterpart, make_reprint, panel_counterparts
+from bench.reprints import SCENARIOS, counterpart, is_panel_key, make_reprint, panel_counterparts
 from medcorpus.manifests.query import query
 from medcorpus.manifests.verify import verify_output
 from medcorpus.pipelines import assemble
@@ -51,13 +51,13 @@ def test_every_duplicate_points_at_its_own_counterpart(reprint_build: Path) -> N
     _, kept = query(str(reprint_build), "SELECT key FROM samples")
     kept_keys = {k for (k,) in kept}
     same_region = panel_counterparts(reprint_build)
-    truth = {k: same_region.get(k) if "_p" in k.rsplit("_v", 1)[-1] else counterpart(k) for k in kept_keys | set(drops)}
+    truth = {k: same_region.get(k) if is_panel_key(k) else counterpart(k) for k in kept_keys | set(drops)}
     wrong = {k: v for k, v in drops.items() if v != truth[k]}
     lost = [k for k in drops if not k.startswith("reprint-")]
     assert wrong == {} and lost == []
     with_counterpart = [k for k in sorted(truth) if k.startswith("reprint-") and truth[k] in kept_keys]
     joined = {k for k in with_counterpart if drops.get(k) == truth[k]}
-    figures = [k for k in with_counterpart if "_p" not in k.rsplit("_v", 1)[-1]]
+    figures = [k for k in with_counterpart if not is_panel_key(k)]
     panels = [k for k in with_counterpart if k not in figures]
     relabelled = [k for k in panels if truth[k] != counterpart(k)]
     # measured: every figure, and 81 of the 98 panels that the resized figures were cut into alike,

@@ -86,10 +86,13 @@ def test_what_no_clamp_can_fix_is_a_400_with_a_json_error(backend, body, message
 
 
 def test_a_client_that_disconnects_frees_the_server(backend):
-    with _serve(backend, max_tokens_cap=HUGE_CAP, max_concurrent=1) as url:
+    """The server notices a disconnect at its next poll, so the slot is free within a bound, not at once."""
+    app = make_app(backend, batch_size=1, max_wait_ms=1, limits=ServerLimits(max_tokens_cap=HUGE_CAP, max_concurrent=1))
+    with run_app_in_thread(app) as url:
         client = _give_up_after(url, 1.0)
         client.join(30)
         assert not client.is_alive()
+        assert _wait_until(lambda: in_flight(app) == 0, 5), "the abandoned request still holds its slot after 5 s"
         start = time.monotonic()
         resp = httpx.post(url + "/v1/chat/completions", json=_body(2), timeout=30)
         elapsed = time.monotonic() - start

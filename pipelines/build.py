@@ -202,7 +202,7 @@ def _run(config: BuildConfig, runner: Runner, job: Job, staging: Staging, units:
                     bar.advance(task, done.counters.get(f"in:{name}", 0))
                 bar.advance(units_task)
         collect_task = bar.add_task("collect", total=len(units))  # the phases after staging show too
-        asm = assemble.collect(_tally(_advancing(((t, staging.read_meta(t)) for _, t in units), bar, collect_task),
+        asm = assemble.collect(_tally(_advancing(staging.read_metas(t for _, t in units), bar, collect_task),
                                       summary), config, spool_root)
         after_staging(asm, runner, job, staging, summary, bar)
     return asm

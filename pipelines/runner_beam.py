@@ -169,9 +169,8 @@ class BeamRunner:
     def stage_units(self, job: Job, units: Sequence[tuple[UnitRef, str]]) -> Iterator[UnitDone]:
         units = list(units)
         rss = _peak_rss(self._run(job, "units", units))
-        staging = Staging(job.staging_root)
-        for unit, token in units:
-            r = staging.read_meta(token)
+        staged = Staging(job.staging_root).read_metas(token for _, token in units)
+        for (unit, _), (token, r) in zip(units, staged):
             yield UnitDone(unit.unit_id, token, r.counters, len(r.samples), len(r.errors), rss)
 
     def write_shards(self, job: Job, plans: Sequence[ShardPlan], tokens: dict[str, str]) -> Iterator[int]:

@@ -126,3 +126,28 @@ def test_shared_buckets_stay_within_the_driver_budget(tmp_path: Path) -> None:
     for _, members in buckets:
         keys = [int(r.key[1:]) for r in members]
         assert keys == sorted(keys) and len(keys) == 125 and len({k % 1000 for k in keys}) == 1
+
+
+def test_staged_units_on_an_object_store_are_read_concurrently_and_in_order(s3_output_bucket, fault_proxy, monkeypatch):
+    """The driver's collect reads every staged unit once: on S3 (moto behind the loopback proxy)
+    several reads are in flight, never more than the threads, and the units come back in the
+    order asked, each its own (a ``.retry`` unit too)."""
+    import s3fs
+
+    from fixtures_s3 import Fault
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", fault_proxy.url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", fault_proxy.url)
+    s3fs.S3FileSystem.clear_instance_cache()
+    staging = Staging(f"s3://{s3_output_bucket.name}/work/staging")
+    tokens = [f"{i:02x}{'ab' * 19}" for i in range(24)]
+    for i, token in enumerate(tokens):
+        staging.write(token, UnitResult(f"unit-{i}", errors=[{"reason": "fetch_transient"}] if i == 5 else []))
+    fault_proxy.reset()
+    fault_proxy.faults.append(Fault("delay", times=1000, stall_s=0.05))  # a round trip like a remote store's
+    read = list(staging.read_metas(reversed(tokens), threads=4))
+    assert [t for t, _ in read] == tokens[::-1]
+    assert [r.unit_id for _, r in read] == [f"unit-{i}" for i in reversed(range(24))]
+    assert read[-6][1].retry and staging.staged(tokens[5]) and not staging.done(tokens[5])
+    assert 1 < fault_proxy.max_in_flight <= 4
+    s3fs.S3FileSystem.clear_instance_cache()

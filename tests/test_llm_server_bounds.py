@@ -110,7 +110,7 @@ def test_beyond_max_concurrent_is_an_immediate_429(backend):
         elapsed = time.monotonic() - start
         client.join(30)
         assert _wait_until(lambda: in_flight(app) == 0, 5)
-    assert resp.status_code == 429 and elapsed < 1
+    assert resp.status_code == 429 and elapsed < 2  # a queued request would wait out the 3 s client
     assert resp.headers["Retry-After"] == "1"
     assert resp.json()["error"]["type"] == "rate_limit_error"
 

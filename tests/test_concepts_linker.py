@@ -159,6 +159,17 @@ def test_shared_linker_is_loaded_once_per_process(root: str) -> None:
     ("Infiltration over bilateral lung fields.", ["xray"]),
     ("Octreotide scanning of the patient revealed 'hot-spots' in the liver (arrow).", ["spect"]),
     ("Esophagram 18 months after surgery depicting a patent lumen.", ["fluoroscopy"]),
+    # contrast studies and dental films named by their own words (real ROCO captions)
+    ("Lateral cephalogram showing maxillary hypoplasia, mandibular pseudo-prognathism and reverse overjet, and "
+     "overbite", ["xray"]),
+    ("Panorex showed severe alveolar resorption of #17 (circle).", ["xray"]),
+    ("Endoscopic retrograde cholangiopancreatography showing obstruction of the pancreatic duct",
+     ["endoscopy", "fluoroscopy"]),
+    ("Ventriculogram (Diastole).", ["angiography"]),
+    ("Pre-repair bronchogram demonstrating the string-like long-segment tracheal stenosis down to the carina.",
+     ["fluoroscopy"]),
+    ("Contrast-enhanced computed tomography chest showing bilateral infiltrates with air bronchogram on the right side",
+     ["ct"]),  # an air bronchogram is a sign on CT or X-ray, not a contrast study
     ("Pre-operative.", []),
 ])
 def test_caption_modality_hints(caption: str, expected: list[str]) -> None:

@@ -64,18 +64,22 @@ CAPTION_MODALITY_RULES: tuple[tuple[str, str, str | None], ...] = (
      r"\b(?:MRI|fMRI|MRA|MRV|MRCP)\b|"
      r"\bMR(?=[\s-]+(?:imag|angio|scan|venog|sequence|spectro|enterog|arthrog|cholangio|T[12]|exam|study|urogra|"
      r"neurogra|elastogra|section|slice|view|axial|coronal|sagittal))"),
-    ("xray", r"radiogra\w*|x ?-? ?rays?\b|roentgen\w*|plain films?|chest films?|orthopantomogra\w*|\bfilms?\b",
+    ("xray", r"radiogra\w*|x ?-? ?rays?\b|roentgen\w*|plain films?|chest films?|orthopant\w*|pantomogra\w*|"
+             r"panorex|cephalogra\w*|\bfilms?\b",
      r"\b(?:CXR|KUB|OPG|IOPA|DR)\b"),
     ("ultrasound", r"ultraso\w*|sonogra\w*|echocardiogra\w*|echogra\w*|\bduplex|\bsono-?\w*|\becho(?:c\w*)?\b",
      r"\b(?:US|USG|TTE|TEE|TOE|EUS|IVUS|CEUS|2D echo)\b"),
     ("pet", r"positron emission", r"\bPET\b"),
     ("spect", r"single[- ]photon|scintigra\w*|bone scan|radionuclide", r"\bSPECT\b"),
     ("angiography", r"(?<!fluorescein )(?<!indocyanine green )(?<!fluorescein-)(?<!icg )angiogra\w*|arteriogra\w*|"
-                    r"venogra\w*|digital subtraction|portogra\w*|cholangiogra\w*|lymphangiogra\w*|aortogra\w*",
+                    r"venogra\w*|digital subtraction|portogra\w*|cholangiogra\w*|lymphangiogra\w*|aortogra\w*|"
+                    r"ventriculogra\w*|cavogra\w*",
      r"\b(?:DSA|CTA|MRA|CTPA)\b"),
     ("mammography", r"mammogra\w*|tomosynthesis", None),
-    ("fluoroscopy", r"fluoroscop\w*|barium (?:swallow|meal|enema|study)|contrast (?:swallow|enema)|cystourethrogra\w*|"
-                    r"hysterosalpingogra\w*|urogra\w*|pyelogra\w*|fistulogra\w*|sialogra\w*|myelogra\w*|"
+    ("fluoroscopy", r"fl(?:uo|ou)roscop\w*|barium (?:swallow|meal|enema|study)|contrast (?:swallow|enema)|"
+                    r"cystourethrogra\w*|hysterosalpingogra\w*|urogra\w*|pyelo\w*gra(?:m|phy)\w*|fistulogra\w*|"
+                    r"sialogra\w*|myelogra\w*|pancreat\w*ogra(?:m|phy)\w*|nephrostogra\w*|colostogra\w*|"
+                    r"tubogra\w*|(?<!\bair )(?<!\bair-)bronchogra\w*|(?<!\bmr )(?<!\bct )arthrogra\w*|"
                     r"esophagogra\w*|oesophagogra\w*|defecogra\w*|opacification|urethrogra\w*|"
                     r"\bcontrast study|cystogra\w*|"
                     r"gastrointestinal series|small bowel (?:series|follow)",

@@ -166,10 +166,15 @@ class Staging:
             return self._read(self._path(token, "retry"))
 
     def read_metas(self, tokens: Iterable[str], threads: int = READ_THREADS) -> Iterator[tuple[str, UnitResult]]:
-        """``read_meta`` of each token, in the tokens' order, with up to ``threads`` reads in flight
-        and at most twice that many results held. On an object store a read is a round trip or two
-        (tens of ms), so one after another they would bound the driver's collect to a few dozen
-        units a second: hours for millions of units."""
+        """``read_meta`` of each token, in the tokens' order. Remote staging has up to ``threads``
+        reads in flight and holds at most twice that many results: a read is a round trip (tens of
+        ms), so one after another they would bound the driver's collect to a few dozen units a
+        second, hours for millions of units. A local folder is read one unit at a time: the page
+        cache answers, and threads only contend for the GIL that unpickling holds (measured 25 %
+        slower over 20,000 cached units)."""
+        if self.fs is None:
+            yield from ((token, self.read_meta(token)) for token in tokens)
+            return
         with ThreadPoolExecutor(threads, thread_name_prefix="staged-read") as pool:
             pending: deque[tuple[str, Any]] = deque()
             for token in tokens:

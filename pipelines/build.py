@@ -27,6 +27,7 @@ from medcorpus.pipelines.dedup import dedup
 from medcorpus.pipelines.failures import UserError, phase
 from medcorpus.pipelines.outlock import OutputLock
 from medcorpus.pipelines.runners import Job, Runner
+from medcorpus.pipelines.spool import release_freed_memory
 from medcorpus.pipelines.sources.base import Selection, Source, select
 from medcorpus.pipelines.staging import Staging, UnitResult, unit_token
 from medcorpus.schemas.records import DELIBERATE_SKIPS, LLM_FAILED
@@ -136,6 +137,7 @@ def _build(config: BuildConfig, source: Source, runner: Runner, out: str, *, sel
     finally:
         runner.close()
     with phase("writing the manifest tables", out):
+        release_freed_memory()
         assemble.write_tables(asm, output)
         write_sizes(output, asm.plans)
         incremental.write_units(output, units)
@@ -143,6 +145,7 @@ def _build(config: BuildConfig, source: Source, runner: Runner, out: str, *, sel
         assemble.write_attribution(output)
         card.write_card(output)  # before the Croissant file, which points to it
         summary.release, summary.out = baseline.release + 1, out
+        release_freed_memory()
         summary.changes = publish.write_release_files(output, baseline, summary.release, config, source, source_spec)
     summary.composition = publish.composition(output)
     asm.spool.finish()
@@ -212,10 +215,12 @@ def after_staging(asm: assemble.Assembly, runner: Runner, job: Job, staging: Sta
                   bar: Progress | None = None) -> None:
     """Dedup, plan and write the shards from the collected assembly."""
     bar = bar or Progress(disable=True)
+    release_freed_memory()
     if asm.records:
         dedup_task = bar.add_task("dedup", total=asm.records)
         assemble.apply_dedup(asm, *dedup(runner, job, asm))
         bar.update(dedup_task, completed=asm.records)
+        release_freed_memory()
     assemble.plan(asm, job.config, staging)
     shard_task = bar.add_task("shards", total=len(asm.plans))
     with phase("writing shards", job.output_url, asm.planned_bytes):

@@ -29,6 +29,22 @@ READ_ROWS = 10_000  # rows a result batch carries out of DuckDB (wide table rows
 THREADS = 2  # each DuckDB thread holds its own sort and join buffers inside that budget
 
 
+def release_freed_memory() -> None:
+    """Hand memory the driver freed back to the OS between phases. Python's rows go through glibc's
+    malloc, Arrow's buffers through its own pool, DuckDB through its own allocator: memory one of
+    them freed stays in the process for that allocator alone, so each phase's peak would sit on top
+    of what the earlier phases left (the RSS after a phase stays near that phase's peak)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: its allocator returns memory its own way
+        pass
+
+
 def driver_db(temp_directory: str | Path, memory_limit: str = MEMORY_LIMIT) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection for the driver's sorts and joins: a fixed memory budget that spills to
     ``temp_directory`` instead of growing with the corpus (DuckDB's default is 80% of the RAM)."""
@@ -111,15 +127,26 @@ def sorted_batches(spool: Spool, name: str, sort_by: tuple[str, ...]) -> Iterato
     text holds: XML cannot), the same order as the columns one by one."""
     parts = [f"coalesce(CAST({_quote(c)} AS VARCHAR), '')" for c in sort_by]
     joined = " || chr(0) || ".join(parts)
-    bounds = [b for (b,) in spool.db.execute(
-        f"SELECT k FROM (SELECT k, row_number() OVER (ORDER BY k) AS n FROM (SELECT {joined} AS k FROM {spool.scan(name)})) "
-        f"WHERE n % {SORT_ROWS} = 0 ORDER BY k").fetchall()]
+    bounds = _every_nth(spool.batches(f"SELECT {joined} AS k FROM {spool.scan(name)} ORDER BY k"), SORT_ROWS)
     edges = [None, *dict.fromkeys(bounds), None]  # a key's rows stay in one range
     for lo, hi in zip(edges, edges[1:]):
         conds = [f"{joined} {op} ?" for op, edge in ((">=", lo), ("<", hi)) if edge is not None]
         where = f"WHERE {' AND '.join(conds)}" if conds else ""
         yield from spool.batches(f"SELECT * EXCLUDE ({ORD}) FROM {spool.scan(name)} {where} "
                                  f"ORDER BY {', '.join(parts)}, {ORD}", [edge for edge in (lo, hi) if edge is not None])
+
+
+def _every_nth(batches: Iterable[pa.RecordBatch], n: int) -> list[Any]:
+    """The n-th, 2n-th ... value of a sorted column streamed in batches. A window function
+    (``row_number() OVER (ORDER BY k)``) would hold every key in memory at once, past DuckDB's
+    budget; an ORDER BY spills."""
+    out: list[Any] = []
+    seen = 0
+    for batch in batches:
+        column = batch.column(0)
+        out.extend(column[i].as_py() for i in range(n - 1 - seen % n, len(column), n))
+        seen += len(column)
+    return out
 
 
 def write_sorted(output: Output, rel: str, spool: Spool, name: str, schema: pa.Schema,

@@ -190,9 +190,11 @@ def _row_groups(batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> Iterato
         count += batch.num_rows
         while count >= ROW_GROUP:
             table = pa.Table.from_batches(pending)
-            yield _cast(table.slice(0, ROW_GROUP), schema)
+            group = _cast(table.slice(0, ROW_GROUP), schema)
             rest = table.slice(ROW_GROUP)
             pending, count = rest.to_batches(), rest.num_rows
+            del table, rest  # the group is a copy: its source batches go before it is written
+            yield group
     if count:
         yield _cast(pa.Table.from_batches(pending), schema)
 

@@ -151,3 +151,15 @@ def test_staged_units_on_an_object_store_are_read_concurrently_and_in_order(s3_o
     assert read[-6][1].retry and staging.staged(tokens[5]) and not staging.done(tokens[5])
     assert 1 < fault_proxy.max_in_flight <= 4
     s3fs.S3FileSystem.clear_instance_cache()
+
+
+def test_range_bounds_are_every_nth_key_across_batch_edges():
+    """The sorted write's key ranges hold SORT_ROWS rows each: the bounds are the n-th, 2n-th ... key
+    of the sorted column, however DuckDB cuts its result into batches."""
+    import pyarrow as pa
+
+    keys = [f"k{i:03d}" for i in range(1, 24)]
+    cuts = [0, 4, 5, 11, 23]  # batches of 4, 1, 6 and 12 keys
+    batches = [pa.record_batch([pa.array(keys[a:b])], names=["k"]) for a, b in zip(cuts, cuts[1:])]
+    assert spool_module._every_nth(batches, 5) == ["k005", "k010", "k015", "k020"]
+    assert spool_module._every_nth(batches, 30) == []

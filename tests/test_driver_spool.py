@@ -139,18 +139,20 @@ def test_staged_units_on_an_object_store_are_read_concurrently_and_in_order(s3_o
     monkeypatch.setenv("AWS_ENDPOINT_URL", fault_proxy.url)
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", fault_proxy.url)
     s3fs.S3FileSystem.clear_instance_cache()
-    staging = Staging(f"s3://{s3_output_bucket.name}/work/staging")
-    tokens = [f"{i:02x}{'ab' * 19}" for i in range(24)]
-    for i, token in enumerate(tokens):
-        staging.write(token, UnitResult(f"unit-{i}", errors=[{"reason": "fetch_transient"}] if i == 5 else []))
-    fault_proxy.reset()
-    fault_proxy.faults.append(Fault("delay", times=1000, stall_s=0.05))  # a round trip like a remote store's
-    read = list(staging.read_metas(reversed(tokens), threads=4))
-    assert [t for t, _ in read] == tokens[::-1]
-    assert [r.unit_id for _, r in read] == [f"unit-{i}" for i in reversed(range(24))]
-    assert read[-6][1].retry and staging.staged(tokens[5]) and not staging.done(tokens[5])
-    assert 1 < fault_proxy.max_in_flight <= 4
-    s3fs.S3FileSystem.clear_instance_cache()
+    try:  # a cached filesystem pointing at the proxy must not outlive the test
+        staging = Staging(f"s3://{s3_output_bucket.name}/work/staging")
+        tokens = [f"{i:02x}{'ab' * 19}" for i in range(24)]
+        for i, token in enumerate(tokens):
+            staging.write(token, UnitResult(f"unit-{i}", errors=[{"reason": "fetch_transient"}] if i == 5 else []))
+        fault_proxy.reset()
+        fault_proxy.faults.append(Fault("delay", times=1000, stall_s=0.05))  # a round trip like a remote store's
+        read = list(staging.read_metas(reversed(tokens), threads=4))
+        assert [t for t, _ in read] == tokens[::-1]
+        assert [r.unit_id for _, r in read] == [f"unit-{i}" for i in reversed(range(24))]
+        assert read[-6][1].retry and staging.staged(tokens[5]) and not staging.done(tokens[5])
+        assert 1 < fault_proxy.max_in_flight <= 4
+    finally:
+        s3fs.S3FileSystem.clear_instance_cache()
 
 
 def test_range_bounds_are_every_nth_key_across_batch_edges():

@@ -165,15 +165,17 @@ def read_records(asm: Assembly) -> list[Any]:
     return [record_of(r) for r in rows]
 
 
-def apply_dedup(asm: Assembly, result: Any, articles: dict[str, str]) -> None:
+def apply_dedup(asm: Assembly, batches: Iterable[tuple[Any, dict[str, str]]]) -> None:
     """Duplicates leave the shards for ``dropped``, each with its evidence; every clustered sample
-    records its cluster. ``articles``: the dropped keys' article ids."""
+    records its cluster. ``batches``: dedup results of disjoint clusters, each with its dropped
+    keys' article ids."""
     asm.spool.declare("updates", UPDATES)
-    asm.spool.add("updates", ({"key": key, **result.columns(key), "removed": key in result.matches}
-                              for key in result.cluster_of))
-    asm.spool.add("dropped", ({"key": key, "article_id": articles[key], "figure_id": None, "stage": "dedup",
-                               "reason": f"duplicate of {match.canonical}", "scores": [], **match.columns()}
-                              for key, match in result.matches.items()))
+    for result, articles in batches:
+        asm.spool.add("updates", ({"key": key, **result.columns(key), "removed": key in result.matches}
+                                  for key in result.cluster_of))
+        asm.spool.add("dropped", ({"key": key, "article_id": articles[key], "figure_id": None, "stage": "dedup",
+                                   "reason": f"duplicate of {match.canonical}", "scores": [], **match.columns()}
+                                  for key, match in result.matches.items()))
     asm.spool.close("updates")
 
 

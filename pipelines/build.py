@@ -218,7 +218,7 @@ def after_staging(asm: assemble.Assembly, runner: Runner, job: Job, staging: Sta
     release_freed_memory()
     if asm.records:
         dedup_task = bar.add_task("dedup", total=asm.records)
-        assemble.apply_dedup(asm, *dedup(runner, job, asm))
+        assemble.apply_dedup(asm, dedup(runner, job, asm))
         bar.update(dedup_task, completed=asm.records)
         release_freed_memory()
     assemble.plan(asm, job.config, staging)

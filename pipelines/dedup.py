@@ -5,13 +5,16 @@
               here one DuckDB window over the records): they never enter the buckets
     bucket    ``bucket_keys``: exact-pixel key, image LSH bands, caption MinHash bands   (map)
     verify    ``candidate_pairs`` per bucket: the true Hamming distance / Jaccard       (reduce)
-    cluster   ``dedup_clusters.finish`` over the records the pairs and copies name: one
-              counterpart per article pair, canonical-anchored stars, panels following their figures
+    cluster   ``dedup_clusters.finish`` over the records the pairs and copies name, a batch of
+              whole connected components at a time: one counterpart per article pair,
+              canonical-anchored stars, panels following their figures
     apply     ``assemble.apply_dedup``: duplicates to ``dropped`` with their evidence
 
-On the local runner the buckets are vectorized image bands over two uint64 columns
-(``near_pairs_array``) and DuckDB group-bys over the exact and caption band keys, so the driver
-holds 16 bytes per record plus the records that pair. On Ray and Beam, bucket → verify is the
+The verified pairs go to a DuckDB table, not the driver's memory. On the local runner the buckets
+are vectorized image bands over two uint64 columns (``near_pairs_array``) and DuckDB group-bys
+over the exact and caption band keys, streamed out one bucket at a time, so the driver holds
+16 bytes per record, one bucket, and one batch of components (``FINISH_RECORDS`` records, or one
+larger component). On Ray and Beam, bucket → verify is the
 runner's shuffle (hash partitions: map and reduce calls on the Ray actors, a Beam ``GroupByKey``)
 over the records outside the copies, which the driver streams into Parquet parts in the staging
 folder (one batch at a time, no Python rows) for the workers to read; every runner gives the same
@@ -19,13 +22,16 @@ pairs, so the same removals (``tests/test_runners_dedup.py``).
 """
 from __future__ import annotations
 
+import shutil
 from functools import partial
-from itertools import groupby
+from itertools import groupby, islice
 from operator import itemgetter
+from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 import fsspec
 import numpy as np
+import pyarrow as pa
 
 from medcorpus.pipelines.assemble import Assembly, record_of
 from medcorpus.transforms.dedup import (DedupOptions, DedupRecord, Pair, bucket_keys, caption_band_values,
@@ -33,30 +39,37 @@ from medcorpus.transforms.dedup import (DedupOptions, DedupRecord, Pair, bucket_
 from medcorpus.transforms.dedup_clusters import DedupResult, finish
 
 BATCH = 50_000
+FINISH_RECORDS = 50_000  # records per ``finish`` call (whole components)
+PAIRS = pa.schema([("key_a", pa.string()), ("key_b", pa.string()), ("kind", pa.string()), ("distance", pa.float64())])
+PAIR_FIELDS = ", ".join(PAIRS.names)
+PAIR_COLUMNS = "key_a VARCHAR, key_b VARCHAR, kind VARCHAR, distance DOUBLE"
+BANDS = pa.schema([("band", pa.string()), ("key", pa.string())])
+READ_ROWS = 10_000
 PART = 10_000  # fewest records per shuffle part (map task) but the last: a task on fewer costs less than it waits
 
 
-def dedup(runner: Any, job: Any, asm: Assembly) -> tuple[DedupResult, dict[str, str]]:
-    """The removals over the spooled records, and each dropped key's article id."""
+def dedup(runner: Any, job: Any, asm: Assembly) -> Iterator[tuple[DedupResult, dict[str, str]]]:
+    """The removals over the spooled records, a batch of whole clusters at a time (``_batches``),
+    each with its dropped keys' article ids."""
     options = job.config.dedup_options()
     db = asm.spool.db
     _twins_table(db, asm.record_table, options)
-    twins = dict(db.execute("SELECT key, lead FROM twins").fetchall())
     db.execute(f"CREATE OR REPLACE TEMP VIEW solo AS SELECT * FROM {asm.record_table} ANTI JOIN twins USING (key)")
+    db.execute(f"CREATE OR REPLACE TEMP TABLE pairs ({PAIR_COLUMNS})")
     if runner.name == "local":
-        pairs = local_pairs(db, options)
+        local_pairs(db, options)
     else:
         # one folder per work dir (one build at a time holds it): what a killed build left is replaced
         folder = f"{job.staging_root.rstrip('/')}/dedup-parts"
         per_part = min(BATCH, max(PART, -(-asm.records // max(1, runner.workers))))
         try:
             parts = write_parts(db.execute("SELECT * FROM solo").to_arrow_reader(per_part), folder)
-            pairs = sorted(set(shuffled_pairs(runner, job, parts, options)))
+            _insert_pairs(db, shuffled_pairs(runner, job, parts, options))
         finally:
             _remove(folder)
-    records, newest = _involved(db, asm.record_table, pairs)
-    result = finish(records, pairs, options, twins=twins, newest=newest)
-    return result, {k: records[k].article_id for k in result.matches}
+    for records, pairs, twins, newest in _batches(db, asm.record_table, FINISH_RECORDS):
+        result = finish(records, pairs, options, twins=twins, newest=newest)
+        yield result, {k: records[k].article_id for k in result.matches}
 
 
 def _twins_table(db: Any, source: str, options: DedupOptions) -> None:
@@ -77,38 +90,68 @@ def _twins_table(db: Any, source: str, options: DedupOptions) -> None:
         SELECT key, lead FROM w WHERE n > 1 AND NOT (lead_group <> '' AND lead_group = "group")""", list(prefs))
 
 
-def local_pairs(db: Any, options: DedupOptions) -> list[Pair]:
-    """Every verified pair among the records outside the copies (the ``solo`` view), in one process."""
-    pairs: set[Pair] = set()
+def local_pairs(db: Any, options: DedupOptions) -> None:
+    """Every verified pair among the records outside the copies (the ``solo`` view), in one process,
+    into ``pairs``."""
     if "image" in options.kinds:
-        pairs.update(_image_pairs(db, options))
+        _image_pairs(db, options)
     text = text_only(options)
     if text.kinds:
         _band_table(db, text)
-        for bucket, members in _shared_buckets(db):
-            pairs.update(candidate_pairs(bucket, members, options))
-    return sorted(pairs)
+        _insert_pairs(db, (p for bucket, members in _shared_buckets(db)
+                           for p in candidate_pairs(bucket, members, options)))
+
+
+def _insert_pairs(db: Any, pairs: Iterable[Pair]) -> None:
+    """Append pairs to ``pairs``, a batch at a time: the driver never holds them all."""
+    it = iter(pairs)
+    chunks = (pa.table({f: pa.array([getattr(p, f) for p in chunk], PAIRS.field(f).type) for f in PAIRS.names})
+              for chunk in iter(lambda: list(islice(it, BATCH)), []))
+    path = _temp_folder(db) / "pairs.parquet"
+    try:
+        _write_parquet(path, chunks, PAIRS)
+        db.execute(f"INSERT INTO pairs SELECT * FROM read_parquet('{path}')")
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _temp_folder(db: Any) -> Path:
+    """The folder of DuckDB's spill files (the spool's own), for tables kept as Parquet."""
+    path = Path(db.execute("SELECT current_setting('temp_directory')").fetchone()[0])
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _write_parquet(path: Path, chunks: Iterable[Any], schema: Any) -> None:
+    """Arrow tables to one Parquet file. They are computed while a result of the same DuckDB
+    connection streams out (the records they come from), and any other statement on that
+    connection would end that stream early: so ``chunks`` is lazy (a generator that runs its own
+    queries once iterated), and nothing else runs on the connection until it is exhausted."""
+    import pyarrow.parquet as pq
+
+    with pq.ParquetWriter(path, schema) as writer:
+        for chunk in chunks:
+            writer.write_table(chunk)
 
 
 def _shared_buckets(db: Any) -> Iterator[tuple[str, list[DedupRecord]]]:
     """Each bucket key of ``bands`` that two or more records share, with its records in key order.
     Counting and joining spill within the driver's DuckDB budget; a ``list()`` aggregate over every
-    band (tens of millions of rows at a few million records) would not, so the members stream out
-    sorted and are grouped here."""
-    db.execute("CREATE OR REPLACE TEMP TABLE shared AS SELECT band FROM bands GROUP BY band HAVING count(*) > 1")
-    db.execute("CREATE OR REPLACE TEMP TABLE members AS SELECT band, key FROM bands SEMI JOIN shared USING (band)")
-    records = _records(db, "solo", "key IN (SELECT DISTINCT key FROM members)")
-    rows = db.execute("SELECT band, key FROM members ORDER BY band, key").to_arrow_reader(BATCH)
-    sorted_rows = ((band, key) for batch in rows for band, key in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist()))
-    for bucket, group in groupby(sorted_rows, key=itemgetter(0)):
-        yield bucket, [records[key] for _, key in group]
+    band (tens of millions of rows at a few million records) would not, nor would a count of the
+    band strings themselves (their 64-bit hashes are counted; a collision only adds a bucket of one,
+    which pairs nothing). The members stream out sorted, with their records, and are grouped here:
+    one bucket's records in memory at a time."""
+    db.execute("CREATE OR REPLACE TEMP TABLE shared AS SELECT hash(band) AS h FROM bands GROUP BY h HAVING count(*) > 1")
+    db.execute("CREATE OR REPLACE TEMP TABLE members AS SELECT band, key FROM bands WHERE hash(band) IN (SELECT h FROM shared)")
+    rows = db.execute("SELECT m.band AS _band, s.* FROM members m JOIN solo s USING (key) "
+                      "ORDER BY _band, key").to_arrow_reader(READ_ROWS)
+    for bucket, group in groupby((r for batch in rows for r in batch.to_pylist()), key=itemgetter("_band")):
+        yield bucket, [record_of(r) for r in group]
 
 
-def _image_pairs(db: Any, options: DedupOptions) -> Iterator[Pair]:
-    """Near image pairs from the two hash columns alone (16 bytes a record in memory); the keys
-    of the pairs found are looked up in DuckDB."""
-    import pyarrow as pa
-
+def _image_pairs(db: Any, options: DedupOptions) -> None:
+    """Near image pairs from the two hash columns alone (16 bytes a record in memory), into
+    ``pairs``: their keys are looked up in DuckDB."""
     db.execute("CREATE OR REPLACE TEMP TABLE hashes AS SELECT row_number() OVER (ORDER BY key) - 1 AS i, key, hi, lo "
                "FROM solo")
     cols = db.execute("SELECT hi, lo FROM hashes ORDER BY i").fetchnumpy()
@@ -117,22 +160,27 @@ def _image_pairs(db: Any, options: DedupOptions) -> Iterator[Pair]:
     i, j, d = near_pairs_array(h, options)
     del h
     db.register("found", pa.table({"i": i, "j": j, "d": d}))
-    rows = db.execute("SELECT a.key, b.key, found.d FROM found JOIN hashes a ON a.i = found.i "
-                      "JOIN hashes b ON b.i = found.j").fetchall()
+    db.execute("INSERT INTO pairs SELECT least(a.key, b.key), greatest(a.key, b.key), 'image', found.d::DOUBLE "
+               "FROM found JOIN hashes a ON a.i = found.i JOIN hashes b ON b.i = found.j")
     db.unregister("found")
     db.execute("DROP TABLE hashes")
-    return (Pair(*sorted((x, y)), "image", float(dist)) for x, y, dist in rows)
 
 
 def _band_table(db: Any, options: DedupOptions) -> None:
-    """``bands(band, key)``: the exact and caption bucket keys of every record outside the copies."""
-    import pyarrow as pa
-
-    db.execute("CREATE OR REPLACE TEMP TABLE bands (band VARCHAR, key VARCHAR)")
+    """``bands(band, key)``: the exact and caption bucket keys of every record outside the copies,
+    a view over Parquet files beside DuckDB's spill files (tens of millions of rows at a few
+    million records: as a table they would fill DuckDB's memory before its group-by could spill)."""
+    folder = _temp_folder(db) / "bands"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    _write_parquet(folder / "caption.parquet", _caption_bands(db, options) if "caption" in options.kinds else (), BANDS)
     if "exact" in options.kinds:
-        db.execute("INSERT INTO bands SELECT 'x:' || exact, key FROM solo")
-    if "caption" not in options.kinds:
-        return
+        db.execute(f"COPY (SELECT 'x:' || exact AS band, key FROM solo) TO '{folder / 'exact.parquet'}' (FORMAT parquet)")
+    db.execute(f"CREATE OR REPLACE TEMP VIEW bands AS SELECT * FROM read_parquet('{folder}/*.parquet')")
+
+
+def _caption_bands(db: Any, options: DedupOptions) -> Iterator[Any]:
+    """(band, key) tables, a batch of captions at a time: each caption's MinHash band keys."""
     sql = f"SELECT key, caption FROM solo WHERE len(string_split(caption, ' ')) >= {int(options.caption_min_words)}"
     for batch in db.execute(sql).to_arrow_reader(BATCH):
         bands, keys = [], []
@@ -142,37 +190,88 @@ def _band_table(db: Any, options: DedupOptions) -> None:
                 for b, v in enumerate(caption_band_values(signature, options)):
                     bands.append(f"c{b}:{v}")
                     keys.append(key)
-        db.register("chunk", pa.table({"band": pa.array(bands, pa.string()), "key": pa.array(keys, pa.string())}))
-        db.execute("INSERT INTO bands SELECT * FROM chunk")
-        db.unregister("chunk")
+        yield pa.table({"band": pa.array(bands, pa.string()), "key": pa.array(keys, pa.string())}, schema=BANDS)
 
 
-def _records(db: Any, table: str, where: str = "true") -> dict[str, DedupRecord]:
-    rows = db.execute(f"SELECT * FROM {table} WHERE {where}").to_arrow_reader(BATCH)
-    return {r["key"]: record_of(r) for batch in rows for r in batch.to_pylist()}
+Batch = tuple[dict[str, DedupRecord], list[Pair], dict[str, str], dict[str, int]]
 
 
-def _involved(db: Any, source: str, pairs: Sequence[Pair]) -> tuple[dict[str, DedupRecord], dict[str, int]]:
-    """The records ``finish`` can depend on: the pairs', every copy and lead, and the panels of those
-    figures; and the newest version in the corpus of each of their articles."""
-    import pyarrow as pa
+def _batches(db: Any, source: str, size: int) -> Iterator[Batch]:
+    """The records ``finish`` can depend on (the pairs', every copy and lead, the panels of those
+    figures), with their pairs, copies and their articles' newest versions, in batches of whole
+    connected components (``_components``): ``finish`` decides within one component (a pair, a copy
+    and its lead, a panel and its figure link it), so batches give the removals one call over all
+    would, while the driver holds one batch of records."""
+    _involved(db, source)
+    _components(db, size)
+    db.execute("CREATE OR REPLACE TEMP TABLE batched_pairs AS SELECT DISTINCT p.*, n.batch FROM pairs p "
+               "JOIN numbered n ON n.key = p.key_a")
+    db.execute("CREATE OR REPLACE TEMP TABLE batched_twins AS SELECT t.*, n.batch FROM twins t JOIN numbered n USING (key)")
+    db.execute(f"""CREATE OR REPLACE TEMP TABLE newest AS SELECT article_id, max(version) AS version FROM {source}
+        WHERE article_id IN (SELECT DISTINCT article_id FROM involved) GROUP BY article_id""")
+    for (batch,) in db.execute("SELECT DISTINCT batch FROM numbered ORDER BY batch").fetchall():
+        records = {r["key"]: record_of(r) for r in _rows(db, "SELECT * EXCLUDE (i, batch) FROM numbered "
+                                                              "WHERE batch = ? ORDER BY key", batch)}
+        pairs = [Pair(*row) for row in db.execute(f"SELECT {PAIR_FIELDS} FROM batched_pairs WHERE batch = ?",
+                                                  [batch]).fetchall()]
+        twins = dict(db.execute("SELECT key, lead FROM batched_twins WHERE batch = ?", [batch]).fetchall())
+        newest = dict(db.execute("SELECT article_id, version FROM newest SEMI JOIN (SELECT article_id FROM numbered "
+                                 "WHERE batch = ?) USING (article_id)", [batch]).fetchall())
+        yield records, pairs, twins, newest
 
-    db.register("paired", pa.table({"key": pa.array(sorted({k for p in pairs for k in (p.key_a, p.key_b)}),
-                                                     pa.string())}))
-    db.execute("CREATE OR REPLACE TEMP TABLE named AS SELECT key FROM paired UNION SELECT key FROM twins "
-               "UNION SELECT lead FROM twins")
-    db.unregister("paired")
+
+def _rows(db: Any, sql: str, *params: Any) -> Iterator[dict[str, Any]]:
+    for batch in db.execute(sql, list(params)).to_arrow_reader(READ_ROWS):
+        yield from batch.to_pylist()
+
+
+def _involved(db: Any, source: str) -> None:
+    """``involved``: the records named by a pair or a copy, and the panels of those figures."""
+    db.execute("CREATE OR REPLACE TEMP TABLE named AS SELECT key_a AS key FROM pairs UNION SELECT key_b FROM pairs "
+               "UNION SELECT key FROM twins UNION SELECT lead FROM twins")
     db.execute(f"""CREATE OR REPLACE TEMP TABLE involved AS
         SELECT * FROM {source} WHERE key IN (SELECT key FROM named) OR "group" IN (SELECT key FROM named)""")
-    newest = dict(db.execute(f"SELECT article_id, max(version) FROM {source} WHERE article_id IN "
-                             "(SELECT DISTINCT article_id FROM involved) GROUP BY article_id").fetchall())
-    return _records(db, "involved"), newest
+
+
+def _components(db: Any, size: int) -> None:
+    """``numbered``: each involved record with its connected component's batch. Components are
+    found on integer ids (scipy, a few bytes an edge) and packed into batches of about ``size``
+    records in key order; a component is never split, so one larger than ``size`` is a batch alone."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    db.execute("CREATE OR REPLACE TEMP TABLE ids AS SELECT key, row_number() OVER (ORDER BY key) - 1 AS i FROM involved")
+    n = db.execute("SELECT count(*) FROM ids").fetchone()[0]
+    edges = db.execute("""
+        SELECT a.i AS u, b.i AS v FROM pairs p JOIN ids a ON a.key = p.key_a JOIN ids b ON b.key = p.key_b
+        UNION ALL SELECT a.i, b.i FROM twins t JOIN ids a ON a.key = t.key JOIN ids b ON b.key = t.lead
+        UNION ALL SELECT a.i, b.i FROM involved r JOIN ids a ON a.key = r.key JOIN ids b ON b.key = r."group"
+        """).fetchnumpy()
+    graph = coo_matrix((np.ones(len(edges["u"]), np.int8), (edges.pop("u"), edges.pop("v"))), shape=(n, n))
+    label = connected_components(graph, directed=False)[1] if n else np.zeros(0, np.int64)
+    batch = _pack(np.bincount(label), size)[label]
+    db.register("label", pa.table({"i": np.arange(n, dtype=np.int64), "batch": batch.astype(np.int64)}))
+    db.execute("CREATE OR REPLACE TEMP TABLE numbered AS SELECT r.*, ids.i, label.batch FROM involved r "
+               "JOIN ids USING (key) JOIN label USING (i) ORDER BY label.batch, r.key")
+    db.unregister("label")
+    db.execute("DROP TABLE ids")
+
+
+def _pack(sizes: np.ndarray, size: int) -> np.ndarray:
+    """Batch of each component (in label order): consecutive components until a batch holds ``size``."""
+    out = np.empty(len(sizes), np.int64)
+    batch, filled = 0, 0
+    for c, count in enumerate(sizes):
+        if filled and filled + count > size:
+            batch, filled = batch + 1, 0
+        out[c] = batch
+        filled += count
+    return out
 
 
 def write_parts(batches: Iterable[Any], folder: str) -> list[str]:
     """Each record batch as one Parquet part in ``folder``, emptied first (a local path or an
     fsspec URL the workers reach): the input of the runner's shuffle, one map task per part."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     _remove(folder)
@@ -190,8 +289,6 @@ def write_parts(batches: Iterable[Any], folder: str) -> list[str]:
 def write_records(records: Sequence[DedupRecord], folder: str, parts: int = 1) -> list[str]:
     """In-memory records as ``parts`` Parquet parts (``write_parts``): a shuffle's input for small
     inputs and tests."""
-    import pyarrow as pa
-
     from medcorpus.pipelines.assemble import DEDUP_RECORDS, _record_row
 
     table = pa.Table.from_pylist([_record_row(r) for r in records], schema=DEDUP_RECORDS)

@@ -81,7 +81,7 @@ def test_streamed_plans_equal_the_in_memory_planner(tmp_path: Path) -> None:
     dropped = sorted(rng.sample(sorted(first), 40))
     result = DedupResult({k: dropped[0] for k in dropped}, {dropped[0]: dropped[0]}, [],
                          {k: Match(k, dropped[0], ("exact",), 0) for k in dropped[1:]})
-    assemble.apply_dedup(asm, result, {k: "A" for k in dropped})
+    assemble.apply_dedup(asm, [(result, {k: "A" for k in dropped})])
     staging = Staging(tmp_path / "staging")
     assemble.plan(asm, config, staging)
     expected = []

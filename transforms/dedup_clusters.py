@@ -387,6 +387,18 @@ def _result(matches: Mapping[str, Match], kept: list[Pair]) -> DedupResult:
     return DedupResult(dict(sorted(cluster_of.items())), canonical_of, kept, dict(sorted(matches.items())))
 
 
+def merged(results: Iterable[DedupResult]) -> DedupResult:
+    """Results of disjoint sets of clusters as one: what a single ``finish`` over them all gives."""
+    out = DedupResult()
+    for r in results:
+        out.cluster_of.update(r.cluster_of)
+        out.canonical_of.update(r.canonical_of)
+        out.pairs.extend(r.pairs)
+        out.matches.update(r.matches)
+    return DedupResult(dict(sorted(out.cluster_of.items())), dict(sorted(out.canonical_of.items())), sorted(out.pairs),
+                       dict(sorted(out.matches.items())))
+
+
 def dedup_local(records: Iterable[DedupRecord], options: DedupOptions = DedupOptions()) -> DedupResult:
     """map → group → reduce in one process (local runner); images through the vectorized bands."""
     recs = {r.key: r for r in records}

@@ -6,10 +6,13 @@ real staged row of the shared articles with a new key, article, caption and hash
 driver's work grows. Each corpus: ``--per-unit`` samples per unit (an article), 1% exact copies
 and 1% near copies (5 of 128 hash bits flipped) of earlier samples in other articles, same caption.
 ``--cluster N`` adds a corpus of N samples that are one image (and one caption) in N articles: the
-placeholder-image case, linear with copies following one lead.
+placeholder-image case, linear with copies following one lead. ``--dedup-records N`` measures the
+dedup step alone (``pipelines.dedup.dedup`` on the local runner) over N synthetic dedup records of
+the same mix written straight into a spool, with peak RSS and seconds by step.
 
     python bench/driver_bench.py --samples 100000 300000 1000000 --cluster 100000
     python bench/driver_bench.py --samples 100000 --python /work/main/.venv/bin/python   # main's code
+    python bench/driver_bench.py --samples --dedup-records 1000000 3000000
 
 The staged units are written straight into the staging folder (the ``.data`` and ``.meta`` files a
 worker leaves; no stage runs), so 1 M samples stage in minutes; ``--keep`` keeps them for the next
@@ -253,6 +256,61 @@ def measure_dedup(copies: int) -> dict[str, Any]:
             "dropped": len(result.matches), "pairs": len(result.pairs)}
 
 
+DEDUP_STEPS = {"_twins_table": "copies", "_image_pairs": "image bands", "_band_table": "caption minhash",
+               "_insert_pairs": "caption buckets", "_involved": "involved", "_components": "components",
+               "finish": "finish"}
+
+
+def write_dedup_records(path: Path, n: int, seed: int = 0) -> None:
+    """``n`` synthetic dedup records (the corpus's mix, ``_hashes``; 8 figures an article) as a
+    spool's records file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from medcorpus.pipelines.assemble import DEDUP_RECORDS
+
+    rng, earlier = random.Random(seed), []
+    with pq.ParquetWriter(path, DEDUP_RECORDS) as writer:
+        for start in range(0, n, 100_000):
+            rows = []
+            for i in range(start, min(n, start + 100_000)):
+                exact, phash, caption = _hashes(rng, earlier, False)
+                value, key = int(phash, 16), f"u{i // 8:08d}_f{i % 8:03d}"
+                rows.append({"key": key, "article_id": f"10.5555/synthetic.u{i // 8:08d}", "version": 1,
+                             "license_code": "CC BY", "pixels": 1_000_000, "exact": exact, "hi": value >> 64,
+                             "lo": value & (2**64 - 1), "caption": caption, "group": key, "label": "", "box": [],
+                             "width": 800, "height": 600, "sample": i})
+            writer.write_table(pa.Table.from_pylist(rows, schema=DEDUP_RECORDS))
+
+
+def measure_dedup_step(work: Path, n: int) -> dict[str, Any]:
+    """In this (fresh) process: the dedup step over the spooled records, peak RSS and seconds by step."""
+    from types import SimpleNamespace
+
+    from medcorpus.pipelines import dedup
+    from medcorpus.pipelines.assemble import Assembly
+    from medcorpus.pipelines.spool import Spool
+    from medcorpus.transforms.dedup import DedupOptions
+
+    spool = Spool(work / "spool")
+    shutil.copy(work / "records.parquet", spool.root / "records.parquet")
+    asm = Assembly(spool, ("comm",), records=n)
+    job = SimpleNamespace(config=SimpleNamespace(dedup_options=DedupOptions))
+    floor = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    phases = PhaseRSS()
+    for name, label in DEDUP_STEPS.items():
+        setattr(dedup, name, phases._wrapped(label, getattr(dedup, name)))
+    t0 = time.perf_counter()
+    dropped = clustered = 0
+    for result, _ in dedup.dedup(SimpleNamespace(name="local", workers=1), job, asm):
+        dropped, clustered = dropped + len(result.matches), clustered + len(result.cluster_of)
+    seconds = time.perf_counter() - t0
+    spool.finish()
+    return {"corpus": "dedup_records", "records": n, "seconds": round(seconds, 1), "floor_mb": round(floor),
+            "peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), "dropped": dropped,
+            "clustered": clustered, "steps": {k: v for k, v in phases.report().items() if not k.startswith("after")}}
+
+
 def _env() -> dict[str, str]:
     """The measured interpreter imports its own medcorpus: never this checkout's through PYTHONPATH
     (the repository root holds a ``medcorpus`` link)."""
@@ -272,7 +330,10 @@ def main() -> None:
                     help="interpreters (and so the medcorpus each imports) to measure on the same staged units")
     ap.add_argument("--dedup-cluster", type=int, nargs="*", default=[],
                     help="copies of one image: time and memory of the dedup step alone (in memory, no staging)")
+    ap.add_argument("--dedup-records", type=int, nargs="*", default=[],
+                    help="synthetic dedup records: time and memory of the dedup step alone, by step")
     ap.add_argument("--measure-dedup", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--measure-dedup-step", nargs=2, metavar=("WORK", "RECORDS"), help=argparse.SUPPRESS)
     ap.add_argument("--measure", nargs=3, metavar=("WORK", "UNITS", "RUNNER"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.measure:
@@ -281,6 +342,22 @@ def main() -> None:
     if args.measure_dedup:
         print(json.dumps(measure_dedup(args.measure_dedup)))
         return
+    if args.measure_dedup_step:
+        print(json.dumps(measure_dedup_step(Path(args.measure_dedup_step[0]), int(args.measure_dedup_step[1]))))
+        return
+    for n in args.dedup_records:
+        work = Path(args.work) / f"dedup-records-{n}"
+        if not (args.keep and (work / "records.parquet").exists()):
+            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir(parents=True)
+            write_dedup_records(work / "records.parquet", n)
+        for python in args.python:
+            done = subprocess.run([python, __file__, "--measure-dedup-step", str(work), str(n)], capture_output=True,
+                                  text=True, cwd="/", env=_env())
+            print(done.stdout.strip().splitlines()[-1] if done.returncode == 0 else done.stderr[-3000:], python,
+                  flush=True)
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
     for copies, python in ((c, p) for c in args.dedup_cluster for p in args.python):
         done = subprocess.run([python, __file__, "--measure-dedup", str(copies)], capture_output=True, text=True,
                               cwd="/", env=_env(), timeout=1800)

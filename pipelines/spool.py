@@ -27,6 +27,9 @@ MEMORY_LIMIT = "512MB"  # DuckDB's own budget in the driver; past it sorts and j
 SORT_ROWS = 100_000  # rows DuckDB sorts at a time when a table streams out (wide rows fit its budget)
 READ_ROWS = 10_000  # rows a result batch carries out of DuckDB (wide table rows: a few MB)
 THREADS = 2  # each DuckDB thread holds its own sort and join buffers inside that budget
+SPLIT_ROWS = 10_000  # rows a DuckDB thread buffers before handing them to the range files (PARTITION_BY)
+RANGE_GROUP_BYTES = "2MB"  # row group of a range file while a table is split into its key ranges
+SPLIT_KEY, SPLIT_RANGE = "_split_key", "_range"  # columns of the split: a row's joined sort key, its range
 
 
 def release_freed_memory() -> None:
@@ -53,6 +56,7 @@ def driver_db(temp_directory: str | Path, memory_limit: str = MEMORY_LIMIT) -> d
     db.execute(f"SET temp_directory='{temp_directory}'")
     db.execute("SET preserve_insertion_order=false")
     db.execute(f"SET threads={THREADS}")
+    db.execute(f"SET partitioned_write_flush_threshold={SPLIT_ROWS}")
     return db
 
 
@@ -122,18 +126,64 @@ class Spool:
 def sorted_batches(spool: Spool, name: str, sort_by: tuple[str, ...]) -> Iterator[pa.RecordBatch]:
     """The table's rows in ``write_rows`` order, sorted a key range at a time: DuckDB's sort of a
     whole table of wide rows runs out of its memory budget (1 M figure rows in 512 MB), so a narrow
-    sort of the keys alone picks boundaries ``SORT_ROWS`` rows apart, and each range (a scan of the
-    spool) is sorted on its own. Ranges compare the sort columns joined by NUL (which no manifest
-    text holds: XML cannot), the same order as the columns one by one."""
+    sort of the keys alone picks boundaries ``SORT_ROWS`` rows apart, one scan of the spool writes
+    each row to its range's file, and each range file is sorted on its own. Ranges compare the sort
+    columns joined by NUL (which no manifest text holds: XML cannot), the same order as the columns
+    one by one."""
     parts = [f"coalesce(CAST({_quote(c)} AS VARCHAR), '')" for c in sort_by]
     joined = " || chr(0) || ".join(parts)
+    order = f"ORDER BY {', '.join(parts)}, {ORD}"
     bounds = _every_nth(spool.batches(f"SELECT {joined} AS k FROM {spool.scan(name)} ORDER BY k"), SORT_ROWS)
-    edges = [None, *dict.fromkeys(bounds), None]  # a key's rows stay in one range
-    for lo, hi in zip(edges, edges[1:]):
-        conds = [f"{joined} {op} ?" for op, edge in ((">=", lo), ("<", hi)) if edge is not None]
-        where = f"WHERE {' AND '.join(conds)}" if conds else ""
-        yield from spool.batches(f"SELECT * EXCLUDE ({ORD}) FROM {spool.scan(name)} {where} "
-                                 f"ORDER BY {', '.join(parts)}, {ORD}", [edge for edge in (lo, hi) if edge is not None])
+    bounds = list(dict.fromkeys(bounds))  # a key's rows stay in one range
+    if not bounds:
+        yield from spool.batches(f"SELECT * EXCLUDE ({ORD}) FROM {spool.scan(name)} {order}")
+        return
+    folder = spool.root / "ranges" / name
+    try:
+        _split(spool, name, joined, bounds, folder)
+        for files in _range_files(folder, len(bounds) + 1):
+            scan = f"read_parquet('{files}', hive_partitioning=false)"
+            yield from spool.batches(f"SELECT * EXCLUDE ({ORD}) FROM {scan} {order}")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _split(spool: Spool, name: str, joined: str, bounds: list[str], folder: Path) -> None:
+    """Write each row of the table to the file of its key range (``folder/_range=i/``) in one scan:
+    sorting each range straight from the spool would scan the whole spool once per range. Every
+    range has a file open during the scan, so its row groups are kept small (``RANGE_GROUP_BYTES``)
+    for the buffers of all of them to fit DuckDB's budget."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    index, params = _range_index(SPLIT_KEY, bounds)
+    spool.db.execute(f"COPY (SELECT * EXCLUDE ({SPLIT_KEY}), {index} AS {SPLIT_RANGE} "
+                     f"FROM (SELECT *, {joined} AS {SPLIT_KEY} FROM {spool.scan(name)})) TO '{folder}' (FORMAT parquet, "
+                     f"PARTITION_BY ({SPLIT_RANGE}), ROW_GROUP_SIZE_BYTES '{RANGE_GROUP_BYTES}')", params)
+
+
+def _range_index(key: str, bounds: list[str]) -> tuple[str, list[str]]:
+    """SQL for the index of ``key``'s range, the number of ``bounds`` (sorted, distinct) at or below
+    it, and its parameters: nested CASEs that halve the bounds at each level, a few comparisons a
+    row. An ASOF join against a table of bounds gives the same, but DuckDB buffers its wide side
+    (out of memory at 300 k rows of 3 KB)."""
+    def search(lo: int, hi: int) -> tuple[str, list[str]]:
+        if lo == hi:
+            return str(lo), []
+        mid = (lo + hi) // 2
+        below, below_params = search(lo, mid)
+        above, above_params = search(mid + 1, hi)
+        return f"CASE WHEN {key} < ? THEN {below} ELSE {above} END", [bounds[mid], *below_params, *above_params]
+
+    return search(0, len(bounds))
+
+
+def _range_files(folder: Path, ranges: int) -> Iterator[str]:
+    """Each range's files as a glob, in range order; a range no row fell in has no folder (the
+    first one, when the n-th key is also the smallest)."""
+    for i in range(ranges):
+        part = folder / f"{SPLIT_RANGE}={i}"
+        if part.is_dir():
+            yield str(part / "*.parquet")
 
 
 def _every_nth(batches: Iterable[pa.RecordBatch], n: int) -> list[Any]:

@@ -54,6 +54,50 @@ def test_spooled_table_has_the_bytes_write_rows_writes(tmp_path: Path, monkeypat
     assert not (tmp_path / "spool").exists()
 
 
+
+def test_key_ranges_are_split_into_files_that_go_when_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The big table's key ranges go through files of their own in the spool, gone once the rows are
+    read and when the reader stops early; the first range is empty here (the n-th key is the
+    smallest: a thousand rows share it) and the rows still come in ``write_rows`` order."""
+    monkeypatch.setattr(spool_module, "SORT_ROWS", 500)
+    rows = _errors(6_000)
+    for row in rows[1_000:2_000]:
+        row.update(input="", stage="", reason="", figure_id=None, detail=None)
+    output = Output(str(tmp_path / "out"))
+    spool = Spool(tmp_path / "spool")
+    spool.declare("big", schema.ERRORS)
+    spool.add("big", rows)
+    spool.close("big")
+    ranges = tmp_path / "spool" / "ranges"
+    reader = spool_module.sorted_batches(spool, "big", SORT)
+    next(reader)
+    assert len({p.parent for p in ranges.rglob("*.parquet")}) == len(rows) // 500 - 1
+    reader.close()
+    assert not any(ranges.rglob("*.parquet"))
+    assert write_sorted(output, "b/big.parquet", spool, "big", schema.ERRORS, SORT) == len(rows)
+    assert not any(ranges.rglob("*.parquet"))
+    write_rows(output, "a/big.parquet", rows, schema.ERRORS, SORT)
+    assert output.read_bytes("a/big.parquet") == output.read_bytes("b/big.parquet")
+    spool.finish()
+
+
+def test_range_index_is_the_number_of_bounds_at_or_below_the_key():
+    """A row's range (the nested CASEs' binary search) is the count of bounds at or below its key."""
+    import bisect
+
+    import duckdb
+
+    keys = ["", "\x00", "a", "a\x00b", "a\x01", "ab", "b", "bb", "c", "z", "é", "ω"]
+    db = duckdb.connect()
+    db.execute("CREATE TABLE t (k VARCHAR)")
+    db.executemany("INSERT INTO t VALUES (?)", [[k] for k in keys])
+    for m in range(1, len(keys)):
+        for bounds in (keys[1:m + 1], keys[::-1][:m][::-1], keys[1::2][:m]):
+            index, params = spool_module._range_index("k", bounds)
+            got = dict(db.execute(f"SELECT k, {index} FROM t", params).fetchall())
+            assert got == {k: bisect.bisect_right(bounds, k) for k in keys}, bounds
+
+
 def _units(rng: random.Random) -> list[tuple[str, UnitResult]]:
     units = []
     for u in range(300):

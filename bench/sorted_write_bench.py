@@ -8,7 +8,9 @@ into the spool's file format (``_ord`` numbering the rows, row groups of ``FLUSH
 size and reused. Each write runs in a fresh process that imports the code under ``--code`` (a
 checkout: its ``pipelines/spool.py`` is the one measured); ``peak_rss_mb`` is that process's RSS
 sampled every 20 ms during the write, ``floor_rss_mb`` its RSS before it (``getrusage``'s peak
-would not do: a forked child starts from its parent's, and the parent built the table).
+would not do: a forked child starts from its parent's, and the parent built the table), and
+``after_rss_mb`` its RSS after it, once freed memory is handed back (what the phases after the
+tables start from).
 
     python bench/sorted_write_bench.py --rows 300000 1000000 --code /work/main .   # before, after
 """
@@ -118,13 +120,15 @@ def measure(source: Path, rows: int, work: Path) -> dict[str, Any]:
         t0 = time.perf_counter()
         written = write_sorted(output, "wide.parquet", spool, NAME, schema(), SORT_BY)
         seconds = time.perf_counter() - t0
+    spool_module.release_freed_memory()
+    after = PeakRSS.now()  # what the write leaves to the phases after it
     left = sorted(str(p.relative_to(spool.root)) for p in spool.root.rglob("*") if p.is_file())
     spool.finish()
     path = Path(output.path("wide.parquet"))
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     meta = pq.ParquetFile(path).metadata
     return {"rows": rows, "written": written, "seconds": round(seconds, 2), "peak_rss_mb": rss.peak >> 20,
-            "floor_rss_mb": floor >> 20, "row_groups": meta.num_row_groups, "output_mb": path.stat().st_size >> 20,
+            "floor_rss_mb": floor >> 20, "after_rss_mb": after >> 20, "row_groups": meta.num_row_groups, "output_mb": path.stat().st_size >> 20,
             "sha256": digest, "spool_files_left": left, "code": spool_module.__file__}
 
 

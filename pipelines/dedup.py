@@ -141,8 +141,10 @@ def _shared_buckets(db: Any) -> Iterator[tuple[str, list[DedupRecord]]]:
     band strings themselves (their 64-bit hashes are counted; a collision only adds a bucket of one,
     which pairs nothing). The members stream out sorted, with their records, and are grouped here:
     one bucket's records in memory at a time."""
-    db.execute("CREATE OR REPLACE TEMP TABLE shared AS SELECT hash(band) AS h FROM bands GROUP BY h HAVING count(*) > 1")
-    db.execute("CREATE OR REPLACE TEMP TABLE members AS SELECT band, key FROM bands WHERE hash(band) IN (SELECT h FROM shared)")
+    db.execute("CREATE OR REPLACE TEMP TABLE shared AS "
+               "SELECT hash(band) AS h FROM bands GROUP BY h HAVING count(*) > 1")
+    db.execute("CREATE OR REPLACE TEMP TABLE members AS "
+               "SELECT band, key FROM bands WHERE hash(band) IN (SELECT h FROM shared)")
     rows = db.execute("SELECT m.band AS _band, s.* FROM members m JOIN solo s USING (key) "
                       "ORDER BY _band, key").to_arrow_reader(READ_ROWS)
     for bucket, group in groupby((r for batch in rows for r in batch.to_pylist()), key=itemgetter("_band")):
@@ -175,7 +177,8 @@ def _band_table(db: Any, options: DedupOptions) -> None:
     folder.mkdir()
     _write_parquet(folder / "caption.parquet", _caption_bands(db, options) if "caption" in options.kinds else (), BANDS)
     if "exact" in options.kinds:
-        db.execute(f"COPY (SELECT 'x:' || exact AS band, key FROM solo) TO '{folder / 'exact.parquet'}' (FORMAT parquet)")
+        db.execute(f"COPY (SELECT 'x:' || exact AS band, key FROM solo) "
+                   f"TO '{folder / 'exact.parquet'}' (FORMAT parquet)")
     db.execute(f"CREATE OR REPLACE TEMP VIEW bands AS SELECT * FROM read_parquet('{folder}/*.parquet')")
 
 
@@ -206,7 +209,8 @@ def _batches(db: Any, source: str, size: int) -> Iterator[Batch]:
     _components(db, size)
     db.execute("CREATE OR REPLACE TEMP TABLE batched_pairs AS SELECT DISTINCT p.*, n.batch FROM pairs p "
                "JOIN numbered n ON n.key = p.key_a")
-    db.execute("CREATE OR REPLACE TEMP TABLE batched_twins AS SELECT t.*, n.batch FROM twins t JOIN numbered n USING (key)")
+    db.execute("CREATE OR REPLACE TEMP TABLE batched_twins AS "
+               "SELECT t.*, n.batch FROM twins t JOIN numbered n USING (key)")
     db.execute(f"""CREATE OR REPLACE TEMP TABLE newest AS SELECT article_id, max(version) AS version FROM {source}
         WHERE article_id IN (SELECT DISTINCT article_id FROM involved) GROUP BY article_id""")
     for (batch,) in db.execute("SELECT DISTINCT batch FROM numbered ORDER BY batch").fetchall():
@@ -240,7 +244,8 @@ def _components(db: Any, size: int) -> None:
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    db.execute("CREATE OR REPLACE TEMP TABLE ids AS SELECT key, row_number() OVER (ORDER BY key) - 1 AS i FROM involved")
+    db.execute("CREATE OR REPLACE TEMP TABLE ids AS "
+               "SELECT key, row_number() OVER (ORDER BY key) - 1 AS i FROM involved")
     n = db.execute("SELECT count(*) FROM ids").fetchone()[0]
     edges = db.execute("""
         SELECT a.i AS u, b.i AS v FROM pairs p JOIN ids a ON a.key = p.key_a JOIN ids b ON b.key = p.key_b

@@ -16,9 +16,9 @@ from bench.reprints import SCENARIOS, counterpart, is_panel_key, make_reprint, p
 from medcorpus.manifests.query import query
 from medcorpus.manifests.verify import verify_output
 from medcorpus.pipelines import assemble
+from medcorpus.pipelines import dedup as dedup_module
 from medcorpus.pipelines.build import build
 from medcorpus.pipelines.config import load_config
-from medcorpus.pipelines import dedup as dedup_module
 from medcorpus.pipelines.dedup import dedup, shuffled_pairs, write_records
 from medcorpus.pipelines.runners import Job, LocalRunner, make_runner
 from medcorpus.pipelines.sources.local import LocalSource
@@ -99,7 +99,8 @@ def test_distributed_dedup_gives_the_same_removals(reprint_build: Path, runner_n
     expected = finish({r.key: r for r in records},  # the in-process shuffle
                       shuffled_pairs(LocalRunner(1), job, parts, options), options)
     assert expected.matches == dedup_local(records, options).matches  # numpy bands agree
-    assert merged(r for r, _ in dedup(LocalRunner(1), job, asm)).matches == expected.matches  # and the build's spooled path
+    spooled = merged(r for r, _ in dedup(LocalRunner(1), job, asm))  # and the build's spooled path
+    assert spooled.matches == expected.matches
     runner = make_runner(runner_name, 2, config=cfg)
     try:
         got = merged(r for r, _ in dedup(runner, job, asm))

@@ -54,7 +54,6 @@ def test_spooled_table_has_the_bytes_write_rows_writes(tmp_path: Path, monkeypat
     assert not (tmp_path / "spool").exists()
 
 
-
 def test_key_ranges_are_split_into_files_that_go_when_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The big table's key ranges go through files of their own in the spool, gone once the rows are
     read and when the reader stops early; the first range is empty here (the n-th key is the
@@ -81,7 +80,7 @@ def test_key_ranges_are_split_into_files_that_go_when_read(tmp_path: Path, monke
     spool.finish()
 
 
-def test_range_index_is_the_number_of_bounds_at_or_below_the_key():
+def test_range_index_is_the_number_of_bounds_at_or_below_the_key() -> None:
     """A row's range (the nested CASEs' binary search) is the count of bounds at or below its key."""
     import bisect
 

@@ -34,6 +34,7 @@ import numpy as np
 import pyarrow as pa
 
 from medcorpus.pipelines.assemble import Assembly, record_of
+from medcorpus.pipelines.spool import READ_ROWS
 from medcorpus.transforms.dedup import (DedupOptions, DedupRecord, Pair, bucket_keys, caption_band_values,
                                         caption_minhash, candidate_pairs, near_pairs_array, text_only)
 from medcorpus.transforms.dedup_clusters import DedupResult, finish
@@ -44,7 +45,6 @@ PAIRS = pa.schema([("key_a", pa.string()), ("key_b", pa.string()), ("kind", pa.s
 PAIR_FIELDS = ", ".join(PAIRS.names)
 PAIR_COLUMNS = "key_a VARCHAR, key_b VARCHAR, kind VARCHAR, distance DOUBLE"
 BANDS = pa.schema([("band", pa.string()), ("key", pa.string())])
-READ_ROWS = 10_000
 PART = 10_000  # fewest records per shuffle part (map task) but the last: a task on fewer costs less than it waits
 
 
@@ -100,6 +100,8 @@ def local_pairs(db: Any, options: DedupOptions) -> None:
         _band_table(db, text)
         _insert_pairs(db, (p for bucket, members in _shared_buckets(db)
                            for p in candidate_pairs(bucket, members, options)))
+        db.execute("DROP VIEW bands")
+        shutil.rmtree(_temp_folder(db) / "bands")  # ≈ 1 GB at 3 M records: not kept for the rest of the build
 
 
 def _insert_pairs(db: Any, pairs: Iterable[Pair]) -> None:

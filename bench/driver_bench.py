@@ -97,6 +97,7 @@ def stage(work: Path, samples: int, per_unit: int, cluster: bool, seed: int = 0)
     """Write the synthetic staged results straight into the staging folder (the files a worker
     writes: ``.data`` members, then ``.meta`` rows; no images); returns the number of units."""
     from medcorpus import __version__
+    from medcorpus.pipelines.assemble import add_caption_bands
     from medcorpus.pipelines.build import prepare_stages
     from medcorpus.pipelines.config import load_config
     from medcorpus.pipelines.staging import StagedSample, Staging, UnitResult, unit_token
@@ -128,6 +129,7 @@ def stage(work: Path, samples: int, per_unit: int, cluster: bool, seed: int = 0)
             result.members[key] = {"jpg": jpg, "txt": caption.encode()}
             result.figures.append({**figure, "key": key, "article_id": art, "figure_id": f"f{j}", "caption": caption})
             n += 1
+        add_caption_bands(result, config)  # what the staging worker computes
         _write_staged(staging, unit_token(unit, config_hash, __version__), result)
     return units
 
@@ -256,7 +258,7 @@ def measure_dedup(copies: int) -> dict[str, Any]:
             "dropped": len(result.matches), "pairs": len(result.pairs)}
 
 
-DEDUP_STEPS = {"_twins_table": "copies", "_image_pairs": "image bands", "_band_table": "caption minhash",
+DEDUP_STEPS = {"_twins_table": "copies", "_image_pairs": "image bands", "_band_table": "caption bands",
                "_insert_pairs": "caption buckets", "_involved": "involved", "_components": "components",
                "finish": "finish"}
 
@@ -268,8 +270,9 @@ def write_dedup_records(path: Path, n: int, seed: int = 0) -> None:
     import pyarrow.parquet as pq
 
     from medcorpus.pipelines.assemble import DEDUP_RECORDS
+    from medcorpus.transforms.dedup import DedupOptions, caption_bands
 
-    rng, earlier = random.Random(seed), []
+    rng, earlier, options = random.Random(seed), [], DedupOptions()
     with pq.ParquetWriter(path, DEDUP_RECORDS) as writer:
         for start in range(0, n, 100_000):
             rows = []
@@ -279,7 +282,8 @@ def write_dedup_records(path: Path, n: int, seed: int = 0) -> None:
                 rows.append({"key": key, "article_id": f"10.5555/synthetic.u{i // 8:08d}", "version": 1,
                              "license_code": "CC BY", "pixels": 1_000_000, "exact": exact, "hi": value >> 64,
                              "lo": value & (2**64 - 1), "caption": caption, "group": key, "label": "", "box": [],
-                             "width": 800, "height": 600, "sample": i})
+                             "width": 800, "height": 600, "sample": i,
+                             "bands": list(caption_bands(caption.split(), options))})  # the workers' part
             writer.write_table(pa.Table.from_pylist(rows, schema=DEDUP_RECORDS))
 
 

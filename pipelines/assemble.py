@@ -21,7 +21,7 @@ import hashlib
 import json
 import tempfile
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -52,7 +52,7 @@ SAMPLE_INDEX = pa.schema([("family", _s), ("key", _s), ("size", _i), ("token", _
 DEDUP_RECORDS = pa.schema([("key", _s), ("article_id", _s), ("version", _i), ("license_code", _s), ("pixels", _i),
                            ("exact", _s), ("hi", pa.uint64()), ("lo", pa.uint64()), ("caption", _s), ("group", _s),
                            ("label", _s), ("box", pa.list_(pa.float64())), ("width", _i), ("height", _i),
-                           ("sample", _i)])
+                           ("bands", pa.list_(pa.uint64())), ("sample", _i)])
 UPDATES = pa.schema([("key", _s), ("dedup_cluster", _s), ("duplicate_of", _s), ("removed", pa.bool_())])
 PLAN_ROWS = pa.schema([("key", _s), ("token", _s), ("dedup_cluster", _s), ("duplicate_of", _s)])
 
@@ -91,7 +91,7 @@ def collect(results: Iterable[tuple[str, UnitResult]], config: BuildConfig, spoo
         asm.spool.declare(name, table_schema)
     asm.spool.declare("samples", SAMPLE_INDEX)
     asm.spool.declare("dedup", DEDUP_RECORDS)
-    dedup_on = bool(config.dedup_options().kinds) and "quality" in config.stages
+    dedup_on, options = _dedup_on(config), config.dedup_options()
     for token, result in results:
         for name in TABLES:
             asm.spool.add(name, getattr(result, name))
@@ -104,7 +104,8 @@ def collect(results: Iterable[tuple[str, UnitResult]], config: BuildConfig, spoo
             index.append({"family": s.family, "key": s.key, "size": s.size, "token": token,
                           "article_id": s.row.get("article_id"), "figure_id": s.row.get("figure_id")})
             if dedup_on and s.row.get("image_phash"):
-                records.append({**_record_row(dedup_record(s.row)), "sample": asm.samples + len(index) - 1})
+                record = _with_bands(dedup_record(s.row), s.caption_bands, options)
+                records.append({**_record_row(record), "sample": asm.samples + len(index) - 1})
         asm.samples += len(index)
         asm.spool.add("samples", index)
         asm.spool.add("dedup", records)
@@ -142,12 +143,40 @@ def dedup_record(row: dict[str, Any]) -> Any:
                        box=row.get("panel_box"), width=row.get("width") or 0, height=row.get("height") or 0)
 
 
+def _dedup_on(config: BuildConfig) -> bool:
+    return bool(config.dedup_options().kinds) and "quality" in config.stages
+
+
+def add_caption_bands(result: UnitResult, config: BuildConfig) -> UnitResult:
+    """The caption MinHash bands of each sample's dedup record, computed by the worker that stages
+    the unit (after every stage that may rewrite the caption): bucketing the captions is then a
+    scan on the driver, not a MinHash per caption."""
+    from medcorpus.transforms.dedup import caption_bands
+
+    options = config.dedup_options()
+    if _dedup_on(config) and "caption" in options.kinds:
+        for s in result.samples:
+            if s.row.get("image_phash"):
+                s.caption_bands = caption_bands(dedup_record(s.row).caption_tokens, options)
+    return result
+
+
+def _with_bands(record: Any, bands: tuple[int, ...] | None, options: Any) -> Any:
+    """``record`` with its caption bands: the worker's, or computed here for a unit staged without
+    them (by an earlier version)."""
+    from medcorpus.transforms.dedup import caption_bands
+
+    if bands is None and "caption" in options.kinds:
+        bands = caption_bands(record.caption_tokens, options)
+    return replace(record, bands=tuple(bands or ()))
+
+
 def _record_row(r: Any) -> dict[str, Any]:
     """A dedup record as a spooled row (caption tokens are [a-z0-9]+: joined by spaces, split back)."""
     return {"key": r.key, "article_id": r.article_id, "version": r.version, "license_code": r.license_code,
             "pixels": r.pixels, "exact": r.exact, "hi": r.perceptual >> 64, "lo": r.perceptual & ((1 << 64) - 1),
             "caption": " ".join(r.caption_tokens), "group": r.group, "label": r.label, "box": list(r.box),
-            "width": r.width, "height": r.height}
+            "width": r.width, "height": r.height, "bands": list(r.bands)}
 
 
 def record_of(row: dict[str, Any]) -> Any:
@@ -156,7 +185,7 @@ def record_of(row: dict[str, Any]) -> Any:
 
     return DedupRecord(row["key"], row["article_id"], row["version"], row["license_code"], row["pixels"], row["exact"],
                        (row["hi"] << 64) | row["lo"], tuple(row["caption"].split()), row["group"], row["label"],
-                       tuple(row["box"] or ()), row["width"], row["height"])
+                       tuple(row["box"] or ()), row["width"], row["height"], tuple(row.get("bands") or ()))
 
 
 def read_records(asm: Assembly) -> list[Any]:

@@ -3,7 +3,8 @@
 
     collapse  copies of identical pixels follow their class lead (``dedup_clusters.twin_leads``,
               here one DuckDB window over the records): they never enter the buckets
-    bucket    ``bucket_keys``: exact-pixel key, image LSH bands, caption MinHash bands   (map)
+    bucket    ``bucket_keys``: exact-pixel key, image LSH bands, caption MinHash bands   (map;
+              the caption bands come computed by the staging workers, ``add_caption_bands``)
     verify    ``candidate_pairs`` per bucket: the true Hamming distance / Jaccard       (reduce)
     cluster   ``dedup_clusters.finish`` over the records the pairs and copies name, a batch of
               whole connected components at a time: one counterpart per article pair,
@@ -35,8 +36,8 @@ import pyarrow as pa
 
 from medcorpus.pipelines.assemble import Assembly, record_of
 from medcorpus.pipelines.spool import READ_ROWS
-from medcorpus.transforms.dedup import (DedupOptions, DedupRecord, Pair, bucket_keys, caption_band_values,
-                                        caption_minhash, candidate_pairs, near_pairs_array, text_only)
+from medcorpus.transforms.dedup import (DedupOptions, DedupRecord, Pair, bucket_keys, candidate_pairs,
+                                        near_pairs_array, text_only)
 from medcorpus.transforms.dedup_clusters import DedupResult, finish
 
 BATCH = 50_000
@@ -44,7 +45,6 @@ FINISH_RECORDS = 50_000  # records per ``finish`` call (whole components)
 PAIRS = pa.schema([("key_a", pa.string()), ("key_b", pa.string()), ("kind", pa.string()), ("distance", pa.float64())])
 PAIR_FIELDS = ", ".join(PAIRS.names)
 PAIR_COLUMNS = "key_a VARCHAR, key_b VARCHAR, kind VARCHAR, distance DOUBLE"
-BANDS = pa.schema([("band", pa.string()), ("key", pa.string())])
 PART = 10_000  # fewest records per shuffle part (map task) but the last: a task on fewer costs less than it waits
 
 
@@ -147,7 +147,7 @@ def _shared_buckets(db: Any) -> Iterator[tuple[str, list[DedupRecord]]]:
                "SELECT hash(band) AS h FROM bands GROUP BY h HAVING count(*) > 1")
     db.execute("CREATE OR REPLACE TEMP TABLE members AS "
                "SELECT band, key FROM bands WHERE hash(band) IN (SELECT h FROM shared)")
-    rows = db.execute("SELECT m.band AS _band, s.* FROM members m JOIN solo s USING (key) "
+    rows = db.execute("SELECT m.band AS _band, s.* EXCLUDE (bands) FROM members m JOIN solo s USING (key) "
                       "ORDER BY _band, key").to_arrow_reader(READ_ROWS)
     for bucket, group in groupby((r for batch in rows for r in batch.to_pylist()), key=itemgetter("_band")):
         yield bucket, [record_of(r) for r in group]
@@ -171,31 +171,22 @@ def _image_pairs(db: Any, options: DedupOptions) -> None:
 
 
 def _band_table(db: Any, options: DedupOptions) -> None:
-    """``bands(band, key)``: the exact and caption bucket keys of every record outside the copies,
-    a view over Parquet files beside DuckDB's spill files (tens of millions of rows at a few
-    million records: as a table they would fill DuckDB's memory before its group-by could spill)."""
+    """``bands(band, key)``: the exact and caption bucket keys of every record outside the copies
+    (the caption MinHash bands the workers computed, ``assemble.add_caption_bands``), a view over
+    Parquet files beside DuckDB's spill files (tens of millions of rows at a few million records: as
+    a table they would fill DuckDB's memory before its group-by could spill)."""
     folder = _temp_folder(db) / "bands"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir()
-    _write_parquet(folder / "caption.parquet", _caption_bands(db, options) if "caption" in options.kinds else (), BANDS)
+    keys = []
+    if "caption" in options.kinds:
+        keys.append("SELECT 'c' || b || ':' || v AS band, key FROM "
+                    "(SELECT key, unnest(bands) AS v, unnest(range(len(bands))) AS b FROM solo)")
     if "exact" in options.kinds:
-        db.execute(f"COPY (SELECT 'x:' || exact AS band, key FROM solo) "
-                   f"TO '{folder / 'exact.parquet'}' (FORMAT parquet)")
+        keys.append("SELECT 'x:' || exact AS band, key FROM solo")
+    for i, sql in enumerate(keys):
+        db.execute(f"COPY ({sql}) TO '{folder / f'{i}.parquet'}' (FORMAT parquet)")
     db.execute(f"CREATE OR REPLACE TEMP VIEW bands AS SELECT * FROM read_parquet('{folder}/*.parquet')")
-
-
-def _caption_bands(db: Any, options: DedupOptions) -> Iterator[Any]:
-    """(band, key) tables, a batch of captions at a time: each caption's MinHash band keys."""
-    sql = f"SELECT key, caption FROM solo WHERE len(string_split(caption, ' ')) >= {int(options.caption_min_words)}"
-    for batch in db.execute(sql).to_arrow_reader(BATCH):
-        bands, keys = [], []
-        for key, caption in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist()):
-            signature = caption_minhash(caption.split(), options)
-            if signature is not None:
-                for b, v in enumerate(caption_band_values(signature, options)):
-                    bands.append(f"c{b}:{v}")
-                    keys.append(key)
-        yield pa.table({"band": pa.array(bands, pa.string()), "key": pa.array(keys, pa.string())}, schema=BANDS)
 
 
 Batch = tuple[dict[str, DedupRecord], list[Pair], dict[str, str], dict[str, int]]

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 from medcorpus.manifests.shards import ShardPlan
 from medcorpus.manifests.storage import Output
-from medcorpus.pipelines.assemble import write_shard
+from medcorpus.pipelines.assemble import add_caption_bands, write_shard
 from medcorpus.pipelines.config import BuildConfig
 from medcorpus.pipelines.graph import Pipeline, process_unit
 from medcorpus.pipelines.sources.base import Source
@@ -112,7 +112,7 @@ def _done(unit_id: str, token: str, result: Any) -> UnitDone:
 
 
 def stage_one(unit: UnitRef, token: str) -> UnitDone:
-    result = process_unit(unit, _pipeline())
+    result = add_caption_bands(process_unit(unit, _pipeline()), _WORKER["job"].config)
     _WORKER["staging"].write(token, result)
     return _done(unit.unit_id, token, result)
 
@@ -139,7 +139,7 @@ def step_one(token: str) -> UnitDone:
     staging: Staging = _WORKER["staging"]
     stage = _pipeline().stages[0]
     result = stage.process_staged(staging.read_meta(pre_token(token)), staging.read_members(pre_token(token)))
-    staging.write(token, result)
+    staging.write(token, add_caption_bands(result, _WORKER["job"].config))
     return _done(result.unit_id, token, result)
 
 

@@ -43,6 +43,7 @@ class StagedSample:
     family: str
     row: dict[str, Any]  # manifest row without the shard columns; also the JSON sidecar
     size: int  # bytes of all members, for shard sizing
+    caption_bands: tuple[int, ...] | None = None  # its dedup record's, made by the worker (assemble.add_caption_bands)
 
 
 @dataclass

@@ -114,8 +114,8 @@ def test_clusters_decided_a_few_at_a_time_give_the_same_removals(reprint_build: 
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """The driver hands ``finish`` whole connected components a batch at a time; one component
     per batch must remove what one call over every record removes, with the same evidence. And
-    captions and pairs stream through DuckDB a few at a time: every batch counts (a statement run
-    while a result streams on the same connection used to end it after the first batch)."""
+    pairs stream through DuckDB a few at a time while the buckets stream out: every batch counts (a
+    statement run while a result streams on the same connection used to end it after the first batch)."""
     cfg = load_config(REPO / "dataflow.yaml")
     staging = Staging(reprint_build / "_work" / "staging")
     tokens = sorted(p.stem for p in (reprint_build / "_work" / "staging").rglob("*.meta"))
@@ -131,3 +131,29 @@ def test_clusters_decided_a_few_at_a_time_give_the_same_removals(reprint_build: 
     assert got.matches == dedup_local(assemble.read_records(asm), cfg.dedup_options()).matches
     assert sum("caption" in m.kinds for m in got.matches.values()) >= 10
     assert {k: a for _, arts in one_each for k, a in arts.items()} == whole[0][1]
+
+
+def test_caption_bands_come_from_the_staging_workers(reprint_build: Path, tmp_path: Path) -> None:
+    """Each staged sample carries its caption's MinHash bands, computed by the worker that staged
+    it, so the driver only scans them; a unit staged without them (by an earlier version) gets the
+    same records from the driver."""
+    from medcorpus.transforms.dedup import caption_bands
+
+    cfg = load_config(REPO / "dataflow.yaml")
+    options = cfg.dedup_options()
+    staging = Staging(reprint_build / "_work" / "staging")
+    metas = [(t, staging.read_meta(t)) for t in sorted(p.stem for p in staging.root.rglob("*.meta"))]
+    samples = [s for _, r in metas for s in r.samples if s.row.get("image_phash")]
+    banded = [s for s in samples if s.caption_bands]
+    assert samples and all(s.caption_bands is not None for s in samples)
+    assert len(banded) > len(samples) // 2 and all(len(s.caption_bands) == options.caption_bands for s in banded)
+    panel = next(s for s in banded if s.row.get("parent_key"))  # a panel's subcaption, not its figure's caption
+    figure = next(s for s in samples if s.key == panel.row["parent_key"])
+    assert panel.caption_bands == caption_bands(assemble.dedup_record(panel.row).caption_tokens, options)
+    assert panel.caption_bands != figure.caption_bands
+    from_workers = assemble.read_records(assemble.collect(iter(metas), cfg, tmp_path / "workers"))
+    for _, result in metas:
+        for s in result.samples:
+            s.caption_bands = None
+    from_driver = assemble.read_records(assemble.collect(iter(metas), cfg, tmp_path / "driver"))
+    assert from_driver == from_workers and sum(bool(r.bands) for r in from_workers) == len(banded)

@@ -160,7 +160,7 @@ def test_shared_buckets_stay_within_the_driver_budget(tmp_path: Path) -> None:
     db.execute("""CREATE TEMP TABLE solo AS SELECT 'k' || lpad(i::VARCHAR, 7, '0') AS key, 'A' || i AS article_id,
         1 AS version, 'CC BY' AS license_code, 100 AS pixels, md5(i::VARCHAR) AS exact, 0::UBIGINT AS hi,
         i::UBIGINT AS lo, 'a caption' AS caption, '' AS "group", '' AS label, []::DOUBLE[] AS box, 0 AS width,
-        0 AS height FROM range(125000) t(i)""")
+        0 AS height, []::UBIGINT[] AS bands FROM range(125000) t(i)""")
     with pytest.raises(duckdb.OutOfMemoryException):
         db.execute("SELECT band, list(key ORDER BY key) FROM bands GROUP BY band HAVING count(*) > 1").fetchall()
     buckets = list(_shared_buckets(db))

@@ -257,6 +257,7 @@ class DedupRecord:
     box: tuple[float, ...] = ()    # a panel's box [x1, y1, x2, y2] in its figure's stored image
     width: int = 0                 # stored image size (a figure's, to place its panels' boxes)
     height: int = 0
+    bands: tuple[int, ...] = ()    # ``caption_bands``, where the sample was staged (empty: computed here)
 
     def shingles(self, options: DedupOptions) -> set[str]:
         return shingles(self.caption_tokens, options.caption_shingle)
@@ -303,10 +304,18 @@ def image_band_values(perceptual: int, options: DedupOptions) -> list[int]:
     return out
 
 
-def caption_band_values(signature: np.ndarray, options: DedupOptions) -> list[str]:
+def caption_band_values(signature: np.ndarray, options: DedupOptions) -> list[int]:
     rows = options.caption_num_perm // options.caption_bands
-    return [hashlib.blake2b(signature[b * rows:(b + 1) * rows].tobytes(), digest_size=8).hexdigest()
+    return [int.from_bytes(hashlib.blake2b(signature[b * rows:(b + 1) * rows].tobytes(), digest_size=8).digest(), "big")
             for b in range(options.caption_bands)]
+
+
+def caption_bands(tokens: Sequence[str], options: DedupOptions) -> tuple[int, ...]:
+    """The caption's MinHash band values (band ``b`` is position ``b``); () for short captions. The
+    workers that stage a sample compute them (``assemble.add_caption_bands``): the MinHash is the
+    costliest part of bucketing, and the driver would otherwise compute it for every caption."""
+    signature = caption_minhash(tokens, options)
+    return () if signature is None else tuple(caption_band_values(signature, options))
 
 
 def bucket_keys(record: DedupRecord, options: DedupOptions = DedupOptions()) -> list[str]:
@@ -317,9 +326,7 @@ def bucket_keys(record: DedupRecord, options: DedupOptions = DedupOptions()) -> 
     if "image" in options.kinds:
         keys.extend(f"i{b}:{v:x}" for b, v in enumerate(image_band_values(record.perceptual, options)))
     if "caption" in options.kinds:
-        sig = caption_minhash(record.caption_tokens, options)
-        if sig is not None:
-            keys.extend(f"c{b}:{v}" for b, v in enumerate(caption_band_values(sig, options)))
+        keys.extend(f"c{b}:{v:x}" for b, v in enumerate(record.bands or caption_bands(record.caption_tokens, options)))
     return keys
 
 

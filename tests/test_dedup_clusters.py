@@ -9,8 +9,8 @@ from collections import defaultdict
 from PIL import Image, ImageOps
 from testdata import ARTICLES
 
-from medcorpus.transforms.dedup import (DedupOptions, ImageHashes, Pair, bucket_keys, candidate_pairs, exact_pixel_hash, hamming,
-                                        hash_image, make_record)
+from medcorpus.transforms.dedup import (DedupOptions, DedupRecord, ImageHashes, Pair, bucket_keys, candidate_pairs,
+                                        exact_pixel_hash, hamming, hash_image, make_record)
 from medcorpus.transforms.dedup_clusters import choose_canonical, dedup_local, finish
 
 FIG = ARTICLES / "elife-46793-v1" / "fig1.jpg"
@@ -220,3 +220,36 @@ def test_panels_whose_labels_disagree_pair_by_place_and_a_replaced_panel_stays()
     assert f"copy_p{row_labels[5]}" not in got  # the replaced panel stays
     assert got == same_place
     assert not any(k.startswith("orig") for k in result.matches)
+
+
+def test_vectorized_image_bands_find_the_pairs_of_the_per_record_buckets() -> None:
+    """``near_pairs_array`` (the local runner's bands: byte tables, packed sort, or the argsort when
+    key and index do not fit in 64 bits) gives exactly the pairs of the shuffle's per-record bucket
+    keys, on the hashes of real figures and copies of them with 1-40 bits flipped."""
+    from medcorpus.transforms.dedup import image_pairs_numpy
+
+    rng = random.Random(7)
+    figures = sorted(ARTICLES.glob("*/*.jpg"))[:40]
+    keys, hashes = [], []
+    for f in figures:
+        h = hash_image(f.read_bytes()).perceptual
+        for copy in range(4):
+            flipped = h
+            for bit in rng.sample(range(128), rng.randint(1, 40)) if copy else []:
+                flipped ^= 1 << bit
+            keys.append(f"{f.parent.name}/{f.stem}/{copy}")
+            hashes.append(flipped)
+    for band_bits in (20, 60):  # 20 + 8 index bits pack into one uint64; 60 + 8 do not
+        opts = DedupOptions(kinds=("image",), band_bits=band_bits)
+        buckets = defaultdict(list)
+        for k, h in zip(keys, hashes):
+            for b in bucket_keys(_hash_record(k, h), opts):
+                buckets[b].append(_hash_record(k, h))
+        expected = {p for b, members in buckets.items() for p in candidate_pairs(b, members, opts)}
+        got = set(image_pairs_numpy(keys, hashes, opts))
+        assert got == expected and len(got) > 20
+
+
+def _hash_record(key: str, perceptual: int) -> DedupRecord:
+    """A record with only a key and a perceptual hash."""
+    return make_record(key, ImageHashes(key, perceptual >> 64, perceptual & ((1 << 64) - 1)), "", "A" + key)

@@ -171,6 +171,18 @@ def test_shared_linker_is_loaded_once_per_process(root: str) -> None:
     ("Contrast-enhanced computed tomography chest showing bilateral infiltrates with air bronchogram on the right side",
      ["ct"]),  # an air bronchogram is a sign on CT or X-ray, not a contrast study
     ("Pre-operative.", []),
+    # more signs, other languages' names and abbreviations (real ROCO captions)
+    ("Coupe scannographique axiale montrant la disparition complète du processus tumoral", ["ct"]),
+    ("Angioscan showing the saccular aneurysms", ["ct"]),
+    ("HD Flow image of a true umbilical knot", ["ultrasound"]),
+    ("Chest PA taken on hospital day 4 indicated marked improvement of lung infiltration.", ["xray"]),
+    ("Escape of radiopaque material indicated by the arrow.", ["xray"]),
+    ("Band slippage to the body of the stomach on RTG", ["xray"]),
+    ("Postoperative panorama view.", ["xray"]),
+    ("Oral Gastrografin study on day 8 postoperatively.", ["fluoroscopy"]),
+    ("Upper GI study showing no evidence of leak.", ["fluoroscopy"]),
+    ("Radiological control of deployed SEMS.", ["radiology"]),
+    ("Radiographie du thorax: élargissement du médiastin, IMT 0, 4", ["xray"]),  # IMT: the mediastinal index
 ])
 def test_caption_modality_hints(caption: str, expected: list[str]) -> None:
     """Modality hints come from the caption's own words and abbreviations (with their case), and where it

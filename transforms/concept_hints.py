@@ -106,7 +106,8 @@ CAPTION_MODALITY_RULES: tuple[tuple[str, str, str | None], ...] = (
                   r"reformat\w*|maximum intensity|"
                   r"volume[- ]render\w*|3d reconstruct\w*|\b(?:lateral|frontal|ap|pa|anteroposterior|"
                   r"posteroanterior) (?:view|projection)|\bscans?\b|enhanc\w*|opacit\w*|lucen\w*|attenuat\w*|"
-                  r"calcifi\w*|consolidation|contrast (?:medium|agent|injection|material)|\bimaging\b",
+                  r"calcifi\w*|consolidation|contrast (?:medium|agent|injection|material)|\bimaging\b|radiolog\w*|"
+                  r"filling defects?|extravasation of contrast",
      r"\b(?:MPR|MIP|VRT|3D-?VR)\b"),
 )
 RADIOLOGY_MODALITIES = frozenset({"ct", "mri", "xray", "ultrasound", "pet", "spect", "angiography", "mammography",

@@ -22,16 +22,20 @@ EVIDENCE: tuple[tuple[str, int, str, str | None], ...] = (
                r"\bt2\*|\bflair\b|diffusion(?:[- ]weighted)?|restricted diffusion|apparent diffusion|gadolinium|"
                r"gadoxetic|\bgd-?dtpa|fat[- ](?:sat\w*|suppress\w*)|\bstir\b|susceptibility|spectroscopy|"
                r"tractograph\w*|fractional anisotropy|spin[- ]echo|gradient[- ]echo|inversion recovery|"
-               r"\bsequences?\b|\bangio-?mr\w*|\d(?:\.\d)? ?tesla|\d(?:\.\d)? ?T (?:scanner|magnet|MR)",
+               r"\bsequences?\b|\bangio-?mr\w*|\d(?:\.\d)? ?tesla|\d(?:\.\d)? ?T (?:scanner|magnet|MR)|"
+               r"\bb ?= ?\d+ ?s/mm|time[- ]of[- ]flight|steady[- ]state free precession|ultra-?short echo",
      r"\bT[12]\b|\b(?:IRM|RMN|DWI|ADC|SWI|FLAIR|STIR|T1WI|T2WI|T1W|T2W|T2-WI|T1-WI|TSE|FSE|GRE|DTI|BOLD|MRS|"
-     r"FIESTA|SSFP)\b"),
+     r"FIESTA|SSFP|2DTOF|3DTOF|UTE|DW)\b|\bat [13](?:\.5)? ?T\b"),
     # CT: density and attenuation, windows, reconstructions, HRCT signs, other languages' names
     ("ct", 1, r"hypo-?dens\w*|hyper-?dens\w*|iso-?dens\w*|\battenuation|hounsfield|\b\d+\s?HU\b|"
               r"(?:lung|bone|mediastinal|soft[- ]tissue|brain) window|reformat\w*|curv\w*[- ]?planar|"
               r"multi-?planar|volume[- ]render\w*|3d[- ]reconstruct\w*|three-dimensional reconstruct\w*|"
               r"maximum intensity|minimum intensity|ground[- ]glass|crazy[- ]paving|tree[- ]in[- ]bud|angiotomogra\w*|"
               r"\btomogra\w*|endoluminal view|virtual (?:colonoscop|bronchoscop|endoscop)\w*|scanogra\w*|"
-              r"topogra\w*|dose distribution|tomodensit\w*",
+              r"topogra\w*|dose distribution|tomodensit\w*|(?:arthro|angio|uro|entero)scanner|scann?ogra\w*|"
+              r"\b(?:d'un|du|au|le) scanner|\bscanner (?:c[ée]r[ée]bral|thoraci\w*|abdomin\w*|cranio\w*|inject\w*)|"
+              r"\b(?:high|low)[- ]density (?:lesion|mass|area|stone|focus|collection)|fat stranding|angioscan\w*|"
+              r"inflammatory stranding",
      r"\b(?:TC|TAC|TDM|MPR|MIP|MinIP|VRT|HU|CTV|PTV|GGO)\b|\bCT(?=[a-z])"),
     # ultrasound: echogenicity, acoustic signs, echocardiographic views, probes, obstetric biometry
     ("ultrasound", 1, r"\b(?:hyper|hypo|iso|an)-?ec[h]?o(?:ic|gen\w*)|echogen\w*|echotexture|echo-?structure|"
@@ -41,17 +45,19 @@ EVIDENCE: tuple[tuple[str, int, str, str | None], ...] = (
                       r"subcostal|suprasternal|mid-?esophageal|midoesophageal|trans-?esophageal|trans-?thoracic|"
                       r"transvaginal|transabdominal|transrectal|transperineal|endovaginal|transducer|"
                       r"\becho\b|ecogra\w*|sonoelast\w*|elastogra\w*|gestational sac|crown[- ]rump|nuchal|"
-                      r"biparietal|longitudinal strain|speckle|contrast-enhanced ultra\w*",
-     r"\b(?:IOUS|UBM|TPU|TVUS|TVS|TAUS|TRUS|POCUS|EBUS|CDUS|CDFI|PSV|EDV|TAPSE|LVOT|RVOT|CDI|TGC)\b"),
+                      r"biparietal|longitudinal strain|speckle|contrast-enhanced ultra\w*|hd[- ]?flow|intima[- ]media",
+     r"\b(?:IOUS|UBM|TPU|TVUS|TVS|TAUS|TRUS|POCUS|EBUS|CDUS|CDFI|PSV|EDV|TAPSE|LVOT|RVOT|CDI|TGC)\b|\b[245]C view"),
     # X-ray: projections, views, chest-film anatomy, dental films, portal images
-    ("xray", 1, r"\b(?:pa|ap|lateral|frontal|oblique|antero-?posterior|postero-?anterior|axillary|skyline|"
+    ("xray", 1, r"\b(?:pa|ap|lateral|frontal|oblique|antero[- ]?posterior|postero[- ]?anterior|axillary|skyline|inlet|outlet|"
                 r"sunrise|mortise|waters'?|towne'?s?|lordotic|decubitus|weight[- ]bearing|standing|cross[- ]table|"
                 r"swimmer'?s?|frog[- ]leg|merchant) (?:views?|projections?|films?|images?|radiographs?)|"
                 r"lung fields?|costophrenic|cardiothoracic ratio|hemi-?diaphragms?|cardiac silhouette|"
-                r"air under the|panoramic|periapical|bitewing|occlusal (?:view|film|radiograph)|"
+                r"air under the|panoram\w*|periapical|bitewing|occlusal (?:view|film|radiograph)|cephalometr\w*|"
+                r"radiovisiogra\w*|"
                 r"megavoltage|portal (?:image|film)|plain (?:view|abdomen|abdominal|image)|\bplain\b|"
-                r"radiopac\w*|radio-?opac\w*|radiolucen\w*|\bskiagram",
-     r"\b(?:CXR|AXR|KUB|OPG|OPT|OPTG|IOPA)\b"),
+                r"radio-?o?pa(?:que|c\w*)|radiolucen\w*|\bskiagram|(?:gas|air) under ?(?:the )?diaphragm|gasless abdomen|"
+                r"r[öo]ntgen\w*",
+     r"\b(?:CXR|AXR|KUB|OPG|OPT|OPTG|IOPA|RVG|RTG)\b|\b[Cc]hest (?:PA|AP)\b|\bAP (?:semi-?)?(?:erect|supine)"),
     # PET and nuclear medicine: tracers, uptake, metabolic words
     ("pet", 1, r"\buptake|\bsuv\w*|\bfdg\b|fluorodeoxy\w*|hypermetabol\w*|hypometabol\w*|metabolic activity|"
                r"\bavid\w*|psma|\b68ga|ga-?68|18f-|\bf-18|fluciclovine|dotatate|amyloid pet",
@@ -71,7 +77,7 @@ EVIDENCE: tuple[tuple[str, int, str, str | None], ...] = (
     # contrast studies under fluoroscopy: the -gram spellings, contrast agents
     ("fluoroscopy", 1, r"\w+(?<!di)agram\b|esophagram|oesophagram|barium|c-arm|"
                        r"water-?soluble contrast|contrast (?:swallow|study|enema|meal)|follow[- ]through|"
-                       r"loopogra\w*|dacryocystogra\w*|sialogra\w*",
+                       r"loopogra\w*|dacryocystogra\w*|sialogra\w*|gastrografin|image intensifier|upper GI (?:study|series)",
      r"\b(?:UGI|SBFT|VCUG|RGU)\b"),
     # weaker priors: what the finding is usually imaged with
     ("xray", 2, r"fractur\w*|\bscrews?\b|\bk-?wires?|prosthes[ie]s|"

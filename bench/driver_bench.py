@@ -287,27 +287,35 @@ def write_dedup_records(path: Path, n: int, seed: int = 0) -> None:
             writer.write_table(pa.Table.from_pylist(rows, schema=DEDUP_RECORDS))
 
 
-def measure_dedup_step(work: Path, n: int) -> dict[str, Any]:
-    """In this (fresh) process: the dedup step over the spooled records, peak RSS and seconds by step."""
-    from types import SimpleNamespace
+def measure_dedup_step(work: Path, n: int, workers: int) -> dict[str, Any]:
+    """In this (fresh) process: the dedup step over the spooled records on the local runner with
+    ``workers`` processes (the default dedup options), peak RSS and seconds by step."""
+    from dataclasses import replace
 
     from medcorpus.pipelines import dedup
     from medcorpus.pipelines.assemble import Assembly
+    from medcorpus.pipelines.config import load_config
+    from medcorpus.pipelines.runners import Job, LocalRunner
     from medcorpus.pipelines.spool import Spool
-    from medcorpus.transforms.dedup import DedupOptions
 
     spool = Spool(work / "spool")
     shutil.copy(work / "records.parquet", spool.root / "records.parquet")
     asm = Assembly(spool, ("comm",), records=n)
-    job = SimpleNamespace(config=SimpleNamespace(dedup_options=DedupOptions))
+    config = load_config(REPO / "dataflow.yaml")
+    config = replace(config, dedup={})  # the default options, which the records were written with
+    job = Job(config, None, str(work / "staging"), str(work / "out"))  # type: ignore[arg-type]
+    runner = LocalRunner(workers)
     floor = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     phases = PhaseRSS()
     for name, label in DEDUP_STEPS.items():
         setattr(dedup, name, phases._wrapped(label, getattr(dedup, name)))
     t0 = time.perf_counter()
     dropped = clustered = 0
-    for result, _ in dedup.dedup(SimpleNamespace(name="local", workers=1), job, asm):
-        dropped, clustered = dropped + len(result.matches), clustered + len(result.cluster_of)
+    try:
+        for result, _ in dedup.dedup(runner, job, asm):
+            dropped, clustered = dropped + len(result.matches), clustered + len(result.cluster_of)
+    finally:
+        runner.close()
     seconds = time.perf_counter() - t0
     spool.finish()
     return {"corpus": "dedup_records", "records": n, "seconds": round(seconds, 1), "floor_mb": round(floor),
@@ -347,7 +355,8 @@ def main() -> None:
         print(json.dumps(measure_dedup(args.measure_dedup)))
         return
     if args.measure_dedup_step:
-        print(json.dumps(measure_dedup_step(Path(args.measure_dedup_step[0]), int(args.measure_dedup_step[1]))))
+        print(json.dumps(measure_dedup_step(Path(args.measure_dedup_step[0]), int(args.measure_dedup_step[1]),
+                                            args.workers)))
         return
     for n in args.dedup_records:
         work = Path(args.work) / f"dedup-records-{n}"
@@ -356,8 +365,8 @@ def main() -> None:
             work.mkdir(parents=True)
             write_dedup_records(work / "records.parquet", n)
         for python in args.python:
-            done = subprocess.run([python, __file__, "--measure-dedup-step", str(work), str(n)], capture_output=True,
-                                  text=True, cwd="/", env=_env())
+            done = subprocess.run([python, __file__, "--measure-dedup-step", str(work), str(n),
+                                   "--workers", str(args.workers)], capture_output=True, text=True, cwd="/", env=_env())
             print(done.stdout.strip().splitlines()[-1] if done.returncode == 0 else done.stderr[-3000:], python,
                   flush=True)
         if not args.keep:

@@ -3,23 +3,22 @@
 
     collapse  copies of identical pixels follow their class lead (``dedup_clusters.twin_leads``,
               here one DuckDB window over the records): they never enter the buckets
-    bucket    ``bucket_keys``: exact-pixel key, image LSH bands, caption MinHash bands   (map;
-              the caption bands come computed by the staging workers, ``add_caption_bands``)
-    verify    ``candidate_pairs`` per bucket: the true Hamming distance / Jaccard       (reduce)
+    bucket    exact-pixel key, image LSH bands, caption MinHash bands (computed by the staging
+              workers, ``add_caption_bands``)
+    verify    ``candidate_pairs`` per bucket: the true Hamming distance / Jaccard
     cluster   ``dedup_clusters.finish`` over the records the pairs and copies name, a batch of
               whole connected components at a time: one counterpart per article pair,
               canonical-anchored stars, panels following their figures
     apply     ``assemble.apply_dedup``: duplicates to ``dropped`` with their evidence
 
-The verified pairs go to a DuckDB table, not the driver's memory. On the local runner the buckets
-are vectorized image bands over two uint64 columns (``near_pairs_array``) and DuckDB group-bys
-over the exact and caption band keys, streamed out one bucket at a time, so the driver holds
-16 bytes per record, one bucket, and one batch of components (``FINISH_RECORDS`` records, or one
-larger component). On Ray and Beam, bucket → verify is the
-runner's shuffle (hash partitions: map and reduce calls on the Ray actors, a Beam ``GroupByKey``)
-over the records outside the copies, which the driver streams into Parquet parts in the staging
-folder (one batch at a time, no Python rows) for the workers to read; every runner gives the same
-pairs, so the same removals (``tests/test_runners_dedup.py``).
+The verified pairs go to a DuckDB table, not the driver's memory. Every runner takes the same
+path: the image bands are vectorized over two uint64 columns (``near_pairs_array``) in groups of
+bands, one task per worker (``band_group_pairs``, run through ``Runner.shuffle`` on the hash
+columns written to Parquet in the staging folder: the local pool, Ray actors, Beam workers); the
+exact and caption band keys are DuckDB group-bys, streamed out one shared bucket at a time. So the
+driver holds one bucket and one batch of components (``FINISH_RECORDS`` records, or one larger
+component), never a row per record, and every runner gives the same pairs, so the same removals
+(``tests/test_runners_dedup.py``).
 """
 from __future__ import annotations
 
@@ -36,8 +35,8 @@ import pyarrow as pa
 
 from medcorpus.pipelines.assemble import Assembly, record_of
 from medcorpus.pipelines.spool import READ_ROWS
-from medcorpus.transforms.dedup import (DedupOptions, DedupRecord, Pair, bucket_keys, candidate_pairs,
-                                        near_pairs_array, text_only)
+from medcorpus.transforms.dedup import (DedupOptions, DedupRecord, Pair, candidate_pairs, near_pairs_array,
+                                        text_only)
 from medcorpus.transforms.dedup_clusters import DedupResult, finish
 
 BATCH = 50_000
@@ -45,7 +44,8 @@ FINISH_RECORDS = 50_000  # records per ``finish`` call (whole components)
 PAIRS = pa.schema([("key_a", pa.string()), ("key_b", pa.string()), ("kind", pa.string()), ("distance", pa.float64())])
 PAIR_FIELDS = ", ".join(PAIRS.names)
 PAIR_COLUMNS = "key_a VARCHAR, key_b VARCHAR, kind VARCHAR, distance DOUBLE"
-PART = 10_000  # fewest records per shuffle part (map task) but the last: a task on fewer costs less than it waits
+HASH_ROWS = 1_000_000  # hash rows per Parquet part the band groups read (16 MB)
+GROUP_RECORDS = 200_000  # a band group per this many records, up to one per worker: a small build runs one
 
 
 def dedup(runner: Any, job: Any, asm: Assembly) -> Iterator[tuple[DedupResult, dict[str, str]]]:
@@ -56,17 +56,11 @@ def dedup(runner: Any, job: Any, asm: Assembly) -> Iterator[tuple[DedupResult, d
     _twins_table(db, asm.record_table, options)
     db.execute(f"CREATE OR REPLACE TEMP VIEW solo AS SELECT * FROM {asm.record_table} ANTI JOIN twins USING (key)")
     db.execute(f"CREATE OR REPLACE TEMP TABLE pairs ({PAIR_COLUMNS})")
-    if runner.name == "local":
-        local_pairs(db, options)
-    else:
-        # one folder per work dir (one build at a time holds it): what a killed build left is replaced
-        folder = f"{job.staging_root.rstrip('/')}/dedup-parts"
-        per_part = min(BATCH, max(PART, -(-asm.records // max(1, runner.workers))))
-        try:
-            parts = write_parts(db.execute("SELECT * FROM solo").to_arrow_reader(per_part), folder)
-            _insert_pairs(db, shuffled_pairs(runner, job, parts, options))
-        finally:
-            _remove(folder)
+    if "image" in options.kinds:
+        _image_pairs(db, options, runner, job)
+    text = text_only(options)
+    if text.kinds:
+        _text_pairs(db, text)
     for records, pairs, twins, newest in _batches(db, asm.record_table, FINISH_RECORDS):
         result = finish(records, pairs, options, twins=twins, newest=newest)
         yield result, {k: records[k].article_id for k in result.matches}
@@ -90,18 +84,13 @@ def _twins_table(db: Any, source: str, options: DedupOptions) -> None:
         SELECT key, lead FROM w WHERE n > 1 AND NOT (lead_group <> '' AND lead_group = "group")""", list(prefs))
 
 
-def local_pairs(db: Any, options: DedupOptions) -> None:
-    """Every verified pair among the records outside the copies (the ``solo`` view), in one process,
-    into ``pairs``."""
-    if "image" in options.kinds:
-        _image_pairs(db, options)
-    text = text_only(options)
-    if text.kinds:
-        _band_table(db, text)
-        _insert_pairs(db, (p for bucket, members in _shared_buckets(db)
-                           for p in candidate_pairs(bucket, members, options)))
-        db.execute("DROP VIEW bands")
-        shutil.rmtree(_temp_folder(db) / "bands")  # ≈ 1 GB at 3 M records: not kept for the rest of the build
+def _text_pairs(db: Any, options: DedupOptions) -> None:
+    """The exact and caption pairs among the records outside the copies (the ``solo`` view), into
+    ``pairs``: DuckDB group-bys over their bucket keys, each shared bucket verified as it streams out."""
+    _band_table(db, options)
+    _insert_pairs(db, (p for bucket, members in _shared_buckets(db) for p in candidate_pairs(bucket, members, options)))
+    db.execute("DROP VIEW bands")
+    shutil.rmtree(_temp_folder(db) / "bands")  # ≈ 1 GB at 3 M records: not kept for the rest of the build
 
 
 def _insert_pairs(db: Any, pairs: Iterable[Pair]) -> None:
@@ -153,21 +142,69 @@ def _shared_buckets(db: Any) -> Iterator[tuple[str, list[DedupRecord]]]:
         yield bucket, [record_of(r) for r in group]
 
 
-def _image_pairs(db: Any, options: DedupOptions) -> None:
-    """Near image pairs from the two hash columns alone (16 bytes a record in memory), into
-    ``pairs``: their keys are looked up in DuckDB."""
+def _image_pairs(db: Any, options: DedupOptions, runner: Any, job: Any) -> None:
+    """Near image pairs into ``pairs``: the bands split into groups (one per worker, fewer on small
+    inputs: ``GROUP_RECORDS``), each group a task
+    on the runner's workers over the two hash columns (16 bytes a record, Parquet parts in the
+    staging folder; ``band_group_pairs``). The bands are independent, so the groups find the pairs
+    one process over all bands finds; the driver only streams the hashes out and the pairs in, and
+    looks their keys up in DuckDB."""
     db.execute("CREATE OR REPLACE TEMP TABLE hashes AS SELECT row_number() OVER (ORDER BY key) - 1 AS i, key, hi, lo "
                "FROM solo")
-    cols = db.execute("SELECT hi, lo FROM hashes ORDER BY i").fetchnumpy()
-    h = np.empty((len(cols["hi"]), 2), np.uint64)
-    h[:, 0], h[:, 1] = cols.pop("hi"), cols.pop("lo")
-    i, j, d = near_pairs_array(h, options)
-    del h
-    db.register("found", pa.table({"i": i, "j": j, "d": d}))
-    db.execute("INSERT INTO pairs SELECT least(a.key, b.key), greatest(a.key, b.key), 'image', found.d::DOUBLE "
-               "FROM found JOIN hashes a ON a.i = found.i JOIN hashes b ON b.i = found.j")
-    db.unregister("found")
+    folder = f"{job.staging_root.rstrip('/')}/dedup-hashes"  # one build at a time holds a work dir
+    try:
+        parts = write_parts(db.execute("SELECT hi, lo FROM hashes ORDER BY i").to_arrow_reader(HASH_ROWS), folder)
+        if parts:
+            records = db.execute("SELECT count(*) FROM hashes").fetchone()[0]
+            n = max(1, min(options.bands, runner.workers, -(-records // GROUP_RECORDS)))
+            bounds = np.linspace(0, options.bands, n + 1).astype(int)
+            groups = [f"{a}:{b}" for a, b in zip(bounds[:-1], bounds[1:])]
+            found = runner.shuffle(job, groups, partial(band_group_pairs, parts=tuple(parts), options=options),
+                                   _itself, _first, name="image-bands")
+            db.execute("CREATE OR REPLACE TEMP TABLE found (i BIGINT, j BIGINT, d INTEGER)")
+            for url in found:
+                db.register("part", _read_table(url))
+                db.execute("INSERT INTO found SELECT * FROM part")
+                db.unregister("part")
+            db.execute("INSERT INTO pairs SELECT least(a.key, b.key), greatest(a.key, b.key), 'image', f.d::DOUBLE "
+                       "FROM (SELECT DISTINCT i, j, d FROM found) f JOIN hashes a ON a.i = f.i JOIN hashes b ON b.i = f.j")
+            db.execute("DROP TABLE found")
+    finally:
+        _remove(folder)
     db.execute("DROP TABLE hashes")
+
+
+def band_group_pairs(group: str, parts: Sequence[str], options: DedupOptions) -> list[str]:
+    """On a worker: the near pairs (row numbers ``i < j`` and distance) among the hashes in
+    ``parts`` that share a band of ``group`` ("first:end"), written as one Parquet file beside them."""
+    import pyarrow.parquet as pq
+
+    first, end = (int(x) for x in group.split(":"))
+    table = pa.concat_tables(_read_table(url) for url in parts)
+    h = np.column_stack([table.column("hi").to_numpy(), table.column("lo").to_numpy()])
+    del table
+    i, j, d = near_pairs_array(h, options, bands=range(first, end))
+    url = f"{parts[0].rsplit('/', 1)[0]}/pairs-{first:04d}.parquet"
+    fs, path = fsspec.core.url_to_fs(url)
+    with fs.open(path, "wb") as f:
+        pq.write_table(pa.table({"i": i, "j": j, "d": d.astype(np.int32)}), f)
+    return [url]
+
+
+def _itself(item: str) -> list[str]:
+    return [item]
+
+
+def _first(key: str, items: list[str]) -> list[str]:
+    return items[:1]
+
+
+def _read_table(url: str) -> Any:
+    import pyarrow.parquet as pq
+
+    fs, path = fsspec.core.url_to_fs(url)
+    with fs.open(path, "rb") as f:
+        return pq.read_table(f)
 
 
 def _band_table(db: Any, options: DedupOptions) -> None:
@@ -269,7 +306,7 @@ def _pack(sizes: np.ndarray, size: int) -> np.ndarray:
 
 def write_parts(batches: Iterable[Any], folder: str) -> list[str]:
     """Each record batch as one Parquet part in ``folder``, emptied first (a local path or an
-    fsspec URL the workers reach): the input of the runner's shuffle, one map task per part."""
+    fsspec URL the workers reach): what the band groups read."""
     import pyarrow.parquet as pq
 
     _remove(folder)
@@ -284,33 +321,7 @@ def write_parts(batches: Iterable[Any], folder: str) -> list[str]:
     return parts
 
 
-def write_records(records: Sequence[DedupRecord], folder: str, parts: int = 1) -> list[str]:
-    """In-memory records as ``parts`` Parquet parts (``write_parts``): a shuffle's input for small
-    inputs and tests."""
-    from medcorpus.pipelines.assemble import DEDUP_RECORDS, _record_row
-
-    table = pa.Table.from_pylist([_record_row(r) for r in records], schema=DEDUP_RECORDS)
-    return write_parts(table.to_batches(max_chunksize=max(1, -(-len(records) // parts))), folder)
-
-
 def _remove(folder: str) -> None:
     fs, path = fsspec.core.url_to_fs(folder)
     if fs.exists(path):
         fs.rm(path, recursive=True)
-
-
-def read_part(url: str) -> Iterator[DedupRecord]:
-    """The dedup records of one part ``write_parts`` wrote (on a worker)."""
-    import pyarrow.parquet as pq
-
-    fs, path = fsspec.core.url_to_fs(url)
-    with fs.open(path, "rb") as f:
-        for row in pq.read_table(f).to_pylist():
-            yield record_of(row)
-
-
-def shuffled_pairs(runner: Any, job: Any, parts: Sequence[str], options: DedupOptions) -> list[Pair]:
-    """bucket → verify on the runner's shuffle over the records in ``parts`` (Parquet, outside the
-    copies: ``write_parts``): every verified pair (in any order)."""
-    return runner.shuffle(job, parts, read_part, partial(bucket_keys, options=options),
-                          partial(candidate_pairs, options=options), name="dedup")

@@ -238,7 +238,9 @@ class LocalRunner:
     def shuffle(self, job: Job, parts: Sequence[str], read: Callable[[str], Iterable[Any]],
                 keys: Callable[[Any], Iterable[str]], reduce: Callable[[str, list[Any]], Iterable[Any]],
                 name: str = "shuffle") -> list[Any]:
-        return reduce_partition(reduce, [partition(part, read, keys, 1)[0] for part in parts])
+        """The map calls on the pool (in this process with one worker), the reduce here."""
+        return reduce_partition(reduce, [pieces[0] for pieces in self._map(job, partition,
+                                                                           [(part, read, keys, 1) for part in parts])])
 
     def close(self) -> None:
         if self._pool is not None:

@@ -226,7 +226,7 @@ def test_vectorized_image_bands_find_the_pairs_of_the_per_record_buckets() -> No
     """``near_pairs_array`` (the local runner's bands: byte tables, packed sort, or the argsort when
     key and index do not fit in 64 bits) gives exactly the pairs of the shuffle's per-record bucket
     keys, on the hashes of real figures and copies of them with 1-40 bits flipped."""
-    from medcorpus.transforms.dedup import image_pairs_numpy
+    from medcorpus.transforms.dedup import image_pairs_numpy, near_pairs_array, perceptual_array
 
     rng = random.Random(7)
     figures = sorted(ARTICLES.glob("*/*.jpg"))[:40]
@@ -248,6 +248,10 @@ def test_vectorized_image_bands_find_the_pairs_of_the_per_record_buckets() -> No
         expected = {p for b, members in buckets.items() for p in candidate_pairs(b, members, opts)}
         got = set(image_pairs_numpy(keys, hashes, opts))
         assert got == expected and len(got) > 20
+        h = perceptual_array(hashes)  # bands in groups (one per worker) find the same pairs
+        groups = [near_pairs_array(h, opts, bands=range(a, b)) for a, b in ((0, 50), (50, 51), (51, opts.bands))]
+        whole = near_pairs_array(h, opts)
+        assert {(i, j, d) for g in groups for i, j, d in zip(*g)} == set(zip(*whole))
 
 
 def _hash_record(key: str, perceptual: int) -> DedupRecord:

@@ -19,11 +19,11 @@ from medcorpus.pipelines import assemble
 from medcorpus.pipelines import dedup as dedup_module
 from medcorpus.pipelines.build import build
 from medcorpus.pipelines.config import load_config
-from medcorpus.pipelines.dedup import dedup, shuffled_pairs, write_records
+from medcorpus.pipelines.dedup import dedup
 from medcorpus.pipelines.runners import Job, LocalRunner, make_runner
 from medcorpus.pipelines.sources.local import LocalSource
 from medcorpus.pipelines.staging import Staging
-from medcorpus.transforms.dedup_clusters import bucketed, dedup_local, finish, merged
+from medcorpus.transforms.dedup_clusters import dedup_local, merged
 
 ORIGINALS = ["elife-46793-v1", "elife-52882-v2", "elife-43154-v2"]
 REPRINT = next(s for s in SCENARIOS if s.name == "reprint_0.8_q60")
@@ -95,11 +95,8 @@ def test_distributed_dedup_gives_the_same_removals(reprint_build: Path, runner_n
     records = assemble.read_records(asm)
     options = cfg.dedup_options()
     job = Job(cfg, None, str(tmp_path / "staging"), str(tmp_path / "out"))  # type: ignore[arg-type]
-    parts = write_records(bucketed(records, options), str(tmp_path / "parts"))  # the records outside the copies
-    expected = finish({r.key: r for r in records},  # the in-process shuffle
-                      shuffled_pairs(LocalRunner(1), job, parts, options), options)
-    assert expected.matches == dedup_local(records, options).matches  # numpy bands agree
-    spooled = merged(r for r, _ in dedup(LocalRunner(1), job, asm))  # and the build's spooled path
+    expected = dedup_local(records, options)  # in memory, one process
+    spooled = merged(r for r, _ in dedup(LocalRunner(1), job, asm))  # the build's spooled path
     assert spooled.matches == expected.matches
     runner = make_runner(runner_name, 2, config=cfg)
     try:

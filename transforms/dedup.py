@@ -474,13 +474,16 @@ def _band_pairs(ks: np.ndarray, order: np.ndarray, hi: np.ndarray, lo: np.ndarra
         cand = cand[ks[cand] == ks[cand + off]]
 
 
-def near_pairs_array(h: np.ndarray, options: DedupOptions = DedupOptions()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All (i, j, distance), i < j, of rows of ``h`` ((n, 2) uint64) that share a band and lie within
-    ``near_image_distance``: sort per band, pair up equal runs, verify by popcount."""
+def near_pairs_array(h: np.ndarray, options: DedupOptions = DedupOptions(),
+                     bands: Iterable[int] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All (i, j, distance), i < j, of rows of ``h`` ((n, 2) uint64) that share a band (of ``bands``,
+    by index; default all) and lie within ``near_image_distance``: sort per band, pair up equal
+    runs, verify by popcount."""
     hi, lo = np.ascontiguousarray(h[:, 0]), np.ascontiguousarray(h[:, 1])
     columns = _hash_bytes(hi, lo)
     found_i, found_j, found_d = [], [], []
-    for positions in band_positions(options.bands, options.band_bits, options.band_seed):
+    every = band_positions(options.bands, options.band_bits, options.band_seed)
+    for positions in (every if bands is None else [every[b] for b in bands]):
         ks, order = _sorted_keys(_band_keys_array(columns, positions), options.band_bits)
         for i, j, d in _band_pairs(ks, order, hi, lo, options.near_image_distance):
             found_i.append(i)

@@ -35,7 +35,7 @@ import pyarrow as pa
 
 from medcorpus.pipelines.assemble import Assembly, record_of
 from medcorpus.pipelines.spool import READ_ROWS
-from medcorpus.transforms.dedup import (DedupOptions, DedupRecord, Pair, candidate_pairs, near_pairs_array,
+from medcorpus.transforms.dedup import (DedupOptions, DedupRecord, Pair, candidate_pairs, near_pairs_columns,
                                         text_only)
 from medcorpus.transforms.dedup_clusters import DedupResult, finish
 
@@ -181,9 +181,9 @@ def band_group_pairs(group: str, parts: Sequence[str], options: DedupOptions) ->
 
     first, end = (int(x) for x in group.split(":"))
     table = pa.concat_tables(_read_table(url) for url in parts)
-    h = np.column_stack([table.column("hi").to_numpy(), table.column("lo").to_numpy()])
+    hi, lo = table.column("hi").to_numpy(), table.column("lo").to_numpy()  # contiguous copies
     del table
-    i, j, d = near_pairs_array(h, options, bands=range(first, end))
+    i, j, d = near_pairs_columns(hi, lo, options, bands=range(first, end))
     url = f"{parts[0].rsplit('/', 1)[0]}/pairs-{first:04d}.parquet"
     fs, path = fsspec.core.url_to_fs(url)
     with fs.open(path, "wb") as f:

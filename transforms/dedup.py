@@ -451,8 +451,12 @@ def _sorted_keys(keys: np.ndarray, key_bits: int) -> tuple[np.ndarray, np.ndarra
     if key_bits + index_bits > 64:
         order = np.argsort(keys, kind="stable")
         return keys[order], order
-    packed = np.sort((keys << np.uint64(index_bits)) | np.arange(len(keys), dtype=np.uint64))
-    return packed >> np.uint64(index_bits), (packed & np.uint64((1 << index_bits) - 1)).astype(np.int64)
+    keys <<= np.uint64(index_bits)  # in place: the keys are this function's to reuse
+    keys |= np.arange(len(keys), dtype=np.uint64)
+    keys.sort()
+    order = (keys & np.uint64((1 << index_bits) - 1)).astype(np.int64)
+    keys >>= np.uint64(index_bits)
+    return keys, order
 
 
 def _band_pairs(ks: np.ndarray, order: np.ndarray, hi: np.ndarray, lo: np.ndarray,
@@ -477,9 +481,14 @@ def _band_pairs(ks: np.ndarray, order: np.ndarray, hi: np.ndarray, lo: np.ndarra
 def near_pairs_array(h: np.ndarray, options: DedupOptions = DedupOptions(),
                      bands: Iterable[int] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All (i, j, distance), i < j, of rows of ``h`` ((n, 2) uint64) that share a band (of ``bands``,
-    by index; default all) and lie within ``near_image_distance``: sort per band, pair up equal
-    runs, verify by popcount."""
-    hi, lo = np.ascontiguousarray(h[:, 0]), np.ascontiguousarray(h[:, 1])
+    by index; default all) and lie within ``near_image_distance``."""
+    return near_pairs_columns(np.ascontiguousarray(h[:, 0]), np.ascontiguousarray(h[:, 1]), options, bands)
+
+
+def near_pairs_columns(hi: np.ndarray, lo: np.ndarray, options: DedupOptions = DedupOptions(),
+                       bands: Iterable[int] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``near_pairs_array`` over the hashes' two halves as contiguous uint64 columns: sort per band,
+    pair up equal runs, verify by popcount."""
     columns = _hash_bytes(hi, lo)
     found_i, found_j, found_d = [], [], []
     every = band_positions(options.bands, options.band_bits, options.band_seed)
@@ -492,7 +501,7 @@ def near_pairs_array(h: np.ndarray, options: DedupOptions = DedupOptions(),
     if not found_i:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int32)
     i, j, d = np.concatenate(found_i), np.concatenate(found_j), np.concatenate(found_d)
-    pair_id = np.unique(i.astype(np.int64) * len(h) + j, return_index=True)[1]
+    pair_id = np.unique(i.astype(np.int64) * len(hi) + j, return_index=True)[1]
     return i[pair_id].astype(np.int64), j[pair_id].astype(np.int64), d[pair_id]
 
 

@@ -44,7 +44,8 @@ def digest(out: Path) -> str:
 
 class Traced:
     """A runner with the wall time of each of its steps recorded: ``start`` (from the step's call to
-    its first result: workers starting, models loading), the whole step, and the dedup image bands (the runner's shuffle)."""
+    its first result: workers starting, models loading), the whole step, and the dedup image bands
+    (the runner's shuffle)."""
 
     def __init__(self, runner: Any) -> None:
         self.runner, self.seconds = runner, {}

@@ -143,35 +143,45 @@ def _shared_buckets(db: Any) -> Iterator[tuple[str, list[DedupRecord]]]:
 
 
 def _image_pairs(db: Any, options: DedupOptions, runner: Any, job: Any) -> None:
-    """Near image pairs into ``pairs``: the bands split into groups (one per worker, fewer on small
-    inputs: ``GROUP_RECORDS``), each group a task
-    on the runner's workers over the two hash columns (16 bytes a record, Parquet parts in the
-    staging folder; ``band_group_pairs``). The bands are independent, so the groups find the pairs
-    one process over all bands finds; the driver only streams the hashes out and the pairs in, and
-    looks their keys up in DuckDB."""
+    """Near image pairs into ``pairs``: the bands split into groups (``_band_groups``), each group
+    a task on the runner's workers over the two hash columns (16 bytes a record, Parquet parts in
+    the staging folder; ``band_group_pairs``). The bands are independent, so the groups find the
+    pairs one process over all bands finds; the driver only streams the hashes out and the pairs
+    in, and looks their keys up in DuckDB."""
     db.execute("CREATE OR REPLACE TEMP TABLE hashes AS SELECT row_number() OVER (ORDER BY key) - 1 AS i, key, hi, lo "
                "FROM solo")
     folder = f"{job.staging_root.rstrip('/')}/dedup-hashes"  # one build at a time holds a work dir
     try:
         parts = write_parts(db.execute("SELECT hi, lo FROM hashes ORDER BY i").to_arrow_reader(HASH_ROWS), folder)
         if parts:
-            records = db.execute("SELECT count(*) FROM hashes").fetchone()[0]
-            n = max(1, min(options.bands, runner.workers, -(-records // GROUP_RECORDS)))
-            bounds = np.linspace(0, options.bands, n + 1).astype(int)
-            groups = [f"{a}:{b}" for a, b in zip(bounds[:-1], bounds[1:])]
+            groups = _band_groups(db.execute("SELECT count(*) FROM hashes").fetchone()[0], options, runner.workers)
             found = runner.shuffle(job, groups, partial(band_group_pairs, parts=tuple(parts), options=options),
                                    _itself, _first, name="image-bands")
-            db.execute("CREATE OR REPLACE TEMP TABLE found (i BIGINT, j BIGINT, d INTEGER)")
-            for url in found:
-                db.register("part", _read_table(url))
-                db.execute("INSERT INTO found SELECT * FROM part")
-                db.unregister("part")
-            db.execute("INSERT INTO pairs SELECT least(a.key, b.key), greatest(a.key, b.key), 'image', f.d::DOUBLE "
-                       "FROM (SELECT DISTINCT i, j, d FROM found) f JOIN hashes a ON a.i = f.i JOIN hashes b ON b.i = f.j")
-            db.execute("DROP TABLE found")
+            _insert_image_pairs(db, found)
     finally:
         _remove(folder)
     db.execute("DROP TABLE hashes")
+
+
+def _band_groups(records: int, options: DedupOptions, workers: int) -> list[str]:
+    """The bands in ``first:end`` groups of about equal size: one per worker, fewer on small
+    inputs (one per ``GROUP_RECORDS`` records), so a small build starts no extra task."""
+    n = max(1, min(options.bands, workers, -(-records // GROUP_RECORDS)))
+    bounds = np.linspace(0, options.bands, n + 1).astype(int)
+    return [f"{a}:{b}" for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _insert_image_pairs(db: Any, urls: Iterable[str]) -> None:
+    """The band groups' pairs (row numbers, from their Parquet files) into ``pairs`` by key, each
+    pair once however many groups found it."""
+    db.execute("CREATE OR REPLACE TEMP TABLE found (i BIGINT, j BIGINT, d INTEGER)")
+    for url in urls:
+        db.register("part", _read_table(url))
+        db.execute("INSERT INTO found SELECT * FROM part")
+        db.unregister("part")
+    db.execute("INSERT INTO pairs SELECT least(a.key, b.key), greatest(a.key, b.key), 'image', f.d::DOUBLE "
+               "FROM (SELECT DISTINCT i, j, d FROM found) f JOIN hashes a ON a.i = f.i JOIN hashes b ON b.i = f.j")
+    db.execute("DROP TABLE found")
 
 
 def band_group_pairs(group: str, parts: Sequence[str], options: DedupOptions) -> list[str]:

@@ -6,6 +6,7 @@ import io
 import random
 from collections import defaultdict
 
+import numpy as np
 from PIL import Image, ImageOps
 from testdata import ARTICLES
 
@@ -228,17 +229,7 @@ def test_vectorized_image_bands_find_the_pairs_of_the_per_record_buckets() -> No
     keys, on the hashes of real figures and copies of them with 1-40 bits flipped."""
     from medcorpus.transforms.dedup import image_pairs_numpy, near_pairs_array, perceptual_array
 
-    rng = random.Random(7)
-    figures = sorted(ARTICLES.glob("*/*.jpg"))[:40]
-    keys, hashes = [], []
-    for f in figures:
-        h = hash_image(f.read_bytes()).perceptual
-        for copy in range(4):
-            flipped = h
-            for bit in rng.sample(range(128), rng.randint(1, 40)) if copy else []:
-                flipped ^= 1 << bit
-            keys.append(f"{f.parent.name}/{f.stem}/{copy}")
-            hashes.append(flipped)
+    keys, hashes = _real_and_flipped_hashes()
     for band_bits in (20, 60):  # 20 + 8 index bits pack into one uint64; 60 + 8 do not
         opts = DedupOptions(kinds=("image",), band_bits=band_bits)
         buckets = defaultdict(list)
@@ -252,6 +243,39 @@ def test_vectorized_image_bands_find_the_pairs_of_the_per_record_buckets() -> No
         groups = [near_pairs_array(h, opts, bands=range(a, b)) for a, b in ((0, 50), (50, 51), (51, opts.bands))]
         whole = near_pairs_array(h, opts)
         assert {(i, j, d) for g in groups for i, j, d in zip(*g)} == set(zip(*whole))
+
+
+def test_bands_sorted_a_key_prefix_at_a_time_find_the_pairs_of_one_sort(monkeypatch) -> None:
+    """A band over more than ``SLICE_ROWS`` rows sorts the rows of each key prefix apart (and
+    gathers keys ``KEY_ROWS`` at a time): equal keys share a prefix, so the pairs are the same
+    arrays, for the packed sort and the argsort alike."""
+    from medcorpus.transforms import dedup
+
+    keys, hashes = _real_and_flipped_hashes()
+    h = dedup.perceptual_array(hashes)
+    for band_bits in (20, 60):
+        opts = DedupOptions(kinds=("image",), band_bits=band_bits)
+        whole = dedup.near_pairs_array(h, opts)
+        monkeypatch.setattr(dedup, "SLICE_ROWS", 16)  # 160 rows: 4 prefix bits, 16 slices a band
+        monkeypatch.setattr(dedup, "KEY_ROWS", 7)
+        sliced = dedup.near_pairs_array(h, opts)
+        monkeypatch.undo()
+        assert len(whole[0]) > 20 and all(np.array_equal(a, b) for a, b in zip(whole, sliced))
+
+
+def _real_and_flipped_hashes() -> tuple[list[str], list[int]]:
+    """Keys and perceptual hashes of 40 real figures, each with three copies 1-40 bits away."""
+    rng = random.Random(7)
+    keys, hashes = [], []
+    for f in sorted(ARTICLES.glob("*/*.jpg"))[:40]:
+        h = hash_image(f.read_bytes()).perceptual
+        for copy in range(4):
+            flipped = h
+            for bit in rng.sample(range(128), rng.randint(1, 40)) if copy else []:
+                flipped ^= 1 << bit
+            keys.append(f"{f.parent.name}/{f.stem}/{copy}")
+            hashes.append(flipped)
+    return keys, hashes
 
 
 def _hash_record(key: str, perceptual: int) -> DedupRecord:

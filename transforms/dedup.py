@@ -422,24 +422,30 @@ def perceptual_array(values: Sequence[int]) -> np.ndarray:
 
 
 _BYTE_VALUES = np.arange(256, dtype=np.uint64)
+KEY_ROWS = 1 << 20  # rows whose band keys are gathered at once (the bytes taken out of them are this size)
+SLICE_ROWS = 1 << 20  # rows a band sorts at once: larger inputs sort by key prefix, a slice at a time
 
 
-def _hash_bytes(hi: np.ndarray, lo: np.ndarray) -> list[np.ndarray]:
-    """The 128-bit hashes as sixteen uint8 columns, most significant first (16 bytes a row): each
-    band key is then one table lookup per byte its bits fall in, not a shift per bit."""
-    return [(word >> np.uint64(56 - 8 * c)).astype(np.uint8) for word in (hi, lo) for c in range(8)]
-
-
-def _band_keys_array(columns: list[np.ndarray], positions: Sequence[int]) -> np.ndarray:
-    """The band key of every row: its bits at ``positions`` (0 = the hash's most significant),
-    the first the key's most significant, gathered by a 256-entry table per byte column."""
+def _byte_tables(positions: Sequence[int]) -> dict[int, np.ndarray]:
+    """For each byte of the hash (0 = the most significant) that ``positions`` fall in, the
+    256-entry table of what its value gives the band key (the first position its top bit)."""
     tables: dict[int, np.ndarray] = {}
     for t, p in enumerate(positions):
         table = tables.setdefault(p // 8, np.zeros(256, np.uint64))
         table |= ((_BYTE_VALUES >> np.uint64(7 - p % 8)) & np.uint64(1)) << np.uint64(len(positions) - 1 - t)
-    keys = np.zeros(len(columns[0]), dtype=np.uint64)
-    for c, table in tables.items():
-        keys |= table[columns[c]]
+    return tables
+
+
+def _band_keys_array(hi: np.ndarray, lo: np.ndarray, positions: Sequence[int]) -> np.ndarray:
+    """The band key of every row: one table lookup per byte its bits fall in, not a shift per bit.
+    The bytes are taken out ``KEY_ROWS`` rows at a time, so the task holds no byte copy of the hashes."""
+    tables = _byte_tables(positions)
+    keys = np.zeros(len(hi), dtype=np.uint64)
+    for start in range(0, len(hi), KEY_ROWS):
+        part = keys[start:start + KEY_ROWS]
+        for c, table in tables.items():
+            word = (hi if c < 8 else lo)[start:start + KEY_ROWS]
+            part |= table[(word >> np.uint64(56 - 8 * (c % 8))).astype(np.uint8)]
     return keys
 
 
@@ -457,6 +463,23 @@ def _sorted_keys(keys: np.ndarray, key_bits: int) -> tuple[np.ndarray, np.ndarra
     order = (keys & np.uint64((1 << index_bits) - 1)).astype(np.int64)
     keys >>= np.uint64(index_bits)
     return keys, order
+
+
+def _key_slices(keys: np.ndarray, key_bits: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``_sorted_keys`` of a band a slice at a time: the rows whose keys start with the same bits,
+    about ``SLICE_ROWS`` each. Equal keys fall in one slice, in index order, so the slices pair
+    what one sort pairs, and what a band task holds beyond the hashes and keys is one slice's.
+    The keys are the caller's band's, reused in place when they make one slice."""
+    prefix_bits = min(key_bits, 16, (-(-len(keys) // SLICE_ROWS) - 1).bit_length())
+    if not prefix_bits:
+        yield _sorted_keys(keys, key_bits)
+        return
+    prefix = (keys >> np.uint64(key_bits - prefix_bits)).astype(np.uint16)
+    for p in range(1 << prefix_bits):
+        rows = np.flatnonzero(prefix == p)
+        if rows.size:
+            ks, order = _sorted_keys(keys[rows], key_bits)
+            yield ks, rows[order]
 
 
 def _band_pairs(ks: np.ndarray, order: np.ndarray, hi: np.ndarray, lo: np.ndarray,
@@ -488,21 +511,20 @@ def near_pairs_array(h: np.ndarray, options: DedupOptions = DedupOptions(),
 def near_pairs_columns(hi: np.ndarray, lo: np.ndarray, options: DedupOptions = DedupOptions(),
                        bands: Iterable[int] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``near_pairs_array`` over the hashes' two halves as contiguous uint64 columns: sort per band,
-    pair up equal runs, verify by popcount."""
-    columns = _hash_bytes(hi, lo)
-    found_i, found_j, found_d = [], [], []
+    pair up equal runs, verify by popcount. A near copy shares most bands, so the pairs are made
+    unique after each band: what is held is the distinct pairs, not one entry per band that finds them."""
+    n = len(hi)
+    ids, dists = np.zeros(0, np.int64), np.zeros(0, np.int32)  # pair id i * n + j, and its distance
     every = band_positions(options.bands, options.band_bits, options.band_seed)
     for positions in (every if bands is None else [every[b] for b in bands]):
-        ks, order = _sorted_keys(_band_keys_array(columns, positions), options.band_bits)
-        for i, j, d in _band_pairs(ks, order, hi, lo, options.near_image_distance):
-            found_i.append(i)
-            found_j.append(j)
-            found_d.append(d)
-    if not found_i:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int32)
-    i, j, d = np.concatenate(found_i), np.concatenate(found_j), np.concatenate(found_d)
-    pair_id = np.unique(i.astype(np.int64) * len(hi) + j, return_index=True)[1]
-    return i[pair_id].astype(np.int64), j[pair_id].astype(np.int64), d[pair_id]
+        band_ids, band_dists = [ids], [dists]
+        for ks, order in _key_slices(_band_keys_array(hi, lo, positions), options.band_bits):
+            for i, j, d in _band_pairs(ks, order, hi, lo, options.near_image_distance):
+                band_ids.append(i * n + j)
+                band_dists.append(d)
+        ids, first = np.unique(np.concatenate(band_ids), return_index=True)
+        dists = np.concatenate(band_dists)[first]
+    return ids // n, ids % n, dists
 
 
 def image_pairs_numpy(keys: Sequence[str], perceptual: Sequence[int],

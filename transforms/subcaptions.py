@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 __all__ = ["Subcaption", "SubcaptionSplit", "split_caption", "label_sort_key"]
 
 _ATOM = r"(?:[A-Z](?:iii|ii|iv|vi{0,3}|i)(?![a-z])|[A-Za-z])(?:\d{1,2})?(?:['’′])?"
-_SEP = r"(?:\s*,\s*(?:and\s+)?|\s+(?:and|or|to|through)\s+|\s*[-–—‐−]\s*|\s*/\s*)"
+_SEP = r"(?:\s*,\s*(?:and\s+)?|\s+(?:and|or|to|through)\s+|\s*[-–—‐−~∼]\s*|\s*[/&]\s*)"
 _BGROUP = _ATOM + r"(?:" + _SEP + _ATOM + r")*"
 _ROMAN = r"(?:viii|vii|vi|iv|v|ix|x|iii|ii|i)"
 
@@ -46,14 +46,14 @@ _RE_POSITION = re.compile(
 )
 _POSITION_WORDS = {"top", "bottom", "left", "right", "center"}
 # a bracketed letter after these words names a category, not a panel: "category (a)", "pattern (B)"
-_RE_NAMED_BEFORE = re.compile(r"\b(?:categor(?:y|ies)|groups?|types?|class(?:es)?|patterns?|grades?|stages?|lanes?|"
+_RE_NAMED_BEFORE = re.compile(r"\b(?:categor(?:y|ies)|groups?|types?|class(?:es)?|patterns?|grades?|lanes?|"
                               r"zones?|clusters?|lineages?|genotypes?|sites?|strains?)\s+$", re.I)
 # a first label written after an unpunctuated title ("... time points a. Power ..."): found only when
 # its run's next labels are there
 _RE_WEAK_FIRST = {"dot": re.compile(r"(?<=\s)(?P<g>[aA])\.\s+(?=[A-Z])"),
                   "bare": re.compile(r"(?:^|(?<=\s))(?P<g>[aA])\s+(?=[A-Z][a-z-]*[A-Z0-9]|[A-Z]{2})")}
 _RE_ATOM = re.compile(_ATOM)
-_RE_RANGE_SEP = re.compile(r"^\s*(?:[-–—‐−]|to|through)\s*$")
+_RE_RANGE_SEP = re.compile(r"^\s*(?:[-–—‐−~∼]|to|through)\s*$")
 _RE_SEP_SPLIT = re.compile(r"(" + _SEP + r")")
 _RE_SENT_START = re.compile(r"(?:^|[.;!?]\s*|[.;!?]\)\s*)$")
 _RE_WS = re.compile(r"\s+")
@@ -248,21 +248,22 @@ def _key(label: str, family: str) -> str:
 
 def _run(keys: set[str], alphabet: tuple[str, ...]) -> set[str]:
     """Keys of the run starting at the alphabet's first symbol; one missing symbol is tolerated
-    when at least two more follow (captions skip "J" to avoid confusing it with "I")."""
+    when at least two more follow (captions skip "J" to avoid confusing it with "I"), and a missing
+    first one when three follow (the first panel described by the title, unlabelled)."""
     run: set[str] = set()
     i = 0
     while i < len(alphabet):
         if alphabet[i] in keys:
             run.add(alphabet[i])
             i += 1
-        elif i + 2 < len(alphabet) and run and alphabet[i + 1] in keys and alphabet[i + 2] in keys:
+        elif all(a in keys for a in alphabet[i + 1:i + 3 + (not run)]) and i + 2 + (not run) < len(alphabet):
             i += 1
         else:
             break
     return run
 
 
-def _choose(hits: list[_Hit]) -> list[_Hit]:
+def _choose(hits: list[_Hit], caption: str) -> list[_Hit]:
     """Keep the hits of the (family, case) whose labels form the longest a, b, c ... run."""
     best: tuple[tuple[int, int, int], list[_Hit], set[str]] = ((0, 0, 0), [], set())
     for family in ("paren", "dot", "bare", "roman"):
@@ -281,13 +282,21 @@ def _choose(hits: list[_Hit]) -> list[_Hit]:
     kept, run = best[1], set(best[2])
     if kept and kept[0].family in ("paren", "dot"):
         # Bracketed and dotted tokens of the same case may be mixed ("(A) ... B) ... C.");
-        # a single-label token of the other family may extend the run by one letter.
+        # a single-label token of the other family may extend the run by one letter (a bare one
+        # only at a sentence start: "..., M stage (D)" names no panel M).
+        # So may the next letter in the other case after the last label ("(E) ... (f) Photograph").
         fam, upper = kept[0].family, kept[0].upper
         for h in sorted(hits, key=lambda h: h.start):
+            extends = len(h.labels) == 1 and chr(ord(h.labels[0][0]) - 1) in run
+            if h.family == fam and h.upper != upper and extends and h.labels[0][0] not in run \
+                    and h.start > max(k.start for k in kept):
+                kept.append(h)
+                run.add(h.labels[0][0])
+                continue
             if h.family in (fam, "roman", "position") or h.upper != upper or h in kept:
                 continue
             letters = {lab[0] for lab in h.labels}
-            extends = len(h.labels) == 1 and chr(ord(h.labels[0][0]) - 1) in run
+            extends = extends and (h.family != "bare" or _at_sentence_start(caption, h.start))
             if (letters <= run and h.family != "bare") or extends:
                 kept.append(h)
                 run |= letters
@@ -304,12 +313,24 @@ def _mixed(hits: list[_Hit], best: tuple) -> tuple:
         group = sorted((h for h in hits if h.family in ("paren", "dot", "bare") and h.upper == upper),
                        key=lambda h: h.start)
         run = _run({lab[0] for h in group for lab in h.labels}, _LETTERS)
-        kept = [h for h in group if all(lab[0] in run for lab in h.labels)]
-        firsts = [min(label_sort_key(lab) for lab in h.labels) for h in kept]
+        kept = _dedupe([h for h in group if all(lab[0] in run for lab in h.labels)])
+        firsts = [min(label_sort_key(lab) for lab in h.labels) for h in _introducing(kept)]
         in_order = all(a <= b for a, b in zip(firsts, firsts[1:]))
         if len(run) >= 2 and len(run) > best[0][0] and in_order:
             best = ((len(run), -9, int(upper)), kept, run)
     return best
+
+
+def _introducing(hits: list[_Hit]) -> list[_Hit]:
+    """The hits, in reading order, that name a label for the first time; a later mention ("as in
+    a", "Both d, e are ...") refers back and says nothing about the labels' order."""
+    seen: set[str] = set()
+    out = []
+    for h in hits:
+        if any(lab not in seen for lab in h.labels):
+            out.append(h)
+            seen.update(h.labels)
+    return out
 
 
 def _drop_lone_nested(labels: set[str]) -> set[str]:
@@ -416,7 +437,7 @@ def _segments_postfix(caption: str, hits: list[_Hit]) -> tuple[str, dict[str, li
 def split_caption(caption: str) -> SubcaptionSplit:
     """Cut ``caption`` into shared text and per-label text (labels lower-case, reading order)."""
     caption = caption or ""
-    hits = _choose(_find_hits(caption))
+    hits = _choose(_find_hits(caption), caption)
     labels = _drop_lone_nested({lab for h in hits for lab in h.labels})
     hits = [h for h in (_Hit(h.start, h.end, h.family, h.upper, tuple(x for x in h.labels if x in labels)) for h in hits) if h.labels]
     if len(labels) < 2:

@@ -67,6 +67,9 @@ def test_shared_prefix_and_own_text() -> None:
         ("Stained for LDLR (a); stained for SR-BI (b).", ["a", "b"]),
         ("Cells (i) before and (ii) after treatment (iii) recovery.", ["i", "ii", "iii"]),
         ("Knee MRI. Left: sagittal view. Right: coronal view.", ["left", "right"]),
+        ("Sensitivity analysis. The left panel shows the odds ratio in SMA. The right panel shows it in CM.",
+         ["left", "right"]),
+        ("Control for retinal origin. Upper figure: uniform illumination. Lower figure: p values.", ["top", "bottom"]),
     ],
 )
 def test_label_styles(caption: str, labels: list[str]) -> None:

@@ -39,9 +39,12 @@ _RE_ROMAN = re.compile(r"[(\[](?P<g>" + _ROMAN + r"(?:" + _SEP + _ROMAN + r")*)[
 
 # Positional panel names, used when a caption has no letters: "Left: CT. Right: MRI.", "(top)".
 _POS = r"(?:top|bottom|upper|lower|middle|center|centre|left|right)"
-_POSGROUP = _POS + r"(?:[\s-]+" + _POS + r")?(?:\s+(?:panels?|images?|row|column))?"
+_POSNOUN = r"(?:panels?|images?|figures?|plots?|graphs?|rows?|columns?)"
+_POSGROUP = _POS + r"(?:[\s-]+" + _POS + r")?(?:\s+" + _POSNOUN + r")?"
+# "Left: CT.", "(top)", and a sentence about one: "The left panel shows ..."
 _RE_POSITION = re.compile(
-    r"(?:(?:^|(?<=[.;]\s)|(?<=[.;]))(?P<g>" + _POSGROUP + r")\s*[:,.]\s|[(\[](?P<g2>" + _POSGROUP + r")[)\]])",
+    r"(?:(?:^|(?<=[.;]\s)|(?<=[.;]))(?P<g>" + _POSGROUP + r")\s*[:,.]\s|[(\[](?P<g2>" + _POSGROUP + r")[)\]]"
+    r"|(?:^|(?<=[.;]\s))the\s+(?P<g3>" + _POS + r"(?:[\s-]+" + _POS + r")?\s+" + _POSNOUN + r")\b)",
     re.I,
 )
 _POSITION_WORDS = {"top", "bottom", "left", "right", "center"}
@@ -192,7 +195,7 @@ def _find_hits(caption: str) -> list[_Hit]:
             hits.append(_Hit(m.start(), m.end(), family, upper, labels))
     hits += _weak_first_hits(caption, hits)
     for m in _RE_POSITION.finditer(caption):
-        hits.append(_Hit(m.start(), m.end(), "position", False, (_norm_position(m.group("g") or m.group("g2")),)))
+        hits.append(_Hit(m.start(), m.end(), "position", False, (_norm_position(m.group("g") or m.group("g2") or m.group("g3")),)))
     for m in _RE_ROMAN.finditer(caption):
         parts = _RE_SEP_SPLIT.split(m.group("g"))
         labels = _expand_roman(parts[0::2], parts[1::2])
@@ -231,7 +234,7 @@ def _expand_roman(atoms: list[str], seps: list[str]) -> tuple[str, ...]:
 
 
 def _norm_position(text: str) -> str:
-    words = [w for w in re.split(r"[\s-]+", text.lower()) if w not in ("panel", "panels", "image", "images", "row", "column")]
+    words = [w for w in re.split(r"[\s-]+", text.lower()) if not re.fullmatch(_POSNOUN, w)]
     words = ["top" if w == "upper" else "bottom" if w == "lower" else "center" if w in ("middle", "centre") else w for w in words]
     return "-".join(words)
 

@@ -15,7 +15,8 @@ The verified pairs go to a DuckDB table, not the driver's memory. Every runner t
 path: the image bands are vectorized over two uint64 columns (``near_pairs_array``) in groups of
 bands, one task per worker (``band_group_pairs``, run through ``Runner.shuffle`` on the hash
 columns written to Parquet in the staging folder: the local pool, Ray actors, Beam workers); the
-exact and caption band keys are DuckDB group-bys, streamed out one shared bucket at a time. So the
+exact and caption band keys are DuckDB group-bys, a hash partition of the keys at a time, streamed
+out one shared bucket at a time. So the
 driver holds one bucket and one batch of components (``FINISH_RECORDS`` records, or one larger
 component), never a row per record, and every runner gives the same pairs, so the same removals
 (``tests/test_runners_dedup.py``).
@@ -45,6 +46,7 @@ PAIRS = pa.schema([("key_a", pa.string()), ("key_b", pa.string()), ("kind", pa.s
 PAIR_FIELDS = ", ".join(PAIRS.names)
 PAIR_COLUMNS = "key_a VARCHAR, key_b VARCHAR, kind VARCHAR, distance DOUBLE"
 HASH_ROWS = 1_000_000  # hash rows per Parquet part the band groups read (16 MB)
+BAND_PART_ROWS = 16_000_000  # exact and caption bucket keys per partition: a third of what 512 MB of DuckDB held
 GROUP_RECORDS = 200_000  # a band group per this many records, up to one per worker: a small build runs one
 
 
@@ -86,11 +88,15 @@ def _twins_table(db: Any, source: str, options: DedupOptions) -> None:
 
 def _text_pairs(db: Any, options: DedupOptions) -> None:
     """The exact and caption pairs among the records outside the copies (the ``solo`` view), into
-    ``pairs``: DuckDB group-bys over their bucket keys, each shared bucket verified as it streams out."""
-    _band_table(db, options)
-    _insert_pairs(db, (p for bucket, members in _shared_buckets(db) for p in candidate_pairs(bucket, members, options)))
-    db.execute("DROP VIEW bands")
-    shutil.rmtree(_temp_folder(db) / "bands")  # ≈ 1 GB at 3 M records: not kept for the rest of the build
+    ``pairs``: DuckDB group-bys over their bucket keys, one hash partition of the keys at a time,
+    each shared bucket verified as it streams out."""
+    folder = _temp_folder(db) / "bands"
+    try:
+        parts = _band_table(db, options, folder)
+        _insert_pairs(db, (p for part in parts for bucket, members in _shared_buckets(db, part)
+                           for p in candidate_pairs(bucket, members, options)))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)  # ≈ 1 GB at 3 M records: not kept for the rest of the build
 
 
 def _insert_pairs(db: Any, pairs: Iterable[Pair]) -> None:
@@ -125,21 +131,28 @@ def _write_parquet(path: Path, chunks: Iterable[Any], schema: Any) -> None:
             writer.write_table(chunk)
 
 
-def _shared_buckets(db: Any) -> Iterator[tuple[str, list[DedupRecord]]]:
-    """Each bucket key of ``bands`` that two or more records share, with its records in key order.
-    Counting and joining spill within the driver's DuckDB budget; a ``list()`` aggregate over every
-    band (tens of millions of rows at a few million records) would not, nor would a count of the
-    band strings themselves (their 64-bit hashes are counted; a collision only adds a bucket of one,
-    which pairs nothing). The members stream out sorted, with their records, and are grouped here:
-    one bucket's records in memory at a time."""
-    db.execute("CREATE OR REPLACE TEMP TABLE shared AS "
-               "SELECT hash(band) AS h FROM bands GROUP BY h HAVING count(*) > 1")
-    db.execute("CREATE OR REPLACE TEMP TABLE members AS "
-               "SELECT band, key FROM bands WHERE hash(band) IN (SELECT h FROM shared)")
-    rows = db.execute("SELECT m.band AS _band, s.* EXCLUDE (bands) FROM members m JOIN solo s USING (key) "
-                      "ORDER BY _band, key").to_arrow_reader(READ_ROWS)
-    for bucket, group in groupby((r for batch in rows for r in batch.to_pylist()), key=itemgetter("_band")):
-        yield bucket, [record_of(r) for r in group]
+def _shared_buckets(db: Any, part: str) -> Iterator[tuple[str, list[DedupRecord]]]:
+    """Each bucket key of one partition of the keys (``_band_table``) that two or more records
+    share, with its records in key order. A partition's group-by, join and sort fit the driver's
+    DuckDB budget, where the whole key table's did not past a few million records; the members'
+    records are picked by a semi-join on their keys (a join of the members with every record ran
+    out of memory at 5 M). The keys' 64-bit hashes are counted,
+    not the strings (a collision only adds a bucket of one, which pairs nothing). The members stream
+    out sorted, with their records, and are grouped here: one bucket's records in memory at a time."""
+    keys = f"read_parquet('{part}/*.parquet')"
+    db.execute(f"CREATE OR REPLACE TEMP TABLE members AS SELECT band, key FROM {keys} WHERE hash(band) IN "
+               f"(SELECT hash(band) AS h FROM {keys} GROUP BY h HAVING count(*) > 1)")
+    db.execute("CREATE OR REPLACE TEMP TABLE held AS SELECT * EXCLUDE (bands) FROM solo "
+               "WHERE key IN (SELECT key FROM members)")  # a semi-join: the members' keys are the hash table
+    path = f"{part}.members.parquet"
+    db.execute(f"COPY (SELECT m.band AS _band, h.* FROM members m JOIN held h USING (key)) TO '{path}' (FORMAT parquet)")
+    db.execute("DROP TABLE members; DROP TABLE held")
+    rows = db.execute(f"SELECT * FROM read_parquet('{path}') ORDER BY _band, key").to_arrow_reader(READ_ROWS)
+    try:
+        for bucket, group in groupby((r for batch in rows for r in batch.to_pylist()), key=itemgetter("_band")):
+            yield bucket, [record_of(r) for r in group]
+    finally:
+        rows.close()  # the sorted result holds DuckDB memory until its reader is closed
 
 
 def _image_pairs(db: Any, options: DedupOptions, runner: Any, job: Any) -> None:
@@ -217,23 +230,26 @@ def _read_table(url: str) -> Any:
         return pq.read_table(f)
 
 
-def _band_table(db: Any, options: DedupOptions) -> None:
-    """``bands(band, key)``: the exact and caption bucket keys of every record outside the copies
-    (the caption MinHash bands the workers computed, ``assemble.add_caption_bands``), a view over
-    Parquet files beside DuckDB's spill files (tens of millions of rows at a few million records: as
-    a table they would fill DuckDB's memory before its group-by could spill)."""
-    folder = _temp_folder(db) / "bands"
+def _band_table(db: Any, options: DedupOptions, folder: Path) -> list[str]:
+    """The exact and caption bucket keys (``band``, ``key``) of every record outside the copies
+    (the caption MinHash bands the workers computed, ``assemble.add_caption_bands``), written once
+    as Parquet beside DuckDB's spill files in hash partitions of the key (``part=N`` folders, about
+    ``BAND_PART_ROWS`` rows each; tens of millions of rows at a few million records: as one table
+    they would fill DuckDB's memory before its group-by could spill); returns the partitions' folders."""
     shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir()
     keys = []
     if "caption" in options.kinds:
         keys.append("SELECT 'c' || b || ':' || v AS band, key FROM "
                     "(SELECT key, unnest(bands) AS v, unnest(range(len(bands))) AS b FROM solo)")
     if "exact" in options.kinds:
         keys.append("SELECT 'x:' || exact AS band, key FROM solo")
-    for i, sql in enumerate(keys):
-        db.execute(f"COPY ({sql}) TO '{folder / f'{i}.parquet'}' (FORMAT parquet)")
-    db.execute(f"CREATE OR REPLACE TEMP VIEW bands AS SELECT * FROM read_parquet('{folder}/*.parquet')")
+    if not keys:
+        return []
+    per_record = len(keys) - 1 + (options.caption_bands if "caption" in options.kinds else 1)
+    parts = max(1, -(-db.execute("SELECT count(*) FROM solo").fetchone()[0] * per_record // BAND_PART_ROWS))
+    db.execute(f"COPY (SELECT *, hash(band) % {parts} AS part FROM ({' UNION ALL '.join(keys)})) TO '{folder}' "
+               "(FORMAT parquet, PARTITION_BY (part), WRITE_PARTITION_COLUMNS false)")
+    return sorted(str(p) for p in folder.glob("part=*"))
 
 
 Batch = tuple[dict[str, DedupRecord], list[Pair], dict[str, str], dict[str, int]]

@@ -112,7 +112,8 @@ def test_clusters_decided_a_few_at_a_time_give_the_same_removals(reprint_build: 
     """The driver hands ``finish`` whole connected components a batch at a time; one component
     per batch must remove what one call over every record removes, with the same evidence. And
     pairs stream through DuckDB a few at a time while the buckets stream out: every batch counts (a
-    statement run while a result streams on the same connection used to end it after the first batch)."""
+    statement run while a result streams on the same connection used to end it after the first batch);
+    and the exact and caption bucket keys, cut in many hash partitions, find the same pairs."""
     cfg = load_config(REPO / "dataflow.yaml")
     staging = Staging(reprint_build / "_work" / "staging")
     tokens = sorted(p.stem for p in (reprint_build / "_work" / "staging").rglob("*.meta"))
@@ -121,8 +122,12 @@ def test_clusters_decided_a_few_at_a_time_give_the_same_removals(reprint_build: 
     whole = list(dedup(LocalRunner(1), job, asm))
     monkeypatch.setattr(dedup_module, "FINISH_RECORDS", 1)
     monkeypatch.setattr(dedup_module, "BATCH", 7)
+    monkeypatch.setattr(dedup_module, "BAND_PART_ROWS", 500)
+    parts, buckets = [], dedup_module._shared_buckets
+    monkeypatch.setattr(dedup_module, "_shared_buckets", lambda db, part: parts.append(part) or buckets(db, part))
     one_each = list(dedup(LocalRunner(1), job, asm))
     assert len(whole) == 1 and len(one_each) >= 10  # measured: 18 (a reprinted figure with its panels is one)
+    assert len(parts) >= 5
     got, expected = merged(r for r, _ in one_each), merged(r for r, _ in whole)
     assert got.matches == expected.matches and got.cluster_of == expected.cluster_of
     assert got.matches == dedup_local(assemble.read_records(asm), cfg.dedup_options()).matches

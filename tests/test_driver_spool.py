@@ -143,29 +143,35 @@ def test_streamed_plans_equal_the_in_memory_planner(tmp_path: Path) -> None:
     assert asm.count("dropped") == 39
 
 
-def test_shared_buckets_stay_within_the_driver_budget(tmp_path: Path) -> None:
-    """Bucket keys of 125,000 records (16 bands each, 2 M rows; one record in 50 shares its bands with
-    124 others) grouped under a 48 MB DuckDB budget: a list() aggregate over every band runs out of
-    memory there, the counted-then-joined buckets stream out in key order."""
+def test_shared_buckets_stay_within_the_driver_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bucket keys of 125,000 records (16 caption bands and an exact key each, 2.1 M rows; one record
+    in 50 shares its bands with 124 others) grouped under a 48 MB DuckDB budget: a list() aggregate
+    over every band runs out of memory there; the keys written in hash partitions, each counted,
+    its members' records picked by a semi-join, stream out in key order."""
     import duckdb
 
-    from medcorpus.pipelines.dedup import _shared_buckets
+    from medcorpus.pipelines import dedup
+    from medcorpus.transforms.dedup import DedupOptions
 
     db = spool_module.driver_db(tmp_path, "48MB")
-    record = "(i // 16)"
-    db.execute(f"""CREATE TEMP TABLE bands AS SELECT
-        'c' || (i % 16) || ':' || md5(CASE WHEN {record} % 50 = 0 THEN ({record} % 1000)::VARCHAR
-                                      ELSE {record}::VARCHAR END) AS band,
-        'k' || lpad({record}::VARCHAR, 7, '0') AS key FROM range(2000000) t(i)""")
-    db.execute("""CREATE TEMP TABLE solo AS SELECT 'k' || lpad(i::VARCHAR, 7, '0') AS key, 'A' || i AS article_id,
+    record = "CASE WHEN i % 50 = 0 THEN i % 1000 ELSE i END"
+    db.execute(f"""CREATE TEMP TABLE solo AS SELECT 'k' || lpad(i::VARCHAR, 7, '0') AS key, 'A' || i AS article_id,
         1 AS version, 'CC BY' AS license_code, 100 AS pixels, md5(i::VARCHAR) AS exact, 0::UBIGINT AS hi,
         i::UBIGINT AS lo, 'a caption' AS caption, '' AS "group", '' AS label, []::DOUBLE[] AS box, 0 AS width,
-        0 AS height, []::UBIGINT[] AS bands FROM range(125000) t(i)""")
+        0 AS height, list_transform(range(16), b -> hash({record}, b)) AS bands FROM range(125000) t(i)""")
     with pytest.raises(duckdb.OutOfMemoryException):
-        db.execute("SELECT band, list(key ORDER BY key) FROM bands GROUP BY band HAVING count(*) > 1").fetchall()
-    buckets = list(_shared_buckets(db))
+        db.execute("SELECT band, list(key ORDER BY key) FROM (SELECT unnest(bands)::VARCHAR AS band, key FROM solo) "
+                   "GROUP BY band HAVING count(*) > 1").fetchall()
+    monkeypatch.setattr(dedup, "BAND_PART_ROWS", 500_000)
+    parts = dedup._band_table(db, DedupOptions(kinds=("exact", "caption")), tmp_path / "bands")
+    assert len(parts) == 5
+    buckets = []
+    for part in parts:
+        got = list(dedup._shared_buckets(db, part))
+        assert [b for b, _ in got] == sorted(b for b, _ in got)
+        buckets += got
     # records 0, 50, 100 ... share their bands with every record 1,000 apart: 20 values x 16 bands
-    assert [b for b, _ in buckets] == sorted(b for b, _ in buckets) and len(buckets) == 20 * 16
+    assert len(buckets) == 20 * 16 and len({b for b, _ in buckets}) == 20 * 16
     for _, members in buckets:
         keys = [int(r.key[1:]) for r in members]
         assert keys == sorted(keys) and len(keys) == 125 and len({k % 1000 for k in keys}) == 1

@@ -16,10 +16,9 @@ path: the image bands are vectorized over two uint64 columns (``near_pairs_array
 bands, one task per worker (``band_group_pairs``, run through ``Runner.shuffle`` on the hash
 columns written to Parquet in the staging folder: the local pool, Ray actors, Beam workers); the
 exact and caption band keys are DuckDB group-bys, a hash partition of the keys at a time, streamed
-out one shared bucket at a time. So the
-driver holds one bucket and one batch of components (``FINISH_RECORDS`` records, or one larger
-component), never a row per record, and every runner gives the same pairs, so the same removals
-(``tests/test_runners_dedup.py``).
+out one shared bucket at a time. So the driver holds one bucket and one batch of components
+(``FINISH_RECORDS`` records, or one larger component), never a row per record, and every runner
+gives the same pairs, so the same removals (``tests/test_runners_dedup.py``).
 """
 from __future__ import annotations
 
@@ -136,9 +135,9 @@ def _shared_buckets(db: Any, part: str) -> Iterator[tuple[str, list[DedupRecord]
     share, with its records in key order. A partition's group-by, join and sort fit the driver's
     DuckDB budget, where the whole key table's did not past a few million records; the members'
     records are picked by a semi-join on their keys (a join of the members with every record ran
-    out of memory at 5 M). The keys' 64-bit hashes are counted,
-    not the strings (a collision only adds a bucket of one, which pairs nothing). The members stream
-    out sorted, with their records, and are grouped here: one bucket's records in memory at a time."""
+    out of memory at 5 M). The keys' 64-bit hashes are counted, not the strings (a collision only
+    adds a bucket of one, which pairs nothing). The members stream out sorted, with their records,
+    and are grouped here: one bucket's records in memory at a time."""
     keys = f"read_parquet('{part}/*.parquet')"
     db.execute(f"CREATE OR REPLACE TEMP TABLE members AS SELECT band, key FROM {keys} WHERE hash(band) IN "
                f"(SELECT hash(band) AS h FROM {keys} GROUP BY h HAVING count(*) > 1)")

@@ -302,12 +302,14 @@ def _components(db: Any, size: int) -> None:
     db.execute("CREATE OR REPLACE TEMP TABLE ids AS "
                "SELECT key, row_number() OVER (ORDER BY key) - 1 AS i FROM involved")
     n = db.execute("SELECT count(*) FROM ids").fetchone()[0]
-    edges = db.execute("""
-        SELECT a.i AS u, b.i AS v FROM pairs p JOIN ids a ON a.key = p.key_a JOIN ids b ON b.key = p.key_b
-        UNION ALL SELECT a.i, b.i FROM twins t JOIN ids a ON a.key = t.key JOIN ids b ON b.key = t.lead
-        UNION ALL SELECT a.i, b.i FROM involved r JOIN ids a ON a.key = r.key JOIN ids b ON b.key = r."group"
-        """).fetchnumpy()
-    graph = coo_matrix((np.ones(len(edges["u"]), np.int8), (edges.pop("u"), edges.pop("v"))), shape=(n, n))
+    # three statements, not one UNION ALL of the three joins: at 10 M records that one parked
+    # every DuckDB thread for good (no error, no CPU), as duckdb/duckdb#24961 describes
+    edges = [db.execute(f"SELECT a.i AS u, b.i AS v FROM {table} x JOIN ids a ON a.key = x.{one} "
+                        f"JOIN ids b ON b.key = x.{other}").fetchnumpy()
+             for table, one, other in (("pairs", "key_a", "key_b"), ("twins", "key", "lead"),
+                                       ("involved", "key", '"group"'))]
+    u, v = (np.concatenate([e[c] for e in edges]) for c in "uv")
+    graph = coo_matrix((np.ones(len(u), np.int8), (u, v)), shape=(n, n))
     label = connected_components(graph, directed=False)[1] if n else np.zeros(0, np.int64)
     batch = _pack(np.bincount(label), size)[label]
     db.register("label", pa.table({"i": np.arange(n, dtype=np.int64), "batch": batch.astype(np.int64)}))

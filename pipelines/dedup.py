@@ -244,7 +244,7 @@ def _band_table(db: Any, options: DedupOptions, folder: Path) -> list[str]:
         keys.append("SELECT 'x:' || exact AS band, key FROM solo")
     if not keys:
         return []
-    per_record = len(keys) - 1 + (options.caption_bands if "caption" in options.kinds else 1)
+    per_record = ("caption" in options.kinds) * options.caption_bands + ("exact" in options.kinds)
     parts = max(1, -(-db.execute("SELECT count(*) FROM solo").fetchone()[0] * per_record // BAND_PART_ROWS))
     db.execute(f"COPY (SELECT *, hash(band) % {parts} AS part FROM ({' UNION ALL '.join(keys)})) TO '{folder}' "
                "(FORMAT parquet, PARTITION_BY (part), WRITE_PARTITION_COLUMNS false)")

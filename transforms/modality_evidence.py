@@ -31,7 +31,7 @@ EVIDENCE: tuple[tuple[str, int, str, str | None], ...] = (
               r"(?:lung|bone|mediastinal|soft[- ]tissue|brain) window|reformat\w*|curv\w*[- ]?planar|"
               r"multi-?planar|volume[- ]render\w*|3d[- ]reconstruct\w*|three-dimensional reconstruct\w*|"
               r"maximum intensity|minimum intensity|ground[- ]glass|crazy[- ]paving|tree[- ]in[- ]bud|angiotomogra\w*|"
-              r"\btomogra\w*|endoluminal view|virtual (?:colonoscop|bronchoscop|endoscop)\w*|scanogra\w*|"
+              r"\btomogra\w*|endoluminal view|virtual (?:colonoscop|bronchoscop|endoscop)\w*|"
               r"topogra\w*|dose distribution|tomodensit\w*|(?:arthro|angio|uro|entero)scanner|scann?ogra\w*|"
               r"\b(?:d'un|du|au|le) scanner|\bscanner (?:c[ée]r[ée]bral|thoraci\w*|abdomin\w*|cranio\w*|inject\w*)|"
               r"\b(?:high|low)[- ]density (?:lesion|mass|area|stone|focus|collection)|fat stranding|angioscan\w*|"

@@ -256,10 +256,11 @@ def _run(keys: set[str], alphabet: tuple[str, ...]) -> set[str]:
     run: set[str] = set()
     i = 0
     while i < len(alphabet):
+        follow = 2 if run else 3  # symbols that must follow a missing one
         if alphabet[i] in keys:
             run.add(alphabet[i])
             i += 1
-        elif all(a in keys for a in alphabet[i + 1:i + 3 + (not run)]) and i + 2 + (not run) < len(alphabet):
+        elif i + follow < len(alphabet) and all(a in keys for a in alphabet[i + 1:i + 1 + follow]):
             i += 1
         else:
             break

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import signal
 import sys
 from enum import Enum
 from pathlib import Path
@@ -215,6 +216,10 @@ def _run_build(*args: Any, **kwargs: Any) -> None:
     except LockLost as exc:
         err.print(str(exc), markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the units that finished are kept
+        err.print("interrupted before the build finished: the same command resumes from the units already "
+                  "staged", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(130) from None
     for line in summary_lines(summary):
         err.print(line)
     if summary.all_failed:
@@ -303,7 +308,14 @@ _register_commands()
 
 
 def main() -> None:
+    signal.signal(signal.SIGTERM, _interrupt)
     app()
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    """A scheduler's stop (SIGTERM) unwinds like Ctrl-C: the units running finish, the workers and
+    the output's lock are released, and the same command resumes."""
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -12,7 +12,10 @@ from __future__ import annotations
 import multiprocessing
 import os
 import resource
+import select
 import sys
+import threading
+import time
 import zlib
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -214,7 +217,8 @@ class LocalRunner:
             ctx = multiprocessing.get_context("forkserver")
             ctx.set_forkserver_preload(self._PRELOAD)
             self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_local_worker,
-                                             initargs=(replace(job, threads=share(self.workers)), dict(os.environ)))
+                                             initargs=(replace(job, threads=share(self.workers)), dict(os.environ),
+                                                       os.getpid()))
             self._job = job
         return self._pool
 
@@ -243,17 +247,49 @@ class LocalRunner:
                                                                            [(part, read, keys, 1) for part in parts])])
 
     def close(self) -> None:
+        """Units already running finish (their staged files are whole); queued ones are dropped, so
+        an interrupted build stops after its workers' current units."""
         if self._pool is not None:
-            self._pool.shutdown()
+            self._pool.shutdown(cancel_futures=True)
             self._pool, self._job = None, None
 
 
-def _init_local_worker(job: Job, env: dict[str, str]) -> None:
+def _init_local_worker(job: Job, env: dict[str, str], build_pid: int) -> None:
     """Workers fork from a long-lived forkserver: give them the environment the build sees now
     (credentials, endpoints), not the one the forkserver started with."""
     os.environ.clear()
     os.environ.update(env)
+    exit_with(build_pid)
     init_worker(job)
+
+
+def exit_with(pid: int) -> None:
+    """End this worker as soon as process ``pid`` (the build) ends in any way, SIGKILL included.
+    The forkserver's workers are not the build's children and would otherwise wait on the task
+    queue forever, holding their memory and finishing units into an output that a rerun has
+    taken over."""
+    threading.Thread(target=_exit_after, args=(pid,), name="medcorpus-exit-with-build", daemon=True).start()
+
+
+def _exit_after(pid: int) -> None:
+    try:
+        fd = os.pidfd_open(pid)  # readable once the process has ended; immune to pid reuse
+    except (AttributeError, OSError):  # not Linux >= 5.3: poll
+        while _alive(pid):
+            time.sleep(1.0)
+    else:
+        select.select([fd], [], [])
+    os._exit(1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        pass
+    return True
 
 
 def _subset(tokens: dict[str, str], plan: ShardPlan) -> dict[str, str]:

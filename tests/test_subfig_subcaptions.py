@@ -109,6 +109,11 @@ def test_deterministic() -> None:
     # the first label after an unpunctuated title (PMC11643049)
     ("Power during early navigation Power during early navigation a. Power for an example trial. b. Matrix "
      "showing the predicted correlation values. c. The correlation between early navigation and late.", ["a", "b", "c"]),
+    # ... and with only "b." after it (PMC11643049)
+    ("Raw power decodes navigation from the mental simulation condition a. When using the raw low-frequency "
+     "power, the mean accuracy was greater. b. When using the standardized power, it was not.", ["a", "b"]),
+    # but a letter after a word is not a label without the next one ("vitamin A. B cells ...")
+    ("Serum vitamin A. B cells were counted in each sample.", []),
     # E1/E2/E3 are protein names, not nested labels of a panel E (PMC11643203)
     ("(A) Selection scores on the trimeric E2/E1 glycoproteins (p62/E1; PDB: 3N42), E3 selection from a side "
      "view. (B) Sites selected. (C) FRNT curves. (D) PRNT curve.", ["a", "b", "c", "d"]),

@@ -52,7 +52,7 @@ _POSITION_WORDS = {"top", "bottom", "left", "right", "center"}
 _RE_NAMED_BEFORE = re.compile(r"\b(?:categor(?:y|ies)|groups?|types?|class(?:es)?|patterns?|grades?|lanes?|"
                               r"zones?|clusters?|lineages?|genotypes?|sites?|strains?)\s+$", re.I)
 # a first label written after an unpunctuated title ("... time points a. Power ..."): found only when
-# its run's next labels are there
+# its run's "b" is there
 _RE_WEAK_FIRST = {"dot": re.compile(r"(?<=\s)(?P<g>[aA])\.\s+(?=[A-Z])"),
                   "bare": re.compile(r"(?:^|(?<=\s))(?P<g>[aA])\s+(?=[A-Z][a-z-]*[A-Z0-9]|[A-Z]{2})")}
 _RE_ATOM = re.compile(_ATOM)
@@ -211,8 +211,7 @@ def _weak_first_hits(caption: str, hits: list[_Hit]) -> list[_Hit]:
         for upper in (True, False):
             group = [h for h in hits if h.family in (family, "paren") and h.upper == upper]
             keys = {lab[0] for h in group for lab in h.labels}
-            follows = "b" in keys if family == "bare" else {"b", "c"} <= keys
-            if "a" in keys or not follows:
+            if "a" in keys or "b" not in keys:
                 continue
             first_b = min(h.start for h in group if any(lab[0] == "b" for lab in h.labels))
             for m in regex.finditer(caption, 0, first_b):

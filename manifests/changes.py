@@ -62,6 +62,7 @@ LOOKUPS = (("new_dropped", "dropped", "n", "o", (("key", "key"),)),
            ("old_dropped", "dropped", "o", "n", (("key", "key"),)),
            ("old_errors", "errors", "o", "n", (("article_id", "article_id"), ("figure_id", "figure_id"))))
 BATCH = 20_000  # changed samples whose reasons are worked out at a time
+RANGE_ROWS = 25_000  # changed keys joined and sorted with their evidence at a time (200,000 overran DuckDB's 512 MB)
 
 
 def _index_sql(data: ds.Dataset | None, table: str) -> str:
@@ -104,19 +105,29 @@ def _numbered(source: Output, rel: str, target: pa.Schema) -> Iterator[pa.Record
 
 
 def _lookup_sql(alias: str, table: str, on: tuple[tuple[str, str], ...], side: str) -> tuple[str, str]:
-    """(select expression, join) for one lookup: the last matching row of ``table`` as a struct, or null."""
+    """(select expression, join) for one lookup: the last matching row of ``table`` as a struct, or null.
+    Only the rows whose first join column a changed sample of this range has are grouped: whole
+    groups, so the last row of each is the same."""
     columns = EVIDENCE_COLUMNS[table.split("_", 1)[1]]
     keys = ", ".join(f'"{c}"' for c, _ in on)
-    match = " AND ".join(f'{alias}."{c}" IS NOT DISTINCT FROM {side}."{s}"' for c, s in on)
-    where = "WHERE article_id IS NOT NULL" if table.endswith("errors") else ""  # as make_evidence indexes them
-    last = f"(SELECT * FROM {table} {where} QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY _row DESC) = 1)"
-    fields = ", ".join(f'"{c}" := {alias}."{c}"' for c in columns)
-    return (f'CASE WHEN {alias}._row IS NULL THEN NULL ELSE struct_pack({fields}) END AS {alias}',
-            f"LEFT JOIN {last} {alias} ON {side}.\"key\" IS NOT NULL AND {match}")
+    (first, first_side), where = on[0], "AND article_id IS NOT NULL" if table.endswith("errors") else ""  # as make_evidence indexes them
+    # the first column is never null here (IN drops nulls), so a sample absent from this side matches nothing
+    match = " AND ".join([f'{alias}."{first}" = {side}."{first_side}"'] +
+                         [f'{alias}."{c}" IS NOT DISTINCT FROM {side}."{s}"' for c, s in on[1:]])
+    fields = ", ".join(f'"{c}" := "{c}"' for c in columns)
+    last = (f"(SELECT {keys}, arg_max(struct_pack({fields}), _row) AS found FROM {table} "
+            f'WHERE "{first}" IN (SELECT "{first_side}" FROM {side}_changed) {where} GROUP BY ALL)')
+    return f"{alias}.found AS {alias}", f"LEFT JOIN {last} {alias} ON {match}"
+
+
+_CHANGED_KEYS = ('CREATE TEMP TABLE changed AS SELECT coalesce(o."key", n."key") AS "key" '
+                 'FROM (SELECT "key", fingerprint FROM o_idx) o FULL JOIN (SELECT "key", fingerprint FROM n_idx) n '
+                 'ON o."key" = n."key" WHERE o."key" IS NULL OR n."key" IS NULL OR o.fingerprint IS DISTINCT FROM n.fingerprint')
 
 
 def _changed_sql() -> str:
-    """Every key added, removed or with another fingerprint, key-sorted, with its evidence."""
+    """Every key added, removed or with another fingerprint (``changed``, found on the two narrow
+    indexes first: a rebuild changes few), key-sorted, with both sides' rows and its evidence."""
     selects, joins = [], []
     for alias, table, release, side, on in LOOKUPS:
         sel, join = _lookup_sql(alias, f"{release}_{table}", on, side)
@@ -124,9 +135,8 @@ def _changed_sql() -> str:
         joins.append(join)
     sides = ", ".join(f'{s}."{c}" AS "{s}.{c}"' for s in "on" for c in INDEX_COLUMNS)
     return (f"SELECT {sides}, {', '.join(selects)}, "
-            f'n."key" IS NOT NULL AND n.article_id IN (SELECT article_id FROM o_idx) AS old_has_article '
-            f'FROM o_idx o FULL JOIN n_idx n ON o."key" = n."key" {" ".join(joins)} '
-            f'WHERE o."key" IS NULL OR n."key" IS NULL OR o.fingerprint IS DISTINCT FROM n.fingerprint '
+            f'n."key" IS NOT NULL AND n.article_id IN (SELECT article_id FROM o_article_ids) AS old_has_article '
+            f'FROM o_changed o FULL JOIN n_changed n ON o."key" = n."key" {" ".join(joins)} '
             f'ORDER BY coalesce(o."key", n."key")')
 
 
@@ -162,9 +172,30 @@ def write_changes(baseline: Baseline, output: Output, release: int, families: tu
         _load_evidence(con, "n", output)
         context = _unit_evidence(con, families, config_hash)
         batches = (schema.to_table(_change_rows(b.to_pylist(), context, release, baseline.release, found),
-                                   schema.CHANGES) for b in con.execute(_changed_sql()).to_arrow_reader(BATCH))
+                                   schema.CHANGES) for b in _changed_batches(con))
         write_stream(output, files, batches, schema.CHANGES)
     return found
+
+
+def _changed_batches(con: duckdb.DuckDBPyConnection) -> Iterator[pa.RecordBatch]:
+    """The changed samples with their evidence, in key order, ``RANGE_ROWS`` changed keys at a time:
+    a rebuild under a new config changes every sample, and one join and sort of them all with
+    their evidence would grow with the corpus. Each range is read to its end before the next
+    statement (a statement ends the connection's open result)."""
+    con.execute(_CHANGED_KEYS)
+    con.execute("CREATE TEMP TABLE o_article_ids AS SELECT DISTINCT article_id FROM o_idx")
+    for side in "on":  # key-sorted, so each range below reads only its own blocks
+        con.execute(f'CREATE TEMP TABLE {side}_changed_all AS SELECT * FROM {side}_idx '
+                    f'WHERE "key" IN (SELECT "key" FROM changed) ORDER BY "key"')
+    starts = [key for (key,) in con.execute(
+        f'SELECT "key" FROM (SELECT "key", row_number() OVER (ORDER BY "key") - 1 AS i FROM changed) '
+        f'WHERE i % {RANGE_ROWS} = 0 ORDER BY "key"').fetchall()]
+    for lo, hi in zip(starts, [*starts[1:], None]):
+        within, params = ('"key" >= ? AND "key" < ?', [lo, hi]) if hi is not None else ('"key" >= ?', [lo])
+        for side in "on":
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {side}_changed AS SELECT * FROM {side}_changed_all WHERE {within}",
+                        params)
+        yield from con.execute(_changed_sql()).to_arrow_reader(BATCH)
 
 
 def _unit_evidence(con: duckdb.DuckDBPyConnection, families: tuple[str, ...], config_hash: str) -> change_reasons.Evidence:

@@ -57,8 +57,9 @@ def releases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     config = replace(load_config(REPO / "dataflow.yaml"), stages=("fetch", "parse", "image"))
 
     def run() -> Any:
-        with pytest.MonkeyPatch.context() as mp:  # changes stream in batches: a few samples each here
+        with pytest.MonkeyPatch.context() as mp:  # changes stream in batches and key ranges: a few samples each here
             mp.setattr(changes, "BATCH", 3)
+            mp.setattr(changes, "RANGE_ROWS", 4)
             return build(config, LocalSource(str(src)), LocalRunner(2), str(out), progress=False)
 
     states, summaries = [], []
@@ -103,6 +104,7 @@ def test_release_2_lists_each_change_with_its_reason(releases: dict[str, Any]) -
     rows = _table(out, "history/changes-000002.parquet")
     by_key = {r["key"]: r for r in rows}
     assert len(by_key) == len(rows) and {r["release"] for r in rows} == {2} and {r["previous_release"] for r in rows} == {1}
+    assert [r["key"] for r in rows] == sorted(by_key)  # one key order across the ranges
     relicensed, gone, new = _keys_of(one, PONE10), _keys_of(one, PONE38), _keys_of(two, PLOS)
     assert relicensed and gone and new
     assert set(by_key) == relicensed | gone | new  # unchanged samples (elife) are not listed

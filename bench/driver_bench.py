@@ -5,7 +5,9 @@ The staged records are **synthetic** (no images: each sample's members are a few
 real staged row of the shared articles with a new key, article, caption and hashes), so only the
 driver's work grows. Each corpus: ``--per-unit`` samples per unit (an article), 1% exact copies
 and 1% near copies (5 of 128 hash bits flipped) of earlier samples in other articles, same caption.
-``--cluster N`` adds a corpus of N samples that are one image (and one caption) in N articles: the
+``--rebuild`` measures a second build over the same staged units too (release 2: a scheduled
+rebuild in which nothing changed, so the change list compares two full releases). ``--cluster N``
+adds a corpus of N samples that are one image (and one caption) in N articles: the
 placeholder-image case, linear with copies following one lead. ``--dedup-records N`` measures the
 dedup step alone (``pipelines.dedup.dedup`` on the local runner) over N synthetic dedup records of
 the same mix written straight into a spool, with peak RSS and seconds by step.
@@ -13,6 +15,7 @@ the same mix written straight into a spool, with peak RSS and seconds by step.
     python bench/driver_bench.py --samples 100000 300000 1000000 --cluster 100000
     python bench/driver_bench.py --samples 100000 --python /work/main/.venv/bin/python   # main's code
     python bench/driver_bench.py --samples --dedup-records 1000000 3000000
+    python bench/driver_bench.py --samples 1000000 --rebuild
 
 The staged units are written straight into the staging folder (the ``.data`` and ``.meta`` files a
 worker leaves; no stage runs), so 1 M samples stage in minutes; ``--keep`` keeps them for the next
@@ -175,13 +178,13 @@ AFTER = {"plan": "shards", "attribution": "card"}  # what runs between a phase a
 
 
 class PhaseRSS:
-    """Peak RSS and seconds by build phase: a thread samples ``/proc/self/statm`` every 20 ms
+    """RSS at the start, peak RSS and seconds by build phase: a thread samples ``/proc/self/statm`` every 20 ms
     under the name of the phase last entered (each phase function in ``PHASES`` is wrapped)."""
 
     def __init__(self) -> None:
         import threading
 
-        self.phase, self.peak, self.seconds = "setup", {}, {}
+        self.phase, self.peak, self.seconds, self.start = "setup", {}, {}, {}
         self._since, self._page = time.perf_counter(), os.sysconf("SC_PAGE_SIZE")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -192,6 +195,7 @@ class PhaseRSS:
             while not self._stop.wait(0.02):
                 statm.seek(0)
                 mb = int(statm.read().split()[1]) * self._page / 2**20
+                self.start.setdefault(self.phase, mb)
                 self.peak[self.phase] = max(self.peak.get(self.phase, 0.0), mb)
 
     def enter(self, name: str) -> None:
@@ -219,7 +223,8 @@ class PhaseRSS:
         self.enter("end")
         self._stop.set()
         self._thread.join()
-        return {name: {"s": round(self.seconds.get(name, 0.0), 1), "peak_mb": round(self.peak.get(name, 0.0))}
+        return {name: {"s": round(self.seconds.get(name, 0.0), 1), "start_mb": round(self.start.get(name, 0.0)),
+                       "peak_mb": round(self.peak.get(name, 0.0))}
                 for name in self.seconds if name != "end"}
 
 
@@ -338,6 +343,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--work", default="/tmp/driver-bench")
     ap.add_argument("--keep", action="store_true", help="keep the staged units (and reuse those of an earlier run)")
+    ap.add_argument("--rebuild", action="store_true",
+                    help="then build again over the same units: the scheduled rebuild, release 2 beside release 1")
     ap.add_argument("--python", nargs="+", default=[sys.executable],
                     help="interpreters (and so the medcorpus each imports) to measure on the same staged units")
     ap.add_argument("--dedup-cluster", type=int, nargs="*", default=[],
@@ -392,14 +399,15 @@ def main() -> None:
                 if path.name != "_work":
                     shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
             cmd = [python, __file__, "--workers", str(args.workers), "--measure", str(work), str(units), runner]
-            done = subprocess.run(cmd, capture_output=True, text=True, cwd="/", env=_env())
-            if done.returncode:
-                print(done.stderr[-3000:], file=sys.stderr)
-                continue
-            result = json.loads(done.stdout.strip().splitlines()[-1])
-            print(json.dumps({"corpus": "cluster" if cluster else "corpus", "staged_samples": samples,
-                              "runner": runner, "python": python, "staging_s": round(staged_s, 1), **result}),
-                  flush=True)
+            for release in range(1, 3 if args.rebuild else 2):
+                done = subprocess.run(cmd, capture_output=True, text=True, cwd="/", env=_env())
+                if done.returncode:
+                    print(done.stderr[-3000:], file=sys.stderr)
+                    break
+                result = json.loads(done.stdout.strip().splitlines()[-1])
+                print(json.dumps({"corpus": "cluster" if cluster else "corpus", "staged_samples": samples,
+                                  "runner": runner, "python": python, "release": release,
+                                  "staging_s": round(staged_s, 1), **result}), flush=True)
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 

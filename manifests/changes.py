@@ -110,7 +110,8 @@ def _lookup_sql(alias: str, table: str, on: tuple[tuple[str, str], ...], side: s
     groups, so the last row of each is the same."""
     columns = EVIDENCE_COLUMNS[table.split("_", 1)[1]]
     keys = ", ".join(f'"{c}"' for c, _ in on)
-    (first, first_side), where = on[0], "AND article_id IS NOT NULL" if table.endswith("errors") else ""  # as make_evidence indexes them
+    first, first_side = on[0]
+    where = "AND article_id IS NOT NULL" if table.endswith("errors") else ""  # as make_evidence indexes them
     # the first column is never null here (IN drops nulls), so a sample absent from this side matches nothing
     match = " AND ".join([f'{alias}."{first}" = {side}."{first_side}"'] +
                          [f'{alias}."{c}" IS NOT DISTINCT FROM {side}."{s}"' for c, s in on[1:]])

@@ -6,8 +6,10 @@ a different fingerprint *updated*; unchanged samples are not listed, and neither
 only moved to another shard. The fingerprint is ``json_sha256``, the hash of the sample's JSON
 member, which holds every manifest column but the shard placement, so any change a consumer can
 see in a sample (image, caption, family, concepts, duplicate cluster, config ...) counts; it is
-read from the manifest, never recomputed. The comparison runs in DuckDB over the two indexes and
-only changed rows reach Python. Reasons come from ``change_reasons``.
+read from the manifest, never recomputed. The two releases' samples are walked side by side in
+key order, a part at a time (``key_runs``), so neither index is ever held or sorted whole; only
+the changed rows are joined with their evidence in DuckDB, a key range at a time, and reach
+Python. Reasons come from ``change_reasons``.
 
 Every release's list is kept (``manifest/history/changes-NNNNNN.parquet``, the latest also as
 ``manifest/changes.parquet``; each release's folder carries the lists of those before it) rather than the whole key index of every release: a list holds only
@@ -25,13 +27,13 @@ from typing import Any, Iterable, Iterator
 
 import duckdb
 import pyarrow as pa
-import pyarrow.dataset as ds
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from medcorpus import __version__
-from medcorpus.manifests import change_reasons
+from medcorpus.manifests import change_reasons, key_runs
 from medcorpus.manifests.parquet import read_table
-from medcorpus.manifests.query import open_dataset
+from medcorpus.manifests.query import part_paths
 from medcorpus.manifests.releases import Baseline
 from medcorpus.manifests.storage import Output
 from medcorpus.schemas import manifest as schema
@@ -42,6 +44,11 @@ SIDES = ("family", "shard", "image_sha256", "image_exact_hash", "image_phash", "
 INDEX_COLUMNS = ("key", "article_id", "pmcid", "version", "figure_id", "license_code", "license_family", "shard",
                  "image_sha256", "image_exact_hash", "image_phash", "caption_md5", "dedup_cluster", "duplicate_of",
                  "source_md5", "source_url", "config_hash", "medcorpus_version", "fingerprint")
+INDEX = pa.schema([schema.SAMPLES.field(c) if c in schema.SAMPLES.names else pa.field(c, pa.string())
+                   for c in INDEX_COLUMNS])
+SAMPLES = "manifest/samples"
+DERIVED = {"caption_md5": ("caption", 'md5("caption")'), "fingerprint": ("json_sha256", '"json_sha256"')}
+SOURCE_COLUMNS = tuple(DERIVED.get(c, (c,))[0] for c in INDEX_COLUMNS)  # what the index reads of a part
 
 
 def history_path(release: int) -> str:
@@ -65,16 +72,15 @@ BATCH = 20_000  # changed samples whose reasons are worked out at a time
 RANGE_ROWS = 25_000  # changed keys joined and sorted with their evidence at a time (200,000 overran DuckDB's 512 MB)
 
 
-def _index_sql(data: ds.Dataset | None, table: str) -> str:
-    """The index query over a samples dataset registered as ``table`` (a column its parts lack is
-    null: parts written before ``json_sha256`` have no fingerprint, so their samples count as updated)."""
-    if data is None:
+def _index_sql(names: set[str] | None, table: str) -> str:
+    """The index query over a table of samples with columns ``names`` registered as ``table`` (a
+    column it lacks is null: parts written before ``json_sha256`` have no fingerprint, so their
+    samples count as updated)."""
+    if names is None:
         return "SELECT " + ", ".join(f'NULL::VARCHAR AS "{c}"' for c in INDEX_COLUMNS) + " WHERE false"
-    names = set(data.schema.names)
-    derived = {"caption_md5": ("caption", 'md5("caption")'), "fingerprint": ("json_sha256", '"json_sha256"')}
 
     def column(name: str) -> str:
-        source, expr = derived.get(name, (name, f'"{name}"'))
+        source, expr = DERIVED.get(name, (name, f'"{name}"'))
         return f'{expr if source in names else "NULL"} AS "{name}"'
     return f"SELECT {', '.join(column(c) for c in INDEX_COLUMNS)} FROM {table}"
 
@@ -121,14 +127,13 @@ def _lookup_sql(alias: str, table: str, on: tuple[tuple[str, str], ...], side: s
     return f"{alias}.found AS {alias}", f"LEFT JOIN {last} {alias} ON {match}"
 
 
-_CHANGED_KEYS = ('CREATE TEMP TABLE changed AS SELECT coalesce(o."key", n."key") AS "key" '
-                 'FROM (SELECT "key", fingerprint FROM o_idx) o FULL JOIN (SELECT "key", fingerprint FROM n_idx) n '
-                 'ON o."key" = n."key" WHERE o."key" IS NULL OR n."key" IS NULL OR o.fingerprint IS DISTINCT FROM n.fingerprint')
+_CHANGED_KEYS = ('SELECT coalesce(o."key", n."key") AS "key" FROM o_step o FULL JOIN n_step n ON o."key" = n."key" '
+                 'WHERE o."key" IS NULL OR n."key" IS NULL OR o.fingerprint IS DISTINCT FROM n.fingerprint')
 
 
 def _changed_sql() -> str:
-    """Every key added, removed or with another fingerprint (``changed``, found on the two narrow
-    indexes first: a rebuild changes few), key-sorted, with both sides' rows and its evidence."""
+    """The changed samples of one range (``o_changed``, ``n_changed``), key-sorted, with both
+    sides' rows and their evidence."""
     selects, joins = [], []
     for alias, table, release, side, on in LOOKUPS:
         sel, join = _lookup_sql(alias, f"{release}_{table}", on, side)
@@ -142,61 +147,108 @@ def _changed_sql() -> str:
 
 
 def _first_sql(release: int) -> str:
-    """The change list of a first release, as ``_change_rows`` makes it, in SQL alone."""
+    """The change list of a first release's samples in ``step``, as ``_change_rows`` makes it."""
     sides = ", ".join(f'{"NULL" if side == "old" else "license_family" if name == "family" else name} '
                       f'AS "{side}_{name}"' for side in ("old", "new") for name in SIDES)
     return (f"SELECT {int(release)}::BIGINT AS release, 0::BIGINT AS previous_release, key, 'added' AS change, "
-            f"'new article' AS reason, NULL AS detail, article_id, {sides} FROM n_idx ORDER BY key")
+            f"'new article' AS reason, NULL AS detail, article_id, {sides} FROM step ORDER BY key")
+
+
+def _sorted_index(con: duckdb.DuckDBPyConnection, output: Output) -> Iterator[pa.Table]:
+    """A release's sample index in key order, merged from its parts (``key_runs``): never the
+    whole index at once. ``con`` is a cursor of its own, so its statements leave others' results open."""
+    def read(path: str) -> pa.Table:
+        with output.fs.open(path, "rb") as f:
+            parquet = pq.ParquetFile(f)
+            names = set(parquet.schema_arrow.names)
+            con.register("part", parquet.read(columns=[c for c in SOURCE_COLUMNS if c in names]))
+        return con.execute(_index_sql(names, "part")).arrow().read_all().cast(INDEX).sort_by("key")
+    return key_runs.merged(output, part_paths(output, SAMPLES), read, INDEX)
 
 
 def write_changes(baseline: Baseline, output: Output, release: int, families: tuple[str, ...],
                   config_hash: str) -> Counter[tuple[str, str]]:
     """Work out the changes from the previous release to what ``output`` holds now (call it after
     the build wrote its shards and tables) and write them (``changes.parquet`` and the history):
-    DuckDB joins both indexes and the evidence each reason reads, and the changed samples stream
-    through the rules and out to the files ``BATCH`` at a time (a first release, where every sample
-    is a new article's, in SQL alone). Returns (change, reason) -> samples."""
+    the changed samples, with the evidence each reason reads, stream through the rules and out to
+    the files ``BATCH`` at a time (a first release, where every sample is a new article's, in SQL
+    alone). Returns (change, reason) -> samples."""
     from medcorpus.pipelines.spool import driver_db, write_stream
 
     found: Counter[tuple[str, str]] = Counter()
     files = (CHANGES, history_path(release))
     with tempfile.TemporaryDirectory(prefix="medcorpus-changes-") as work, driver_db(work) as con:
-        for side, data in (("o", baseline.index_dataset()), ("n", open_dataset(output, "manifest/samples"))):
-            if data is not None:
-                con.register(f"{side}_samples", data)
-            con.execute(f"CREATE TEMP VIEW {side}_idx AS {_index_sql(data, f'{side}_samples')}")
+        new = _sorted_index(con.cursor(), output)
         if baseline.output is None:
-            write_stream(output, files, con.execute(_first_sql(release)).to_arrow_reader(BATCH), schema.CHANGES)
-            found["added", "new article"] = con.execute("SELECT count(*) FROM n_idx").fetchone()[0]
+            write_stream(output, files, _first_rows(con, new, release, found), schema.CHANGES)
             return found
+        old = _sorted_index(con.cursor(), baseline.output)
+        data = baseline.index_dataset()
+        if data is not None:
+            con.register("o_samples", data)
+        names = set(data.schema.names) if data is not None else None
+        con.execute(f"CREATE TEMP TABLE o_article_ids AS SELECT DISTINCT article_id FROM ({_index_sql(names, 'o_samples')})")
         _load_evidence(con, "o", baseline.output)
         _load_evidence(con, "n", output)
         context = _unit_evidence(con, families, config_hash)
         batches = (schema.to_table(_change_rows(b.to_pylist(), context, release, baseline.release, found),
-                                   schema.CHANGES) for b in _changed_batches(con))
+                                   schema.CHANGES) for b in _changed_batches(con, old, new))
         write_stream(output, files, batches, schema.CHANGES)
     return found
 
 
-def _changed_batches(con: duckdb.DuckDBPyConnection) -> Iterator[pa.RecordBatch]:
-    """The changed samples with their evidence, in key order, ``RANGE_ROWS`` changed keys at a time:
-    a rebuild under a new config changes every sample, and one join and sort of them all with
-    their evidence would grow with the corpus. Each range is read to its end before the next
+def _first_rows(con: duckdb.DuckDBPyConnection, new: Iterator[pa.Table], release: int,
+                found: Counter[tuple[str, str]]) -> Iterator[pa.Table]:
+    """A first release's list: every sample added, a new article's, in key order."""
+    for step in new:
+        con.register("step", step)
+        found["added", "new article"] += step.num_rows
+        yield con.execute(_first_sql(release)).arrow().read_all()
+
+
+def _changed_batches(con: duckdb.DuckDBPyConnection, old: Iterator[pa.Table],
+                     new: Iterator[pa.Table]) -> Iterator[pa.RecordBatch]:
+    """The changed samples with their evidence, in key order, ``RANGE_ROWS`` changed keys at a
+    time: a rebuild under a new config changes every sample, and one join and sort of them all
+    with their evidence would grow with the corpus. Each range is read to its end before the next
     statement (a statement ends the connection's open result)."""
-    con.execute(_CHANGED_KEYS)
-    con.execute("CREATE TEMP TABLE o_article_ids AS SELECT DISTINCT article_id FROM o_idx")
-    for side in "on":  # key-sorted, so each range below reads only its own blocks
-        con.execute(f'CREATE TEMP TABLE {side}_changed_all AS SELECT * FROM {side}_idx '
-                    f'WHERE "key" IN (SELECT "key" FROM changed) ORDER BY "key"')
-    starts = [key for (key,) in con.execute(
-        f'SELECT "key" FROM (SELECT "key", row_number() OVER (ORDER BY "key") - 1 AS i FROM changed) '
-        f'WHERE i % {RANGE_ROWS} = 0 ORDER BY "key"').fetchall()]
-    for lo, hi in zip(starts, [*starts[1:], None]):
-        within, params = ('"key" >= ? AND "key" < ?', [lo, hi]) if hi is not None else ('"key" >= ?', [lo])
-        for side in "on":
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {side}_changed AS SELECT * FROM {side}_changed_all WHERE {within}",
-                        params)
+    for o, n in _changed_ranges(con.cursor(), old, new):
+        con.register("o_changed", o)
+        con.register("n_changed", n)
         yield from con.execute(_changed_sql()).to_arrow_reader(BATCH)
+
+
+def _changed_ranges(con: duckdb.DuckDBPyConnection, old: Iterator[pa.Table],
+                    new: Iterator[pa.Table]) -> Iterator[tuple[pa.Table, pa.Table]]:
+    """Both sides' rows of every key added, removed or with another fingerprint, in key order:
+    the two key-sorted indexes walked side by side, a step of keys at a time."""
+    pending: list[tuple[pa.Table, pa.Table]] = []
+    count = 0
+    for o, n in key_runs.in_step([old, new], INDEX):
+        if o["key"].equals(n["key"]) and o["fingerprint"].equals(n["fingerprint"]):
+            continue  # the same keys, fingerprints (nulls alike) and order: nothing changed here
+        con.register("o_step", o)
+        con.register("n_step", n)
+        keys = con.execute(_CHANGED_KEYS).arrow().read_all()["key"]
+        if len(keys):
+            pending.append((o.filter(pc.is_in(o["key"], keys)), n.filter(pc.is_in(n["key"], keys))))
+            count += len(keys)
+        if count >= RANGE_ROWS:
+            yield from _ranges(pending)
+            pending, count = [], 0
+    if pending:
+        yield from _ranges(pending)
+
+
+def _ranges(pending: list[tuple[pa.Table, pa.Table]]) -> Iterator[tuple[pa.Table, pa.Table]]:
+    """The pending changed rows of both sides, ``RANGE_ROWS`` keys at most at a time (a step may
+    bring a whole part's changes)."""
+    o, n = (pa.concat_tables([pair[i] for pair in pending]) for i in (0, 1))
+    keys = pc.unique(pa.chunked_array(o["key"].chunks + n["key"].chunks, pa.string())).sort()
+    for start in range(0, len(keys), RANGE_ROWS):
+        lo, hi = keys[start], keys[min(start + RANGE_ROWS, len(keys)) - 1]
+        within = (pc.field("key") >= lo) & (pc.field("key") <= hi)
+        yield o.filter(within), n.filter(within)
 
 
 def _unit_evidence(con: duckdb.DuckDBPyConnection, families: tuple[str, ...], config_hash: str) -> change_reasons.Evidence:

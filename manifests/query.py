@@ -31,7 +31,7 @@ VIEWS = {
 }
 
 
-def _parts(output: Output, rel: str) -> list[str]:
+def part_paths(output: Output, rel: str) -> list[str]:
     """The Parquet files of one view: a folder's parts, or a single table file."""
     if rel.endswith(".parquet"):
         return [output.path(rel)] if output.exists(rel) else []
@@ -52,7 +52,7 @@ def _dataset(output: Output, paths: Sequence[str]) -> ds.Dataset:
 
 def open_dataset(output: Output, rel: str) -> ds.Dataset | None:
     """An Arrow dataset over one table's files (a folder's parts, or one file); None without any."""
-    paths = _parts(output, rel)
+    paths = part_paths(output, rel)
     return _dataset(output, paths) if paths else None
 
 
@@ -78,7 +78,7 @@ def connect(out: str, *, allow_incomplete: bool = False, allow_paths: Iterable[s
     con = duckdb.connect(config={"python_enable_replacements": False})
     views = []
     for view, rel in VIEWS.items():
-        paths = _parts(output, rel)
+        paths = part_paths(output, rel)
         if paths:
             con.register(view, _dataset(output, paths))
             views.append(view)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -36,7 +35,7 @@ from medcorpus.manifests.storage import Output
 from medcorpus.manifests.writers import ShardWriter, TarShardWriter
 from medcorpus.pipelines.config import BuildConfig
 from medcorpus.pipelines.graph import sidecar_jsons
-from medcorpus.pipelines.spool import ORD, Spool, driver_db, write_sorted
+from medcorpus.pipelines.spool import ORD, Spool, write_sorted
 from medcorpus.pipelines.staging import Staging, UnitResult
 from medcorpus.schemas import manifest as schema
 
@@ -353,19 +352,19 @@ def write_deid_report(asm: Assembly, output: Output) -> None:
 
 def write_attribution(output: Output) -> int:
     """``attribution.csv``: citation, license and URL of every sample in the release (CC BY asks it),
-    by key; on a local output DuckDB merges the manifest parts and the rows stream to the file."""
-    from medcorpus.manifests import attribution
+    by key; the manifest parts are merged in key order a part at a time (``key_runs``), so the rows
+    stream to the file on any output."""
+    from medcorpus.manifests import attribution, key_runs
+    from medcorpus.manifests.query import part_paths
 
-    parts = output.list("manifest/samples")
+    columns = pa.schema([schema.SAMPLES.field(c) for c in attribution.INPUT_COLUMNS])
+
+    def read(path: str) -> pa.Table:
+        with output.fs.open(path, "rb") as f:
+            return pq.read_table(f, columns=columns.names).cast(columns).sort_by("key")
+    steps = key_runs.merged(output, part_paths(output, "manifest/samples"), read, columns)
     with output.staged_file("attribution.csv") as tmp:
-        if not output.is_local or not parts:
-            rows = [r for part in parts for r in read_table(output, part).select(attribution.INPUT_COLUMNS).to_pylist()]
-            return attribution.write_attribution(rows, tmp)
-        files = ", ".join(f"'{output.path(part)}'" for part in parts)
-        columns = ", ".join(f'"{c}"' for c in attribution.INPUT_COLUMNS)
-        with tempfile.TemporaryDirectory(prefix="medcorpus-attribution-") as spill, driver_db(spill) as db:
-            reader = db.execute(f"SELECT {columns} FROM read_parquet([{files}]) ORDER BY key").to_arrow_reader(50_000)
-            return attribution.write_attribution((r for batch in reader for r in batch.to_pylist()), tmp, presorted=True)
+        return attribution.write_attribution((r for step in steps for r in step.to_pylist()), tmp, presorted=True)
 
 
 def remove_stale(asm: Assembly, output: Output) -> int:

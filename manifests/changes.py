@@ -127,6 +127,12 @@ def _lookup_sql(alias: str, table: str, on: tuple[tuple[str, str], ...], side: s
     return f"{alias}.found AS {alias}", f"LEFT JOIN {last} {alias} ON {match}"
 
 
+# the units a changed sample of this range may come from (``change_reasons._units_of`` picks among
+# them): unit ids named like its PMCID, its article id or a folder of its source URL; the last row wins
+_UNITS_SQL = ("SELECT unit_id, arg_max(coalesce(fingerprint, ''), _row) FROM {side}_units WHERE unit_id IN ("
+              "SELECT unnest(list_concat([pmcid, article_id], string_split(coalesce(source_url, ''), '/'))) "
+              "FROM (SELECT pmcid, article_id, source_url FROM o_changed UNION ALL "
+              "SELECT pmcid, article_id, source_url FROM n_changed)) GROUP BY unit_id")
 _CHANGED_KEYS = ('SELECT coalesce(o."key", n."key") AS "key" FROM o_step o FULL JOIN n_step n ON o."key" = n."key" '
                  'WHERE o."key" IS NULL OR n."key" IS NULL OR o.fingerprint IS DISTINCT FROM n.fingerprint')
 
@@ -146,14 +152,6 @@ def _changed_sql() -> str:
             f'ORDER BY coalesce(o."key", n."key")')
 
 
-def _first_sql(release: int) -> str:
-    """The change list of a first release's samples in ``step``, as ``_change_rows`` makes it."""
-    sides = ", ".join(f'{"NULL" if side == "old" else "license_family" if name == "family" else name} '
-                      f'AS "{side}_{name}"' for side in ("old", "new") for name in SIDES)
-    return (f"SELECT {int(release)}::BIGINT AS release, 0::BIGINT AS previous_release, key, 'added' AS change, "
-            f"'new article' AS reason, NULL AS detail, article_id, {sides} FROM step ORDER BY key")
-
-
 def _sorted_index(con: duckdb.DuckDBPyConnection, output: Output) -> Iterator[pa.Table]:
     """A release's sample index in key order, merged from its parts (``key_runs``): never the
     whole index at once. ``con`` is a cursor of its own, so its statements leave others' results open."""
@@ -171,8 +169,8 @@ def write_changes(baseline: Baseline, output: Output, release: int, families: tu
     """Work out the changes from the previous release to what ``output`` holds now (call it after
     the build wrote its shards and tables) and write them (``changes.parquet`` and the history):
     the changed samples, with the evidence each reason reads, stream through the rules and out to
-    the files ``BATCH`` at a time (a first release, where every sample is a new article's, in SQL
-    alone). Returns (change, reason) -> samples."""
+    the files ``BATCH`` at a time (a first release, where every sample is a new article's, as it
+    comes). Returns (change, reason) -> samples."""
     from medcorpus.pipelines.spool import driver_db, write_stream
 
     found: Counter[tuple[str, str]] = Counter()
@@ -180,7 +178,7 @@ def write_changes(baseline: Baseline, output: Output, release: int, families: tu
     with tempfile.TemporaryDirectory(prefix="medcorpus-changes-") as work, driver_db(work) as con:
         new = _sorted_index(con.cursor(), output)
         if baseline.output is None:
-            write_stream(output, files, _first_rows(con, new, release, found), schema.CHANGES)
+            write_stream(output, files, _first_rows(new, release, found), schema.CHANGES)
             return found
         old = _sorted_index(con.cursor(), baseline.output)
         data = baseline.index_dataset()
@@ -190,32 +188,42 @@ def write_changes(baseline: Baseline, output: Output, release: int, families: tu
         con.execute(f"CREATE TEMP TABLE o_article_ids AS SELECT DISTINCT article_id FROM ({_index_sql(names, 'o_samples')})")
         _load_evidence(con, "o", baseline.output)
         _load_evidence(con, "n", output)
-        context = _unit_evidence(con, families, config_hash)
-        batches = (schema.to_table(_change_rows(b.to_pylist(), context, release, baseline.release, found),
-                                   schema.CHANGES) for b in _changed_batches(con, old, new))
+        context = _unit_errors(con, families, config_hash)
+        batches = (schema.to_table(_change_rows(b.to_pylist(), ev, release, baseline.release, found), schema.CHANGES)
+                   for b, ev in _changed_batches(con, old, new, context))
         write_stream(output, files, batches, schema.CHANGES)
     return found
 
 
-def _first_rows(con: duckdb.DuckDBPyConnection, new: Iterator[pa.Table], release: int,
-                found: Counter[tuple[str, str]]) -> Iterator[pa.Table]:
-    """A first release's list: every sample added, a new article's, in key order."""
+def _first_rows(new: Iterator[pa.Table], release: int, found: Counter[tuple[str, str]]) -> Iterator[pa.Table]:
+    """A first release's list, as ``_change_rows`` makes it: every sample added, a new article's,
+    in key order."""
     for step in new:
-        con.register("step", step)
-        found["added", "new article"] += step.num_rows
-        yield con.execute(_first_sql(release)).arrow().read_all()
+        n = step.num_rows
+        found["added", "new article"] += n
+        constant = {"release": release, "previous_release": 0, "change": "added", "reason": "new article"}
+        columns = {name: pa.repeat(value, n) for name, value in constant.items()}
+        columns |= {"key": step["key"], "article_id": step["article_id"], "detail": pa.nulls(n, pa.string())}
+        for name in SIDES:
+            columns[f"old_{name}"] = pa.nulls(n, pa.string())
+            columns[f"new_{name}"] = step["license_family" if name == "family" else name]
+        yield pa.table(columns).select(schema.CHANGES.names).cast(schema.CHANGES)
 
 
-def _changed_batches(con: duckdb.DuckDBPyConnection, old: Iterator[pa.Table],
-                     new: Iterator[pa.Table]) -> Iterator[pa.RecordBatch]:
+def _changed_batches(con: duckdb.DuckDBPyConnection, old: Iterator[pa.Table], new: Iterator[pa.Table],
+                     context: change_reasons.Evidence) -> Iterator[tuple[pa.RecordBatch, change_reasons.Evidence]]:
     """The changed samples with their evidence, in key order, ``RANGE_ROWS`` changed keys at a
-    time: a rebuild under a new config changes every sample, and one join and sort of them all
-    with their evidence would grow with the corpus. Each range is read to its end before the next
-    statement (a statement ends the connection's open result)."""
+    time, each batch with ``context`` plus the units its range's samples may come from: a rebuild
+    under a new config changes every sample, and one join and sort of them all with their evidence
+    (or every unit of both releases in Python) would grow with the corpus. Each range is read to
+    its end before the next statement (a statement ends the connection's open result)."""
     for o, n in _changed_ranges(con.cursor(), old, new):
         con.register("o_changed", o)
         con.register("n_changed", n)
-        yield from con.execute(_changed_sql()).to_arrow_reader(BATCH)
+        units = {side: dict(con.execute(_UNITS_SQL.format(side=side)).fetchall()) for side in "on"}
+        ev = dataclasses.replace(context, old_units=units["o"], new_units=units["n"])
+        for batch in con.execute(_changed_sql()).to_arrow_reader(BATCH):
+            yield batch, ev
 
 
 def _changed_ranges(con: duckdb.DuckDBPyConnection, old: Iterator[pa.Table],
@@ -251,15 +259,12 @@ def _ranges(pending: list[tuple[pa.Table, pa.Table]]) -> Iterator[tuple[pa.Table
         yield o.filter(within), n.filter(within)
 
 
-def _unit_evidence(con: duckdb.DuckDBPyConnection, families: tuple[str, ...], config_hash: str) -> change_reasons.Evidence:
-    """The evidence every changed sample may read: both releases' units and the new unit-level errors."""
-    units = {side: [{"unit_id": u, "fingerprint": f} for u, f in con.execute(
-        f"SELECT unit_id, coalesce(fingerprint, '') FROM {side}_units ORDER BY _row").fetchall()] for side in "on"}
+def _unit_errors(con: duckdb.DuckDBPyConnection, families: tuple[str, ...], config_hash: str) -> change_reasons.Evidence:
+    """The evidence every changed sample may read: the new release's unit-level errors."""
     columns = EVIDENCE_COLUMNS["errors"]
     errors = [dict(zip(columns, r)) for r in con.execute(
         f"SELECT {', '.join(columns)} FROM n_errors WHERE stage = 'fetch' OR article_id IS NULL ORDER BY _row").fetchall()]
-    return change_reasons.make_evidence({"units": units["o"]}, {"units": units["n"], "errors": errors},
-                                        families, config_hash, __version__)
+    return change_reasons.make_evidence({}, {"errors": errors}, families, config_hash, __version__)
 
 
 def _change_rows(batch: list[dict[str, Any]], context: change_reasons.Evidence, release: int, previous: int,

@@ -23,7 +23,7 @@ import dataclasses
 import posixpath
 import tempfile
 from collections import Counter
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import duckdb
 import pyarrow as pa
@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 from medcorpus import __version__
 from medcorpus.manifests import change_reasons, key_runs
 from medcorpus.manifests.parquet import read_table
-from medcorpus.manifests.query import part_paths
+from medcorpus.manifests.query import open_dataset, part_paths
 from medcorpus.manifests.releases import Baseline
 from medcorpus.manifests.storage import Output
 from medcorpus.schemas import manifest as schema
@@ -85,7 +85,7 @@ def _index_sql(names: set[str] | None, table: str) -> str:
     return f"SELECT {', '.join(column(c) for c in INDEX_COLUMNS)} FROM {table}"
 
 
-def _load_evidence(con: duckdb.DuckDBPyConnection, side: str, source: Output) -> None:
+def _load_tables(con: duckdb.DuckDBPyConnection, side: str, source: Output) -> None:
     """Temp tables ``{side}_{name}`` of the release's evidence tables: the columns the rules read
     (null where a file lacks one), each with its row number, read a row group at a time."""
     for name, columns in EVIDENCE_COLUMNS.items():
@@ -180,19 +180,29 @@ def write_changes(baseline: Baseline, output: Output, release: int, families: tu
         if baseline.output is None:
             write_stream(output, files, _first_rows(new, release, found), schema.CHANGES)
             return found
-        old = _sorted_index(con.cursor(), baseline.output)
-        data = baseline.index_dataset()
-        if data is not None:
-            con.register("o_samples", data)
-        names = set(data.schema.names) if data is not None else None
-        con.execute(f"CREATE TEMP TABLE o_article_ids AS SELECT DISTINCT article_id FROM ({_index_sql(names, 'o_samples')})")
-        _load_evidence(con, "o", baseline.output)
-        _load_evidence(con, "n", output)
-        context = _unit_errors(con, families, config_hash)
+        previous = baseline.output
+        old = _sorted_index(con.cursor(), previous)
+
+        def evidence() -> change_reasons.Evidence:
+            return _load_evidence(con, previous, output, families, config_hash)
         batches = (schema.to_table(_change_rows(b.to_pylist(), ev, release, baseline.release, found), schema.CHANGES)
-                   for b, ev in _changed_batches(con, old, new, context))
+                   for b, ev in _changed_batches(con, old, new, evidence))
         write_stream(output, files, batches, schema.CHANGES)
     return found
+
+
+def _load_evidence(con: duckdb.DuckDBPyConnection, previous: Output, output: Output, families: tuple[str, ...],
+                   config_hash: str) -> change_reasons.Evidence:
+    """Both releases' evidence tables in DuckDB, the previous release's article ids, and the
+    evidence every changed sample may read (the new release's unit-level errors)."""
+    data = open_dataset(previous, SAMPLES)
+    if data is not None:
+        con.register("o_samples", data)
+    names = set(data.schema.names) if data is not None else None
+    con.execute(f"CREATE TEMP TABLE o_article_ids AS SELECT DISTINCT article_id FROM ({_index_sql(names, 'o_samples')})")
+    _load_tables(con, "o", previous)
+    _load_tables(con, "n", output)
+    return _unit_errors(con, families, config_hash)
 
 
 def _first_rows(new: Iterator[pa.Table], release: int, found: Counter[tuple[str, str]]) -> Iterator[pa.Table]:
@@ -211,13 +221,17 @@ def _first_rows(new: Iterator[pa.Table], release: int, found: Counter[tuple[str,
 
 
 def _changed_batches(con: duckdb.DuckDBPyConnection, old: Iterator[pa.Table], new: Iterator[pa.Table],
-                     context: change_reasons.Evidence) -> Iterator[tuple[pa.RecordBatch, change_reasons.Evidence]]:
+                     evidence: Callable[[], change_reasons.Evidence]) -> Iterator[tuple[pa.RecordBatch, change_reasons.Evidence]]:
     """The changed samples with their evidence, in key order, ``RANGE_ROWS`` changed keys at a
-    time, each batch with ``context`` plus the units its range's samples may come from: a rebuild
-    under a new config changes every sample, and one join and sort of them all with their evidence
-    (or every unit of both releases in Python) would grow with the corpus. Each range is read to
-    its end before the next statement (a statement ends the connection's open result)."""
+    time, each batch with the ``evidence`` context plus the units its range's samples may come
+    from: a rebuild under a new config changes every sample, and one join and sort of them all
+    with their evidence (or every unit of both releases in Python) would grow with the corpus.
+    The evidence is loaded at the first change, so a rebuild that changed nothing reads none. Each
+    range is read to its end before the next statement (a statement ends the connection's open result)."""
+    context = None
     for o, n in _changed_ranges(con.cursor(), old, new):
+        if context is None:
+            context = evidence()
         con.register("o_changed", o)
         con.register("n_changed", n)
         units = {side: dict(con.execute(_UNITS_SQL.format(side=side)).fetchall()) for side in "on"}

@@ -21,12 +21,10 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import pyarrow as pa
-import pyarrow.dataset as ds
 
 from medcorpus.manifests import layout
 from medcorpus.manifests.completion import PUBLISHED_DIRS, PUBLISHED_FILES, RECORD, file_sha256
 from medcorpus.manifests.parquet import read_columns, shard_sha256
-from medcorpus.manifests.query import open_dataset
 from medcorpus.manifests.storage import Output
 
 CARRIED = ("manifest/runs.parquet", "manifest/history", "manifest/inventory")
@@ -42,10 +40,6 @@ class Baseline:
 
     release: int = 0
     output: Output | None = None
-
-    def index_dataset(self) -> ds.Dataset | None:
-        """Its samples (the manifest parts, read in place)."""
-        return open_dataset(self.output, "manifest/samples") if self.output is not None else None
 
 
 def start(out: str) -> Baseline:

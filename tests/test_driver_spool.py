@@ -50,6 +50,9 @@ def test_spooled_table_has_the_bytes_write_rows_writes(tmp_path: Path, monkeypat
         write_rows(output, f"a/{name}.parquet", rows, schema.ERRORS, SORT)
         assert output.read_bytes(f"a/{name}.parquet") == output.read_bytes(f"b/{name}.parquet"), name
     assert pq.ParquetFile(output.path("b/big.parquet")).metadata.num_row_groups == 2
+    held = spool.db.execute("SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory() "
+                            "WHERE tag = 'EXTERNAL_FILE_CACHE'").fetchone()[0]
+    assert held == 0  # the files read (spool, key ranges) are not kept in the process
     spool.finish()
     assert not (tmp_path / "spool").exists()
 

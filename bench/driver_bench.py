@@ -10,11 +10,14 @@ rebuild in which nothing changed, so the change list compares two full releases)
 adds a corpus of N samples that are one image (and one caption) in N articles: the
 placeholder-image case, linear with copies following one lead. ``--dedup-records N`` measures the
 dedup step alone (``pipelines.dedup.dedup`` on the local runner) over N synthetic dedup records of
-the same mix written straight into a spool, with peak RSS and seconds by step.
+the same mix written straight into a spool, with peak RSS and seconds by step. ``--tables-rows N``
+measures the tables phase's sorted write alone (``spool.write_sorted``) over N figure rows spooled
+as ``collect`` spools them.
 
     python bench/driver_bench.py --samples 100000 300000 1000000 --cluster 100000
     python bench/driver_bench.py --samples 100000 --python /work/main/.venv/bin/python   # main's code
     python bench/driver_bench.py --samples --dedup-records 1000000 3000000
+    python bench/driver_bench.py --samples --tables-rows 1000000 10000000
     python bench/driver_bench.py --samples 1000000 --rebuild
 
 The staged units are written straight into the staging folder (the ``.data`` and ``.meta`` files a
@@ -292,6 +295,50 @@ def write_dedup_records(path: Path, n: int, seed: int = 0) -> None:
             writer.write_table(pa.Table.from_pylist(rows, schema=DEDUP_RECORDS))
 
 
+def write_figure_rows(path: Path, n: int, seed: int = 0) -> None:
+    """``n`` figure rows (the staged corpus's: the template's, with a key, article and caption of
+    their own; 8 an article) spooled as ``collect`` spools them, in unit order."""
+    from medcorpus.pipelines.spool import Spool
+    from medcorpus.schemas import manifest as schema
+
+    _, figure, _ = template()
+    figure = {k: (v[:200] if isinstance(v, str) else v) for k, v in figure.items()}
+    rng = random.Random(seed)
+    spool = Spool(path.parent / "gen")
+    spool.declare("figures", schema.FIGURES)
+    for unit in range(-(-n // 8)):
+        art = f"10.5555/synthetic.u{unit:08d}"
+        spool.add("figures", [{**figure, "key": f"u{unit:08d}_f{j:03d}", "article_id": art, "figure_id": f"f{j}",
+                               "caption": " ".join(rng.choices(WORDS, k=rng.randint(8, 40)))}
+                              for j in range(min(8, n - unit * 8))])
+    spool.close()
+    spool.path("figures").rename(path)
+    spool.finish()
+
+
+def measure_tables(work: Path, n: int) -> dict[str, Any]:
+    """In this (fresh) process: the tables phase's sorted write of ``n`` spooled figure rows alone."""
+    from medcorpus.manifests.storage import Output
+    from medcorpus.pipelines.spool import Spool, write_sorted
+    from medcorpus.schemas import manifest as schema
+
+    shutil.rmtree(work / "out", ignore_errors=True)
+    spool = Spool(work / "spool")
+    os.link(work / "figures.parquet", spool.path("figures"))  # read only: not declared, so never rewritten
+    spool.rows["figures"] = n
+    floor = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t0 = time.perf_counter()
+    rows = write_sorted(Output(str(work / "out")), "manifest/figures.parquet", spool, "figures", schema.FIGURES,
+                        ("key",))
+    seconds = time.perf_counter() - t0
+    cached = spool.db.execute("SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory() "
+                              "WHERE tag = 'EXTERNAL_FILE_CACHE'").fetchone()[0]
+    spool.finish()
+    return {"corpus": "figure_rows", "rows": rows, "seconds": round(seconds, 1), "floor_mb": round(floor),
+            "peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "duckdb_file_cache_mb": round(cached / 2**20)}
+
+
 def measure_dedup_step(work: Path, n: int, workers: int) -> dict[str, Any]:
     """In this (fresh) process: the dedup step over the spooled records on the local runner with
     ``workers`` processes (the default dedup options), peak RSS and seconds by step."""
@@ -351,12 +398,18 @@ def main() -> None:
                     help="copies of one image: time and memory of the dedup step alone (in memory, no staging)")
     ap.add_argument("--dedup-records", type=int, nargs="*", default=[],
                     help="synthetic dedup records: time and memory of the dedup step alone, by step")
+    ap.add_argument("--tables-rows", type=int, nargs="*", default=[],
+                    help="spooled figure rows: time and memory of the tables phase's sorted write alone")
+    ap.add_argument("--measure-tables", nargs=2, metavar=("WORK", "ROWS"), help=argparse.SUPPRESS)
     ap.add_argument("--measure-dedup", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--measure-dedup-step", nargs=2, metavar=("WORK", "RECORDS"), help=argparse.SUPPRESS)
     ap.add_argument("--measure", nargs=3, metavar=("WORK", "UNITS", "RUNNER"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.measure:
         print(json.dumps(measure(Path(args.measure[0]), int(args.measure[1]), args.measure[2], args.workers)))
+        return
+    if args.measure_tables:
+        print(json.dumps(measure_tables(Path(args.measure_tables[0]), int(args.measure_tables[1]))))
         return
     if args.measure_dedup:
         print(json.dumps(measure_dedup(args.measure_dedup)))
@@ -374,6 +427,19 @@ def main() -> None:
         for python in args.python:
             done = subprocess.run([python, __file__, "--measure-dedup-step", str(work), str(n),
                                    "--workers", str(args.workers)], capture_output=True, text=True, cwd="/", env=_env())
+            print(done.stdout.strip().splitlines()[-1] if done.returncode == 0 else done.stderr[-3000:], python,
+                  flush=True)
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    for n in args.tables_rows:
+        work = Path(args.work) / f"figure-rows-{n}"
+        if not (args.keep and (work / "figures.parquet").exists()):
+            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir(parents=True)
+            write_figure_rows(work / "figures.parquet", n)
+        for python in args.python:
+            done = subprocess.run([python, __file__, "--measure-tables", str(work), str(n)], capture_output=True,
+                                  text=True, cwd="/", env=_env())
             print(done.stdout.strip().splitlines()[-1] if done.returncode == 0 else done.stderr[-3000:], python,
                   flush=True)
         if not args.keep:

@@ -92,7 +92,7 @@ def _text_pairs(db: Any, options: DedupOptions) -> None:
     folder = _temp_folder(db) / "bands"
     try:
         parts = _band_table(db, options, folder)
-        _insert_pairs(db, (p for part in parts for bucket, members in _shared_buckets(db, part)
+        _insert_pairs(db, (p for bucket, members in _shared_buckets(db, parts)
                            for p in candidate_pairs(bucket, members, options)))
     finally:
         shutil.rmtree(folder, ignore_errors=True)  # ≈ 1 GB at 3 M records: not kept for the rest of the build
@@ -130,23 +130,36 @@ def _write_parquet(path: Path, chunks: Iterable[Any], schema: Any) -> None:
             writer.write_table(chunk)
 
 
-def _shared_buckets(db: Any, part: str) -> Iterator[tuple[str, list[DedupRecord]]]:
-    """Each bucket key of one partition of the keys (``_band_table``) that two or more records
-    share, with its records in key order. A partition's group-by, join and sort fit the driver's
-    DuckDB budget, where the whole key table's did not past a few million records; the members'
-    records are picked by a semi-join on their keys (a join of the members with every record ran
-    out of memory at 5 M). The keys' 64-bit hashes are counted, not the strings (a collision only
-    adds a bucket of one, which pairs nothing). The members stream out sorted, with their records,
-    and are grouped here: one bucket's records in memory at a time."""
-    keys = f"read_parquet('{part}/*.parquet')"
-    db.execute(f"CREATE OR REPLACE TEMP TABLE members AS SELECT band, key FROM {keys} WHERE hash(band) IN "
-               f"(SELECT hash(band) AS h FROM {keys} GROUP BY h HAVING count(*) > 1)")
-    db.execute("CREATE OR REPLACE TEMP TABLE held AS SELECT * EXCLUDE (bands) FROM solo "
-               "WHERE key IN (SELECT key FROM members)")  # a semi-join: the members' keys are the hash table
-    path = f"{part}.members.parquet"
-    db.execute(f"COPY (SELECT m.band AS _band, h.* FROM members m JOIN held h USING (key)) TO '{path}' (FORMAT parquet)")
-    db.execute("DROP TABLE members; DROP TABLE held")
-    rows = db.execute(f"SELECT * FROM read_parquet('{path}') ORDER BY _band, key").to_arrow_reader(READ_ROWS)
+def _shared_buckets(db: Any, parts: Sequence[str]) -> Iterator[tuple[str, list[DedupRecord]]]:
+    """Each bucket key (of the hash partitions ``_band_table`` wrote) that two or more records
+    share, with its records in key order, a partition at a time. A partition's group-by fits the
+    driver's DuckDB budget, where the whole key table's did not past a few million records. The keys'
+    64-bit hashes are counted, not the strings (a collision only adds a bucket of one, which pairs
+    nothing). The members' records are read in one pass over the records for every partition (one
+    pass per partition would read the records once per partition, and the partitions grow with
+    the corpus), then joined with each partition's members. Everything between statements is a
+    Parquet file, not a DuckDB table, so each sort has the whole budget. Each partition's members
+    stream out sorted, with their records, and are grouped here: one bucket's records in memory at
+    a time."""
+    if not parts:
+        return
+    for part in parts:
+        keys = f"read_parquet('{part}/*.parquet')"
+        db.execute(f"COPY (SELECT band, key FROM {keys} WHERE hash(band) IN (SELECT hash(band) AS h FROM {keys} "
+                   f"GROUP BY h HAVING count(*) > 1)) TO '{part}.members.parquet' (FORMAT parquet)")
+    held = f"{Path(parts[0]).parent}/held.parquet"
+    every = ", ".join(f"'{part}.members.parquet'" for part in parts)
+    db.execute(f"COPY (SELECT * EXCLUDE (bands) FROM solo WHERE key IN (SELECT key FROM read_parquet([{every}]))) "
+               f"TO '{held}' (FORMAT parquet)")
+    for part in parts:
+        path = f"{part}.records.parquet"
+        db.execute(f"COPY (SELECT m.band AS _band, h.* FROM read_parquet('{part}.members.parquet') m "
+                   f"JOIN read_parquet('{held}') h USING (key)) TO '{path}' (FORMAT parquet)")
+        yield from _grouped(db, f"read_parquet('{path}')")
+
+
+def _grouped(db: Any, members: str) -> Iterator[tuple[str, list[DedupRecord]]]:
+    rows = db.execute(f"SELECT * FROM {members} ORDER BY _band, key").to_arrow_reader(READ_ROWS)
     try:
         for bucket, group in groupby((r for batch in rows for r in batch.to_pylist()), key=itemgetter("_band")):
             yield bucket, [record_of(r) for r in group]

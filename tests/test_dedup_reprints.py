@@ -124,7 +124,7 @@ def test_clusters_decided_a_few_at_a_time_give_the_same_removals(reprint_build: 
     monkeypatch.setattr(dedup_module, "BATCH", 7)
     monkeypatch.setattr(dedup_module, "BAND_PART_ROWS", 500)
     parts, buckets = [], dedup_module._shared_buckets
-    monkeypatch.setattr(dedup_module, "_shared_buckets", lambda db, part: parts.append(part) or buckets(db, part))
+    monkeypatch.setattr(dedup_module, "_shared_buckets", lambda db, ps: parts.extend(ps) or buckets(db, ps))
     one_each = list(dedup(LocalRunner(1), job, asm))
     assert len(whole) == 1 and len(one_each) >= 10  # measured: 18 (a reprinted figure with its panels is one)
     assert len(parts) >= 5

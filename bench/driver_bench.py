@@ -381,6 +381,23 @@ def _env() -> dict[str, str]:
     return {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "HF_HUB_OFFLINE": "1"}
 
 
+def _measure_input(args: argparse.Namespace, name: str, file: str, n: int, write: Any, measure: list[str]) -> None:
+    """Write an input of ``n`` rows once (``--keep`` reuses an earlier one), then measure it in a
+    fresh process with each interpreter: ``measure`` WORK N."""
+    work = Path(args.work) / name
+    if not (args.keep and (work / file).exists()):
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        write(work / file, n)
+    for python in args.python:
+        done = subprocess.run([python, __file__, *measure, str(work), str(n)], capture_output=True, text=True,
+                              cwd="/", env=_env())
+        print(done.stdout.strip().splitlines()[-1] if done.returncode == 0 else done.stderr[-3000:], python,
+              flush=True)
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--samples", type=int, nargs="*", default=[100_000, 300_000, 1_000_000])
@@ -419,31 +436,10 @@ def main() -> None:
                                             args.workers)))
         return
     for n in args.dedup_records:
-        work = Path(args.work) / f"dedup-records-{n}"
-        if not (args.keep and (work / "records.parquet").exists()):
-            shutil.rmtree(work, ignore_errors=True)
-            work.mkdir(parents=True)
-            write_dedup_records(work / "records.parquet", n)
-        for python in args.python:
-            done = subprocess.run([python, __file__, "--measure-dedup-step", str(work), str(n),
-                                   "--workers", str(args.workers)], capture_output=True, text=True, cwd="/", env=_env())
-            print(done.stdout.strip().splitlines()[-1] if done.returncode == 0 else done.stderr[-3000:], python,
-                  flush=True)
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
+        _measure_input(args, f"dedup-records-{n}", "records.parquet", n, write_dedup_records,
+                       ["--workers", str(args.workers), "--measure-dedup-step"])
     for n in args.tables_rows:
-        work = Path(args.work) / f"figure-rows-{n}"
-        if not (args.keep and (work / "figures.parquet").exists()):
-            shutil.rmtree(work, ignore_errors=True)
-            work.mkdir(parents=True)
-            write_figure_rows(work / "figures.parquet", n)
-        for python in args.python:
-            done = subprocess.run([python, __file__, "--measure-tables", str(work), str(n)], capture_output=True,
-                                  text=True, cwd="/", env=_env())
-            print(done.stdout.strip().splitlines()[-1] if done.returncode == 0 else done.stderr[-3000:], python,
-                  flush=True)
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
+        _measure_input(args, f"figure-rows-{n}", "figures.parquet", n, write_figure_rows, ["--measure-tables"])
     for copies, python in ((c, p) for c in args.dedup_cluster for p in args.python):
         done = subprocess.run([python, __file__, "--measure-dedup", str(copies)], capture_output=True, text=True,
                               cwd="/", env=_env(), timeout=1800)

@@ -135,12 +135,11 @@ def _shared_buckets(db: Any, parts: Sequence[str]) -> Iterator[tuple[str, list[D
     share, with its records in key order, a partition at a time. A partition's group-by fits the
     driver's DuckDB budget, where the whole key table's did not past a few million records. The keys'
     64-bit hashes are counted, not the strings (a collision only adds a bucket of one, which pairs
-    nothing). The members' records are read in one pass over the records for every partition (one
-    pass per partition would read the records once per partition, and the partitions grow with
-    the corpus), then joined with each partition's members. Everything between statements is a
-    Parquet file, not a DuckDB table, so each sort has the whole budget. Each partition's members
-    stream out sorted, with their records, and are grouped here: one bucket's records in memory at
-    a time."""
+    nothing). The members' records are picked in one pass over the records for all partitions (the
+    partitions grow with the corpus, so a pass for each would grow as n²), then joined with each
+    partition's members. Between statements everything is a Parquet file, not a DuckDB table, so
+    each sort has the whole budget. Each partition's members stream out sorted, with their records,
+    and are grouped here: one bucket's records in memory at a time."""
     if not parts:
         return
     for part in parts:

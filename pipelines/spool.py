@@ -52,8 +52,8 @@ def driver_db(temp_directory: str | Path, memory_limit: str = MEMORY_LIMIT) -> d
     """A DuckDB connection for the driver's sorts and joins: a fixed memory budget that spills to
     ``temp_directory`` instead of growing with the corpus (DuckDB's default is 80% of the RAM).
     DuckDB's cache of external files is off: the driver's files are local (the OS's page cache
-    serves a second read), and the cache kept every file read in the process (≈ 4 MB a sorted key range, 266 MB after the
-    10 M-row figures table), on top of the budget's working memory."""
+    serves a second read), and the cache kept every file read in the process (≈ 4 MB a sorted
+    key range, 266 MB after the 10 M-row figures table), on top of the budget's working memory."""
     db = duckdb.connect()
     db.execute(f"SET memory_limit='{memory_limit}'")
     db.execute(f"SET temp_directory='{temp_directory}'")

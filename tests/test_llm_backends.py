@@ -362,3 +362,31 @@ def test_sampling_kwargs_carry_every_generation_parameter():
     params = GenParams(max_new_tokens=12, temperature=0.7, top_p=0.9, seed=3)
     assert sampling_kwargs(params) == {"max_tokens": 12, "temperature": 0.7, "top_p": 0.9, "seed": 3}
     assert sampling_kwargs(PARAMS)["temperature"] == 0.0  # greedy by default, as the transformers backend
+
+
+def _open_cache_together(args: tuple[str, object]) -> str:
+    path, barrier = args
+    barrier.wait()  # type: ignore[attr-defined]
+    try:
+        cache = RequestCache(path)
+        cache.put("k", {"text": "t"})
+        cache.close()
+        return "ok"
+    except Exception as e:  # noqa: BLE001 - the failure is the result
+        return repr(e)
+
+
+def test_workers_that_open_a_new_cache_together_all_open_it(tmp_path) -> None:
+    """Worker processes that start together each open the cache file; SQLite refuses a second
+    switch to WAL at that moment with "database is locked" at once (it failed a 2-worker vLLM
+    build, and 6 of 120 opens of this test), so the setup is serialized."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    for trial in range(30):
+        path = str(tmp_path / f"cache{trial}.sqlite")
+        with ctx.Manager() as manager:
+            barrier = manager.Barrier(4)
+            with ctx.Pool(4) as pool:
+                assert pool.map(_open_cache_together, [(path, barrier)] * 4) == ["ok"] * 4
+        assert len(RequestCache(path)) == 1

@@ -6,13 +6,15 @@ file; each process opens its own connection.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import sqlite3
 import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 __all__ = ["RequestCache", "cache_key"]
 
@@ -21,6 +23,22 @@ def cache_key(model: str, template_hash: str, inputs: dict[str, Any], params: di
     blob = json.dumps({"model": model, "template": template_hash, "inputs": inputs, "params": params},
                       sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@contextmanager
+def _setup_lock(path: str | os.PathLike[str] | None) -> Iterator[None]:
+    """One process at a time switches a new cache file to WAL: SQLite answers a second process
+    doing the same at that moment with "database is locked" at once, not after its busy timeout
+    (workers that start together each open the cache)."""
+    if not path:
+        yield
+        return
+    with open(f"{path}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class RequestCache:
@@ -32,10 +50,11 @@ class RequestCache:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
-        if path:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        self._conn.commit()
+        with _setup_lock(path):
+            if path:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            self._conn.commit()
         self.hits = 0
         self.misses = 0
 

@@ -99,6 +99,11 @@ def template() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     return pickle.loads(cache.read_bytes())
 
 
+def _short_strings(row: dict[str, Any]) -> dict[str, Any]:
+    """The template row with each string cut to 200 characters (lists, the mentions, stay whole)."""
+    return {k: (v[:200] if isinstance(v, str) else v) for k, v in row.items()}
+
+
 def stage(work: Path, samples: int, per_unit: int, cluster: bool, seed: int = 0) -> int:
     """Write the synthetic staged results straight into the staging folder (the files a worker
     writes: ``.data`` members, then ``.meta`` rows; no images); returns the number of units."""
@@ -110,7 +115,7 @@ def stage(work: Path, samples: int, per_unit: int, cluster: bool, seed: int = 0)
 
     row, figure, article = template()
     row = {**row, "mentions": [], "caption_title": None, "title": "Synthetic article of the driver benchmark"}
-    figure = {k: (v[:200] if isinstance(v, str) else v) for k, v in figure.items()}
+    figure = _short_strings(figure)
     base_size = len(json.dumps(row, default=str)) + 16
     config = load_config(config_file(work))
     units = -(-samples // per_unit)
@@ -302,7 +307,7 @@ def write_figure_rows(path: Path, n: int, seed: int = 0) -> None:
     from medcorpus.schemas import manifest as schema
 
     _, figure, _ = template()
-    figure = {k: (v[:200] if isinstance(v, str) else v) for k, v in figure.items()}
+    figure = _short_strings(figure)
     rng = random.Random(seed)
     spool = Spool(path.parent / "gen")
     spool.declare("figures", schema.FIGURES)

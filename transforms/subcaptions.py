@@ -32,6 +32,13 @@ _RE_CLOSE = re.compile(
 )
 # Dot/colon at a sentence start: "A. Text", "B and D: Text", "cancer.A. Photographs".
 _RE_DOT = re.compile(r"(?:^|(?<=[.;:)\]])|(?<=[.;:)\]]\s))(?P<g>" + _BGROUP + r")[.:](?=\s|[A-Z(]|$)")
+# Named by the word at a sentence start: "Panel A. Text", "Panels B and C: Text", "Panel F shows ...",
+# "Row A: ...", "In panel D, ..."; the words are part of the hit, so no panel's text begins with them.
+_NAMING = r"(?:[Pp]anels?|PANELS?|[Rr]ows?|[Cc]olumns?)"
+_RE_NAMED = re.compile(r"(?:^|(?<=[.;:)\]])|(?<=[.;:)\]]\s))(?:In\s+)?" + _NAMING
+                       + r"\s+(?P<g>" + _BGROUP + r")(?![A-Za-z0-9])(?:\s*[.:,](?=\s|[A-Z(]|$))?")
+# Bracketed and named: "(Panel C)", "(panels A-C, respectively)".
+_RE_PAREN_NAMED = re.compile(r"[(\[]\s*" + _NAMING + r"\s+(?P<g>" + _BGROUP + r")\s*(?:,[^()\[\]]{1,40})?[)\]]")
 # Bare at a sentence or list start: "a, b Schematic ...", "c–e SEM images", ": a Gleason grade 2, b ...".
 _RE_BARE = re.compile(r"(?:^|(?<=[.;:,]\s)|(?<=[.;:]))(?P<g>" + _BGROUP + r")(?:\s+|,\s+)(?=[A-Za-z0-9*(\[\"'])")
 # Lower-case roman numerals as top-level labels: "(i) ... (ii) ...".
@@ -184,7 +191,8 @@ _LETTERS = tuple(chr(c) for c in range(ord("a"), ord("z") + 1))
 
 def _find_hits(caption: str) -> list[_Hit]:
     hits: list[_Hit] = []
-    for family, regex in (("paren", _RE_PAREN), ("paren", _RE_DOUBLE), ("paren", _RE_CLOSE), ("dot", _RE_DOT), ("bare", _RE_BARE)):
+    for family, regex in (("paren", _RE_PAREN), ("paren", _RE_DOUBLE), ("paren", _RE_CLOSE), ("paren", _RE_PAREN_NAMED),
+                          ("dot", _RE_DOT), ("dot", _RE_NAMED), ("bare", _RE_BARE)):
         for m in regex.finditer(caption):
             exp = _expand_group(m.group("g"))
             if exp is None:
@@ -287,7 +295,8 @@ def _choose(hits: list[_Hit], caption: str) -> list[_Hit]:
         # Bracketed and dotted tokens of the same case may be mixed ("(A) ... B) ... C.");
         # a single-label token of the other family may extend the run by one letter (a bare one
         # only at a sentence start: "..., M stage (D)" names no panel M).
-        # So may the next letter in the other case after the last label ("(E) ... (f) Photograph").
+        # So may the next letter in the other case after the last label ("(E) ... (f) Photograph"),
+        # and a missing "a" ("Panel A shows ... (B) ... (C)").
         fam, upper = kept[0].family, kept[0].upper
         for h in sorted(hits, key=lambda h: h.start):
             extends = len(h.labels) == 1 and chr(ord(h.labels[0][0]) - 1) in run
@@ -299,7 +308,8 @@ def _choose(hits: list[_Hit], caption: str) -> list[_Hit]:
             if h.family in (fam, "roman", "position") or h.upper != upper or h in kept:
                 continue
             letters = {lab[0] for lab in h.labels}
-            extends = extends and (h.family != "bare" or _at_sentence_start(caption, h.start))
+            first = letters == {"a"} and "a" not in run and "b" in run  # "a", missing from the run's style
+            extends = (extends or first) and (h.family != "bare" or _at_sentence_start(caption, h.start))
             if (letters <= run and h.family != "bare") or extends:
                 kept.append(h)
                 run |= letters

@@ -17,6 +17,9 @@ Sources (never the acceptance holdout):
   ("Panel A.", "Panels C and E show", "(Panel C)"), label sets read and written down by the same
   guide (2 more left out: a second level of letters or numerals repeats in every part, "a. ...
   (Panel A) ... b. ... (Panels A-C)", which the guide does not settle).
+- ``prostate_drawn`` (same file): 39 more of that collection's unsplit captions, the first 40 of the
+  rest in the order of a hash of their name (one left out for the reason above), read and
+  written down by the same guide before the splitter was run on them; 10 name no panel.
 - ``prostate``: the 196 gold-split prostate captions (label sets and per-panel text): label-set
   exact match and subcaption token F1.
 (EXSCLAIM's reviewed figures are not used: their label lists are the labels found in the image, so
@@ -63,8 +66,8 @@ def _bulk_members() -> dict[str, bytes]:
 
 def labelled_caption(row: dict) -> str:
     """The caption of the labelled figure, read back from the shared article (title + caption) or,
-    for ``prostate_panels``, from the prostate collection's captions."""
-    if row["source"] == "prostate_panels":
+    for ``prostate_panels`` and ``prostate_drawn``, from the prostate collection's captions."""
+    if row["source"].startswith("prostate_"):
         return _prostate_captions()[row["figure"]]["caption"]
     xml = _bulk_members()[row["file"]] if row["source"] == "bulk" else (DATA / "pmc" / row["file"]).read_bytes()
     for fig in parse_article(xml, fallback_id=row["file"]).figures:

@@ -22,8 +22,8 @@ _SEP = r"(?:\s*,\s*(?:and\s+)?|\s+(?:and|or|to|through)\s+|\s*[-–—‐−~∼
 _BGROUP = _ATOM + r"(?:" + _SEP + _ATOM + r")*"
 _ROMAN = r"(?:viii|vii|vi|iv|v|ix|x|iii|ii|i)"
 
-# Bracketed: "(A)", "(a-c)", "[B and C]", "((a), (b))".
-_RE_PAREN = re.compile(r"[(\[]\s*(?P<g>" + _BGROUP + r")\s*(?:,[^()\[\]]{1,40})?[)\]](?![A-Za-z0-9])")
+# Bracketed: "(A)", "(a-c)", "[B and C]", "((a), (b))", "(b, hematoxylin and eosin, original magnification, *100)".
+_RE_PAREN = re.compile(r"[(\[]\s*(?P<g>" + _BGROUP + r")\s*(?:,[^()\[\]]{1,60})?[)\]](?![A-Za-z0-9])")
 # Doubly bracketed groups: "((a), (b))", "((C), (D))".
 _RE_DOUBLE = re.compile(r"\(\s*(?P<g>\(" + _ATOM + r"\)(?:" + _SEP + r"\(" + _ATOM + r"\))+)\s*\)")
 # Closing bracket only: "a)", "B) and C)".

@@ -27,13 +27,13 @@ def test_planted_set_accuracy(verdicts):
         right[case.kind] += v.accepted == case.faithful
     assert len(verdicts) >= 200
     faithful = [v.accepted for c, v in verdicts if c.faithful]
-    hallucinated = [not v.accepted for c, v in verdicts if not c.faithful and c.kind != "word_salad"]
+    hallucinated = [not v.accepted for c, v in verdicts if not c.faithful]
     assert sum(faithful) / len(faithful) >= 0.95, per_kind
     assert sum(hallucinated) / len(hallucinated) >= 0.95, right
-    for kind in ("diagnosis", "measurement", "number", "side", "negation", "empty", "off_topic", "random_tokens"):
+    for kind in ("diagnosis", "measurement", "number", "side", "negation", "empty", "off_topic", "random_tokens",
+                 "word_salad"):
         assert right[kind] == per_kind[kind], (kind, right[kind], per_kind[kind])
     assert right["morphology"] >= per_kind["morphology"] - 2, (right["morphology"], per_kind["morphology"])
-    assert right["word_salad"] / per_kind["word_salad"] >= 0.5, (right["word_salad"], per_kind["word_salad"])
 
 
 def test_both_splits_hold(verdicts):
@@ -89,6 +89,17 @@ def test_output_without_content_rejected():
     assert not v.accepted and any(u.startswith("content:off_topic") for u in v.unsupported)
     v = check(SRC, "Chest X-ray upper lobe tuberculosis right of the the pulmonary and cavitation due to of")
     assert not v.accepted and any(u.startswith("content:fluency") for u in v.unsupported)
+
+
+def test_a_shuffle_of_the_captions_own_words_is_rejected():
+    """Each pair of a shuffled caption may read as English somewhere, so the bigram table passes it;
+    against the source, its words are out of order (a real ROCO caption)."""
+    src = "Post mortem CT shows hydrocephalus (asterisk) and multicystic encephalomalacia (arrow)"
+    salad = "Post hydrocephalus encephalomalacia shows (asterisk) mortem multicystic (arrow) CT and"
+    v = check(src, salad)
+    assert not v.accepted and any(u.startswith("content:scrambled") for u in v.unsupported), v
+    assert check(src, "Post-mortem CT showing hydrocephalus (asterisk) and multicystic encephalomalacia (arrow).").accepted
+    assert check(src, salad, FaithfulnessOptions(min_source_order=None)).accepted  # the check alone rejected it
 
 
 @pytest.mark.parametrize("source, generated", [

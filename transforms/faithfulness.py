@@ -48,6 +48,7 @@ class FaithfulnessOptions:
     min_coverage: float = 0.2
     min_on_topic: float = 0.5
     min_fluency: float | None = -1.9
+    min_source_order: float | None = 0.5
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> "FaithfulnessOptions":
@@ -432,7 +433,7 @@ def check(source: str, generated: str, options: FaithfulnessOptions | None = Non
     bad = [c for c in claims if not c.supported]
     score = 1.0 if not claims else (len(claims) - len(bad)) / len(claims)
     critical = any(c.kind in opts.critical for c in bad)
-    limits = ContentLimits(opts.min_coverage, opts.min_on_topic, opts.min_fluency)
+    limits = ContentLimits(opts.min_coverage, opts.min_on_topic, opts.min_fluency, opts.min_source_order)
     problems = content_problems(src_text, gen_text, lex, limits, prose)
     return Faithfulness(score, score >= opts.threshold and not critical and not problems,
                         [c.label() for c in bad] + problems, claims)

@@ -8,7 +8,8 @@ bodies fistulography ...") has no unsupported claim and used to pass. The gate a
   output, by words of the same root, synonym, abbreviation or first six letters;
 - on topic: most content words of the output occur in the source, matched the same way (a topic,
   not a claim: venogram/venography and thrombus/thrombogenesis count; claims are checked apart);
-- fluency: its word order is that of real writing (``fluency``).
+- fluency: its word order is that of real writing (``fluency``), and where it reuses the source's
+  words, mostly the source's order (``source_order``: a shuffle of the caption is not a paraphrase).
 
 Coverage and fluency apply to prose; a structured extraction (``prose=False``) is only held on topic.
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from medcorpus.transforms.fluency import fluency
+from medcorpus.transforms.fluency import fluency, source_order
 from medcorpus.transforms.medvocab import ABBREVIATIONS, GENERIC, Lexicon, tokenize
 from medcorpus.transforms.text_norm import ADJECTIVE_NOUNS
 from medcorpus.transforms.word_roots import root
@@ -30,6 +31,7 @@ class ContentLimits:
     min_coverage: float = 0.2
     min_on_topic: float = 0.5
     min_fluency: float | None = -1.9
+    min_source_order: float | None = 0.5
 
 
 @lru_cache(maxsize=1)
@@ -112,4 +114,7 @@ def content_problems(source: str, generated: str, lex: Lexicon, limits: ContentL
     flu = fluency(generated) if limits.min_fluency is not None else None
     if flu is not None and flu < limits.min_fluency:
         problems.append(f"content:fluency={flu:.2f}")
+    order = source_order(generated, source) if limits.min_source_order is not None else None
+    if order is not None and order < limits.min_source_order:
+        problems.append(f"content:scrambled={order:.2f}")
     return problems

@@ -22,7 +22,7 @@ from typing import Iterable
 
 from medcorpus.transforms.medvocab import norm_word
 
-__all__ = ["fluency", "breaks", "pairs", "BigramModel", "count_ngrams", "write_table", "BIGRAMS_FILE"]
+__all__ = ["fluency", "breaks", "pairs", "source_order", "BigramModel", "count_ngrams", "write_table", "BIGRAMS_FILE"]
 
 BIGRAMS_FILE = Path(__file__).resolve().parent / "data" / "fluency_bigrams.tsv.gz"
 _WORD = re.compile(r"[A-Za-z][A-Za-z'’\-]*[A-Za-z]|[A-Za-z]|\d+(?:[.,]\d+)*|[.;:!?()\[\]]")
@@ -146,3 +146,20 @@ def fluency(text: str, min_pairs: int = 3) -> float | None:
         return None
     model = _model()
     return sum(model.pmi(a, b) for a, b in ps) / len(ps) - _BREAK_PENALTY * breaks(text)
+
+
+def source_order(generated: str, source: str, window: int = 2, min_pairs: int = 5) -> float | None:
+    """Share of the output's adjacent word pairs, among those whose two words both occur in the
+    source, that keep the source's order (the second word within ``window`` words after the first);
+    ``None`` below ``min_pairs`` such pairs. The bigram table judges English in general and lets
+    through a shuffle of a caption's own words, whose pairs are each plausible somewhere; against
+    the source, a copy or paraphrase keeps its phrases (about 0.5 and up) while a shuffle keeps few."""
+    positions: dict[str, list[int]] = {}
+    for i, t in enumerate(_tokens(source)):
+        if t != "|":
+            positions.setdefault(t, []).append(i)
+    shared = [(positions[a], positions[b]) for a, b in pairs(generated) if a != b and a in positions and b in positions]
+    if len(shared) < min_pairs:
+        return None
+    kept = sum(any(0 < j - i <= window for i in first for j in second) for first, second in shared)
+    return kept / len(shared)

@@ -10,7 +10,7 @@ Boxes are ``(x1, y1, x2, y2)`` in pixels of the input image, x2/y2 exclusive.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
@@ -39,12 +39,14 @@ class LayoutOptions:
 
 @dataclass(frozen=True)
 class Layout:
-    """Panels in reading order, the small pieces left over, and the figure size."""
+    """Panels in reading order, the small pieces left over, and the figure size; ``arrays`` keeps
+    the analysis (content mask, gray, scale) for the label reads that need it again."""
 
     width: int
     height: int
     panels: tuple[Box, ...]
     minor: tuple[Box, ...]
+    arrays: tuple[np.ndarray, np.ndarray, int] | None = field(default=None, compare=False, repr=False)
 
     @property
     def compound(self) -> bool:
@@ -318,17 +320,19 @@ def analyze_layout(image: Image.Image, opts: LayoutOptions | None = None) -> Lay
     if w < 8 or h < 8:
         return Layout(w, h, ((0, 0, w, h),), ())
     content, gray, scale, dark = _analysis(image, opts)
+    arrays = (content, gray, scale)
     ch, cw = content.shape
     leaves = _xy_cut(content, gray, (0, 0, cw, ch), 0, opts, opts.min_panel_side_frac * max(cw, ch), dark)
     majors = [b for b in leaves if _is_major(b, cw, ch, opts)]
     minors = [b for b in leaves if b not in majors]
     if len(majors) <= 1:
-        return Layout(w, h, ((0, 0, w, h),), tuple(_scale(b, scale, w, h) for b in minors))
+        return Layout(w, h, ((0, 0, w, h),), tuple(_scale(b, scale, w, h) for b in minors), arrays)
     grown, minors = _absorb_minor(majors, minors, opts.merge_distance_frac * max(cw, ch))
     panels = reading_order(_merge_overlapping(grown))
     if len(panels) <= 1:
-        return Layout(w, h, ((0, 0, w, h),), tuple(_scale(b, scale, w, h) for b in minors))
-    return Layout(w, h, tuple(_scale(b, scale, w, h) for b in panels), tuple(_scale(b, scale, w, h) for b in minors))
+        return Layout(w, h, ((0, 0, w, h),), tuple(_scale(b, scale, w, h) for b in minors), arrays)
+    return Layout(w, h, tuple(_scale(b, scale, w, h) for b in panels), tuple(_scale(b, scale, w, h) for b in minors),
+                  arrays)
 
 
 def _scale(b: Box, s: int, w: int, h: int) -> Box:

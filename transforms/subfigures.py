@@ -319,7 +319,7 @@ def split_figure(image: Image.Image, caption: str, options: SubfigureOptions | N
         return SubfigureResult(True, pairs, None, split.shared, tuple(labels), n, "position")
 
     want_ocr = options.ocr == "always" or (options.ocr == "auto" and (n != len(labels) or orders_differ(boxes)))
-    mask = _analysis_arrays(image, options.layout) if want_ocr and n != len(labels) else None
+    mask = (layout.arrays or _analysis_arrays(image, options.layout)) if want_ocr and n != len(labels) else None
     hits = _ocr(image, boxes, layout, mask, len(labels)) if want_ocr and ocr_available() else []
     if mask is not None and hits:
         anchored = _anchored_pairs(image, split, hits, mask, boxes, options.layout)

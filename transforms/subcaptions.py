@@ -62,6 +62,8 @@ _RE_NAMED_BEFORE = re.compile(r"\b(?:categor(?:y|ies)|groups?|types?|class(?:es)
 # its run's "b" is there
 _RE_WEAK_FIRST = {"dot": re.compile(r"(?<=\s)(?P<g>[aA])\.\s+(?=[A-Z])"),
                   "bare": re.compile(r"(?:^|(?<=\s))(?P<g>[aA])\s+(?=[A-Z][a-z-]*[A-Z0-9]|[A-Z]{2})")}
+# "H&E" (hematoxylin and eosin) is a stain, never the labels H and E
+_RE_STAIN = re.compile(r"\bH\s?&\s?E\b")
 _RE_ATOM = re.compile(_ATOM)
 _RE_RANGE_SEP = re.compile(r"^\s*(?:[-–—‐−~∼]|to|through)\s*$")
 _RE_SEP_SPLIT = re.compile(r"(" + _SEP + r")")
@@ -191,6 +193,7 @@ _LETTERS = tuple(chr(c) for c in range(ord("a"), ord("z") + 1))
 
 def _find_hits(caption: str) -> list[_Hit]:
     hits: list[_Hit] = []
+    caption = _RE_STAIN.sub(lambda m: m.group().replace("&", "#"), caption)  # same length: offsets hold
     for family, regex in (("paren", _RE_PAREN), ("paren", _RE_DOUBLE), ("paren", _RE_CLOSE), ("paren", _RE_PAREN_NAMED),
                           ("dot", _RE_DOT), ("dot", _RE_NAMED), ("bare", _RE_BARE)):
         for m in regex.finditer(caption):

@@ -162,6 +162,10 @@ def test_deterministic() -> None:
      "grafts. Scale bars, 50 um. B, Immunohistochemistry for synaptophysin (SYN) shows strong expression. C, "
      "Proliferative (Ki67) and apoptotic indices. D, Western blot analyses for the indicated proteins.",
      ["a", "b", "c", "d"]),
+    # a list of bare labels, one swallowed by an earlier false group ("Tb.N, c"), the last after ", and"
+    ("Reconstruction analysis of bone tissue in different experimental groups. Morphometric indices: a BV/TV, "
+     "b Tb.N, c Tb.Sp, and d Tb.Th were analyzed by micro-CT. **P < 0.01, *P < 0.05 vs. control group",
+     ["a", "b", "c", "d"]),
 ])
 def test_label_shapes_of_real_captions(caption, labels):
     assert split_caption(caption).labels == labels

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Iterator
 
 __all__ = ["Subcaption", "SubcaptionSplit", "split_caption", "label_sort_key"]
 
@@ -40,7 +41,7 @@ _RE_NAMED = re.compile(r"(?:^|(?<=[.;:)\]])|(?<=[.;:)\]]\s))(?:In\s+)?" + _NAMIN
 # Bracketed and named: "(Panel C)", "(panels A-C, respectively)".
 _RE_PAREN_NAMED = re.compile(r"[(\[]\s*" + _NAMING + r"\s+(?P<g>" + _BGROUP + r")\s*(?:,[^()\[\]]{1,40})?[)\]]")
 # Bare at a sentence or list start: "a, b Schematic ...", "c–e SEM images", ": a Gleason grade 2, b ...".
-_RE_BARE = re.compile(r"(?:^|(?<=[.;:,]\s)|(?<=[.;:]))(?P<g>" + _BGROUP + r")(?:\s+|,\s+)(?=[A-Za-z0-9*(\[\"'])")
+_RE_BARE = re.compile(r"(?:^|(?<=[.;:,]\s)|(?<=[.;:])|(?<=,\sand\s))(?P<g>" + _BGROUP + r")(?:\s+|,\s+)(?=[A-Za-z0-9*(\[\"'])")
 # Lower-case roman numerals as top-level labels: "(i) ... (ii) ...".
 _RE_ROMAN = re.compile(r"[(\[](?P<g>" + _ROMAN + r"(?:" + _SEP + _ROMAN + r")*)[)\]]")
 
@@ -196,10 +197,7 @@ def _find_hits(caption: str) -> list[_Hit]:
     caption = _RE_STAIN.sub(lambda m: m.group().replace("&", "#"), caption)  # same length: offsets hold
     for family, regex in (("paren", _RE_PAREN), ("paren", _RE_DOUBLE), ("paren", _RE_CLOSE), ("paren", _RE_PAREN_NAMED),
                           ("dot", _RE_DOT), ("dot", _RE_NAMED), ("bare", _RE_BARE)):
-        for m in regex.finditer(caption):
-            exp = _expand_group(m.group("g"))
-            if exp is None:
-                continue
+        for m, exp in _expanded_matches(regex, caption):
             labels, upper = exp
             if family == "paren" and _RE_NAMED_BEFORE.search(caption[max(0, m.start() - 20):m.start()]):
                 continue
@@ -212,6 +210,19 @@ def _find_hits(caption: str) -> list[_Hit]:
         labels = _expand_roman(parts[0::2], parts[1::2])
         hits.append(_Hit(m.start(), m.end(), "roman", False, labels))
     return hits
+
+
+def _expanded_matches(regex: re.Pattern, caption: str) -> Iterator[tuple[re.Match, tuple[tuple[str, ...], bool]]]:
+    """Matches whose group expands to labels. A match that does not ("N, c" of "Tb.N, c Tb.Sp": two
+    cases) is tried again one character later, so the label it swallowed ("c") is still found."""
+    pos = 0
+    while (m := regex.search(caption, pos)) is not None:
+        exp = _expand_group(m.group("g"))
+        if exp is None:
+            pos = m.start() + 1
+            continue
+        yield m, exp
+        pos = max(m.end(), m.start() + 1)
 
 
 def _weak_first_hits(caption: str, hits: list[_Hit]) -> list[_Hit]:

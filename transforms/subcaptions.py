@@ -24,7 +24,7 @@ _BGROUP = _ATOM + r"(?:" + _SEP + _ATOM + r")*"
 _ROMAN = r"(?:viii|vii|vi|iv|v|ix|x|iii|ii|i)"
 
 # Bracketed: "(A)", "(a-c)", "[B and C]", "((a), (b))", "(b, hematoxylin and eosin, original magnification, *100)".
-_RE_PAREN = re.compile(r"[(\[]\s*(?P<g>" + _BGROUP + r")\s*(?:,[^()\[\]]{1,60})?[)\]](?![A-Za-z0-9])")
+_RE_PAREN = re.compile(r"[(\[]\s*(?P<g>" + _BGROUP + r")\s*(?:[,:][^()\[\]]{1,60})?[)\]](?![A-Za-z0-9])")
 # Doubly bracketed groups: "((a), (b))", "((C), (D))".
 _RE_DOUBLE = re.compile(r"\(\s*(?P<g>\(" + _ATOM + r"\)(?:" + _SEP + r"\(" + _ATOM + r"\))+)\s*\)")
 # Closing bracket only: "a)", "B) and C)".
@@ -59,10 +59,11 @@ _POSITION_WORDS = {"top", "bottom", "left", "right", "center"}
 # a bracketed letter after these words names a category, not a panel: "category (a)", "pattern (B)"
 _RE_NAMED_BEFORE = re.compile(r"\b(?:categor(?:y|ies)|groups?|types?|class(?:es)?|patterns?|grades?|lanes?|"
                               r"zones?|clusters?|lineages?|genotypes?|sites?|strains?)\s+$", re.I)
-# a first label written after an unpunctuated title ("... time points a. Power ..."): found only when
-# its run's "b" is there
-_RE_WEAK_FIRST = {"dot": re.compile(r"(?<=\s)(?P<g>[aA])\.\s+(?=[A-Z])"),
-                  "bare": re.compile(r"(?:^|(?<=\s))(?P<g>[aA])\s+(?=[A-Z][a-z-]*[A-Z0-9]|[A-Z]{2})")}
+# a first label written after an unpunctuated title ("... time points a. Power ...") or glued to its
+# last word ("... autoimmunitya. Prostate", "mannerA, Cell"): found only when its run's "b" is there
+_RE_WEAK_FIRST = {"dot": re.compile(r"(?:(?<=\s)|(?<=[a-z]))(?P<g>[aA])\.\s+(?=[A-Z])"),
+                  "bare": re.compile(r"(?:(?:^|(?<=\s))(?=[aA]\s)|(?<=[a-z])(?=[aA],\s))(?P<g>[aA])"
+                                     r"(?:\s+(?=[A-Z][a-z-]*[A-Z0-9]|[A-Z]{2})|,\s+(?=[A-Z]))")}
 # "H&E" (hematoxylin and eosin) is a stain, never the labels H and E
 _RE_STAIN = re.compile(r"\bH\s?&\s?E\b")
 _RE_ATOM = re.compile(_ATOM)

@@ -24,15 +24,16 @@ _BGROUP = _ATOM + r"(?:" + _SEP + _ATOM + r")*"
 _ROMAN = r"(?:viii|vii|vi|iv|v|ix|x|iii|ii|i)"
 
 # Bracketed: "(A)", "(a-c)", "[B and C]", "((a), (b))", "(b, hematoxylin and eosin, original magnification, *100)".
-_RE_PAREN = re.compile(r"[(\[]\s*(?P<g>" + _BGROUP + r")\s*(?:[,:][^()\[\]]{1,60})?[)\]](?![A-Za-z0-9])")
+_RE_PAREN = re.compile(r"[(\[]\s*(?P<g>" + _BGROUP + r")\s*(?:[,;:][^()\[\]]{1,60})?[)\]](?![A-Za-z0-9])")
 # Doubly bracketed groups: "((a), (b))", "((C), (D))".
 _RE_DOUBLE = re.compile(r"\(\s*(?P<g>\(" + _ATOM + r"\)(?:" + _SEP + r"\(" + _ATOM + r"\))+)\s*\)")
 # Closing bracket only: "a)", "B) and C)".
 _RE_CLOSE = re.compile(
-    r"(?:^|(?<=[\s.;:,])|(?<=[a-z](?=[A-Z]\))))(?P<g>" + _BGROUP + r")\)(?![A-Za-z0-9])"
+    r"(?:^|(?<=[\s.;:,])|(?<=[a-z](?=[A-Z]\))))(?P<g>" + _BGROUP + r")\)(?![a-z0-9])"
 )
-# Dot/colon at a sentence start: "A. Text", "B and D: Text", "cancer.A. Photographs".
-_RE_DOT = re.compile(r"(?:^|(?<=[.;:)\]])|(?<=[.;:)\]]\s))(?P<g>" + _BGROUP + r")[.:](?=\s|[A-Z(]|$)")
+# Dot/colon at a sentence start: "A. Text", "B and D: Text", "cancer.A. Photographs"; not a letter of a
+# dotted abbreviation ("S.E.M.", "U.S.").
+_RE_DOT = re.compile(r"(?:^|(?<=[.;:)\]])|(?<=[.;:)\]]\s))(?<!\b[A-Za-z]\.)(?P<g>" + _BGROUP + r")[.:](?=\s|[A-Z(]|$)")
 # Named by the word at a sentence start: "Panel A. Text", "Panels B and C: Text", "Panel F shows ...",
 # "Row A: ...", "In panel D, ..."; the words are part of the hit, so no panel's text begins with them.
 _NAMING = r"(?:[Pp]anels?|PANELS?|[Rr]ows?|[Cc]olumns?)"
@@ -291,7 +292,7 @@ def _run(keys: set[str], alphabet: tuple[str, ...]) -> set[str]:
 
 def _choose(hits: list[_Hit], caption: str) -> list[_Hit]:
     """Keep the hits of the (family, case) whose labels form the longest a, b, c ... run."""
-    best: tuple[tuple[int, int, int], list[_Hit], set[str]] = ((0, 0, 0), [], set())
+    best: tuple[tuple, list[_Hit], set[str]] = ((0, False, 0, 0), [], set())
     for family in ("paren", "dot", "bare", "roman"):
         alphabet = _ROMANS if family == "roman" else _LETTERS
         for upper in (True, False):
@@ -301,7 +302,9 @@ def _choose(hits: list[_Hit], caption: str) -> list[_Hit]:
             if not run or (len(run) < 2 and family in ("bare", "roman")):
                 continue
             kept = [h for h in group if all(_key(lab, family) in run for lab in h.labels)]
-            score = (len(run), -_FAMILY_PRIORITY[family], int(upper))
+            # on equal runs, the style that opens sentences introduces the panels; the other refers to them
+            leading = sum(_at_sentence_start(caption, h.start) for h in kept) * 2 >= len(kept)
+            score = (len(run), leading, -_FAMILY_PRIORITY[family], int(upper))
             if score > best[0]:
                 best = (score, kept, run)
     best = _mixed(hits, best)
@@ -345,7 +348,7 @@ def _mixed(hits: list[_Hit], best: tuple) -> tuple:
         firsts = [min(label_sort_key(lab) for lab in h.labels) for h in _introducing(kept)]
         in_order = all(a <= b for a, b in zip(firsts, firsts[1:]))
         if len(run) >= 2 and len(run) > best[0][0] and in_order:
-            best = ((len(run), -9, int(upper)), kept, run)
+            best = ((len(run), False, -9, int(upper)), kept, run)
     return best
 
 

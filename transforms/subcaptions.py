@@ -33,7 +33,8 @@ _RE_CLOSE = re.compile(
 )
 # Dot/colon at a sentence start: "A. Text", "B and D: Text", "cancer.A. Photographs"; not a letter of a
 # dotted abbreviation ("S.E.M.", "U.S.").
-_RE_DOT = re.compile(r"(?:^|(?<=[.;:)\]])|(?<=[.;:)\]]\s))(?<!\b[A-Za-z]\.)(?P<g>" + _BGROUP + r")[.:](?=\s|[A-Z(]|$)")
+_RE_DOT = re.compile(r"(?:^|(?<=[.;:)\]])|(?<=[.;:)\]]\s))(?<!\b[A-Za-z]\.)(?P<g>" + _BGROUP
+                     + r")[.:](?=\s|[A-Z(]|$)")
 # Named by the word at a sentence start: "Panel A. Text", "Panels B and C: Text", "Panel F shows ...",
 # "Row A: ...", "In panel D, ..."; the words are part of the hit, so no panel's text begins with them.
 _NAMING = r"(?:[Pp]anels?|PANELS?|[Rr]ows?|[Cc]olumns?)"

@@ -1,7 +1,8 @@
 """A planted evaluation set for the faithfulness gate, built from real captions in ../shared/data.
 
-Faithful outputs: hand-written paraphrases of real captions, and rule-made rewrites that keep the
-meaning (abbreviation and synonym swaps, unit conversion, dropped or reordered sentences).
+Faithful outputs: hand-written paraphrases of real captions (some with the finding moved first), and
+rule-made rewrites that keep the meaning (abbreviation and synonym swaps, unit conversion, dropped or
+reordered sentences).
 Hallucinated outputs: the same captions with one planted error — an invented diagnosis, a changed
 number, an invented measurement, a flipped side or a flipped negation.
 Outputs without content: text that says nothing checkable, another caption's text (off topic), a
@@ -99,6 +100,42 @@ MORPHOLOGY = [
     ("ROCO_01873", "Four-chamber TEE showing complete absence of the interatrial septum; common atrium, LV and RV "
      "labelled."),
     ("ROCO_07274", "Coronal pelvic CT showing a left hematoma next to a fracture of the right iliopubic ramus."),
+]
+
+# Rewrites that move the finding first and the modality last, as a language model often does: the
+# same facts in another order (written by reading real captions the gate had never been run on).
+REORDERED = [
+    ("ROCO_01018", "Kinking of the common bile duct (arrows) 1 cm above the proximal end of the metal stent, shown by "
+     "endoscopic retrograde cholangiography with carbon dioxide insufflation."),
+    ("ROCO_01037", "Reduction in the size of the adrenal mass on a CT scan obtained 6 months after mitotane treatment."),
+    ("ROCO_01038", "Thickening of the gastric wall and a niche-like echogenicity (arrow), probably representing the "
+     "ulcer, on abdominal ultrasound of a 48-year-old female with a benign gastric ulcer of the lesser curvature."),
+    ("ROCO_01041", "A well-circumscribed soft tissue density (*) measuring 3.1×3.7 cm in the left breast, on an axial "
+     "CT image of the chest."),
+    ("ROCO_01123", "No enhancing portion of the lesion after contrast enhancement on the portal phase CT scan."),
+    ("ROCO_01154", "Intense 18F-FDG uptake (arrow) with a maximum standardized uptake value of 9.0 on PET-CT, without "
+     "suspected extrasplenic tumor dissemination or metastasis."),
+    ("ROCO_01164", "Forearm deformity due to shortening of the ulna on a radiograph of an individual with hereditary "
+     "multiple exostosis."),
+    ("ROCO_01176", "Multiple locules of air (arrows) on a frontal view CT scan."),
+    ("ROCO_01226", "Significant deviation of the median nerve toward the fracture site of the radius (arrow) on short "
+     "tau inversion recovery magnetic resonance imaging."),
+    ("ROCO_01228", "A giant hepatic cyst on ultrasound, with echogenic substances at the bottom of the cyst forming a "
+     "fluid-fluid level."),
+    ("ROCO_01264", "A secundum ASD with left-to-right shunting, demonstrated by transthoracic echocardiography."),
+    ("ROCO_01274", "A 2 cm × 2 cm mobile echogenic mass (arrow), probably a thrombus, in the right ventricular outflow "
+     "tract on the mid-esophageal right ventricular inflow-outflow view."),
+    ("ROCO_01343", "Severe aortic regurgitation with a possible dissection flap on the aortogram."),
+    ("ROCO_01383", "Herniation of the colon into the chest with free air (arrow) on coronal preoperative chest CT."),
+    ("ROCO_01391", "A solitary 5x4 cm metastasis in the right occipital lobe with some extension to the parietal lobe, "
+     "heterogeneous in appearance and with surrounding brain edema, on CT of the brain."),
+    ("ROCO_01409", "Callus formation in the proximal fibula and a faint fracture line on a standing lateral radiograph "
+     "of the left leg."),
+    ("ROCO_01458", "Abscess formation beginning around the piriform sinus, seen on a CT scan."),
+    ("ROCO_01529", "An oval umbilical mass measuring 2 cm on CT of the abdomen."),
+    ("ROCO_01532", "A giant hepatic cyst in the right lobe of the liver compressing the adjacent diaphragm, right "
+     "ventricle and inferior vena cava (arrow heads) on computed tomography."),
+    ("ROCO_01552", "High position of the right diaphragm due to postoperative paralysis on chest x-ray."),
 ]
 
 # Outputs that state nothing checkable about the figure.
@@ -222,6 +259,8 @@ def planted_cases(n_roco: int = 60) -> list[Case]:
         cases.append(Case(f"{rid}-hand-bad", roco[rid], bad, False, "hand"))
     for rid, para in MORPHOLOGY:
         cases.append(Case(f"{rid}-morph", roco[rid], para, True, "morphology"))
+    for rid, para in REORDERED:
+        cases.append(Case(f"{rid}-reorder", roco[rid], para, True, "reorder"))
     cases += contentless_cases(roco_captions(n_roco))
     for k, (rid, cap) in enumerate(roco_captions(n_roco)):
         for kind, fn in (("swap", _swap), ("units", _convert_units), ("drop", _drop_last_sentence)):

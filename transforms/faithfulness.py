@@ -246,8 +246,20 @@ def _concept_negations(text: str, matches: Iterable[ConceptMatch]) -> list[tuple
     return [(m, is_negated(text, m.start, m.end)) for m in matches]
 
 
+_NEGATING_PREFIXES = frozenset({"non", "no", "un"})
+
+
 def _word_polarity(text: str, lex: Lexicon) -> set[tuple[str, bool]]:
-    return {(lex.canon(w), is_negated(text, s, e)) for w, s, e in tokenize(text)}
+    """Each word with whether it is negated; a hyphenated compound also stands for its parts
+    ("CT-scan" says CT), unless its first part negates the rest ("non-contrast")."""
+    out = set()
+    for w, s, e in tokenize(text):
+        neg = is_negated(text, s, e)
+        out.add((lex.canon(w), neg))
+        parts = [p for p in w.split("-") if p]
+        if len(parts) > 1 and parts[0] not in _NEGATING_PREFIXES:
+            out.update((lex.canon(p), neg) for p in parts)
+    return out
 
 
 def _root_polarity(words: set[tuple[str, bool]]) -> set[tuple[str, bool]]:
@@ -346,9 +358,10 @@ def _concept_claims(gen: str, lex: Lexicon, src: _Source, linker: Linker | None,
         neg = is_negated(gen, m.start, m.end)
         claims.append(_concept_claim(m.kind, gen[m.start:m.end], m.keys, m.words, neg, src, lex))
     for w, s, e in tokenize(gen):
-        # a plain word whose polarity flipped ("no invasion" -> "invasion") is a claim too
+        # a plain word whose polarity flipped ("no invasion" -> "invasion") is a claim too; function
+        # words ("after", "there") are in a negation's reach without being negated
         cw = lex.canon(w)
-        if len(w) < 4 or cw in GENERIC or any(s < ce and cs < e for cs, ce in covered):
+        if len(w) < 4 or cw in GENERIC or w in _function_words() or any(s < ce and cs < e for cs, ce in covered):
             continue
         neg = is_negated(gen, s, e)
         if (cw, neg) not in src.words and (cw, not neg) in src.words:
@@ -360,6 +373,13 @@ def _concept_claims(gen: str, lex: Lexicon, src: _Source, linker: Linker | None,
                 neg = is_negated(gen, s, e)
                 claims.append(_concept_claim("disease", gen[s:e], (), [lex.canon(w)], neg, src))
     return claims
+
+
+@lru_cache(maxsize=1)
+def _function_words() -> frozenset[str]:
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    return frozenset(STOP_WORDS)
 
 
 def _known_abbreviations(text: str) -> dict[str, str]:

@@ -156,3 +156,15 @@ def test_cli_reads_and_writes_json_lines():
     assert out[1]["accepted"] is False and "laterality:left" in out[1]["unsupported"]
     assert set(out[0]) == {"id", "score", "accepted", "unsupported"} and "error" in out[2]
     assert list(faithfulness_stream([lines[0]], FaithfulnessOptions()))[0] == out[0]
+
+
+def test_compounds_and_function_words_under_negation():
+    """Real ROCO captions: "CT-scan" supports "CT"; "non-contrast" does not support contrast; a
+    preposition inside a negation's reach ("no ... after") is not a flipped claim."""
+    src = "CT-scan of the abdomen: This image shows an oval umbilical mass measured 2 cm."
+    assert check(src, "An oval umbilical mass measuring 2 cm on CT of the abdomen.").accepted
+    v = check("Non-contrast CT of the head showing a right subdural hematoma.",
+              "Contrast CT of the head showing a right subdural hematoma.")
+    assert not v.accepted, v
+    src = "CT scan portal phase. After contrast enhancement, there was no enhancing portion of the lesion."
+    assert check(src, "No enhancing portion of the lesion after contrast enhancement on the portal phase CT scan.").accepted

@@ -251,14 +251,15 @@ _NEGATING_PREFIXES = frozenset({"non", "no", "un"})
 
 def _word_polarity(text: str, lex: Lexicon) -> set[tuple[str, bool]]:
     """Each word with whether it is negated; a hyphenated compound also stands for its parts
-    ("CT-scan" says CT), unless its first part negates the rest ("non-contrast")."""
+    ("CT-scan" says CT), negated after a negating prefix ("non-contrast" says no contrast)."""
     out = set()
     for w, s, e in tokenize(text):
         neg = is_negated(text, s, e)
         out.add((lex.canon(w), neg))
         parts = [p for p in w.split("-") if p]
-        if len(parts) > 1 and parts[0] not in _NEGATING_PREFIXES:
-            out.update((lex.canon(p), neg) for p in parts)
+        if len(parts) > 1:
+            flip = parts[0] in _NEGATING_PREFIXES
+            out.update((lex.canon(p), neg != flip) for p in parts[flip:])
     return out
 
 

@@ -107,7 +107,8 @@ MORPHOLOGY = [
 REORDERED = [
     ("ROCO_01018", "Kinking of the common bile duct (arrows) 1 cm above the proximal end of the metal stent, shown by "
      "endoscopic retrograde cholangiography with carbon dioxide insufflation."),
-    ("ROCO_01037", "Reduction in the size of the adrenal mass on a CT scan obtained 6 months after mitotane treatment."),
+    ("ROCO_01037", "Reduction in the size of the adrenal mass on a CT scan obtained 6 months after mitotane "
+     "treatment."),
     ("ROCO_01038", "Thickening of the gastric wall and a niche-like echogenicity (arrow), probably representing the "
      "ulcer, on abdominal ultrasound of a 48-year-old female with a benign gastric ulcer of the lesser curvature."),
     ("ROCO_01041", "A well-circumscribed soft tissue density (*) measuring 3.1×3.7 cm in the left breast, on an axial "
@@ -123,8 +124,8 @@ REORDERED = [
     ("ROCO_01228", "A giant hepatic cyst on ultrasound, with echogenic substances at the bottom of the cyst forming a "
      "fluid-fluid level."),
     ("ROCO_01264", "A secundum ASD with left-to-right shunting, demonstrated by transthoracic echocardiography."),
-    ("ROCO_01274", "A 2 cm × 2 cm mobile echogenic mass (arrow), probably a thrombus, in the right ventricular outflow "
-     "tract on the mid-esophageal right ventricular inflow-outflow view."),
+    ("ROCO_01274", "A 2 cm × 2 cm mobile echogenic mass (arrow), probably a thrombus, in the right ventricular "
+     "outflow tract on the mid-esophageal right ventricular inflow-outflow view."),
     ("ROCO_01343", "Severe aortic regurgitation with a possible dissection flap on the aortogram."),
     ("ROCO_01383", "Herniation of the colon into the chest with free air (arrow) on coronal preoperative chest CT."),
     ("ROCO_01391", "A solitary 5x4 cm metastasis in the right occipital lobe with some extension to the parietal lobe, "

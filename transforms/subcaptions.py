@@ -43,7 +43,8 @@ _RE_NAMED = re.compile(r"(?:^|(?<=[.;:)\]])|(?<=[.;:)\]]\s))(?:In\s+)?" + _NAMIN
 # Bracketed and named: "(Panel C)", "(panels A-C, respectively)".
 _RE_PAREN_NAMED = re.compile(r"[(\[]\s*" + _NAMING + r"\s+(?P<g>" + _BGROUP + r")\s*(?:,[^()\[\]]{1,40})?[)\]]")
 # Bare at a sentence or list start: "a, b Schematic ...", "c–e SEM images", ": a Gleason grade 2, b ...".
-_RE_BARE = re.compile(r"(?:^|(?<=[.;:,]\s)|(?<=[.;:])|(?<=,\sand\s))(?P<g>" + _BGROUP + r")(?:\s+|,\s+)(?=[A-Za-z0-9*(\[\"'])")
+_RE_BARE = re.compile(r"(?:^|(?<=[.;:,]\s)|(?<=[.;:])|(?<=,\sand\s))(?P<g>" + _BGROUP
+                      + r")(?:\s+|,\s+)(?=[A-Za-z0-9*(\[\"'])")
 # Lower-case roman numerals as top-level labels: "(i) ... (ii) ...".
 _RE_ROMAN = re.compile(r"[(\[](?P<g>" + _ROMAN + r"(?:" + _SEP + _ROMAN + r")*)[)\]]")
 

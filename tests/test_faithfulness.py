@@ -110,6 +110,8 @@ def test_a_shuffle_of_the_captions_own_words_is_rejected():
      "MRI showing intact growth plates after over a year of anti-TB therapy."),
     ("Transoesophageal echocardiogram demonstrating a mass of the left ventricular outflow tract.",
      "Transesophageal echocardiography showing a mass in the outflow tract of the left ventricle."),
+    ("Computerized tomography reveals dilated intrahepatic biliary ducts.",
+     "Computed tomography revealing dilatation of the intrahepatic bile ducts."),
 ])
 def test_word_forms_of_one_concept_support_each_other(source, generated):
     v = check(source, generated)

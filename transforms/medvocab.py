@@ -277,7 +277,8 @@ def _mine_word_synonyms(entries: list[list[tuple[str, ...]]], min_support: int =
 
 _EXTRA_WORD_SYNONYMS = [("bleeding", "hemorrhage", "haemorrhage"), ("tumor", "neoplasm"), ("renal", "kidney"),
                         ("hepatic", "liver"), ("pulmonary", "lung"), ("cardiac", "heart"), ("cerebral", "brain"),
-                        ("gastric", "stomach"), ("radiograph", "x-ray", "radiography"), ("enlarged", "enlargement"),
+                        ("gastric", "stomach"), ("biliary", "bile"), ("radiograph", "x-ray", "radiography"),
+                        ("enlarged", "enlargement"),
                         ("ultrasound", "ultrasonography", "sonography", "sonographic", "ultrasonographic")]
 
 

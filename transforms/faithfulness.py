@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable, Iterable, Sequence
 
-from medcorpus.transforms.faithfulness_content import ContentLimits, content_problems
+from medcorpus.transforms.faithfulness_content import ContentLimits, content_problems, function_words
 from medcorpus.transforms.medvocab import (ABBREVIATIONS, GENERIC, ConceptMatch, Lexicon, kind_of, load_lexicon,
                                            norm_word, tokenize)
 from medcorpus.transforms.word_roots import DISEASE_SUFFIX, root
@@ -362,7 +362,7 @@ def _concept_claims(gen: str, lex: Lexicon, src: _Source, linker: Linker | None,
         # a plain word whose polarity flipped ("no invasion" -> "invasion") is a claim too; function
         # words ("after", "there") are in a negation's reach without being negated
         cw = lex.canon(w)
-        if len(w) < 4 or cw in GENERIC or w in _function_words() or any(s < ce and cs < e for cs, ce in covered):
+        if len(w) < 4 or cw in GENERIC or w in function_words() or any(s < ce and cs < e for cs, ce in covered):
             continue
         neg = is_negated(gen, s, e)
         if (cw, neg) not in src.words and (cw, not neg) in src.words:
@@ -374,13 +374,6 @@ def _concept_claims(gen: str, lex: Lexicon, src: _Source, linker: Linker | None,
                 neg = is_negated(gen, s, e)
                 claims.append(_concept_claim("disease", gen[s:e], (), [lex.canon(w)], neg, src))
     return claims
-
-
-@lru_cache(maxsize=1)
-def _function_words() -> frozenset[str]:
-    from spacy.lang.en.stop_words import STOP_WORDS
-
-    return frozenset(STOP_WORDS)
 
 
 def _known_abbreviations(text: str) -> dict[str, str]:

@@ -23,7 +23,7 @@ from medcorpus.transforms.medvocab import ABBREVIATIONS, GENERIC, Lexicon, token
 from medcorpus.transforms.text_norm import ADJECTIVE_NOUNS
 from medcorpus.transforms.word_roots import root
 
-__all__ = ["ContentLimits", "content_problems", "coverage", "on_topic"]
+__all__ = ["ContentLimits", "content_problems", "coverage", "function_words", "on_topic"]
 
 
 @dataclass(frozen=True)
@@ -35,10 +35,16 @@ class ContentLimits:
 
 
 @lru_cache(maxsize=1)
-def _stop_words() -> frozenset[str]:
+def function_words() -> frozenset[str]:
+    """spaCy's English stop words: words that carry no claim of their own."""
     from spacy.lang.en.stop_words import STOP_WORDS
 
-    return frozenset(STOP_WORDS) | GENERIC
+    return frozenset(STOP_WORDS)
+
+
+@lru_cache(maxsize=1)
+def _stop_words() -> frozenset[str]:
+    return function_words() | GENERIC
 
 
 def _content_words(text: str) -> list[str]:

@@ -33,12 +33,13 @@ _RE_CLOSE = re.compile(
 )
 # Dot/colon at a sentence start: "A. Text", "B and D: Text", "cancer.A. Photographs"; not a letter of a
 # dotted abbreviation ("S.E.M.", "U.S.").
-_RE_DOT = re.compile(r"(?:^|(?<=[.;:)\]])|(?<=[.;:)\]]\s))(?<!\b[A-Za-z]\.)(?P<g>" + _BGROUP
+_AT_START = r"(?:^|(?<=[.;:)\]])|(?<=[.;:)\]]\s))"  # the caption's start or after a sentence's or bracket's end
+_RE_DOT = re.compile(_AT_START + r"(?<!\b[A-Za-z]\.)(?P<g>" + _BGROUP
                      + r")[.:](?=\s|[A-Z(]|$)")
 # Named by the word at a sentence start: "Panel A. Text", "Panels B and C: Text", "Panel F shows ...",
 # "Row A: ...", "In panel D, ..."; the words are part of the hit, so no panel's text begins with them.
 _NAMING = r"(?:[Pp]anels?|PANELS?|[Rr]ows?|[Cc]olumns?)"
-_RE_NAMED = re.compile(r"(?:^|(?<=[.;:)\]])|(?<=[.;:)\]]\s))(?:In\s+)?" + _NAMING
+_RE_NAMED = re.compile(_AT_START + r"(?:In\s+)?" + _NAMING
                        + r"\s+(?P<g>" + _BGROUP + r")(?![A-Za-z0-9])(?:\s*[.:,](?=\s|[A-Z(]|$))?")
 # Bracketed and named: "(Panel C)", "(panels A-C, respectively)".
 _RE_PAREN_NAMED = re.compile(r"[(\[]\s*" + _NAMING + r"\s+(?P<g>" + _BGROUP + r")\s*(?:,[^()\[\]]{1,40})?[)\]]")

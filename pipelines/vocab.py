@@ -18,6 +18,7 @@ from typing import Any, Iterable
 
 from medcorpus.files import cache_root
 from medcorpus.pipelines.failures import MissingPath
+from medcorpus.transforms.vocab_genes import CELL_LINES_FILE, GENES_FILE
 from medcorpus.transforms.vocab_ontology import mesh_crosswalk, mesh_lite_csv, mesh_records, open_vocab_concepts
 from medcorpus.transforms.vocab_records import ConceptRecord, merge_by_cui
 
@@ -38,8 +39,8 @@ def _file_info(path: Path) -> dict[str, Any]:
 
 
 def build_vocab(out: Path, *, umls_dir: Path | None = None, ontologies: Iterable[Path] = (), mesh: bool = False,
-                langs: Iterable[str] = ("ENG",), sabs: Iterable[str] = (), keep_suppressed: bool = False,
-                semantic: Iterable[str] = (), synonym_scopes: Iterable[str] = ("EXACT",), ann: bool = True,
+                genes: bool = False, langs: Iterable[str] = ("ENG",), sabs: Iterable[str] = (),
+                keep_suppressed: bool = False, semantic: Iterable[str] = (), synonym_scopes: Iterable[str] = ("EXACT",), ann: bool = True,
                 ann_m: int = 24, ann_ef_construction: int = 200) -> dict[str, Any]:
     """Build a vocabulary index from exactly one kind of source; returns its ``vocab.json``."""
     from medcorpus import __version__
@@ -69,9 +70,12 @@ def build_vocab(out: Path, *, umls_dir: Path | None = None, ontologies: Iterable
         if mesh:
             records = list(merge_by_cui([*records, *mesh_gap_records(records, mesh_crosswalk(ontologies))]).values())
             files.append(_file_info(mesh_lite_csv()))
+        if genes:
+            records += gene_gap_records(records)
+            files += [_file_info(GENES_FILE), _file_info(CELL_LINES_FILE)]
         if tuis is not None:
             records = [r for r in records if tuis.intersection(r.tuis)]
-        prov.update(kind="ontology", files=files, synonym_scopes=sorted(synonym_scopes), mesh=mesh)
+        prov.update(kind="ontology", files=files, synonym_scopes=sorted(synonym_scopes), mesh=mesh, genes=genes)
         return build_index(records, out, prov, tuis_inferred=True, ann=ann, ann_params=params)
     csv_path = mesh_lite_csv()
     prov.update(kind="mesh", files=[_file_info(csv_path)])
@@ -90,6 +94,15 @@ def mesh_gap_records(records: Iterable[ConceptRecord], crosswalk: dict[str, str]
     return list(umls_ids(fill_gaps(mesh_concepts(), known, norm_key), crosswalk or {}))
 
 
+def gene_gap_records(records: Iterable[ConceptRecord]) -> list[ConceptRecord]:
+    """HGNC's genes and EFO's cell lines (``vocab_genes``) under the names the given records lack."""
+    from medcorpus.transforms.text_norm import norm_key
+    from medcorpus.transforms.vocab_genes import gene_and_cell_line_gaps
+
+    return gene_and_cell_line_gaps({norm_key(a) for r in records if r.matchable for a in (r.name, *r.aliases)},
+                                   norm_key)
+
+
 def source_files(paths: Iterable[str | Path]) -> list[Path]:
     """Ontology files named directly or found under named folders (sorted: the order is part of the key)."""
     out: list[Path] = []
@@ -105,16 +118,17 @@ def source_files(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def cached_vocab(ontologies: Iterable[str | Path] = (), umls_dir: str | Path | None = None, ann: bool = True,
-                 cache: Path | None = None, mesh: bool = False) -> Path:
+                 cache: Path | None = None, mesh: bool = False, genes: bool = False) -> Path:
     """The vocabulary built from these sources: from the cache (default ``cache_root()/vocab``), or
     built into it (a whole directory renamed into place, so a reader never sees half of one). ``mesh``
-    adds MeSH's genes, chemicals, procedures and devices to open ontologies (a UMLS release has MeSH)."""
+    adds MeSH's genes, chemicals, procedures and devices to open ontologies (a UMLS release has MeSH),
+    ``genes`` HGNC's gene symbols and EFO's cell lines."""
     cache = Path(cache) if cache else cache_root() / "vocab"
     from medcorpus import __version__
 
-    mesh = mesh and not umls_dir
+    mesh, genes = mesh and not umls_dir, genes and not umls_dir
     files = source_files(ontologies) if not umls_dir else sorted(Path(umls_dir).glob("MR*.RRF*"))
-    hashed = files + [mesh_lite_csv()] if mesh else files
+    hashed = files + ([mesh_lite_csv()] if mesh else []) + ([GENES_FILE, CELL_LINES_FILE] if genes else [])
     key = hashlib.sha256(json.dumps({"files": [_sha256(f) for f in hashed], "umls": bool(umls_dir), "ann": ann,
                                      "recipe": RECIPE, "medcorpus": __version__}, sort_keys=True).encode()).hexdigest()[:20]
     target = cache / key
@@ -127,7 +141,7 @@ def cached_vocab(ontologies: Iterable[str | Path] = (), umls_dir: str | Path | N
     t0 = time.perf_counter()
     try:
         build_vocab(tmp, umls_dir=Path(umls_dir) if umls_dir else None,
-                    ontologies=[] if umls_dir else files, mesh=mesh, ann=ann)
+                    ontologies=[] if umls_dir else files, mesh=mesh, genes=genes, ann=ann)
         os.replace(tmp, target)
         progress.info("concept vocabulary built in %.0f s", time.perf_counter() - t0)
     except OSError:

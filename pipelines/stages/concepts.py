@@ -29,6 +29,7 @@ class ConceptsConfig:
     ontologies: tuple[str, ...] = ()         # ... or its sources (open ontologies; built once, cached)
     umls_dir: str | None = None              # ... or a UMLS release directory
     mesh: bool = True                        # add MeSH genes, chemicals, procedures, devices to ontologies
+    genes: bool = True                       # add HGNC gene symbols and EFO cell lines to ontologies
     ann: bool = True                         # the TF-IDF + ANN candidate index
     ner_model: str | None = None             # a local scispacy NER pipeline for mentions
     context: bool = True                     # link the citing paragraphs too
@@ -49,7 +50,7 @@ class Concepts(Stage):
         if c.vocab:
             path = Path(c.vocab)
         elif c.ontologies or c.umls_dir:
-            path = cached_vocab(c.ontologies, c.umls_dir, ann=c.ann, mesh=c.mesh)
+            path = cached_vocab(c.ontologies, c.umls_dir, ann=c.ann, mesh=c.mesh, genes=c.genes)
         else:
             raise ConfigError(NO_VOCAB)
         return Prepared(str(path), "-" + vocab_id(path))

@@ -17,11 +17,13 @@ Sources (never the acceptance holdout):
   ("Panel A.", "Panels C and E show", "(Panel C)"), label sets read and written down by the same
   guide (2 more left out: a second level of letters or numerals repeats in every part, "a. ...
   (Panel A) ... b. ... (Panels A-C)", which the guide does not settle).
-- ``prostate_drawn`` (same file): 391 more of that collection's unsplit captions, the first 400 of
-  the rest in the order of a hash of their name (9 left out: seven for the reason above, two that
+- ``prostate_drawn`` (same file): 549 more of that collection's unsplit captions, the first 560 of
+  the rest in the order of a hash of their name (11 left out: nine for the reason above, two that
   name panels by another figure's number, "Fig. 2c-d", "3A H&E"), read and written down by the same
-  guide before the splitter was run on them (in six draws, of 40, 60, 60, 80, 80 and 80; the
-  splitter was changed for tune cases of the first four only); 155 name no panel.
+  guide before the splitter was run on them (in eight draws, of 40, 60, 60, 80, 80, 80, 80 and 80; the
+  splitter was changed for tune cases of the first four and the last two only; the last two were
+  labelled by four readers, 40 captions each, from a written copy of the guide in which position
+  words are never labels); 224 name no panel.
 - ``prostate``: the 196 gold-split prostate captions (label sets and per-panel text): label-set
   exact match and subcaption token F1.
 (EXSCLAIM's reviewed figures are not used: their label lists are the labels found in the image, so

@@ -205,8 +205,46 @@ def test_labels_that_open_sentences_win_over_the_same_labels_referred_to_in_brac
     assert "Quantification with the Biosort" in split.text_for("e")
 
 
+def test_a_category_word_does_not_hide_a_label_the_run_needs():
+    """Real prostate-collection captions: "categories (f)" between (e) and (g) is panel f, and "wile
+    type (A-C)" (wild type, misspelt) gives the run its A-C; a "type (a)" elsewhere stays a category."""
+    tissues = ("The following tissue types are illustrated: (c) prostate cancer (CaP) Gleason grade 3, (d) CaP Gleason "
+               "grade 4, and (e) CaP Gleason grade 5, normal tissue categories (f) benign epithelium and (g) benign "
+               "stroma, and CaP confounders including (h) prostatic intraepithelial neoplasia (PIN) and (i) tissue "
+               "atrophy. Shown are regions taken from the whole-slide images shown in (a) and (b).")
+    assert split_caption(tissues).labels == list("abcdefghi")
+    mice = ("Compound activation of SV40 large T-antigen and beta-Catenin causes prostate carcinoma with NED "
+            "featuresH&E staining and immunostaining against Foxa2 and synaptophysin (Syn.) were performed on "
+            "prostate specimens derived from wile type (A-C), LPB-Tag (D-F), D.A. beta-Catenin (G-I), and LPB-"
+            "Tag/D.A. beta-Catenin (J-L) mice. Foxa2, which has been associated with neuroendocrine "
+            "differentiation in prostate, was expressed in prostate derived from both D.A. beta-Catenin mouse (H)"
+            " and LPB-Tag/D.A. beta-Catenin mouse (K), but was not expressed in prostate luminal epithelial cells"
+            " derived from WT mouse (B), or from LPB-Tag mouse (E). Syn. was not expressed in prostate from wild "
+            "type mouse (C) or from LPB-Tag mouse (F), hardly detected in prostate derived from D.A. beta-Catenin"
+            " mouse (I), but was expressed in prostate tissue derived from LPB-Tag/D.A. beta-Catenin mouse (L). "
+            "Arrows in panel J-L indicate cells undergoing NED (positive for Syn. and Foxa2, and show "
+            "hyperchromatic nuclei, granular chromatin, and high nuclear/cytoplasmic ratio). Scale bar represents"
+            " 50 um.")
+    assert split_caption(mice).labels == list("abcdefghijkl")
+    assert split_caption(mice.replace("wile", "wild")).labels == list("abcdefghijkl")
+    assert split_caption("Cells of type (a) and (b) grow on chips; (c) a third kind.").labels == []
+
+
+def test_labels_written_with_the_figures_own_number():
+    """"1A: ... 1B: ..." and "1-A ... 1-B ..." (two real prostate-collection captions) name panels A and B;
+    the number goes with its label, not into the text before it."""
+    caption = ("Morphological changes in DLP of p27 deficient mice in the course of carcinogenesis. 1A: Dorso-lateral "
+               "prostate of 6-month-old p27-/- mice. H&E staining * 200. 1B: High grade PIN in a p27-/- mice treated "
+               "with MNU. H&E * 200. 1C: Ductal carcinoma of papillary type in DLP of a p27-/- animal.")
+    split = split_caption(caption)
+    assert split.labels == ["a", "b", "c"] and split.own("a").endswith("H&E staining * 200.")
+    assert split_caption("1-A Needle biopsy of prostate carcinoma, HE stained. 1-B Needle biopsy, judged by "
+                         "computer.").labels == ["a", "b"]
+    assert split_caption("Tumor grade. 2A lesions were small. Grade 3B tumors were large.").labels == []
+
+
 def test_hand_labelled_real_captions():
-    """1026 real PMC captions labelled by reading (tests/data/subcaption_labels.jsonl; 480 of them
+    """1184 real PMC captions labelled by reading (tests/data/subcaption_labels.jsonl; 480 of them
     with each panel's text): label sets match, and the subcaptions carry their panels' words."""
     import sys
     from pathlib import Path
@@ -217,5 +255,5 @@ def test_hand_labelled_real_captions():
     found = eval_labelled()
     exact = [x for acc in found.values() for x in acc["exact"]]
     f1 = [x for acc in found.values() for x in acc["f1"]]
-    assert len(exact) == 1026 and len(f1) > 1500
+    assert len(exact) == 1184 and len(f1) > 1500
     assert sum(exact) / len(exact) >= 0.93 and sum(f1) / len(f1) >= 0.85, found

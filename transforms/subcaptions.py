@@ -61,7 +61,8 @@ _RE_POSITION = re.compile(
 )
 _POSITION_WORDS = {"top", "bottom", "left", "right", "center"}
 # a bracketed letter after these words names a category, not a panel: "category (a)", "pattern (B)"
-_RE_NAMED_BEFORE = re.compile(r"\b(?:categor(?:y|ies)|groups?|types?|class(?:es)?|patterns?|grades?|lanes?|"
+# (a genotype is not: "wild type (A-C)"); such a letter still fills a gap in the panels' run
+_RE_NAMED_BEFORE = re.compile(r"\b(?:categor(?:y|ies)|groups?|(?<!wild )(?<!wild-)types?|class(?:es)?|patterns?|grades?|lanes?|"
                               r"zones?|clusters?|lineages?|genotypes?|sites?|strains?)\s+$", re.I)
 # a first label written after an unpunctuated title ("... time points a. Power ...") or glued to its
 # last word ("... autoimmunitya. Prostate", "mannerA, Cell"): found only when its run's "b" is there
@@ -70,6 +71,8 @@ _RE_WEAK_FIRST = {"dot": re.compile(r"(?:(?<=\s)|(?<=[a-z]))(?P<g>[aA])\.\s+(?=[
                                      r"(?:\s+(?=[A-Z][a-z-]*[A-Z0-9]|[A-Z]{2})|,\s+(?=[A-Z]))")}
 # "H&E" (hematoxylin and eosin) is a stain, never the labels H and E
 _RE_STAIN = re.compile(r"\bH\s?&\s?E\b")
+# labels written with the figure's own number at sentence starts: "1A: ... 1B: ...", "1-A ... 1-B ..."
+_RE_NUMBERED = re.compile(r"(?:^|(?<=[.;]\s))(?P<n>\d{1,2}-?)(?=[A-Za-z](?:[.:]\s|\s+[A-Z]))")
 _RE_ATOM = re.compile(_ATOM)
 _RE_RANGE_SEP = re.compile(r"^\s*(?:[-–—‐−~∼]|to|through)\s*$")
 _RE_SEP_SPLIT = re.compile(r"(" + _SEP + r")")
@@ -197,16 +200,31 @@ _ROMANS = ("i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix", "x")
 _LETTERS = tuple(chr(c) for c in range(ord("a"), ord("z") + 1))
 
 
+def _unnumbered(caption: str) -> tuple[str, dict[int, int]]:
+    """The caption with a figure number written before every label masked ("1A:" -> ".A:", so the
+    letter opens a sentence), when two or more labels carry the same one; and where each masked
+    prefix started, by the position after it (the label's hit then covers its number)."""
+    found = list(_RE_NUMBERED.finditer(caption))
+    numbers = {m.group("n").rstrip("-") for m in found}
+    if len(found) < 2 or len(numbers) != 1:
+        return caption, {}
+    out = list(caption)
+    for m in found:
+        out[m.start("n"):m.end("n")] = "." * len(m.group("n"))
+    return "".join(out), {m.end("n"): m.start("n") for m in found}
+
+
 def _find_hits(caption: str) -> list[_Hit]:
     hits: list[_Hit] = []
     caption = _RE_STAIN.sub(lambda m: m.group().replace("&", "#"), caption)  # same length: offsets hold
+    caption, numbered = _unnumbered(caption)
     for family, regex in (("paren", _RE_PAREN), ("paren", _RE_DOUBLE), ("paren", _RE_CLOSE), ("paren", _RE_PAREN_NAMED),
                           ("dot", _RE_DOT), ("dot", _RE_NAMED), ("bare", _RE_BARE)):
         for m, exp in _expanded_matches(regex, caption):
             labels, upper = exp
-            if family == "paren" and _RE_NAMED_BEFORE.search(caption[max(0, m.start() - 20):m.start()]):
-                continue
-            hits.append(_Hit(m.start(), m.end(), family, upper, labels))
+            named = family == "paren" and _RE_NAMED_BEFORE.search(caption[max(0, m.start() - 20):m.start()])
+            hits.append(_Hit(numbered.get(m.start(), m.start()), m.end(), "named" if named else family, upper,
+                             labels))
     hits += _weak_first_hits(caption, hits)
     for m in _RE_POSITION.finditer(caption):
         hits.append(_Hit(m.start(), m.end(), "position", False, (_norm_position(m.group("g") or m.group("g2") or m.group("g3")),)))
@@ -326,7 +344,11 @@ def _choose(hits: list[_Hit], caption: str) -> list[_Hit]:
                 kept.append(h)
                 run.add(h.labels[0][0])
                 continue
-            if h.family in (fam, "roman", "position") or h.upper != upper or h in kept:
+            if h.family == "named" and h.upper == upper and _fills_gap(h.labels, run):
+                kept.append(h)  # "categories (f) benign epithelium" between (e) and (g)
+                run.update(h.labels)
+                continue
+            if h.family in (fam, "roman", "position", "named") or h.upper != upper or h in kept:
                 continue
             letters = {lab[0] for lab in h.labels}
             first = letters == {"a"} and "a" not in run and "b" in run  # "a", missing from the run's style
@@ -337,6 +359,14 @@ def _choose(hits: list[_Hit], caption: str) -> list[_Hit]:
     if not kept:
         return _choose_position(hits)
     return _dedupe(sorted(kept, key=lambda h: (h.start, -h.end)))
+
+
+def _fills_gap(labels: tuple[str, ...], run: set[str]) -> bool:
+    """Single letters the run has or skips (with run letters on both sides), one at least skipped;
+    a missing first "a" counts as skipped ("wile type (A-C), ... (D-F)")."""
+    new = [lab for lab in labels if lab not in run]
+    return bool(new) and all(len(lab) == 1 for lab in labels) and all(
+        min(run) < lab < max(run) or (lab == "a" and min(run) == "b") for lab in new)
 
 
 def _mixed(hits: list[_Hit], best: tuple) -> tuple:

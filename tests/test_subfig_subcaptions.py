@@ -257,3 +257,9 @@ def test_hand_labelled_real_captions():
     f1 = [x for acc in found.values() for x in acc["f1"]]
     assert len(exact) == 1184 and len(f1) > 1500
     assert sum(exact) / len(exact) >= 0.93 and sum(f1) / len(f1) >= 0.85, found
+
+def test_labels_after_their_text_lose_the_joining_and():
+    """A real caption (PMC OA bulk): the text before "(C)" is "ALP staining", not "and ALP staining"."""
+    split = split_caption("Proliferation (A), ALP activity (B) and ALP staining (C) of mBMSCs cultured with Si and Zn "
+                          "dual-ion system (*p < 0.05, @p < 0.01, &p < 0.001).")
+    assert [split.own(lab) for lab in "abc"] == ["Proliferation", "ALP activity", "ALP staining"]

@@ -85,6 +85,7 @@ _RE_SHARED_TAIL = re.compile(
     r"|\b(?:all|each|every|both)\s+(?:of\s+the\s+)?(?:panels?|images?|cores?|figures?|sections?|micrographs?)\b",
     re.I,
 )
+_RE_LEAD_CONJ = re.compile(r"^[\s,;]*(?:and|or)\s+", re.I)
 _PRIME = str.maketrans({"’": "'", "′": "'"})
 _FAMILY_PRIORITY = {"paren": 0, "dot": 1, "bare": 2, "roman": 3}
 
@@ -485,13 +486,15 @@ def _segments_prefix(caption: str, hits: list[_Hit]) -> tuple[str, dict[str, lis
 
 
 def _segments_postfix(caption: str, hits: list[_Hit]) -> tuple[str, dict[str, list[str]], str]:
+    """Each label's text is what precedes it, less a joining "and" ("Proliferation (A) and ALP
+    activity (B)"); what follows the last label is shared."""
     first = hits[0]
     sent_start = max(caption.rfind(". ", 0, first.start) + 2, caption.rfind(".", 0, first.start) + 1, 0)
     prefix = caption[:sent_start] if sent_start > 1 else ""
     own: dict[str, list[str]] = {}
     prev = sent_start if prefix else 0
     for h in hits:
-        text = caption[prev:h.start]
+        text = _RE_LEAD_CONJ.sub("", caption[prev:h.start])
         for lab in h.labels:
             own.setdefault(lab, []).append(text)
         prev = h.end

@@ -18,8 +18,9 @@ import threading
 import time
 import zlib
 from collections import defaultdict
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
+from itertools import islice
 from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 from medcorpus.manifests.shards import ShardPlan
@@ -195,6 +196,9 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+IN_FLIGHT = 4  # calls per local worker submitted ahead: enough to keep it busy, bounded memory
+
+
 class LocalRunner:
     """Processes on this machine; ``workers=1`` runs in-process (no pool), handy for debugging.
 
@@ -230,8 +234,13 @@ class LocalRunner:
                 yield fn(*args)
             return
         pool = self._executor(job)
-        for fut in as_completed([pool.submit(fn, *args) for args in calls]):
-            yield fut.result()
+        queued = iter(calls)
+        running = {pool.submit(fn, *args) for args in islice(queued, IN_FLIGHT * self.workers)}
+        while running:  # a few calls per worker in flight, never the whole list (6 M units of PMC)
+            done, running = wait(running, return_when=FIRST_COMPLETED)
+            running |= {pool.submit(fn, *args) for args in islice(queued, len(done))}
+            for fut in done:
+                yield fut.result()
 
     def stage_units(self, job: Job, units: Sequence[tuple[UnitRef, str]]) -> Iterator[UnitDone]:
         return self._map(job, stage_one, list(units))

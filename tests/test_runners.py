@@ -56,6 +56,26 @@ def test_pool_workers_report_their_own_peak_memory(tmp_path: Path) -> None:
     assert abs(peak_rss() - high_water) < 16 * 2**20
 
 
+def test_the_local_pool_holds_a_few_calls_per_worker_not_the_whole_list(tmp_path: Path) -> None:
+    """6 M units of PMC must not sit in the driver as 6 M queued calls: calls are submitted as earlier
+    ones finish, at most ``IN_FLIGHT`` per worker ahead of the results handed back."""
+    from medcorpus.pipelines import runners
+
+    cfg = load_config(REPO / "dataflow.yaml")
+    runner = LocalRunner(2)
+    job = Job(type(cfg)(stages=("fetch", "parse")), None, str(tmp_path / "s"), str(tmp_path / "o"))  # type: ignore[arg-type]
+    pool = runner._executor(job)
+    submitted, submit = [0], pool.submit
+    pool.submit = lambda *a, **k: (submitted.__setitem__(0, submitted[0] + 1), submit(*a, **k))[1]  # type: ignore[method-assign]
+    ahead = []
+    try:
+        for i, _ in enumerate(runner._map(job, peak_rss, [()] * 40), 1):
+            ahead.append(submitted[0] - i)
+    finally:
+        runner.close()
+    assert submitted[0] == 40 and max(ahead) <= 2 * runners.IN_FLIGHT * 2  # a window, and one refilled
+
+
 def test_ray_settings_merge_per_step_and_reject_unknown_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     from medcorpus.pipelines.runner_ray import RayRunner
 

@@ -40,8 +40,9 @@ def _file_info(path: Path) -> dict[str, Any]:
 
 def build_vocab(out: Path, *, umls_dir: Path | None = None, ontologies: Iterable[Path] = (), mesh: bool = False,
                 genes: bool = False, langs: Iterable[str] = ("ENG",), sabs: Iterable[str] = (),
-                keep_suppressed: bool = False, semantic: Iterable[str] = (), synonym_scopes: Iterable[str] = ("EXACT",), ann: bool = True,
-                ann_m: int = 24, ann_ef_construction: int = 200) -> dict[str, Any]:
+                keep_suppressed: bool = False, semantic: Iterable[str] = (),
+                synonym_scopes: Iterable[str] = ("EXACT",), ann: bool = True, ann_m: int = 24,
+                ann_ef_construction: int = 200) -> dict[str, Any]:
     """Build a vocabulary index from exactly one kind of source; returns its ``vocab.json``."""
     from medcorpus import __version__
     from medcorpus.transforms.semantic_types import load_semantic_network

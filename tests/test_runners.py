@@ -9,6 +9,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from testdata import ARTICLES, REPO, release_dir
@@ -64,16 +65,21 @@ def test_the_local_pool_holds_a_few_calls_per_worker_not_the_whole_list(tmp_path
     cfg = load_config(REPO / "dataflow.yaml")
     runner = LocalRunner(2)
     job = Job(type(cfg)(stages=("fetch", "parse")), None, str(tmp_path / "s"), str(tmp_path / "o"))  # type: ignore[arg-type]
-    pool = runner._executor(job)
-    submitted, submit = [0], pool.submit
-    pool.submit = lambda *a, **k: (submitted.__setitem__(0, submitted[0] + 1), submit(*a, **k))[1]  # type: ignore[method-assign]
-    ahead = []
+    class Counting:
+        def __init__(self, pool: Any) -> None:
+            self.pool, self.submitted = pool, 0
+
+        def submit(self, *args: Any) -> Any:
+            self.submitted += 1
+            return self.pool.submit(*args)
+
+    pool = Counting(runner._executor(job))
+    runner._executor = lambda _job: pool  # type: ignore[method-assign]
     try:
-        for i, _ in enumerate(runner._map(job, peak_rss, [()] * 40), 1):
-            ahead.append(submitted[0] - i)
+        ahead = [pool.submitted - i for i, _ in enumerate(runner._map(job, peak_rss, [()] * 40), 1)]
     finally:
         runner.close()
-    assert submitted[0] == 40 and max(ahead) <= 2 * runners.IN_FLIGHT * 2  # a window, and one refilled
+    assert pool.submitted == 40 and max(ahead) <= 2 * runners.IN_FLIGHT * 2  # a window, and one refilled
 
 
 def test_ray_settings_merge_per_step_and_reject_unknown_keys(monkeypatch: pytest.MonkeyPatch) -> None:

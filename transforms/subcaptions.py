@@ -62,8 +62,8 @@ _RE_POSITION = re.compile(
 _POSITION_WORDS = {"top", "bottom", "left", "right", "center"}
 # a bracketed letter after these words names a category, not a panel: "category (a)", "pattern (B)"
 # (a genotype is not: "wild type (A-C)"); such a letter still fills a gap in the panels' run
-_RE_NAMED_BEFORE = re.compile(r"\b(?:categor(?:y|ies)|groups?|(?<!wild )(?<!wild-)types?|class(?:es)?|patterns?|grades?|lanes?|"
-                              r"zones?|clusters?|lineages?|genotypes?|sites?|strains?)\s+$", re.I)
+_RE_NAMED_BEFORE = re.compile(r"\b(?:categor(?:y|ies)|groups?|(?<!wild )(?<!wild-)types?|class(?:es)?|patterns?|"
+                              r"grades?|lanes?|zones?|clusters?|lineages?|genotypes?|sites?|strains?)\s+$", re.I)
 # a first label written after an unpunctuated title ("... time points a. Power ...") or glued to its
 # last word ("... autoimmunitya. Prostate", "mannerA, Cell"): found only when its run's "b" is there
 _RE_WEAK_FIRST = {"dot": re.compile(r"(?:(?<=\s)|(?<=[a-z]))(?P<g>[aA])\.\s+(?=[A-Z])"),

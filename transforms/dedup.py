@@ -5,7 +5,11 @@ Three kinds of duplicates link samples into clusters:
 * ``exact``   — the same pixels (sha256 of normalized pixels, see ``exact_pixel_hash``);
 * ``image``   — near-duplicate images: pHash‖dHash (128 bits) within ``near_image_distance``
                 (Hamming), found through LSH banding (each band = ``band_bits`` fixed, seeded bit
-                positions; two records meet in a bucket when one band agrees exactly);
+                positions; two records meet in a bucket when one band agrees exactly). Alone
+                (no identical pixels, no near caption) a pair counts only within
+                ``image_alone_distance``: distinct real figures fall within 34 bits of each other
+                at a rate of about 3 in 10,000 pairs, which over millions of samples is millions of
+                distinct samples;
 * ``caption`` — near-duplicate captions: word-shingle Jaccard ≥ ``caption_jaccard``, found
                 through MinHash LSH bands (datasketch MinHash, our own band keys).
 
@@ -70,6 +74,7 @@ class DedupOptions:
 
     kinds: tuple[str, ...] = KINDS          # kinds of pairs that link samples into one cluster
     near_image_distance: Bits = 34          # pHash+dHash Hamming distance (of 128) at or below = near-dup
+    image_alone_distance: Bits = 12         # ... but with neither the same pixels nor a near caption: this close
     bands: PositiveInt = 128                # image LSH bands ...
     band_bits: Annotated[int, Field(ge=1, le=64)] = 20  # ... of this many bit positions each
     band_seed: int = 20240601               # fixes the bit positions: keys must agree across workers/runs

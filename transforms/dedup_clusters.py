@@ -6,7 +6,8 @@ look-alike panels of the original drags both into one cluster, and one of them i
 
 1. **Evidence per pair.** All kinds found for one pair (exact, image, caption) are kept together;
    pairs that can never mean reuse are left out (``related``: a figure and its own panels, a figure
-   and a panel, panel captions, near pairs inside one article).
+   and a panel, panel captions, near pairs inside one article), and so are look-alike images with
+   nothing else agreeing, unless within ``image_alone_distance`` (``Evidence.links``).
 2. **One-to-one between articles.** Between two articles, a sample is paired with at most one
    sample of the other (greedy by strength of evidence), so look-alike figures of one article each
    keep their own counterpart. Identical pixels are exempt: equal images are equal.
@@ -91,6 +92,10 @@ class Evidence:
             scaled.append(self.distances["caption"] / max(1.0 - options.caption_jaccard, 1e-9))
         return ("exact" not in self.distances, -len(self.distances), min(scaled, default=0.0), self.key_a, self.key_b)
 
+    def links(self, options: DedupOptions) -> bool:
+        """Look-alike images alone are weak evidence at scale: they link only when very close."""
+        return set(self.distances) != {"image"} or self.distances["image"] <= options.image_alone_distance
+
     def match(self, key: str, canonical: str, records: Mapping[str, DedupRecord]) -> Match:
         jaccard = 1.0 - self.distances["caption"] if "caption" in self.distances else None
         return Match(key, canonical, tuple(k for k in KIND_ORDER if k in self.distances),
@@ -156,7 +161,7 @@ def one_to_one(evidence: Sequence[Evidence], records: Mapping[str, DedupRecord],
     """Strongest pairs first; a sample takes at most one partner in each other article."""
     partner: set[tuple[str, str]] = set()   # (key, the other article) already paired
     kept = []
-    for ev in sorted(evidence, key=lambda e: e.strength(options)):
+    for ev in sorted((e for e in evidence if e.links(options)), key=lambda e: e.strength(options)):
         a, b = records[ev.key_a], records[ev.key_b]
         taken = (a.key, b.article_id) in partner or (b.key, a.article_id) in partner
         if "exact" in ev.distances or not taken:  # identical pixels exempt (exact pairs come first)
@@ -303,7 +308,8 @@ def direct_evidence(a: DedupRecord, b: DedupRecord, options: DedupOptions) -> Ev
     j = _caption_jaccard(a, b, options) if "caption" in options.kinds and not related(a, b, "caption") else None
     if j is not None and j >= options.caption_jaccard:
         distances["caption"] = round(1.0 - j, 6)
-    return Evidence(*sorted((a.key, b.key)), distances) if distances else None
+    ev = Evidence(*sorted((a.key, b.key)), distances)
+    return ev if distances and ev.links(options) else None
 
 
 def follow_leads(classes: Mapping[str, Sequence[str]], matches: dict[str, Match], anchored: set[str],

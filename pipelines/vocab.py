@@ -91,8 +91,7 @@ def mesh_gap_records(records: Iterable[ConceptRecord], crosswalk: dict[str, str]
     from medcorpus.transforms.text_norm import norm_key
     from medcorpus.transforms.vocab_mesh import fill_gaps, mesh_concepts, umls_ids
 
-    known = {norm_key(a) for r in records if r.matchable for a in (r.name, *r.aliases)}
-    return list(umls_ids(fill_gaps(mesh_concepts(), known, norm_key), crosswalk or {}))
+    return list(umls_ids(fill_gaps(mesh_concepts(), _known_keys(records), norm_key), crosswalk or {}))
 
 
 def gene_gap_records(records: Iterable[ConceptRecord]) -> list[ConceptRecord]:
@@ -100,8 +99,14 @@ def gene_gap_records(records: Iterable[ConceptRecord]) -> list[ConceptRecord]:
     from medcorpus.transforms.text_norm import norm_key
     from medcorpus.transforms.vocab_genes import gene_and_cell_line_gaps
 
-    return gene_and_cell_line_gaps({norm_key(a) for r in records if r.matchable for a in (r.name, *r.aliases)},
-                                   norm_key)
+    return gene_and_cell_line_gaps(_known_keys(records), norm_key)
+
+
+def _known_keys(records: Iterable[ConceptRecord]) -> set[str]:
+    """The lookup keys of every name the records may be matched by: what a gap-filling source must not take."""
+    from medcorpus.transforms.text_norm import norm_key
+
+    return {norm_key(a) for r in records if r.matchable for a in (r.name, *r.aliases)}
 
 
 def source_files(paths: Iterable[str | Path]) -> list[Path]:

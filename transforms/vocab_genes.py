@@ -13,12 +13,12 @@ digit and mixed-case symbols only in a molecular context (``concept_matcher.MOLE
 """
 from __future__ import annotations
 
-import gzip
 import re
 from collections import Counter
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from medcorpus.transforms.vocab_ontology import open_text
 from medcorpus.transforms.vocab_records import ConceptRecord
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -30,8 +30,7 @@ _CELL_LINE = re.compile(r"^(?=.*\d)(?=.*[A-Za-z])[A-Za-z0-9-]{3,12}$|^[A-Z][a-z]
 
 
 def _rows(path: Path) -> Iterator[list[str]]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as fh:  # type: ignore[operator]
+    with open_text(path) as fh:
         next(fh)
         for line in fh:
             yield line.rstrip("\n").split("\t")

@@ -73,7 +73,8 @@ def register(app: typer.Typer) -> None:
         """Build a versioned vocabulary index (concepts, aliases, types, scispacy TF-IDF + ANN)."""
         try:
             meta = build_vocab(out, umls_dir=umls_dir, ontologies=ontology, mesh=mesh, genes=genes, langs=lang,
-                               sabs=sab, keep_suppressed=keep_suppressed, semantic=[*tui, *group], synonym_scopes=synonyms,
+                               sabs=sab, keep_suppressed=keep_suppressed, semantic=[*tui, *group],
+                               synonym_scopes=synonyms,
                                ann=not no_ann, ann_m=ann_m, ann_ef_construction=ann_ef_construction)
         except (ValueError, FileNotFoundError) as e:
             typer.echo(f"error: {e}", err=True)

@@ -9,6 +9,7 @@ imports Ray or Beam.
 """
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import resource
@@ -86,6 +87,7 @@ def init_worker(job: Job) -> None:
     The stages (models, vocabularies) are set up on the first unit, so a worker that only writes
     shards never loads them."""
     limit_threads(job.threads)
+    gc.unfreeze()  # an earlier build's stages (frozen below) become collectable again
     _WORKER.clear()
     _WORKER.update(storage(job), job=job)
 
@@ -102,6 +104,9 @@ def _pipeline() -> Pipeline:
         job: Job = _WORKER["job"]
         env = WorkerEnv(job.source, work_dir=os.path.dirname(job.staging_root), prepared=job.prepared)
         _WORKER["pipeline"] = Pipeline(job.config, env, job.stages)
+        # The vocabularies and models (about a million objects) live as long as the worker: out of
+        # every garbage collection, so a full one walks only what the units create.
+        gc.freeze()
     return _WORKER["pipeline"]
 
 

@@ -263,3 +263,33 @@ def test_labels_after_their_text_lose_the_joining_and():
     split = split_caption("Proliferation (A), ALP activity (B) and ALP staining (C) of mBMSCs cultured with Si and Zn "
                           "dual-ion system (*p < 0.05, @p < 0.01, &p < 0.001).")
     assert [split.own(lab) for lab in "abc"] == ["Proliferation", "ALP activity", "ALP staining"]
+
+
+def test_a_bracket_listing_labels_with_notes_names_each_label():
+    """Real captions (prostate collection): "(A, *100; B, *200)" and "(A: H&E stain, *100, B: H&E
+    stain, *400)" name two panels, each with its magnification; a bracket that only refers back to
+    labels named before leaves their text whole."""
+    split = split_caption("Histopathology of the prostatic needle biopsy at the time of initial examination. "
+                          "Conventional prostate adenocarcinoma with tubular and cord-like structures, corresponding to "
+                          "Gleason score 4 + 5 = 9, is seen in the specimen (A, *100; B, *200).")
+    assert split.labels == ["a", "b"] and split.own("a") == "*100" and split.own("b") == "*200."
+    split = split_caption("Granulomatous inflammation in the prostate showing central necrosis surrounded by numerous "
+                          "granulomas, some of which contain giant cells in their centers. (A: H&E stain, *100, B: H&E "
+                          "stain, *400)")
+    assert split.labels == ["a", "b"] and split.own("b") == "H&E stain, *400"
+    caption = ("Histology of a prostate biopsy specimen. (A) The tumor cells proliferated in solid nests between the "
+               "normal prostate tissues. (B) Tumor cells display fine chromatin and small nucleoli. (C-E) On "
+               "immunohistochemical staining, the tumor cells were positive for cytokeratin AE1/3, TTF-1, and N-CAM, "
+               "respectively (C, cytokeratin AE1/3; D, TTF-1; E, N-CAM).")
+    split = split_caption(caption)
+    assert split.labels == list("abcde") and split.own("d") == split.own("c") and split.own("c").endswith("N-CAM).")
+    assert split_caption("Reads of each base (A, T, G, C) were counted.").labels == []
+
+
+def test_a_panel_text_loses_a_closing_bracket_opened_before_it():
+    """Cutting inside a bracket leaves its closing one at the end of the last text; it goes, and a
+    bracket the text opened itself stays."""
+    split = split_caption("Prostate sections. (A) Normal gland (40 XHPF). (B) Tumour, *200 (original magnification).")
+    assert split.own("a") == "Normal gland (40 XHPF)." and split.own("b") == "Tumour, *200 (original magnification)."
+    split = split_caption("Ki67 (a: primary Ab, *400; b: primary Ab, *200).")
+    assert split.own("b") == "primary Ab, *200."

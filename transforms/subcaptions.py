@@ -1,8 +1,8 @@
 """Split a compound-figure caption into per-panel subcaptions.
 
 Captions mark panels in several ways: ``(A)``, ``A.``, ``A:``, ``a)``, Nature's bare ``a, b Text``,
-ranges ``(a-c)``, groups ``(A and B)``, nested ``B1``/``Ai``/``A'`` and labels written after their
-text (``stained for LDLR (a); ...``). We find every label-like token, keep the family (bracketed,
+ranges ``(a-c)``, groups ``(A and B)``, brackets listing labels with notes ``(A, *100; B, *200)``,
+nested ``B1``/``Ai``/``A'`` and labels written after their text (``stained for LDLR (a); ...``). We find every label-like token, keep the family (bracketed,
 dotted, bare) and letter case that forms the longest run a, b, c ... (stray tokens such as
 ``(N)`` for "normal" do not extend a run), then cut the caption at the tokens. Text before the
 first label is shared by every panel; closing sentences that talk about all panels ("Scale bars
@@ -25,6 +25,11 @@ _ROMAN = r"(?:viii|vii|vi|iv|v|ix|x|iii|ii|i)"
 
 # Bracketed: "(A)", "(a-c)", "[B and C]", "((a), (b))", "(b, hematoxylin and eosin, original magnification, *100)".
 _RE_PAREN = re.compile(r"[(\[]\s*(?P<g>" + _BGROUP + r")\s*(?:[,;:][^()\[\]]{1,60})?[)\]](?![A-Za-z0-9])")
+# A bracket of labels with a note each: "(A, *100; B, *200)", "(A: H&E stain, *100, B: H&E stain, *400)";
+# an item starts where a label followed by "," or ":" and a note follows a ";" or ",".
+_RE_BRACKET = re.compile(r"[(\[](?P<body>[^()\[\]]{4,200})[)\]]")
+_RE_ITEM_CUT = re.compile(r"[;,]\s*(?=(?:and\s+)?" + _ATOM + r"\s*[:,]\s)")
+_RE_ITEM = re.compile(r"\s*(?:and\s+)?(?P<g>" + _ATOM + r")\s*[:,]\s*(?P<note>\S.*)", re.S)
 # Doubly bracketed groups: "((a), (b))", "((C), (D))".
 _RE_DOUBLE = re.compile(r"\(\s*(?P<g>\(" + _ATOM + r"\)(?:" + _SEP + r"\(" + _ATOM + r"\))+)\s*\)")
 # Closing bracket only: "a)", "B) and C)".
@@ -78,6 +83,7 @@ _RE_RANGE_SEP = re.compile(r"^\s*(?:[-–—‐−~∼]|to|through)\s*$")
 _RE_SEP_SPLIT = re.compile(r"(" + _SEP + r")")
 _RE_SENT_START = re.compile(r"(?:^|[.;!?]\s*|[.;!?]\)\s*)$")
 _RE_WS = re.compile(r"\s+")
+_RE_CLOSING = re.compile(r"([)\]])(\.?)$")
 _RE_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z(])")
 _RE_SHARED_TAIL = re.compile(
     r"^(?:scale\s*bars?|bars?\s*[=:,]|original\s+magnification|magnifications?\b|all\b|in\s+all\b|"
@@ -226,6 +232,7 @@ def _find_hits(caption: str) -> list[_Hit]:
             named = family == "paren" and _RE_NAMED_BEFORE.search(caption[max(0, m.start() - 20):m.start()])
             hits.append(_Hit(numbered.get(m.start(), m.start()), m.end(), "named" if named else family, upper,
                              labels))
+    hits = _with_bracket_items(caption, hits)
     hits += _weak_first_hits(caption, hits)
     for m in _RE_POSITION.finditer(caption):
         hits.append(_Hit(m.start(), m.end(), "position", False, (_norm_position(m.group("g") or m.group("g2") or m.group("g3")),)))
@@ -234,6 +241,36 @@ def _find_hits(caption: str) -> list[_Hit]:
         labels = _expand_roman(parts[0::2], parts[1::2])
         hits.append(_Hit(m.start(), m.end(), "roman", False, labels))
     return hits
+
+
+def _with_bracket_items(caption: str, hits: list[_Hit]) -> list[_Hit]:
+    """A bracket that lists two or more labels of one case, each with its note ("(A, *100; B,
+    *200)"), as one hit per item: read as one label, the first item's note swallows the others.
+    Not where every label it lists is named elsewhere: there it refers back ("(C-E) ... respectively
+    (C, cytokeratin; D, TTF-1; E, N-CAM)"), and the labels' text is the sentence's."""
+    for start, end, items in _bracket_items(caption):
+        outside = [h for h in hits if not start <= h.start < end]
+        if not {h.labels[0] for h in items} <= {lab for h in outside if h.upper == items[0].upper for lab in h.labels}:
+            hits = outside + items
+    return hits
+
+
+def _bracket_items(caption: str) -> Iterator[tuple[int, int, list[_Hit]]]:
+    """(where the bracket starts and ends, a hit per item) of every bracket whose items are labels with notes;
+    the first item's hit starts at the bracket."""
+    for m in _RE_BRACKET.finditer(caption):
+        body, base = m.group("body"), m.start("body")
+        starts = [0, *(c.end() for c in _RE_ITEM_CUT.finditer(body))]
+        items = [_RE_ITEM.match(body, a, b) for a, b in zip(starts, [*starts[1:], len(body)])]
+        if len(items) < 2 or any(i is None or _RE_ATOM.fullmatch(i.group("note").strip(" ,;")) for i in items):
+            continue
+        labels = [_norm_atom(i.group("g")) for i in items]  # type: ignore[union-attr]
+        cases = {i.group("g")[0].isupper() for i in items}  # type: ignore[union-attr]
+        if len(cases) != 1 or len(set(labels)) != len(labels):
+            continue
+        upper = cases.pop()
+        yield m.start(), m.end(), [_Hit(m.start() if k == 0 else base + i.start("g"), base + i.end("g") + 1,  # type: ignore[union-attr]
+                               "paren", upper, (lab,)) for k, (i, lab) in enumerate(zip(items, labels))]
 
 
 def _expanded_matches(regex: re.Pattern, caption: str) -> Iterator[tuple[re.Match, tuple[tuple[str, ...], bool]]]:
@@ -435,7 +472,18 @@ def _at_sentence_start(caption: str, pos: int) -> bool:
 
 def _clean(text: str) -> str:
     text = _RE_WS.sub(" ", text).strip().strip(" ,;").strip()
+    closing = _RE_CLOSING.search(text)  # the end of a bracket whose start the cut left elsewhere
+    if closing and not _opened(text[:closing.start()], closing.group(1)):
+        text = text[:closing.start()].rstrip(" ,;") + closing.group(2)
     return text if any(ch.isalnum() for ch in text) else ""
+
+
+def _opened(text: str, closing: str) -> bool:
+    """Whether ``text`` leaves a bracket open that ``closing`` would close."""
+    opening, depth = "(" if closing == ")" else "[", 0
+    for ch in text:
+        depth = depth + 1 if ch == opening else max(0, depth - 1) if ch == closing else depth
+    return depth > 0
 
 
 def _join(*parts: str) -> str:

@@ -24,6 +24,12 @@ Sources (never the acceptance holdout):
   and 80; the splitter was changed for tune cases of the first four and of draws 7 and 8 only; the
   last four were labelled by four readers a draw pair, 40 captions each, from a written copy of the
   guide in which position words are never labels); 292 name no panel.
+- ``roco`` (same file): 256 radiology and other captions of ROCO's test split
+  (``shared/data/evalsets/roco_test``, PMC figure captions), labelled by four readers (64 each) from
+  the same written guide plus notes on imaging terms (T1, C5, AP views) and letters that key parts of
+  one image ("A: anterior tubercle; N: nerve root"): every caption with a panel-like marker (174
+  radiology, 42 non-radiology) and 40 without (30 + 10), in the order of a hash of their id; 83 name
+  panels. Split by the PMC article the figure comes from.
 - ``prostate``: the 196 gold-split prostate captions (label sets and per-panel text): label-set
   exact match and subcaption token F1.
 (EXSCLAIM's reviewed figures are not used: their label lists are the labels found in the image, so
@@ -50,6 +56,7 @@ DATA = ROOT.parent / "shared" / "data"
 LABELS = ROOT / "tests" / "data" / "subcaption_labels.jsonl"
 BULK = DATA / "pmc" / "pmc_oa_bulk" / "oa_noncomm_xml.incr.2024-12-22.tar.gz"
 PROSTATE = DATA / "compound" / "caption_splitting_prostate" / "prostate_data_only_annotated_captions.json"
+ROCO = DATA / "evalsets" / "roco_test"
 _TOKEN = re.compile(r"\w+")
 
 
@@ -63,6 +70,16 @@ def _prostate_captions() -> dict[str, dict]:
 
 
 @lru_cache(maxsize=None)
+def _roco_captions() -> dict[str, str]:
+    out = {}
+    for part in ("radiology", "non-radiology"):
+        for line in (ROCO / part / "captions.txt").read_text(encoding="utf-8", errors="replace").splitlines():
+            key, _, caption = line.partition("\t")
+            out[key] = caption.strip()
+    return out
+
+
+@lru_cache(maxsize=None)
 def _bulk_members() -> dict[str, bytes]:
     with tarfile.open(BULK) as tar:
         return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}  # type: ignore[union-attr]
@@ -70,9 +87,12 @@ def _bulk_members() -> dict[str, bytes]:
 
 def labelled_caption(row: dict) -> str:
     """The caption of the labelled figure, read back from the shared article (title + caption) or,
-    for ``prostate_panels`` and ``prostate_drawn``, from the prostate collection's captions."""
+    for ``prostate_panels`` and ``prostate_drawn``, from the prostate collection's captions, for
+    ``roco`` from ROCO's."""
     if row["source"].startswith("prostate_"):
         return _prostate_captions()[row["figure"]]["caption"]
+    if row["source"] == "roco":
+        return _roco_captions()[row["figure"]]
     xml = _bulk_members()[row["file"]] if row["source"] == "bulk" else (DATA / "pmc" / row["file"]).read_bytes()
     for fig in parse_article(xml, fallback_id=row["file"]).figures:
         if fig.figure_id == row["figure"]:

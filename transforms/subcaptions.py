@@ -83,6 +83,8 @@ _RE_RANGE_SEP = re.compile(r"^\s*(?:[-–—‐−~∼]|to|through)\s*$")
 _RE_SEP_SPLIT = re.compile(r"(" + _SEP + r")")
 _RE_SENT_START = re.compile(r"(?:^|[.;!?]\s*|[.;!?]\)\s*)$")
 _RE_WS = re.compile(r"\s+")
+# a single letter in brackets or before a colon or dot: a panel label, or a key to one image's parts
+_RE_SINGLE_MARK = re.compile(r"[(\[]\s*([A-Za-z])\s*[)\]]|(?:^|(?<=[\s;,.]))([A-Za-z])\s*[:.](?=\s)")
 _RE_CLOSING = re.compile(r"([)\]])(\.?)$")
 _RE_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z(])")
 _RE_SHARED_TAIL = re.compile(
@@ -399,6 +401,15 @@ def _choose(hits: list[_Hit], caption: str) -> list[_Hit]:
     return _dedupe(sorted(kept, key=lambda h: (h.start, -h.end)))
 
 
+def _lone_first(caption: str, hits: list[_Hit], labels: set[str]) -> bool:
+    """A caption that names panel "a" alone ("(A) Angiography of ...", "Cerebral MRI. A. The axial
+    ..."): at a sentence start, with no other single letter marking anything; letters that do are a
+    key to one image ("A: anterior tubercle; N: nerve root", "... under diaphragm (A), (L) liver")."""
+    if labels != {"a"} or hits[0].family not in ("paren", "dot") or not _at_sentence_start(caption, hits[0].start):
+        return False
+    return all((m.group(1) or m.group(2)).lower() == "a" for m in _RE_SINGLE_MARK.finditer(caption))
+
+
 def _fills_gap(labels: tuple[str, ...], run: set[str]) -> bool:
     """Single letters the run has or skips (with run letters on both sides), one at least skipped;
     a missing first "a" counts as skipped ("wile type (A-C), ... (D-F)")."""
@@ -555,7 +566,7 @@ def split_caption(caption: str) -> SubcaptionSplit:
     hits = _choose(_find_hits(caption), caption)
     labels = _drop_lone_nested({lab for h in hits for lab in h.labels})
     hits = [h for h in (_Hit(h.start, h.end, h.family, h.upper, tuple(x for x in h.labels if x in labels)) for h in hits) if h.labels]
-    if len(labels) < 2:
+    if len(labels) < 2 and not _lone_first(caption, hits, labels):
         return SubcaptionSplit(caption=caption, shared_prefix=_clean(caption))
     if _is_postfix(caption, hits):
         prefix, own, suffix = _segments_postfix(caption, hits)

@@ -7,7 +7,9 @@ output and work dir, so nothing is reused. Ray runs on one local cluster started
 Beam runs on its FnApiRunner, whose worker start-up is part of every build. Prints figures/s, the
 2-vs-1-worker scaling ratio of each runner and each runner's overhead against the local runner with
 the same number of workers, the largest peak resident memory (RSS) of a worker in each build, and
-checks that all builds wrote byte-identical output.
+checks that all builds wrote byte-identical output. Each build runs in a fresh process of its own
+(as a `medcorpus build` does): in one process, a runner that works in-process (local or Beam with
+one worker) would reuse the imports and models an earlier build loaded, and look 20-25 % faster.
 
     python bench/runners_bench.py [--figures 300] [--runners local,ray,beam] [--workers 1,2]
                                   [--stages fetch,parse,image] [--ray-address HOST:PORT | --ray-loopback]
@@ -21,7 +23,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -94,6 +98,27 @@ def run_one(name: str, workers: int, src: Path, out: Path, ray_address: str | No
                                                                        if not k.endswith(" start"))}
 
 
+def run_child(name: str, workers: int, src: Path, out: Path, ray_address: str | None,
+              stages: tuple[str, ...] | None) -> dict[str, Any]:
+    """One build in a process of its own, so none finds the imports, models and vocabularies an
+    earlier build of the run loaded (an in-process runner would, and gain a few seconds)."""
+    cmd = [sys.executable, __file__, "--one", f"{name},{workers}", "--src", str(src), "--out", str(out)]
+    cmd += ["--ray-address", ray_address] if ray_address else []
+    cmd += ["--stages", ",".join(stages)] if stages else []
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{name} with {workers} workers failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def one_build(spec: str, src: Path, out: Path, ray_address: str | None, stages: tuple[str, ...] | None) -> None:
+    """``--one NAME,WORKERS``: build once and print the result as one JSON line."""
+    name, workers = spec.split(",")
+    seconds, summary, steps = run_one(name, int(workers), src, out, ray_address, stages)
+    print(json.dumps({"seconds": seconds, "figures": summary.figures, "rss": summary.worker_peak_rss,
+                      "stage_seconds": summary.stage_seconds, "steps": steps, "digest": digest(out)}))
+
+
 def print_table(runners: list[str], worker_counts: list[int], results: dict[tuple[str, int], float],
                 rss: dict[tuple[str, int], int], n_figures: int) -> None:
     """Seconds, rates, 2/1 scaling and overhead against local, one row per build."""
@@ -121,8 +146,13 @@ def main() -> None:
                     help="run Ray on the two-node loopback cluster of tests/raycluster.py, one CPU per node, "
                          "each node pinned to a core of its own (taskset)")
     ap.add_argument("--stages", default=None, help="a subset of the stage graph (default: dataflow.yaml's)")
+    ap.add_argument("--one", default=None, help=argparse.SUPPRESS)  # a child: NAME,WORKERS
+    ap.add_argument("--src", type=Path, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     stages = tuple(args.stages.split(",")) if args.stages else None
+    if args.one:
+        return one_build(args.one, args.src, args.out, args.ray_address, stages)
     runners = args.runners.split(",")
     worker_counts = [int(w) for w in args.workers.split(",")]
     started_ray = False
@@ -151,6 +181,7 @@ def main() -> None:
                      logging_level="WARNING", log_to_driver=False,
                      runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
             started_ray = True
+            args.ray_address = ray.get_runtime_context().gcs_address  # the builds connect to it
             print(f"ray: local cluster with {max(worker_counts)} CPUs started in {time.perf_counter() - t0:.1f} s "
                   "(not counted below)", flush=True)
         results: dict[tuple[str, int], float] = {}
@@ -160,15 +191,17 @@ def main() -> None:
             for name in runners:
                 for w in worker_counts:
                     out = Path(tmp) / f"out-{name}-{w}"
-                    seconds, summary, steps = run_one(name, w, src, out, args.ray_address, stages)
-                    assert summary.figures == n_figures, (name, w, summary.figures, n_figures)
-                    results[(name, w)], rss[(name, w)] = seconds, summary.worker_peak_rss
-                    digests.add(digest(out))
-                    staged = ", ".join(f"{k} {v:.1f}" for k, v in summary.stage_seconds.items())
+                    got = run_child(name, w, src, out, args.ray_address, stages)
+                    assert got["figures"] == n_figures, (name, w, got["figures"], n_figures)
+                    seconds = results[(name, w)] = got["seconds"]
+                    rss[(name, w)] = got["rss"]
+                    digests.add(got["digest"])
+                    staged = ", ".join(f"{k} {v:.1f}" for k, v in got["stage_seconds"].items())
                     print(f"  {name:6} workers {w}: {seconds:7.2f} s  {n_figures / seconds:7.1f} figures/s  "
-                          f"worker peak RSS {summary.worker_peak_rss / 2**20:.0f} MiB  load {os.getloadavg()[0]:.1f}  "
+                          f"worker peak RSS {got['rss'] / 2**20:.0f} MiB  load {os.getloadavg()[0]:.1f}  "
                           f"(stage seconds: {staged})", flush=True)
-                    print("          steps, s: " + ", ".join(f"{k} {v:.1f}" for k, v in steps.items()), flush=True)
+                    print("          steps, s: " + ", ".join(f"{k} {v:.1f}" for k, v in got["steps"].items()),
+                          flush=True)
         finally:
             if cluster is not None:
                 cluster.stop()

@@ -2,9 +2,10 @@
 
 Captions mark panels in several ways: ``(A)``, ``A.``, ``A:``, ``a)``, Nature's bare ``a, b Text``,
 ranges ``(a-c)``, groups ``(A and B)``, brackets listing labels with notes ``(A, *100; B, *200)``,
-nested ``B1``/``Ai``/``A'`` and labels written after their text (``stained for LDLR (a); ...``). We find every label-like token, keep the family (bracketed,
-dotted, bare) and letter case that forms the longest run a, b, c ... (stray tokens such as
-``(N)`` for "normal" do not extend a run), then cut the caption at the tokens. Text before the
+nested ``B1``/``Ai``/``A'`` and labels written after their text (``stained for LDLR (a); ...``).
+We find every label-like token, keep the family (bracketed, dotted, bare) and letter case that
+forms the longest run a, b, c ... (stray tokens such as ``(N)`` for "normal" do not extend a run),
+then cut the caption at the tokens. Text before the
 first label is shared by every panel; closing sentences that talk about all panels ("Scale bars
 ...", "Magnification of all cores ...") are shared too.
 
@@ -252,27 +253,28 @@ def _with_bracket_items(caption: str, hits: list[_Hit]) -> list[_Hit]:
     (C, cytokeratin; D, TTF-1; E, N-CAM)"), and the labels' text is the sentence's."""
     for start, end, items in _bracket_items(caption):
         outside = [h for h in hits if not start <= h.start < end]
-        if not {h.labels[0] for h in items} <= {lab for h in outside if h.upper == items[0].upper for lab in h.labels}:
+        named = {lab for h in outside if h.upper == items[0].upper for lab in h.labels}
+        if not {h.labels[0] for h in items} <= named:
             hits = outside + items
     return hits
 
 
 def _bracket_items(caption: str) -> Iterator[tuple[int, int, list[_Hit]]]:
-    """(where the bracket starts and ends, a hit per item) of every bracket whose items are labels with notes;
-    the first item's hit starts at the bracket."""
+    """(where the bracket starts and ends, a hit per item) of every bracket whose items are all
+    labels with notes; the first item's hit starts at the bracket."""
     for m in _RE_BRACKET.finditer(caption):
         body, base = m.group("body"), m.start("body")
-        starts = [0, *(c.end() for c in _RE_ITEM_CUT.finditer(body))]
-        items = [_RE_ITEM.match(body, a, b) for a, b in zip(starts, [*starts[1:], len(body)])]
-        if len(items) < 2 or any(i is None or _RE_ATOM.fullmatch(i.group("note").strip(" ,;")) for i in items):
-            continue
-        labels = [_norm_atom(i.group("g")) for i in items]  # type: ignore[union-attr]
-        cases = {i.group("g")[0].isupper() for i in items}  # type: ignore[union-attr]
-        if len(cases) != 1 or len(set(labels)) != len(labels):
+        cuts = [0, *(c.end() for c in _RE_ITEM_CUT.finditer(body))]
+        found = [_RE_ITEM.match(body, a, b) for a, b in zip(cuts, [*cuts[1:], len(body)])]
+        items = [i for i in found if i is not None and not _RE_ATOM.fullmatch(i.group("note").strip(" ,;"))]
+        labels = [_norm_atom(i.group("g")) for i in items]
+        cases = {i.group("g")[0].isupper() for i in items}
+        if len(found) < 2 or len(items) < len(found) or len(cases) != 1 or len(set(labels)) < len(labels):
             continue
         upper = cases.pop()
-        yield m.start(), m.end(), [_Hit(m.start() if k == 0 else base + i.start("g"), base + i.end("g") + 1,  # type: ignore[union-attr]
-                               "paren", upper, (lab,)) for k, (i, lab) in enumerate(zip(items, labels))]
+        starts = [m.start(), *(base + i.start("g") for i in items[1:])]
+        yield m.start(), m.end(), [_Hit(at, base + i.end("g") + 1, "paren", upper, (lab,))
+                                   for at, i, lab in zip(starts, items, labels)]
 
 
 def _expanded_matches(regex: re.Pattern, caption: str) -> Iterator[tuple[re.Match, tuple[tuple[str, ...], bool]]]:

@@ -50,13 +50,13 @@ from pathlib import Path
 
 from medcorpus.transforms.jats import parse_article
 from medcorpus.transforms.subcaptions import split_caption
+from modality_eval import ROCO, _read  # bench/: ROCO's tab-separated files, read one way
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 LABELS = ROOT / "tests" / "data" / "subcaption_labels.jsonl"
 BULK = DATA / "pmc" / "pmc_oa_bulk" / "oa_noncomm_xml.incr.2024-12-22.tar.gz"
 PROSTATE = DATA / "compound" / "caption_splitting_prostate" / "prostate_data_only_annotated_captions.json"
-ROCO = DATA / "evalsets" / "roco_test"
 _TOKEN = re.compile(r"\w+")
 
 
@@ -71,12 +71,8 @@ def _prostate_captions() -> dict[str, dict]:
 
 @lru_cache(maxsize=None)
 def _roco_captions() -> dict[str, str]:
-    out = {}
-    for part in ("radiology", "non-radiology"):
-        for line in (ROCO / part / "captions.txt").read_text(encoding="utf-8", errors="replace").splitlines():
-            key, _, caption = line.partition("\t")
-            out[key] = caption.strip()
-    return out
+    return {key: " ".join(parts).strip() for part in ("radiology", "non-radiology")
+            for key, parts in _read(ROCO / part / "captions.txt").items()}
 
 
 @lru_cache(maxsize=None)
